@@ -1,0 +1,58 @@
+// Command plcwatch is the edge monitoring agent for industrial sites: it
+// watches Modbus/TCP and OPC UA traffic and devices and raises alerts.
+//
+// main stays thin: it parses flags, sets up logging and signals, and calls
+// the packages that do the work.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+const usage = `plcwatch: edge monitoring for industrial sites
+
+usage:
+  plcwatch replay --pcap FILE [--events] [--format jsonl] [--modbus-ports 502,...]
+                                     decode a capture as fast as possible; JSON lines on stdout,
+                                     a summary on stderr
+  plcwatch sim pcap -o FILE [--packets N]
+                                     write a synthetic Modbus/TCP polling capture
+  plcwatch version                   print the version
+
+Run "plcwatch COMMAND -h" for a command's flags.
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// run dispatches a command line and returns the process exit code:
+// 0 success, 1 the command failed, 2 the command line was wrong.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	switch args[0] {
+	case "replay":
+		return cmdReplay(ctx, args[1:], stdout, stderr)
+	case "sim":
+		return cmdSim(ctx, args[1:], stdout, stderr)
+	case "version", "--version", "-version":
+		fmt.Fprintln(stdout, "plcwatch", versionString())
+		return 0
+	case "help", "-h", "--help", "-help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	fmt.Fprintf(stderr, "plcwatch: unknown command %q\n\n%s", args[0], usage)
+	return 2
+}

@@ -1,0 +1,127 @@
+// Package capture is plcwatch's passive eye: it reads packets live from
+// network interfaces (AF_PACKET, with a kernel BPF filter) or from pcap and
+// pcapng files, reassembles the TCP connections on the configured industrial
+// ports, and hands the byte streams to the protocol dissectors, which turn
+// them into plcwatch.Events.
+package capture
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Config configures capture. The zero value plus Defaults is a working
+// offline configuration; live capture needs Interfaces.
+type Config struct {
+	// Interfaces to capture on live (Ethernet framing; "lo" works).
+	Interfaces []string `yaml:"interfaces"`
+	// Promiscuous puts the interfaces in promiscuous mode, as a SPAN or
+	// mirror port needs.
+	Promiscuous bool `yaml:"promiscuous"`
+	// Snaplen is the most bytes kept of each packet.
+	Snaplen int `yaml:"snaplen"`
+	// SocketBuffer is the kernel receive buffer per interface, in bytes: the
+	// room bursts have before the kernel drops.
+	SocketBuffer int `yaml:"socket_buffer"`
+	// ModbusPorts are the TCP ports Modbus/TCP servers listen on.
+	ModbusPorts []uint16 `yaml:"modbus_ports"`
+	// ResponseTimeout is how long a request waits for its response before
+	// it becomes a timeout event.
+	ResponseTimeout time.Duration `yaml:"response_timeout"`
+	// MaxOutstanding bounds unanswered requests per connection.
+	MaxOutstanding int `yaml:"max_outstanding"`
+	// FlowIdleTimeout drops connections that carried nothing for this long.
+	FlowIdleTimeout time.Duration `yaml:"flow_idle_timeout"`
+	// MaxFlows bounds the connection table; the least recently active
+	// connection makes room for a new one.
+	MaxFlows int `yaml:"max_flows"`
+	// MaxFlowBuffer bounds the out-of-order bytes kept per direction of a
+	// connection while waiting for a missing segment.
+	MaxFlowBuffer int `yaml:"max_flow_buffer"`
+	// MaxBuffer bounds the out-of-order bytes kept by all connections.
+	MaxBuffer int `yaml:"max_buffer"`
+}
+
+// Defaults fills the zero fields of c.
+func (c *Config) Defaults() {
+	if c.Snaplen == 0 {
+		c.Snaplen = 65535 + 14 + 8 // the largest IP packet, Ethernet and two VLAN tags
+	}
+	if c.SocketBuffer == 0 {
+		c.SocketBuffer = 8 << 20
+	}
+	if len(c.ModbusPorts) == 0 {
+		c.ModbusPorts = []uint16{502}
+	}
+	if c.ResponseTimeout == 0 {
+		c.ResponseTimeout = 5 * time.Second
+	}
+	if c.MaxOutstanding == 0 {
+		c.MaxOutstanding = 64
+	}
+	if c.FlowIdleTimeout == 0 {
+		c.FlowIdleTimeout = 10 * time.Minute
+	}
+	if c.MaxFlows == 0 {
+		c.MaxFlows = 16384
+	}
+	if c.MaxFlowBuffer == 0 {
+		c.MaxFlowBuffer = 64 << 10
+	}
+	if c.MaxBuffer == 0 {
+		c.MaxBuffer = 32 << 20
+	}
+}
+
+// maxFilterPorts keeps the kernel filter's jumps within classic BPF's reach.
+const maxFilterPorts = 32
+
+// Validate checks c after Defaults, without I/O.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+	if c.Snaplen < 256 || c.Snaplen > 262144 {
+		bad("snaplen %d: must be 256..262144", c.Snaplen)
+	}
+	if c.SocketBuffer < 0 {
+		bad("socket_buffer %d: must not be negative", c.SocketBuffer)
+	}
+	seen := map[uint16]bool{}
+	for _, p := range c.ModbusPorts {
+		if p == 0 {
+			bad("modbus_ports: port 0 is not a port")
+		}
+		if seen[p] {
+			bad("modbus_ports: port %d listed twice", p)
+		}
+		seen[p] = true
+	}
+	if len(seen) > maxFilterPorts {
+		bad("modbus_ports: %d ports, at most %d", len(seen), maxFilterPorts)
+	}
+	if c.ResponseTimeout < 10*time.Millisecond {
+		bad("response_timeout %s: must be at least 10ms", c.ResponseTimeout)
+	}
+	if c.MaxOutstanding < 1 || c.MaxOutstanding > 65536 {
+		bad("max_outstanding %d: must be 1..65536", c.MaxOutstanding)
+	}
+	if c.FlowIdleTimeout < time.Second {
+		bad("flow_idle_timeout %s: must be at least 1s", c.FlowIdleTimeout)
+	}
+	if c.MaxFlows < 1 {
+		bad("max_flows %d: must be at least 1", c.MaxFlows)
+	}
+	if c.MaxFlowBuffer < 1024 {
+		bad("max_flow_buffer %d: must be at least 1024", c.MaxFlowBuffer)
+	}
+	if c.MaxBuffer < c.MaxFlowBuffer {
+		bad("max_buffer %d: must be at least max_flow_buffer (%d)", c.MaxBuffer, c.MaxFlowBuffer)
+	}
+	for i, name := range c.Interfaces {
+		if name == "" {
+			bad("interfaces[%d]: empty name", i)
+		}
+	}
+	return errors.Join(errs...)
+}

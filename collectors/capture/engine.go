@@ -1,0 +1,496 @@
+package capture
+
+import (
+	"encoding/binary"
+	"errors"
+	"net/netip"
+	"time"
+
+	"github.com/google/gopacket"
+	"github.com/google/gopacket/layers"
+
+	"github.com/plcwatch/plcwatch"
+	"github.com/plcwatch/plcwatch/collectors/capture/modbustcp"
+	"github.com/plcwatch/plcwatch/collectors/capture/reassembly"
+)
+
+// LinkType is a pcap LINKTYPE_ value. gopacket v1.1.19's layers.LinkType is
+// a byte and cannot hold LINKTYPE_LINUX_SLL2 (276), so capture keeps its own.
+type LinkType uint32
+
+// The link types the engine decodes.
+const (
+	LinkNull     LinkType = 0   // BSD loopback, host byte order family
+	LinkEthernet LinkType = 1   // Ethernet, with 802.1Q / 802.1ad tags
+	LinkRawBSD   LinkType = 12  // raw IP (DLT_RAW on most BSDs)
+	LinkRawOBSD  LinkType = 14  // raw IP (DLT_RAW on OpenBSD)
+	LinkRaw      LinkType = 101 // raw IP
+	LinkLoop     LinkType = 108 // OpenBSD loopback, network byte order family
+	LinkSLL      LinkType = 113 // Linux cooked capture v1 ("any" device)
+	LinkIPv4     LinkType = 228
+	LinkIPv6     LinkType = 229
+	LinkSLL2     LinkType = 276 // Linux cooked capture v2 (tcpdump -i any since 4.99)
+)
+
+const (
+	// sweepEvery is how often (in packet time) connections are checked for
+	// response timeouts, stale holes and idleness.
+	sweepEvery = 250 * time.Millisecond
+	// closeLinger keeps a connection that ended (FIN both ways, or RST) for
+	// a while: retransmissions of its last segments still arrive, and a
+	// forged RST must not make the connection's data look like a new,
+	// mid-stream one.
+	closeLinger = 2 * time.Second
+	// holeTimeout is how long segments wait behind a hole for the
+	// retransmission that fills it. A LAN retransmits within a few hundred
+	// milliseconds; longer means the capture lost the segment.
+	holeTimeout = time.Second
+)
+
+// Stats count what the engine saw. Plain counters: the goroutine that owns
+// the engine reads them, or copies them for others.
+type Stats struct {
+	Packets       uint64
+	Bytes         uint64
+	Undecodable   uint64 // link, IP or TCP header could not be decoded
+	UnknownLink   uint64 // link type not supported
+	NotTCP        uint64 // decoded, but not TCP over IP
+	Fragments     uint64 // IPv4 fragments (Modbus and OPC UA never need them)
+	OtherPorts    uint64 // TCP on no configured port: ignored
+	Flows         uint64 // connections tracked, in all
+	ActiveFlows   uint64 // connections tracked now
+	FlowEvictions uint64 // connections dropped to make room (max_flows)
+	IdleFlows     uint64 // connections dropped for idleness
+	Reassembly    reassembly.Stats
+	Modbus        modbustcp.Stats
+}
+
+// flowKey names a connection by its client and server ends. IPv4 addresses
+// are stored IPv4-mapped so both families share one comparable key.
+type flowKey struct {
+	client, server [16]byte
+	cport, sport   uint16
+}
+
+// flow is one tracked TCP connection.
+type flow struct {
+	key        flowKey
+	asm        reassembly.Conn
+	mb         *modbustcp.Conn
+	last       time.Time
+	closeAt    time.Time // when an ended connection is dropped; zero while open
+	prev, next *flow     // LRU list, most recent at the head
+}
+
+// Engine turns packets into events. It owns its connection table and is
+// driven by one goroutine: a file reader or one live interface.
+type Engine struct {
+	cfg     Config
+	emit    plcwatch.Emit
+	modbus  *modbustcp.Dissector
+	server  [65536]bool // ports a configured server listens on
+	flows   map[flowKey]*flow
+	head    *flow
+	tail    *flow
+	limits  reassembly.Limits
+	budget  reassembly.Budget
+	stats   Stats
+	now     time.Time
+	sweepAt time.Time
+
+	// Decoding: layers allocated once and reused for every packet.
+	eth     layers.Ethernet
+	dot1q   layers.Dot1Q
+	sll     layers.LinuxSLL
+	loop    layers.Loopback
+	ip4     layers.IPv4
+	ip6     layers.IPv6
+	tcp     tcpHeader
+	decoded []gopacket.LayerType
+	parsers map[LinkType]*gopacket.DecodingLayerParser
+	seg     reassembly.Segment
+}
+
+// NewEngine returns an engine that emits events to emit. cfg must have had
+// Defaults applied and passed Validate.
+func NewEngine(cfg Config, emit plcwatch.Emit) *Engine {
+	e := &Engine{
+		cfg:   cfg,
+		emit:  emit,
+		flows: make(map[flowKey]*flow),
+		modbus: modbustcp.New(modbustcp.Config{
+			ResponseTimeout: cfg.ResponseTimeout,
+			MaxOutstanding:  cfg.MaxOutstanding,
+		}),
+		limits: reassembly.Limits{
+			// A Modbus ADU is at most 260 bytes; the dissector consumes or
+			// resynchronises, so only a partial ADU is ever pending.
+			MaxPending:  4 * 260,
+			MaxEarly:    cfg.MaxFlowBuffer,
+			MaxSegments: 64,
+		},
+		budget:  reassembly.Budget{Max: cfg.MaxBuffer},
+		decoded: make([]gopacket.LayerType, 0, 8),
+	}
+	for _, p := range cfg.ModbusPorts {
+		e.server[p] = true
+	}
+	decoders := []gopacket.DecodingLayer{&e.eth, &e.dot1q, &e.sll, &e.loop, &e.ip4, &e.ip6, &e.tcp}
+	e.parsers = make(map[LinkType]*gopacket.DecodingLayerParser)
+	for lt, first := range map[LinkType]gopacket.LayerType{
+		LinkEthernet: layers.LayerTypeEthernet,
+		LinkSLL:      layers.LayerTypeLinuxSLL,
+		LinkNull:     layers.LayerTypeLoopback,
+		LinkLoop:     layers.LayerTypeLoopback,
+		LinkIPv4:     layers.LayerTypeIPv4,
+		LinkIPv6:     layers.LayerTypeIPv6,
+	} {
+		p := gopacket.NewDecodingLayerParser(first, decoders...)
+		p.IgnoreUnsupported = true
+		e.parsers[lt] = p
+	}
+	return e
+}
+
+// Stats returns a copy of the counters.
+func (e *Engine) Stats() Stats {
+	s := e.stats
+	s.ActiveFlows = uint64(len(e.flows))
+	s.Modbus = e.modbus.Stats
+	return s
+}
+
+// What parserFor found at the link layer.
+const (
+	linkOK = iota
+	linkUnknown
+	linkShort
+	linkNotIP
+)
+
+// parserFor picks the decoder chain for a packet: by link type, and for raw
+// IP framings by the IP version nibble.
+func (e *Engine) parserFor(lt LinkType, data []byte) (*gopacket.DecodingLayerParser, []byte, int) {
+	switch lt {
+	case LinkRaw, LinkRawBSD, LinkRawOBSD:
+		if len(data) == 0 {
+			return nil, nil, linkShort
+		}
+		if data[0]>>4 == 6 {
+			return e.parsers[LinkIPv6], data, linkOK
+		}
+		return e.parsers[LinkIPv4], data, linkOK
+	case LinkSLL2:
+		// Linux cooked v2: protocol type, reserved, ifindex, ARPHRD type,
+		// packet type, address length, 8 address bytes. gopacket v1.1.19
+		// has no layer for it; the protocol type is all we need.
+		if len(data) < 20 {
+			return nil, nil, linkShort
+		}
+		switch layers.EthernetType(binary.BigEndian.Uint16(data)) {
+		case layers.EthernetTypeIPv4:
+			return e.parsers[LinkIPv4], data[20:], linkOK
+		case layers.EthernetTypeIPv6:
+			return e.parsers[LinkIPv6], data[20:], linkOK
+		}
+		return nil, nil, linkNotIP
+	}
+	if p := e.parsers[lt]; p != nil {
+		return p, data, linkOK
+	}
+	return nil, nil, linkUnknown
+}
+
+// Packet feeds one captured packet. data may be reused by the caller after
+// Packet returns.
+func (e *Engine) Packet(data []byte, ts time.Time, lt LinkType) {
+	e.stats.Packets++
+	e.stats.Bytes += uint64(len(data))
+	if ts.After(e.now) {
+		e.now = ts
+	}
+	if !e.now.Before(e.sweepAt) {
+		e.sweep()
+	}
+	p, data, link := e.parserFor(lt, data)
+	switch link {
+	case linkUnknown:
+		e.stats.UnknownLink++
+		return
+	case linkShort:
+		e.stats.Undecodable++
+		return
+	case linkNotIP:
+		e.stats.NotTCP++
+		return
+	}
+	err := p.DecodeLayers(data, &e.decoded)
+	var v6, haveIP, haveTCP bool
+	for _, t := range e.decoded {
+		switch t {
+		case layers.LayerTypeIPv4:
+			haveIP, v6 = true, false
+		case layers.LayerTypeIPv6:
+			haveIP, v6 = true, true
+		case layers.LayerTypeTCP:
+			haveTCP = true
+		}
+	}
+	if !haveTCP {
+		switch {
+		case err != nil:
+			e.stats.Undecodable++
+		case haveIP && !v6 && (e.ip4.Flags&layers.IPv4MoreFragments != 0 || e.ip4.FragOffset != 0):
+			// gopacket stops at fragments; Modbus and OPC UA never need
+			// them, and reassembling IP is a DoS surface we do not want.
+			e.stats.Fragments++
+		default:
+			e.stats.NotTCP++
+		}
+		return
+	}
+	t := &e.tcp
+	var src, dst [16]byte
+	var missing int
+	if v6 {
+		copy(src[:], e.ip6.SrcIP)
+		copy(dst[:], e.ip6.DstIP)
+		missing = int(e.ip6.Length) - t.hdrLen - len(t.payload)
+		if e.ip6.HopByHop != nil {
+			missing -= e.ip6.HopByHop.ActualLength
+		}
+	} else {
+		src = v4mapped(e.ip4.SrcIP)
+		dst = v4mapped(e.ip4.DstIP)
+		missing = int(e.ip4.Length) - int(e.ip4.IHL)*4 - t.hdrLen - len(t.payload)
+	}
+	if missing < 0 {
+		missing = 0
+	}
+	e.segment(src, dst, t, missing)
+}
+
+func v4mapped(ip []byte) (a [16]byte) {
+	a[10], a[11] = 0xff, 0xff
+	copy(a[12:], ip)
+	return a
+}
+
+// segment routes one TCP segment to its connection.
+func (e *Engine) segment(src, dst [16]byte, t *tcpHeader, missing int) {
+	toServer, fromServer := e.server[t.dstPort], e.server[t.srcPort]
+	if !toServer && !fromServer {
+		e.stats.OtherPorts++
+		return
+	}
+	dir := reassembly.ClientToServer
+	key := flowKey{client: src, server: dst, cport: t.srcPort, sport: t.dstPort}
+	if !toServer {
+		dir = reassembly.ServerToClient
+		key = flowKey{client: dst, server: src, cport: t.dstPort, sport: t.srcPort}
+	}
+	f := e.flows[key]
+	if f == nil && toServer && fromServer {
+		// Both ports are server ports: the first packet decided who the
+		// client is; look the other way round too.
+		rev := flowKey{client: dst, server: src, cport: t.dstPort, sport: t.srcPort}
+		if f = e.flows[rev]; f != nil {
+			key, dir = rev, reassembly.ServerToClient
+		}
+	}
+	syn := t.flags&flagSYN != 0
+	ack := t.flags&flagACK != 0
+	rst := t.flags&flagRST != 0
+	if f != nil && syn && !ack && dir == reassembly.ClientToServer && f.asm.Started(dir) && f.asm.Next(dir) != t.seq+1 {
+		// A new connection on the same four-tuple.
+		e.drop(f, modbustcp.UnansweredClosed)
+		f = nil
+	}
+	if f == nil {
+		if rst || (len(t.payload) == 0 && missing == 0 && !syn) {
+			return // nothing to track: a lone ACK, FIN or RST
+		}
+		if syn && ack && dir == reassembly.ClientToServer {
+			// A SYN-ACK sent to a server port: the ports are the other way
+			// round for this connection (both ends on server ports).
+			dir = reassembly.ServerToClient
+			key = flowKey{client: dst, server: src, cport: t.dstPort, sport: t.srcPort}
+		}
+		f = e.newFlow(key)
+	}
+	f.last = e.now
+	e.touch(f)
+	e.seg = reassembly.Segment{
+		Seq: t.seq, Ack: t.ack,
+		SYN: syn, FIN: t.flags&flagFIN != 0, RST: rst, HasAck: ack,
+		Payload: t.payload, Missing: missing,
+	}
+	m := reassembly.Meta{Time: e.now, Frame: e.stats.Packets}
+	f.asm.Add(dir, &e.seg, m)
+	if (rst || f.asm.Closed()) && f.closeAt.IsZero() {
+		f.closeAt = e.now.Add(closeLinger)
+	}
+}
+
+func (e *Engine) newFlow(key flowKey) *flow {
+	if len(e.flows) >= e.cfg.MaxFlows && e.tail != nil {
+		e.stats.FlowEvictions++
+		e.drop(e.tail, modbustcp.UnansweredIdle)
+	}
+	client := netip.AddrPortFrom(netip.AddrFrom16(key.client).Unmap(), key.cport)
+	server := netip.AddrPortFrom(netip.AddrFrom16(key.server).Unmap(), key.sport)
+	f := &flow{key: key}
+	f.mb = e.modbus.NewConn(client, server, e.emit)
+	f.asm = reassembly.Conn{Consumer: f.mb, Limits: &e.limits, Stats: &e.stats.Reassembly, Budget: &e.budget}
+	e.flows[key] = f
+	e.stats.Flows++
+	f.next = e.head
+	if e.head != nil {
+		e.head.prev = f
+	}
+	e.head = f
+	if e.tail == nil {
+		e.tail = f
+	}
+	return f
+}
+
+// touch moves f to the head of the LRU list.
+func (e *Engine) touch(f *flow) {
+	if e.head == f {
+		return
+	}
+	e.unlink(f)
+	f.next = e.head
+	e.head.prev = f
+	e.head = f
+	if e.tail == nil {
+		e.tail = f
+	}
+}
+
+func (e *Engine) unlink(f *flow) {
+	if f.prev != nil {
+		f.prev.next = f.next
+	} else {
+		e.head = f.next
+	}
+	if f.next != nil {
+		f.next.prev = f.prev
+	} else {
+		e.tail = f.prev
+	}
+	f.prev, f.next = nil, nil
+}
+
+// drop forgets a connection, emitting what it still owed.
+func (e *Engine) drop(f *flow, why string) {
+	f.mb.Close(why)
+	f.asm.Release()
+	e.unlink(f)
+	delete(e.flows, f.key)
+}
+
+// sweep expires response timeouts and idle connections at packet time.
+func (e *Engine) sweep() {
+	e.sweepAt = e.now.Add(sweepEvery)
+	idle := e.now.Add(-e.cfg.FlowIdleTimeout)
+	for e.tail != nil && e.tail.last.Before(idle) {
+		e.stats.IdleFlows++
+		f := e.tail
+		f.asm.Flush(reassembly.Meta{Time: e.now, Frame: e.stats.Packets})
+		e.drop(f, modbustcp.UnansweredIdle)
+	}
+	m := reassembly.Meta{Time: e.now, Frame: e.stats.Packets}
+	stale := e.now.Add(-holeTimeout)
+	for f := e.head; f != nil; {
+		next := f.next
+		if f.asm.Waiting() {
+			f.asm.SkipStaleHoles(stale, m)
+		}
+		if f.mb.Outstanding() > 0 {
+			f.mb.Expire(e.now)
+		}
+		if !f.closeAt.IsZero() && !e.now.Before(f.closeAt) {
+			f.asm.Flush(m)
+			e.drop(f, modbustcp.UnansweredClosed)
+		}
+		f = next
+	}
+}
+
+// Advance moves the engine's clock when no packet does: live capture calls
+// it when the wire is quiet so that timeouts still fire.
+func (e *Engine) Advance(now time.Time) {
+	if now.After(e.now) {
+		e.now = now
+	}
+	if !e.now.Before(e.sweepAt) {
+		e.sweep()
+	}
+}
+
+// Finish ends every connection, emitting outstanding requests with reason
+// why (modbustcp.UnansweredEOF at the end of a file).
+func (e *Engine) Finish(why string) {
+	m := reassembly.Meta{Time: e.now, Frame: e.stats.Packets}
+	for e.head != nil {
+		f := e.head
+		f.asm.Flush(m)
+		e.drop(f, why)
+	}
+}
+
+// TCP flags.
+const (
+	flagFIN = 0x01
+	flagSYN = 0x02
+	flagRST = 0x04
+	flagACK = 0x10
+)
+
+var (
+	errTCPShort  = errors.New("tcp: header truncated")
+	errTCPOffset = errors.New("tcp: data offset below 5")
+)
+
+// tcpHeader decodes what reassembly needs of a TCP header and nothing more.
+// gopacket's TCP layer rejects a segment whose options are malformed, which
+// a receiving Linux stack ignores: an attacker could hide a write behind
+// bad options. This layer does not read options at all.
+type tcpHeader struct {
+	srcPort, dstPort uint16
+	seq, ack         uint32
+	flags            uint8
+	hdrLen           int
+	payload          []byte
+}
+
+func (t *tcpHeader) DecodeFromBytes(data []byte, df gopacket.DecodeFeedback) error {
+	if len(data) < 20 {
+		df.SetTruncated()
+		return errTCPShort
+	}
+	t.srcPort = binary.BigEndian.Uint16(data)
+	t.dstPort = binary.BigEndian.Uint16(data[2:])
+	t.seq = binary.BigEndian.Uint32(data[4:])
+	t.ack = binary.BigEndian.Uint32(data[8:])
+	t.flags = data[13]
+	t.hdrLen = int(data[12]>>4) * 4
+	if t.hdrLen < 20 {
+		return errTCPOffset
+	}
+	if t.hdrLen > len(data) {
+		// Options cut by the snap length: the header is usable, the
+		// payload is all missing.
+		df.SetTruncated()
+		t.payload = nil
+		return nil
+	}
+	t.payload = data[t.hdrLen:]
+	return nil
+}
+
+func (t *tcpHeader) CanDecode() gopacket.LayerClass     { return layers.LayerTypeTCP }
+func (t *tcpHeader) NextLayerType() gopacket.LayerType { return gopacket.LayerTypeZero }
+func (t *tcpHeader) LayerPayload() []byte              { return t.payload }

@@ -1,0 +1,96 @@
+package modbustcp
+
+import (
+	"encoding/json"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/plcwatch/plcwatch"
+	"github.com/plcwatch/plcwatch/collectors/capture/reassembly"
+)
+
+// FuzzDissector feeds arbitrary bytes to a connection as both directions'
+// streams, cut into chunks and interleaved as ctl says, with gaps. Nothing
+// may panic, unconsumed bytes stay bounded, every event encodes to valid
+// JSON, and closing the connection reports every outstanding request.
+func FuzzDissector(f *testing.F) {
+	f.Add(append(adu(1, 1, "03 0000 0002"), adu(1, 1, "03 04 0001 0002")...), []byte{12, 0x80 | 11})
+	f.Add(append(adu(1, 1, "10 0001 0002 04 000a 0102"), adu(1, 1, "10 0001 0002")...), []byte{5, 7, 0x80 | 12})
+	f.Add(append(adu(3, 0, "2b 0e 01 00"), adu(3, 0, "2b 0e 01 01 00 00 01 00 03 414243")...), []byte{11, 0x80 | 40})
+	f.Add([]byte("\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03"), []byte{0x40})
+	f.Fuzz(func(t *testing.T, stream, ctl []byte) {
+		d := New(Config{ResponseTimeout: time.Second, MaxOutstanding: 8})
+		var n int
+		c := d.NewConn(netip.MustParseAddrPort("10.0.0.1:40000"), netip.MustParseAddrPort("10.0.0.2:502"), func(ev *plcwatch.Event) {
+			n++
+			if !json.Valid(ev.AppendJSON(nil)) {
+				t.Fatalf("invalid JSON: %s", ev.AppendJSON(nil))
+			}
+			if ev.Values.Len() > 8*plcwatch.MaxValueBytes || ev.Response.Len() > 8*plcwatch.MaxValueBytes {
+				t.Fatalf("value count out of bounds")
+			}
+		})
+		var keep [2][]byte
+		now := time.Unix(1e9, 0)
+		for len(stream) > 0 {
+			op := byte(1)
+			if len(ctl) > 0 {
+				op, ctl = ctl[0], ctl[1:]
+			}
+			dir := reassembly.Dir(op >> 7)
+			if op&0x40 != 0 {
+				keep[dir] = nil
+				c.Gap(dir, reassembly.Meta{Time: now})
+			}
+			size := int(op&0x3f) + 1
+			if size > len(stream) {
+				size = len(stream)
+			}
+			data := append(keep[dir], stream[:size]...)
+			stream = stream[size:]
+			now = now.Add(100 * time.Millisecond)
+			used := c.Data(dir, data, reassembly.Meta{Time: now})
+			if used < 0 || used > len(data) {
+				t.Fatalf("consumed %d of %d bytes", used, len(data))
+			}
+			keep[dir] = append([]byte(nil), data[used:]...)
+			if len(keep[dir]) > maxADU {
+				t.Fatalf("%d bytes left unconsumed: more than one ADU", len(keep[dir]))
+			}
+			c.Expire(now)
+		}
+		c.Close(UnansweredClosed)
+		if c.Outstanding() != 0 {
+			t.Fatalf("%d requests outstanding after Close", c.Outstanding())
+		}
+		if uint64(n) != d.Stats.Events {
+			t.Fatalf("emitted %d events, counted %d", n, d.Stats.Events)
+		}
+	})
+}
+
+// FuzzDecodePDU decodes arbitrary request and response PDUs.
+func FuzzDecodePDU(f *testing.F) {
+	for _, p := range [][2]string{
+		{"01 0013 0013", "01 03 cd6b05"}, {"0f 0013 000a 02 cd01", "0f 0013 000a"},
+		{"17 0003 0006 000e 0003 06 00ff 00ff 00ff", "17 0c 00fe 0acd 0001 0003 000d 00ff"},
+		{"14 0e 06 0004 0001 0002 06 0003 0009 0002", "14 0c 05 06 0df8 0020 05 06 33cd 0040"},
+		{"15 0d 06 0004 0007 0003 06af 04be 100d", "15 0d 06 0004 0007 0003 06af 04be 100d"},
+		{"18 04de", "18 0006 0002 01b8 1284"}, {"2b 0e 01 00", "2b 0e 01 01 00 00 01 00 03 414243"},
+		{"08 0004 0000", "88 01"},
+	} {
+		f.Add(h(p[0]), h(p[1]))
+	}
+	f.Fuzz(func(t *testing.T, req, resp []byte) {
+		var ev plcwatch.Event
+		DecodeRequest(&ev, req)
+		DecodeResponse(&ev, resp)
+		if !json.Valid(ev.AppendJSON(nil)) {
+			t.Fatalf("invalid JSON: %s", ev.AppendJSON(nil))
+		}
+		var orphan plcwatch.Event
+		orphan.Orphan = true
+		DecodeResponse(&orphan, resp)
+	})
+}

@@ -1,0 +1,176 @@
+// Package plcwatch holds the types every part of plcwatch shares: the one
+// Event that pollers and the wire dissectors produce, and the small
+// interfaces between sources of events and their consumers. It imports
+// nothing else of this module, so the import graph stays a tree.
+package plcwatch
+
+import (
+	"context"
+	"net/netip"
+	"time"
+)
+
+// Event is one observation: a request seen on the wire (paired with its
+// response when there was one), or a polled value. It is a plain value type:
+// decoders fill it in place without allocating, and whoever keeps an Event
+// past the call that handed it over copies it.
+type Event struct {
+	Time     time.Time // when the request was seen (wire) or the value read (poll)
+	Source   SourceKind
+	Protocol Protocol
+	Op       Op
+	Device   string         // configured device name, or the server's ip:port for wire traffic
+	Client   netip.AddrPort // wire: the side that sent the request
+	Server   netip.AddrPort // wire: the side that answered
+	Frame    uint64         // offline capture: 1-based number of the packet that completed the request
+
+	// Modbus.
+	TID         uint16 // MBAP transaction id
+	Unit        uint8
+	Function    uint8  // function code without the exception bit
+	SubFunction uint16 // FC 8 sub-function, FC 43 MEI type; see HasSub
+	HasSub      bool
+	Table       Table
+	Address     uint16 // 0-based protocol address, as on the wire
+	Count       uint16 // quantity of coils or registers (or record length for files)
+	ReadAddress uint16 // FC 23: the read half
+	ReadCount   uint16
+	AndMask     uint16 // FC 22
+	OrMask      uint16
+	File        uint16 // FC 20/21: file number of the first sub-request
+	Values      Values // written values (requests)
+	Response    Values // read values (the paired response)
+	Exception   uint8  // exception code of the response, 0 when none
+	Malformed   string // why the request or its response is not well formed; empty when it is
+	Unanswered  string // why no response was paired: timeout, closed, reused, evicted, eof; empty when answered
+	Orphan      bool   // a response that matched no request seen
+	RTT         time.Duration
+	Objects     []DeviceObject // FC 43/14 device identification objects (rare; allocated)
+
+	// Polled tags.
+	Tag     string
+	Value   float64
+	Quality string
+
+	// OPC UA.
+	Service string
+	Node    string
+	Status  uint32
+}
+
+// DeviceObject is one object of a Modbus Read Device Identification
+// response (FC 43/14).
+type DeviceObject struct {
+	ID    uint8
+	Value string
+}
+
+// Emit hands an event to its consumer. The Event is only valid during the
+// call: a consumer that keeps it copies it.
+type Emit func(*Event)
+
+// Source is anything that produces events until its context is cancelled:
+// a poller, a live capture.
+type Source interface {
+	Run(ctx context.Context, emit Emit) error
+}
+
+// SourceKind says where an event came from.
+type SourceKind uint8
+
+const (
+	UnknownSource SourceKind = iota
+	Wire                     // decoded from traffic crossing the gateway
+	Poll                     // read actively from a device
+)
+
+var sourceNames = [...]string{"", "wire", "poll"}
+
+func (s SourceKind) String() string {
+	if int(s) < len(sourceNames) {
+		return sourceNames[s]
+	}
+	return "unknown"
+}
+
+// Protocol of an event.
+type Protocol uint8
+
+const (
+	ProtoUnknown Protocol = iota
+	ProtoModbus
+	ProtoOPCUA
+)
+
+var protocolNames = [...]string{"", "modbus", "opcua"}
+
+func (p Protocol) String() string {
+	if int(p) < len(protocolNames) {
+		return protocolNames[p]
+	}
+	return "unknown"
+}
+
+// Op is the class of operation an event represents; rules match on it.
+type Op uint8
+
+const (
+	OpUnknown    Op = iota
+	OpRead          // reads process data
+	OpWrite         // changes process data
+	OpDiagnostic    // Modbus FC 7, 8, 11, 12
+	OpIdentify      // Modbus FC 17, 43/14
+	OpOther         // anything else, including unknown and user-defined function codes
+	OpSession       // OPC UA session and channel management
+	OpCall          // OPC UA method call
+)
+
+var opNames = [...]string{"", "read", "write", "diagnostic", "identify", "other", "session", "call"}
+
+func (o Op) String() string {
+	if int(o) < len(opNames) {
+		return opNames[o]
+	}
+	return "unknown"
+}
+
+// ParseOp returns the Op named s.
+func ParseOp(s string) (Op, bool) {
+	for i, n := range opNames {
+		if i > 0 && n == s {
+			return Op(i), true
+		}
+	}
+	return OpUnknown, false
+}
+
+// Table is the Modbus data table a request addresses.
+type Table uint8
+
+const (
+	TableNone     Table = iota
+	TableCoil           // read-write bits
+	TableDiscrete       // read-only bits
+	TableInput          // read-only registers
+	TableHolding        // read-write registers
+	TableFile           // FC 20/21 file records
+)
+
+var tableNames = [...]string{"", "coil", "discrete", "input", "holding", "file"}
+
+func (t Table) String() string {
+	if int(t) < len(tableNames) {
+		return tableNames[t]
+	}
+	return "unknown"
+}
+
+// ParseTable returns the Table named s.
+func ParseTable(s string) (Table, bool) {
+	for i, n := range tableNames {
+		if i > 0 && n == s {
+			return Table(i), true
+		}
+	}
+	return TableNone, false
+}

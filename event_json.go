@@ -1,0 +1,275 @@
+package plcwatch
+
+import (
+	"math"
+	"net/netip"
+	"strconv"
+	"time"
+	"unicode/utf8"
+)
+
+// TimeFormat is RFC 3339 with nanoseconds, fixed width, as every plcwatch
+// JSON document writes times.
+const TimeFormat = "2006-01-02T15:04:05.000000000Z07:00"
+
+// MarshalJSON encodes the event as docs/events.md documents it.
+func (e *Event) MarshalJSON() ([]byte, error) {
+	return e.AppendJSON(make([]byte, 0, 512)), nil
+}
+
+// AppendJSON appends the event's JSON object to b without allocating (beyond
+// growing b). Field names are a contract (docs/events.md): add, never rename.
+func (e *Event) AppendJSON(b []byte) []byte {
+	b = append(b, `{"time":"`...)
+	b = e.Time.UTC().AppendFormat(b, TimeFormat)
+	b = append(b, `","source":"`...)
+	b = append(b, e.Source.String()...)
+	b = append(b, `","protocol":"`...)
+	b = append(b, e.Protocol.String()...)
+	b = append(b, `","op":"`...)
+	b = append(b, e.Op.String()...)
+	b = append(b, '"')
+	if e.Device != "" {
+		b = appendKey(b, "device")
+		b = AppendJSONString(b, e.Device)
+	}
+	if e.Client.IsValid() {
+		b = appendKey(b, "client")
+		b = appendAddrPort(b, e.Client)
+	}
+	if e.Server.IsValid() {
+		b = appendKey(b, "server")
+		b = appendAddrPort(b, e.Server)
+	}
+	if e.Frame != 0 {
+		b = appendKey(b, "frame")
+		b = strconv.AppendUint(b, e.Frame, 10)
+	}
+	if e.Protocol == ProtoModbus {
+		b = e.appendModbus(b)
+	}
+	if e.Tag != "" {
+		b = appendKey(b, "tag")
+		b = AppendJSONString(b, e.Tag)
+		b = appendKey(b, "value")
+		b = appendFloat(b, e.Value)
+	}
+	if e.Quality != "" {
+		b = appendKey(b, "quality")
+		b = AppendJSONString(b, e.Quality)
+	}
+	if e.Protocol == ProtoOPCUA {
+		if e.Service != "" {
+			b = appendKey(b, "service")
+			b = AppendJSONString(b, e.Service)
+		}
+		if e.Node != "" {
+			b = appendKey(b, "node")
+			b = AppendJSONString(b, e.Node)
+		}
+		b = appendKey(b, "status")
+		b = strconv.AppendUint(b, uint64(e.Status), 10)
+	}
+	return append(b, '}')
+}
+
+func (e *Event) appendModbus(b []byte) []byte {
+	if e.Source == Wire {
+		b = appendKey(b, "tid")
+		b = strconv.AppendUint(b, uint64(e.TID), 10)
+	}
+	b = appendKey(b, "unit")
+	b = strconv.AppendUint(b, uint64(e.Unit), 10)
+	b = appendKey(b, "function")
+	b = strconv.AppendUint(b, uint64(e.Function), 10)
+	if e.HasSub {
+		b = appendKey(b, "subfunction")
+		b = strconv.AppendUint(b, uint64(e.SubFunction), 10)
+	}
+	if e.Table != TableNone {
+		b = appendKey(b, "table")
+		b = append(b, '"')
+		b = append(b, e.Table.String()...)
+		b = append(b, '"')
+		if e.Table == TableFile {
+			b = appendKey(b, "file")
+			b = strconv.AppendUint(b, uint64(e.File), 10)
+		}
+		if !e.Orphan || echoesAddress(e.Function) {
+			b = appendKey(b, "address")
+			b = strconv.AppendUint(b, uint64(e.Address), 10)
+			b = appendKey(b, "count")
+			b = strconv.AppendUint(b, uint64(e.Count), 10)
+		}
+	}
+	if e.Function == 23 {
+		b = appendKey(b, "read_address")
+		b = strconv.AppendUint(b, uint64(e.ReadAddress), 10)
+		b = appendKey(b, "read_count")
+		b = strconv.AppendUint(b, uint64(e.ReadCount), 10)
+	}
+	if e.Function == 22 {
+		b = appendKey(b, "and_mask")
+		b = strconv.AppendUint(b, uint64(e.AndMask), 10)
+		b = appendKey(b, "or_mask")
+		b = strconv.AppendUint(b, uint64(e.OrMask), 10)
+	}
+	if e.Values.Kind() != NoValues {
+		b = appendKey(b, "values")
+		b = e.Values.appendJSON(b)
+	}
+	if e.Response.Kind() != NoValues {
+		b = appendKey(b, "response")
+		b = e.Response.appendJSON(b)
+	}
+	if len(e.Objects) > 0 {
+		b = appendKey(b, "objects")
+		b = append(b, '[')
+		for i, o := range e.Objects {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, `{"id":`...)
+			b = strconv.AppendUint(b, uint64(o.ID), 10)
+			if name := DeviceObjectName(o.ID); name != "" {
+				b = append(b, `,"name":"`...)
+				b = append(b, name...)
+				b = append(b, '"')
+			}
+			b = append(b, `,"value":`...)
+			b = AppendJSONString(b, o.Value)
+			b = append(b, '}')
+		}
+		b = append(b, ']')
+	}
+	b = appendKey(b, "exception")
+	b = strconv.AppendUint(b, uint64(e.Exception), 10)
+	b = appendKey(b, "malformed")
+	b = AppendJSONString(b, e.Malformed)
+	if e.Unanswered != "" {
+		b = appendKey(b, "unanswered")
+		b = AppendJSONString(b, e.Unanswered)
+	}
+	if e.Orphan {
+		b = append(b, `,"orphan":true`...)
+	}
+	if e.RTT > 0 {
+		b = appendKey(b, "rtt_us")
+		b = strconv.AppendInt(b, int64(e.RTT/time.Microsecond), 10)
+	}
+	return b
+}
+
+// echoesAddress reports whether a Modbus response repeats the request's
+// address, so that an orphan response (its request unseen) still knows it.
+func echoesAddress(fc uint8) bool {
+	switch fc {
+	case 5, 6, 15, 16, 22:
+		return true
+	}
+	return false
+}
+
+func (v *Values) appendJSON(b []byte) []byte {
+	b = append(b, '[')
+	for i := 0; i < v.Len(); i++ {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = strconv.AppendUint(b, uint64(v.At(i)), 10)
+	}
+	return append(b, ']')
+}
+
+// DeviceObjectName names the standard objects of Read Device Identification
+// (Modbus Application Protocol v1.1b3, 6.21); "" for others.
+func DeviceObjectName(id uint8) string {
+	switch id {
+	case 0:
+		return "VendorName"
+	case 1:
+		return "ProductCode"
+	case 2:
+		return "MajorMinorRevision"
+	case 3:
+		return "VendorUrl"
+	case 4:
+		return "ProductName"
+	case 5:
+		return "ModelName"
+	case 6:
+		return "UserApplicationName"
+	}
+	return ""
+}
+
+func appendKey(b []byte, k string) []byte {
+	b = append(b, ',', '"')
+	b = append(b, k...)
+	return append(b, '"', ':')
+}
+
+func appendAddrPort(b []byte, ap netip.AddrPort) []byte {
+	b = append(b, '"')
+	b = ap.AppendTo(b)
+	return append(b, '"')
+}
+
+func appendFloat(b []byte, f float64) []byte {
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		return append(b, "null"...)
+	}
+	return strconv.AppendFloat(b, f, 'g', -1, 64)
+}
+
+const hexDigits = "0123456789abcdef"
+
+// AppendJSONString appends s as a JSON string. Bytes that are not valid UTF-8
+// become U+FFFD, as encoding/json does: the text comes from the wire.
+func AppendJSONString(b []byte, s string) []byte {
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
+}
