@@ -211,8 +211,10 @@ func TestSegmentsAndStreams(t *testing.T) {
 				c.Segment(pcapgen.ToServer, seq, pcapgen.PSH|pcapgen.ACK, cat(writeReq, readReq))
 				c.Send(pcapgen.ToClient, cat(writeResp, readResp))
 			},
-			want:  []string{wantWrite, wantRead},
-			check: func(t *testing.T, st capture.Stats) { wantCount(t, "overlap bytes", st.Reassembly.OverlapBytes, uint64(len(writeReq))) },
+			want: []string{wantWrite, wantRead},
+			check: func(t *testing.T, st capture.Stats) {
+				wantCount(t, "overlap bytes", st.Reassembly.OverlapBytes, uint64(len(writeReq)))
+			},
 		},
 		{
 			name: "out of order: second segment first",
