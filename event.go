@@ -58,6 +58,17 @@ type Event struct {
 	Status  uint32
 }
 
+// Why a request was emitted without a response (Event.Unanswered).
+const (
+	UnansweredTimeout = "timeout" // no response within the response timeout
+	UnansweredClosed  = "closed"  // the connection ended first
+	UnansweredReused  = "reused"  // a new request reused its transaction id
+	UnansweredEvicted = "evicted" // too many requests were outstanding
+	UnansweredEOF     = "eof"     // the capture file ended first
+	UnansweredIdle    = "idle"    // the connection was dropped for idleness or to make room
+	UnansweredStopped = "stopped" // the capture stopped first
+)
+
 // DeviceObject is one object of a Modbus Read Device Identification
 // response (FC 43/14).
 type DeviceObject struct {

@@ -65,6 +65,44 @@ type Stats struct {
 	Modbus        modbustcp.Stats
 }
 
+// Dissector turns the TCP connections to its servers' ports into events:
+// one Conn per connection. A new protocol is a package that provides one
+// (modbustcp does), registered in NewEngine for its configured ports.
+type Dissector interface {
+	NewConn(client, server netip.AddrPort, emit plcwatch.Emit) Conn
+	// Limits bound what reassembly holds for one of its connections.
+	Limits() reassembly.Limits
+}
+
+// Conn is a dissector's state for one connection: it consumes both
+// reassembled streams and owes an event for every request it framed.
+type Conn interface {
+	reassembly.Consumer
+	// Expire emits the requests that waited too long for a response.
+	Expire(now time.Time)
+	// Close emits every request still waiting, with the reason why.
+	Close(why string)
+	// Outstanding is the number of requests waiting for a response.
+	Outstanding() int
+}
+
+// modbusDissector adapts modbustcp to Dissector.
+type modbusDissector struct{ *modbustcp.Dissector }
+
+func (d modbusDissector) NewConn(client, server netip.AddrPort, emit plcwatch.Emit) Conn {
+	return d.Dissector.NewConn(client, server, emit)
+}
+
+func (d modbusDissector) Limits() reassembly.Limits {
+	return reassembly.Limits{
+		// A Modbus ADU is at most 260 bytes; the dissector consumes it or
+		// resynchronises, so only a partial ADU (and the header that
+		// confirms it) is ever pending.
+		MaxPending:  4 * 260,
+		MaxSegments: 64,
+	}
+}
+
 // flowKey names a connection by its client and server ends. IPv4 addresses
 // are stored IPv4-mapped so both families share one comparable key.
 type flowKey struct {
@@ -76,7 +114,7 @@ type flowKey struct {
 type flow struct {
 	key        flowKey
 	asm        reassembly.Conn
-	mb         *modbustcp.Conn
+	conn       Conn
 	last       time.Time
 	closeAt    time.Time // when an ended connection is dropped; zero while open
 	prev, next *flow     // LRU list, most recent at the head
@@ -87,12 +125,13 @@ type flow struct {
 type Engine struct {
 	cfg     Config
 	emit    plcwatch.Emit
-	modbus  *modbustcp.Dissector
-	server  [65536]bool // ports a configured server listens on
+	modbus     *modbustcp.Dissector
+	dissectors []Dissector
+	limits     []reassembly.Limits // by dissector
+	server     [65536]uint8        // 1 + the index of the dissector for a server port; 0: none
 	flows   map[flowKey]*flow
 	head    *flow
 	tail    *flow
-	limits  reassembly.Limits
 	budget  reassembly.Budget
 	stats   Stats
 	now     time.Time
@@ -122,19 +161,10 @@ func NewEngine(cfg Config, emit plcwatch.Emit) *Engine {
 			ResponseTimeout: cfg.ResponseTimeout,
 			MaxOutstanding:  cfg.MaxOutstanding,
 		}),
-		limits: reassembly.Limits{
-			// A Modbus ADU is at most 260 bytes; the dissector consumes or
-			// resynchronises, so only a partial ADU is ever pending.
-			MaxPending:  4 * 260,
-			MaxEarly:    cfg.MaxFlowBuffer,
-			MaxSegments: 64,
-		},
 		budget:  reassembly.Budget{Max: cfg.MaxBuffer},
 		decoded: make([]gopacket.LayerType, 0, 8),
 	}
-	for _, p := range cfg.ModbusPorts {
-		e.server[p] = true
-	}
+	e.register(modbusDissector{e.modbus}, cfg.ModbusPorts)
 	decoders := []gopacket.DecodingLayer{&e.eth, &e.dot1q, &e.sll, &e.loop, &e.ip4, &e.ip6, &e.tcp}
 	e.parsers = make(map[LinkType]*gopacket.DecodingLayerParser)
 	for lt, first := range map[LinkType]gopacket.LayerType{
@@ -150,6 +180,17 @@ func NewEngine(cfg Config, emit plcwatch.Emit) *Engine {
 		e.parsers[lt] = p
 	}
 	return e
+}
+
+// register serves ports with d.
+func (e *Engine) register(d Dissector, ports []uint16) {
+	lim := d.Limits()
+	lim.MaxEarly = e.cfg.MaxFlowBuffer
+	e.dissectors = append(e.dissectors, d)
+	e.limits = append(e.limits, lim)
+	for _, p := range ports {
+		e.server[p] = uint8(len(e.dissectors))
+	}
 }
 
 // Stats returns a copy of the counters.
@@ -278,7 +319,7 @@ func v4mapped(ip []byte) (a [16]byte) {
 
 // segment routes one TCP segment to its connection.
 func (e *Engine) segment(src, dst [16]byte, t *tcpHeader, missing int) {
-	toServer, fromServer := e.server[t.dstPort], e.server[t.srcPort]
+	toServer, fromServer := e.server[t.dstPort] != 0, e.server[t.srcPort] != 0
 	if !toServer && !fromServer {
 		e.stats.OtherPorts++
 		return
@@ -303,7 +344,7 @@ func (e *Engine) segment(src, dst [16]byte, t *tcpHeader, missing int) {
 	rst := t.flags&flagRST != 0
 	if f != nil && syn && !ack && dir == reassembly.ClientToServer && f.asm.Started(dir) && f.asm.Next(dir) != t.seq+1 {
 		// A new connection on the same four-tuple.
-		e.drop(f, modbustcp.UnansweredClosed)
+		e.drop(f, plcwatch.UnansweredClosed)
 		f = nil
 	}
 	if f == nil {
@@ -335,13 +376,14 @@ func (e *Engine) segment(src, dst [16]byte, t *tcpHeader, missing int) {
 func (e *Engine) newFlow(key flowKey) *flow {
 	if len(e.flows) >= e.cfg.MaxFlows && e.tail != nil {
 		e.stats.FlowEvictions++
-		e.drop(e.tail, modbustcp.UnansweredIdle)
+		e.drop(e.tail, plcwatch.UnansweredIdle)
 	}
 	client := netip.AddrPortFrom(netip.AddrFrom16(key.client).Unmap(), key.cport)
 	server := netip.AddrPortFrom(netip.AddrFrom16(key.server).Unmap(), key.sport)
+	d := e.server[key.sport] - 1
 	f := &flow{key: key}
-	f.mb = e.modbus.NewConn(client, server, e.emit)
-	f.asm = reassembly.Conn{Consumer: f.mb, Limits: &e.limits, Stats: &e.stats.Reassembly, Budget: &e.budget}
+	f.conn = e.dissectors[d].NewConn(client, server, e.emit)
+	f.asm = reassembly.Conn{Consumer: f.conn, Limits: &e.limits[d], Stats: &e.stats.Reassembly, Budget: &e.budget}
 	e.flows[key] = f
 	e.stats.Flows++
 	f.next = e.head
@@ -385,7 +427,7 @@ func (e *Engine) unlink(f *flow) {
 
 // drop forgets a connection, emitting what it still owed.
 func (e *Engine) drop(f *flow, why string) {
-	f.mb.Close(why)
+	f.conn.Close(why)
 	f.asm.Release()
 	e.unlink(f)
 	delete(e.flows, f.key)
@@ -399,7 +441,7 @@ func (e *Engine) sweep() {
 		e.stats.IdleFlows++
 		f := e.tail
 		f.asm.Flush(reassembly.Meta{Time: e.now, Frame: e.stats.Packets})
-		e.drop(f, modbustcp.UnansweredIdle)
+		e.drop(f, plcwatch.UnansweredIdle)
 	}
 	m := reassembly.Meta{Time: e.now, Frame: e.stats.Packets}
 	stale := e.now.Add(-holeTimeout)
@@ -408,12 +450,12 @@ func (e *Engine) sweep() {
 		if f.asm.Waiting() {
 			f.asm.SkipStaleHoles(stale, m)
 		}
-		if f.mb.Outstanding() > 0 {
-			f.mb.Expire(e.now)
+		if f.conn.Outstanding() > 0 {
+			f.conn.Expire(e.now)
 		}
 		if !f.closeAt.IsZero() && !e.now.Before(f.closeAt) {
 			f.asm.Flush(m)
-			e.drop(f, modbustcp.UnansweredClosed)
+			e.drop(f, plcwatch.UnansweredClosed)
 		}
 		f = next
 	}
@@ -431,7 +473,7 @@ func (e *Engine) Advance(now time.Time) {
 }
 
 // Finish ends every connection, emitting outstanding requests with reason
-// why (modbustcp.UnansweredEOF at the end of a file).
+// why (plcwatch.UnansweredEOF at the end of a file).
 func (e *Engine) Finish(why string) {
 	m := reassembly.Meta{Time: e.now, Frame: e.stats.Packets}
 	for e.head != nil {

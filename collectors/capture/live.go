@@ -17,7 +17,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/plcwatch/plcwatch"
-	"github.com/plcwatch/plcwatch/collectors/capture/modbustcp"
 )
 
 // readTimeout bounds each blocking read so that the capture loop notices
@@ -183,7 +182,7 @@ func (l *Live) Run(ctx context.Context, emit plcwatch.Emit) error {
 func (l *Live) capture(ctx context.Context, i int, h *liveHandle, emit plcwatch.Emit) error {
 	log := l.log.With("interface", h.name)
 	e := NewEngine(l.cfg, emit)
-	defer e.Finish(modbustcp.UnansweredStopped)
+	defer e.Finish(plcwatch.UnansweredStopped)
 	var kernel InterfaceStats
 	publishAt := time.Now()
 	publish := func(now time.Time) {

@@ -12,7 +12,7 @@ import (
 	"github.com/google/gopacket/layers"
 	"github.com/google/gopacket/pcapgo"
 
-	"github.com/plcwatch/plcwatch/collectors/capture/modbustcp"
+	"github.com/plcwatch/plcwatch"
 )
 
 // ErrTruncatedFile says a capture file ends in the middle of a packet, as
@@ -58,12 +58,12 @@ func Read(ctx context.Context, r io.Reader, e *Engine) error {
 	var n uint64
 	for {
 		if n&4095 == 0 && ctx.Err() != nil {
-			e.Finish(modbustcp.UnansweredEOF)
+			e.Finish(plcwatch.UnansweredEOF)
 			return ctx.Err()
 		}
 		n++
 		if err := loop(); err != nil {
-			e.Finish(modbustcp.UnansweredEOF)
+			e.Finish(plcwatch.UnansweredEOF)
 			switch {
 			case errors.Is(err, io.EOF):
 				return nil

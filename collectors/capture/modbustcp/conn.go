@@ -13,17 +13,6 @@ const (
 	maxADU  = 6 + 254 // MBAP up to the length field, then at most 254 bytes
 )
 
-// Why a request was emitted without a response.
-const (
-	UnansweredTimeout = "timeout" // no response within the response timeout
-	UnansweredClosed  = "closed"  // the connection ended first
-	UnansweredReused  = "reused"  // a new request reused its transaction id
-	UnansweredEvicted = "evicted" // too many requests were outstanding
-	UnansweredEOF     = "eof"     // the capture file ended first
-	UnansweredIdle    = "idle"    // the connection was dropped for idleness or to make room
-	UnansweredStopped = "stopped" // the capture stopped first
-)
-
 // Config tunes the dissector.
 type Config struct {
 	// ResponseTimeout is how long a request waits for its response before
@@ -277,7 +266,7 @@ func (c *Conn) request(tid uint16, unit uint8, pdu []byte, m reassembly.Meta) {
 	c.d.Stats.Requests++
 	for i := range c.pending {
 		if c.pending[i].TID == tid {
-			c.finish(i, UnansweredReused)
+			c.finish(i, plcwatch.UnansweredReused)
 			break
 		}
 	}
@@ -288,7 +277,7 @@ func (c *Conn) request(tid uint16, unit uint8, pdu []byte, m reassembly.Meta) {
 				oldest = i
 			}
 		}
-		c.finish(oldest, UnansweredEvicted)
+		c.finish(oldest, plcwatch.UnansweredEvicted)
 	}
 	c.pending = append(c.pending, c.base)
 	ev := &c.pending[len(c.pending)-1]
@@ -333,7 +322,7 @@ func (c *Conn) finish(i int, why string) {
 	ev := &c.pending[i]
 	ev.Unanswered = why
 	c.d.Stats.Unanswered++
-	if why == UnansweredTimeout {
+	if why == plcwatch.UnansweredTimeout {
 		c.d.Stats.Timeouts++
 	}
 	c.send(ev)
@@ -363,7 +352,7 @@ func (c *Conn) send(ev *plcwatch.Event) {
 func (c *Conn) Expire(now time.Time) {
 	deadline := now.Add(-c.d.cfg.ResponseTimeout)
 	for len(c.pending) > 0 && c.pending[0].Time.Before(deadline) {
-		c.finish(0, UnansweredTimeout)
+		c.finish(0, plcwatch.UnansweredTimeout)
 	}
 }
 

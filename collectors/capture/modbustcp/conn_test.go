@@ -123,7 +123,7 @@ func TestConnTimeoutAndClose(t *testing.T) {
 		t.Fatal("expired before the timeout")
 	}
 	f.c.Expire(f.now.Add(1500 * time.Millisecond))
-	if len(f.evs) != 1 || f.evs[0].Unanswered != UnansweredTimeout {
+	if len(f.evs) != 1 || f.evs[0].Unanswered != plcwatch.UnansweredTimeout {
 		t.Fatalf("want a timeout event, got %+v", f.evs)
 	}
 	// A late response is not taken for the next request's.
@@ -132,8 +132,8 @@ func TestConnTimeoutAndClose(t *testing.T) {
 	if len(f.evs) != 2 || !f.evs[1].Orphan {
 		t.Fatalf("late response should be an orphan, got %+v", f.evs[1])
 	}
-	f.c.Close(UnansweredClosed)
-	if len(f.evs) != 3 || f.evs[2].TID != 2 || f.evs[2].Unanswered != UnansweredClosed {
+	f.c.Close(plcwatch.UnansweredClosed)
+	if len(f.evs) != 3 || f.evs[2].TID != 2 || f.evs[2].Unanswered != plcwatch.UnansweredClosed {
 		t.Fatalf("close should flush request 2, got %+v", f.evs)
 	}
 }
@@ -144,7 +144,7 @@ func TestConnEvictsOldestBeyondMaxOutstanding(t *testing.T) {
 	for tid := uint16(1); tid <= 3; tid++ {
 		f.feed(c2s, adu(tid, 1, "03 0000 0001"))
 	}
-	if len(f.evs) != 1 || f.evs[0].TID != 1 || f.evs[0].Unanswered != UnansweredEvicted {
+	if len(f.evs) != 1 || f.evs[0].TID != 1 || f.evs[0].Unanswered != plcwatch.UnansweredEvicted {
 		t.Fatalf("want request 1 evicted, got %+v", f.evs)
 	}
 }

@@ -55,12 +55,14 @@ func FuzzDissector(f *testing.F) {
 				t.Fatalf("consumed %d of %d bytes", used, len(data))
 			}
 			keep[dir] = append([]byte(nil), data[used:]...)
-			if len(keep[dir]) > maxADU {
-				t.Fatalf("%d bytes left unconsumed: more than one ADU", len(keep[dir]))
+			// At most a candidate ADU and the bytes that confirm the
+			// header after it, while resynchronising.
+			if len(keep[dir]) > maxADU+mbapLen+1 {
+				t.Fatalf("%d bytes left unconsumed: more than an ADU and a header", len(keep[dir]))
 			}
 			c.Expire(now)
 		}
-		c.Close(UnansweredClosed)
+		c.Close(plcwatch.UnansweredClosed)
 		if c.Outstanding() != 0 {
 			t.Fatalf("%d requests outstanding after Close", c.Outstanding())
 		}
