@@ -123,19 +123,19 @@ type flow struct {
 // Engine turns packets into events. It owns its connection table and is
 // driven by one goroutine: a file reader or one live interface.
 type Engine struct {
-	cfg     Config
-	emit    plcwatch.Emit
+	cfg        Config
+	emit       plcwatch.Emit
 	modbus     *modbustcp.Dissector
 	dissectors []Dissector
 	limits     []reassembly.Limits // by dissector
 	server     [65536]uint8        // 1 + the index of the dissector for a server port; 0: none
-	flows   map[flowKey]*flow
-	head    *flow
-	tail    *flow
-	budget  reassembly.Budget
-	stats   Stats
-	now     time.Time
-	sweepAt time.Time
+	flows      map[flowKey]*flow
+	head       *flow
+	tail       *flow
+	budget     reassembly.Budget
+	stats      Stats
+	now        time.Time
+	sweepAt    time.Time
 
 	// Decoding: layers allocated once and reused for every packet.
 	eth     layers.Ethernet
