@@ -5,19 +5,28 @@ package agent
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/plcwatch/plcwatch"
 	"github.com/plcwatch/plcwatch/collectors/capture"
+	"github.com/plcwatch/plcwatch/rules"
 )
 
 // ReplayOptions say what a replay prints.
 type ReplayOptions struct {
-	Capture capture.Config
-	Events  bool // print every decoded event as a JSON line
+	Capture  capture.Config
+	Events   bool       // print every decoded event as a JSON line
+	Rules    *rules.Set // evaluate these and print alerts as JSON lines
+	Baseline *rules.Baseline
+	Site     string
+	Gateway  string
 }
 
 // ReplaySummary is what a replay counted.
@@ -31,7 +40,8 @@ type ReplaySummary struct {
 	Alerts    uint64
 	Drops     uint64 // events lost between decoding and output (a replay never drops)
 	Elapsed   time.Duration
-	Truncated bool // the file ended in the middle of a packet
+	Truncated bool             // the file ended in the middle of a packet
+	Hits      []rules.RuleHits // per rule, when rules were given
 }
 
 // PacketsPerSecond is the replay's throughput.
@@ -54,29 +64,92 @@ func (s ReplaySummary) String() string {
 	return line
 }
 
+// WriteHits prints the per-rule table: every enabled rule, hit or not, so
+// that a rule that never fires is as visible as one that fires too often.
+func WriteHits(w io.Writer, hits []rules.RuleHits) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "rule\tmatched\talerts\tfolded\terrors\t")
+	for _, h := range hits {
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t\n", h.ID, h.Matched, h.Alerts, h.Folded, h.Errors)
+	}
+	tw.Flush()
+}
+
+// pipeline is the offline path from events to output: print the event,
+// evaluate it, print the alerts.
+type pipeline struct {
+	opts   ReplayOptions
+	w      *bufio.Writer
+	buf    []byte
+	err    error
+	engine *rules.Engine
+	alerts uint64
+}
+
+func newPipeline(opts ReplayOptions, out io.Writer) *pipeline {
+	p := &pipeline{opts: opts, w: bufio.NewWriterSize(out, 256<<10)}
+	if opts.Rules != nil {
+		p.engine = rules.NewEngine(opts.Rules, rules.Options{Site: opts.Site, Gateway: opts.Gateway, Baseline: opts.Baseline}, p.alert)
+	}
+	return p
+}
+
+func (p *pipeline) write() {
+	if p.err == nil {
+		p.buf = append(p.buf, '\n')
+		_, p.err = p.w.Write(p.buf)
+	}
+}
+
+func (p *pipeline) event(ev *plcwatch.Event) {
+	if p.opts.Events {
+		p.buf = ev.AppendJSON(p.buf[:0])
+		p.write()
+	}
+	if p.engine != nil {
+		p.engine.Process(ev)
+	}
+}
+
+func (p *pipeline) alert(a *plcwatch.Alert) {
+	p.alerts++
+	p.buf = a.AppendJSON(p.buf[:0])
+	p.write()
+}
+
+// finish flushes pending folds, saves the baseline and the output.
+func (p *pipeline) finish(sum *ReplaySummary) error {
+	var errs []error
+	if p.engine != nil {
+		p.engine.Close()
+		sum.Hits = p.engine.Hits()
+		if p.opts.Baseline != nil {
+			errs = append(errs, p.opts.Baseline.Save())
+		}
+	}
+	sum.Alerts = p.alerts
+	if err := p.w.Flush(); p.err == nil {
+		p.err = err
+	}
+	if p.err != nil {
+		errs = append(errs, fmt.Errorf("write output: %w", p.err))
+	}
+	return errors.Join(errs...)
+}
+
 // Replay decodes a capture file as fast as the machine allows and writes
-// what opts asks for to out as JSON lines.
+// events (when asked) and alerts (when rules are given) to out as JSON
+// lines.
 func Replay(ctx context.Context, path string, opts ReplayOptions, out io.Writer) (ReplaySummary, error) {
 	cfg := opts.Capture
 	cfg.Defaults()
 	if err := cfg.Validate(); err != nil {
 		return ReplaySummary{}, fmt.Errorf("capture config: %w", err)
 	}
-	w := bufio.NewWriterSize(out, 256<<10)
-	var buf []byte
-	var werr error
-	emit := func(ev *plcwatch.Event) {
-		if !opts.Events || werr != nil {
-			return
-		}
-		buf = ev.AppendJSON(buf[:0])
-		buf = append(buf, '\n')
-		_, werr = w.Write(buf)
-	}
-	e := capture.NewEngine(cfg, emit)
+	p := newPipeline(opts, out)
+	e := capture.NewEngine(cfg, p.event)
 	start := time.Now()
 	err := capture.ReadFile(ctx, path, e)
-	elapsed := time.Since(start)
 	st := e.Stats()
 	sum := ReplaySummary{
 		Packets:   st.Packets,
@@ -85,17 +158,56 @@ func Replay(ctx context.Context, path string, opts ReplayOptions, out io.Writer)
 		Events:    st.Modbus.Events,
 		Malformed: st.Modbus.Malformed,
 		Flows:     st.Flows,
-		Elapsed:   elapsed,
 	}
 	if errors.Is(err, capture.ErrTruncatedFile) {
 		sum.Truncated = true
 		err = nil
 	}
-	if ferr := w.Flush(); werr == nil {
-		werr = ferr
+	ferr := p.finish(&sum)
+	sum.Elapsed = time.Since(start)
+	return sum, errors.Join(err, ferr)
+}
+
+// ReplayEvents evaluates events read as JSON lines (what replay --events
+// prints) instead of decoding a capture: rules can be tested on polled
+// values and hand-written scenarios too.
+func ReplayEvents(ctx context.Context, path string, opts ReplayOptions, out io.Writer) (ReplaySummary, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return ReplaySummary{}, err
 	}
-	if err == nil && werr != nil {
-		err = fmt.Errorf("write events: %w", werr)
+	defer f.Close()
+	p := newPipeline(opts, out)
+	start := time.Now()
+	var sum ReplaySummary
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 16<<20)
+	line := 0
+	for sc.Scan() {
+		line++
+		if ctx.Err() != nil {
+			err = ctx.Err()
+			break
+		}
+		text := strings.TrimSpace(sc.Text())
+		if text == "" || strings.HasPrefix(text, "#") {
+			continue
+		}
+		var ev plcwatch.Event
+		if uerr := json.Unmarshal([]byte(text), &ev); uerr != nil {
+			err = fmt.Errorf("%s:%d: %w", path, line, uerr)
+			break
+		}
+		sum.Events++
+		if ev.Malformed != "" {
+			sum.Malformed++
+		}
+		p.event(&ev)
 	}
-	return sum, err
+	if err == nil {
+		err = sc.Err()
+	}
+	ferr := p.finish(&sum)
+	sum.Elapsed = time.Since(start)
+	return sum, errors.Join(err, ferr)
 }

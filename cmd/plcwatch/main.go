@@ -17,9 +17,14 @@ import (
 const usage = `plcwatch: edge monitoring for industrial sites
 
 usage:
-  plcwatch replay --pcap FILE [--events] [--format jsonl] [--modbus-ports 502,...]
-                                     decode a capture as fast as possible; JSON lines on stdout,
-                                     a summary on stderr
+  plcwatch replay --pcap FILE [--rules PATH] [--events] [--format jsonl] [--modbus-ports 502,...]
+                                     decode a capture as fast as possible; alerts (and events)
+                                     as JSON lines on stdout, a summary on stderr
+  plcwatch rules lint PATH...        check rule files: file:line:col: message per problem
+  plcwatch rules test --rules PATH (--pcap FILE | --events FILE)
+                                     alerts as JSON lines, hits per rule on stderr
+  plcwatch baseline show --baseline FILE
+                                     what baseline rules have learned
   plcwatch sim pcap -o FILE [--packets N]
                                      write a synthetic Modbus/TCP polling capture
   plcwatch version                   print the version
@@ -46,6 +51,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return cmdReplay(ctx, args[1:], stdout, stderr)
 	case "sim":
 		return cmdSim(ctx, args[1:], stdout, stderr)
+	case "rules":
+		return cmdRules(ctx, args[1:], stdout, stderr)
+	case "baseline":
+		return cmdBaseline(args[1:], stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "plcwatch", versionString())
 		return 0

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/plcwatch/plcwatch/agent"
+	"github.com/plcwatch/plcwatch/rules"
 )
 
 func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -21,6 +22,11 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	format := fs.String("format", "jsonl", "output format (jsonl)")
 	fs.Var((*portList)(&opts.Capture.ModbusPorts), "modbus-ports", "comma-separated TCP ports of Modbus/TCP servers (default 502)")
 	fs.DurationVar(&opts.Capture.ResponseTimeout, "response-timeout", 0, "how long a request waits for its response before it is a timeout event (default 5s)")
+	var rulePaths stringList
+	fs.Var(&rulePaths, "rules", "rule file, folder or glob to evaluate (repeatable); alerts go to stdout")
+	baseline := fs.String("baseline", "", "baseline file for baseline rules, loaded and saved (default: learn in memory)")
+	fs.StringVar(&opts.Site, "site", "", "site name in alerts")
+	fs.StringVar(&opts.Gateway, "gateway", "", "gateway name in alerts")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -36,7 +42,23 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		fmt.Fprintf(stderr, "plcwatch replay: --format %q: only jsonl is supported\n", *format)
 		return 2
 	}
+	if len(rulePaths) > 0 {
+		if opts.Rules = loadRules(stderr, "replay", rulePaths...); opts.Rules == nil {
+			return 1
+		}
+		if *baseline != "" {
+			b, err := rules.LoadBaseline(*baseline)
+			if err != nil {
+				fmt.Fprintln(stderr, "plcwatch replay:", err)
+				return 1
+			}
+			opts.Baseline = b
+		}
+	}
 	sum, err := agent.Replay(ctx, *pcap, opts, stdout)
+	if opts.Rules != nil {
+		agent.WriteHits(stderr, sum.Hits)
+	}
 	fmt.Fprintln(stderr, sum)
 	if sum.Truncated {
 		fmt.Fprintf(stderr, "plcwatch replay: warning: %s ends in the middle of a packet; everything before it was decoded\n", *pcap)

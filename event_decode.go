@@ -1,0 +1,185 @@
+package plcwatch
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"time"
+)
+
+// eventJSON is the wire form of an Event, for decoding.
+type eventJSON struct {
+	Time        time.Time    `json:"time"`
+	Source      string       `json:"source"`
+	Protocol    string       `json:"protocol"`
+	Op          string       `json:"op"`
+	Device      string       `json:"device"`
+	Client      string       `json:"client"`
+	Server      string       `json:"server"`
+	Frame       uint64       `json:"frame"`
+	TID         uint16       `json:"tid"`
+	Unit        uint8        `json:"unit"`
+	Function    uint8        `json:"function"`
+	SubFunction *uint16      `json:"subfunction"`
+	Table       string       `json:"table"`
+	Address     uint16       `json:"address"`
+	Count       uint16       `json:"count"`
+	File        uint16       `json:"file"`
+	ReadAddress uint16       `json:"read_address"`
+	ReadCount   uint16       `json:"read_count"`
+	AndMask     uint16       `json:"and_mask"`
+	OrMask      uint16       `json:"or_mask"`
+	Values      []uint16     `json:"values"`
+	Response    []uint16     `json:"response"`
+	Objects     []objectJSON `json:"objects"`
+	Exception   uint8        `json:"exception"`
+	Malformed   string       `json:"malformed"`
+	Unanswered  string       `json:"unanswered"`
+	Orphan      bool         `json:"orphan"`
+	RTTMicros   int64        `json:"rtt_us"`
+	Tag         string       `json:"tag"`
+	Value       *float64     `json:"value"`
+	Quality     string       `json:"quality"`
+	Service     string       `json:"service"`
+	Node        string       `json:"node"`
+	Status      uint32       `json:"status"`
+}
+
+type objectJSON struct {
+	ID    uint8  `json:"id"`
+	Value string `json:"value"`
+}
+
+// UnmarshalJSON reads an event as AppendJSON writes it (rule tests feed
+// events from .jsonl files).
+func (e *Event) UnmarshalJSON(b []byte) error {
+	var j eventJSON
+	if err := json.Unmarshal(b, &j); err != nil {
+		return err
+	}
+	*e = Event{
+		Time: j.Time, Device: j.Device, Frame: j.Frame,
+		TID: j.TID, Unit: j.Unit, Function: j.Function,
+		Address: j.Address, Count: j.Count, File: j.File,
+		ReadAddress: j.ReadAddress, ReadCount: j.ReadCount, AndMask: j.AndMask, OrMask: j.OrMask,
+		Exception: j.Exception, Malformed: j.Malformed, Unanswered: j.Unanswered, Orphan: j.Orphan,
+		RTT: time.Duration(j.RTTMicros) * time.Microsecond,
+		Tag: j.Tag, Quality: j.Quality, Service: j.Service, Node: j.Node, Status: j.Status,
+	}
+	var ok bool
+	switch j.Source {
+	case "wire":
+		e.Source = Wire
+	case "poll":
+		e.Source = Poll
+	case "":
+	default:
+		return fmt.Errorf("event: unknown source %q", j.Source)
+	}
+	switch j.Protocol {
+	case "modbus":
+		e.Protocol = ProtoModbus
+	case "opcua":
+		e.Protocol = ProtoOPCUA
+	case "":
+	default:
+		return fmt.Errorf("event: unknown protocol %q", j.Protocol)
+	}
+	if j.Op != "" {
+		if e.Op, ok = ParseOp(j.Op); !ok {
+			return fmt.Errorf("event: unknown op %q", j.Op)
+		}
+	}
+	if j.Table != "" {
+		if e.Table, ok = ParseTable(j.Table); !ok {
+			return fmt.Errorf("event: unknown table %q", j.Table)
+		}
+	}
+	for _, a := range []struct {
+		s   string
+		dst *netip.AddrPort
+	}{{j.Client, &e.Client}, {j.Server, &e.Server}} {
+		if a.s == "" {
+			continue
+		}
+		ap, err := netip.ParseAddrPort(a.s)
+		if err != nil {
+			return fmt.Errorf("event: %w", err)
+		}
+		*a.dst = ap
+	}
+	if j.SubFunction != nil {
+		e.SubFunction, e.HasSub = *j.SubFunction, true
+	}
+	if j.Value != nil {
+		e.Value = *j.Value
+	}
+	if j.Values != nil {
+		if err := setValues(&e.Values, j.Values, valueKind(e.Function, false)); err != nil {
+			return fmt.Errorf("event: values: %w", err)
+		}
+	}
+	if j.Response != nil {
+		if err := setValues(&e.Response, j.Response, valueKind(e.Function, true)); err != nil {
+			return fmt.Errorf("event: response: %w", err)
+		}
+	}
+	for _, o := range j.Objects {
+		e.Objects = append(e.Objects, DeviceObject(o))
+	}
+	return nil
+}
+
+// valueKind is how a Modbus function's values are held (see Values).
+func valueKind(fc uint8, response bool) ValueKind {
+	switch fc {
+	case 1, 2, 5, 15:
+		return Bits
+	case 3, 4, 6, 8, 11, 16, 20, 21, 23, 24:
+		return Words
+	}
+	if !response && fc == 22 {
+		return Words
+	}
+	return Bytes
+}
+
+func setValues(v *Values, in []uint16, kind ValueKind) error {
+	switch kind {
+	case Bits:
+		if len(in) > 8*MaxValueBytes {
+			return fmt.Errorf("%d bits, at most %d", len(in), 8*MaxValueBytes)
+		}
+		var packed [MaxValueBytes]byte
+		for i, x := range in {
+			if x > 1 {
+				return fmt.Errorf("bit %d is %d, not 0 or 1", i, x)
+			}
+			packed[i/8] |= byte(x) << (i % 8)
+		}
+		v.SetBits(packed[:], len(in))
+	case Words:
+		if 2*len(in) > MaxValueBytes {
+			return fmt.Errorf("%d registers, at most %d", len(in), MaxValueBytes/2)
+		}
+		var raw [MaxValueBytes]byte
+		for i, x := range in {
+			binary.BigEndian.PutUint16(raw[2*i:], x)
+		}
+		v.SetWords(raw[:2*len(in)])
+	default:
+		if len(in) > MaxValueBytes {
+			return fmt.Errorf("%d bytes, at most %d", len(in), MaxValueBytes)
+		}
+		var raw [MaxValueBytes]byte
+		for i, x := range in {
+			if x > 255 {
+				return fmt.Errorf("byte %d is %d", i, x)
+			}
+			raw[i] = byte(x)
+		}
+		v.SetBytes(raw[:len(in)])
+	}
+	return nil
+}

@@ -1,0 +1,928 @@
+package rules
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/expr-lang/expr"
+	"github.com/expr-lang/expr/file"
+	"gopkg.in/yaml.v3"
+
+	"github.com/plcwatch/plcwatch"
+	"github.com/plcwatch/plcwatch/collectors/capture/modbustcp"
+)
+
+// DefaultFold is how long identical alerts of a rule fold into one when the
+// rule does not say.
+const DefaultFold = time.Minute
+
+// Problem is one thing wrong in a rule file.
+type Problem struct {
+	File string
+	Line int
+	Col  int
+	Msg  string
+}
+
+func (p Problem) String() string { return fmt.Sprintf("%s:%d:%d: %s", p.File, p.Line, p.Col, p.Msg) }
+
+// Problems are what Load found wrong; as an error they read one per line.
+type Problems []Problem
+
+func (ps Problems) Error() string {
+	s := make([]string, len(ps))
+	for i, p := range ps {
+		s[i] = p.String()
+	}
+	return strings.Join(s, "\n")
+}
+
+// Load reads, checks and compiles the rules in paths: files, folders (every
+// .yaml and .yml file below them) and glob patterns. It reports every
+// problem it finds, not only the first, as Problems; a Set comes back only
+// when there is none.
+func Load(paths ...string) (*Set, error) {
+	files, probs := expand(paths)
+	l := &loader{lists: map[string]listDef{}, ids: map[string]Problem{}}
+	var docs []*doc
+	for _, f := range files {
+		d, err := parseFile(f)
+		if err != nil {
+			l.probs = append(l.probs, *err)
+			continue
+		}
+		docs = append(docs, d)
+	}
+	l.probs = append(probs, l.probs...)
+	for _, d := range docs {
+		l.collectLists(d)
+	}
+	var rules []*Rule
+	for _, d := range docs {
+		rules = append(rules, l.rules(d)...)
+	}
+	if len(l.probs) > 0 {
+		sort.SliceStable(l.probs, func(i, j int) bool {
+			a, b := l.probs[i], l.probs[j]
+			if a.File != b.File {
+				return a.File < b.File
+			}
+			if a.Line != b.Line {
+				return a.Line < b.Line
+			}
+			return a.Col < b.Col
+		})
+		return nil, Problems(l.probs)
+	}
+	set := &Set{Rules: rules}
+	for _, r := range rules {
+		if r.Enabled {
+			r.index = len(set.enabled)
+			set.enabled = append(set.enabled, r)
+		}
+	}
+	set.index = buildIndex(set.enabled)
+	return set, nil
+}
+
+// expand turns paths into the rule files they name, sorted and unique.
+func expand(paths []string) ([]string, []Problem) {
+	var files []string
+	var probs []Problem
+	for _, p := range paths {
+		matches := []string{p}
+		if strings.ContainsAny(p, "*?[") {
+			m, err := filepath.Glob(p)
+			if err != nil || len(m) == 0 {
+				probs = append(probs, Problem{File: p, Line: 1, Col: 1, Msg: "no rule files match this pattern"})
+				continue
+			}
+			matches = m
+		}
+		for _, m := range matches {
+			st, err := os.Stat(m)
+			if err != nil {
+				msg := err.Error()
+				var pe *fs.PathError
+				if errors.As(err, &pe) {
+					msg = pe.Err.Error()
+				}
+				probs = append(probs, Problem{File: m, Line: 1, Col: 1, Msg: "cannot read: " + msg})
+				continue
+			}
+			if !st.IsDir() {
+				files = append(files, m)
+				continue
+			}
+			_ = filepath.WalkDir(m, func(path string, d fs.DirEntry, err error) error {
+				if err == nil && !d.IsDir() && (strings.HasSuffix(path, ".yaml") || strings.HasSuffix(path, ".yml")) {
+					files = append(files, path)
+				}
+				return nil
+			})
+		}
+	}
+	slices.Sort(files)
+	return slices.Compact(files), probs
+}
+
+// doc is one parsed rule file.
+type doc struct {
+	file  string
+	lines []string
+	root  *yaml.Node
+}
+
+var yamlLine = regexp.MustCompile(`line (\d+)`)
+
+func parseFile(path string) (*doc, *Problem) {
+	src, err := os.ReadFile(path)
+	if err != nil {
+		return nil, &Problem{File: path, Line: 1, Col: 1, Msg: "cannot read: " + err.Error()}
+	}
+	var root yaml.Node
+	if err := yaml.Unmarshal(src, &root); err != nil {
+		p := &Problem{File: path, Line: 1, Col: 1, Msg: strings.TrimPrefix(err.Error(), "yaml: ")}
+		if m := yamlLine.FindStringSubmatch(err.Error()); m != nil {
+			p.Line, _ = strconv.Atoi(m[1])
+			p.Msg = strings.TrimPrefix(p.Msg, "line "+m[1]+": ")
+		}
+		return nil, p
+	}
+	d := &doc{file: path, lines: strings.Split(string(src), "\n"), root: &root}
+	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
+		d.root = root.Content[0]
+	}
+	return d, nil
+}
+
+type listDef struct {
+	items []*yaml.Node
+	where Problem
+	text  string
+}
+
+type loader struct {
+	probs []Problem
+	lists map[string]listDef
+	ids   map[string]Problem
+	d     *doc
+}
+
+func (l *loader) errf(n *yaml.Node, format string, a ...any) {
+	l.probs = append(l.probs, Problem{File: l.d.file, Line: n.Line, Col: n.Column, Msg: fmt.Sprintf(format, a...)})
+}
+
+// keys walks a mapping, reporting keys not in allowed (with a suggestion)
+// and keys given twice; it returns the value node of each known key.
+func (l *loader) keys(n *yaml.Node, what string, allowed ...string) map[string]*yaml.Node {
+	out := map[string]*yaml.Node{}
+	if n.Kind != yaml.MappingNode {
+		l.errf(n, "%s must be a mapping (key: value lines)", what)
+		return out
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		if !slices.Contains(allowed, k.Value) {
+			msg := fmt.Sprintf("unknown key %q in %s", k.Value, what)
+			if s := suggest(k.Value, allowed); s != "" {
+				msg += fmt.Sprintf(" (did you mean %q?)", s)
+			}
+			l.errf(k, "%s", msg)
+			continue
+		}
+		if _, dup := out[k.Value]; dup {
+			l.errf(k, "%q given twice in %s", k.Value, what)
+			continue
+		}
+		out[k.Value] = v
+	}
+	return out
+}
+
+func (l *loader) collectLists(d *doc) {
+	l.d = d
+	if d.root.Kind != yaml.MappingNode {
+		return
+	}
+	top := topLevel(d.root)
+	ln := top["lists"]
+	if ln == nil {
+		return
+	}
+	if ln.Kind != yaml.MappingNode {
+		l.errf(ln, "lists must be a mapping of names to lists")
+		return
+	}
+	for i := 0; i+1 < len(ln.Content); i += 2 {
+		k, v := ln.Content[i], ln.Content[i+1]
+		if !listName.MatchString(k.Value) {
+			l.errf(k, "list name %q: use letters, digits, _ and -", k.Value)
+			continue
+		}
+		if prev, dup := l.lists[k.Value]; dup {
+			l.errf(k, "list %q is defined twice (first at %s:%d)", k.Value, prev.where.File, prev.where.Line)
+			continue
+		}
+		var items []*yaml.Node
+		switch v.Kind {
+		case yaml.SequenceNode:
+			items = v.Content
+		case yaml.ScalarNode:
+			if v.Tag != "!!null" {
+				items = []*yaml.Node{v}
+			}
+		default:
+			l.errf(v, "list %q must be a list of values", k.Value)
+			continue
+		}
+		text, _ := yaml.Marshal(v)
+		l.lists[k.Value] = listDef{items: items, where: Problem{File: d.file, Line: k.Line}, text: string(text)}
+	}
+}
+
+var (
+	listName = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+	ruleID   = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]*$`)
+)
+
+func topLevel(n *yaml.Node) map[string]*yaml.Node {
+	out := map[string]*yaml.Node{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		out[n.Content[i].Value] = n.Content[i+1]
+	}
+	return out
+}
+
+// rules compiles the rules of one file.
+func (l *loader) rules(d *doc) []*Rule {
+	l.d = d
+	var seq *yaml.Node
+	switch d.root.Kind {
+	case 0:
+		return nil // empty file
+	case yaml.SequenceNode:
+		seq = d.root
+	case yaml.MappingNode:
+		top := l.keys(d.root, "a rule file", "rules", "lists")
+		seq = top["rules"]
+		if seq == nil {
+			return nil
+		}
+		if seq.Kind != yaml.SequenceNode {
+			l.errf(seq, "rules must be a list of rules (lines starting with -)")
+			return nil
+		}
+	default:
+		l.errf(d.root, "a rule file is a mapping with rules: (and lists:), or a list of rules")
+		return nil
+	}
+	var out []*Rule
+	for _, n := range seq.Content {
+		if r := l.rule(n); r != nil {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+func (l *loader) rule(n *yaml.Node) *Rule {
+	before := len(l.probs)
+	k := l.keys(n, "a rule", "id", "title", "description", "severity", "attack", "tags", "enabled",
+		"match", "when", "threshold", "for", "change", "schedule", "baseline", "fold")
+	r := &Rule{File: l.d.file, Line: n.Line, Enabled: true, fold: DefaultFold}
+	if v := k["id"]; v == nil {
+		l.errf(n, "rule has no id")
+	} else if r.ID = l.str(v); r.ID != "" {
+		if !ruleID.MatchString(r.ID) {
+			l.errf(v, "id %q: use letters, digits and . _ : -", r.ID)
+		} else if first, dup := l.ids[r.ID]; dup {
+			l.errf(v, "duplicate id %q (first defined at %s:%d:%d)", r.ID, first.File, first.Line, first.Col)
+		} else {
+			l.ids[r.ID] = Problem{File: l.d.file, Line: v.Line, Col: v.Column}
+		}
+	}
+	if v := k["title"]; v == nil {
+		l.errf(n, "rule %q has no title", r.ID)
+	} else {
+		r.Title = l.str(v)
+	}
+	if v := k["description"]; v != nil {
+		r.Description = l.str(v)
+	}
+	if v := k["severity"]; v == nil {
+		l.errf(n, "rule %q has no severity (info, low, medium, high, critical)", r.ID)
+	} else if s, ok := ParseSeverity(l.str(v)); !ok {
+		l.errf(v, "severity %q: want info, low, medium, high or critical", v.Value)
+	} else {
+		r.Severity = s
+	}
+	for _, v := range l.items(k["attack"], "attack") {
+		t, ok := LookupTechnique(v.Value)
+		if !ok {
+			l.errf(v, "unknown ATT&CK for ICS technique %q", v.Value)
+			continue
+		}
+		r.Attack = append(r.Attack, t.ID)
+	}
+	for _, v := range l.items(k["tags"], "tags") {
+		r.Tags = append(r.Tags, v.Value)
+	}
+	if v := k["enabled"]; v != nil {
+		r.Enabled = l.boolean(v)
+	}
+	if v := k["match"]; v != nil {
+		l.match(v, &r.match)
+	}
+	if v := k["when"]; v != nil {
+		r.whenSrc = l.str(v)
+		prog, err := expr.Compile(r.whenSrc, expr.Env(Env{}), expr.AsBool())
+		if err != nil {
+			l.exprError(v, err)
+		}
+		r.when = prog
+	}
+	stateful := 0
+	if v := k["threshold"]; v != nil {
+		stateful++
+		r.threshold = l.threshold(v)
+	}
+	if v := k["for"]; v != nil {
+		stateful++
+		r.hold = l.duration(v, "for", false)
+		if k["when"] == nil {
+			l.errf(v, "for needs a when condition: the condition that must hold")
+		}
+	}
+	if v := k["change"]; v != nil {
+		stateful++
+		r.change = l.change(v)
+		if r.match.source == plcwatch.Wire {
+			l.errf(v, "change compares polled values: it cannot apply to source: wire")
+		}
+	}
+	if v := k["baseline"]; v != nil {
+		stateful++
+		r.baseline = l.baseline(v)
+	}
+	if stateful > 1 {
+		l.errf(n, "rule %q: use one of threshold, for, change and baseline", r.ID)
+	}
+	if v := k["schedule"]; v != nil {
+		r.schedule = l.schedule(v)
+	}
+	if v := k["fold"]; v != nil {
+		r.fold = l.duration(v, "fold (0 turns folding off)", true)
+	}
+	if len(l.probs) > before {
+		return nil
+	}
+	r.digest = l.digest(n)
+	r.alertRule = plcwatch.AlertRule{ID: r.ID, Title: r.Title, Severity: r.Severity.String(), Attack: r.Attack, Tags: r.Tags}
+	if r.alertRule.Attack == nil {
+		r.alertRule.Attack = []string{}
+	}
+	if r.alertRule.Tags == nil {
+		r.alertRule.Tags = []string{}
+	}
+	return r
+}
+
+// digest identifies the rule as written, lists it uses included: a reload
+// keeps the state of rules whose digest did not change.
+func (l *loader) digest(n *yaml.Node) string {
+	text, _ := yaml.Marshal(n)
+	h := sha256.New()
+	h.Write(text)
+	for _, name := range listRefs.FindAllStringSubmatch(string(text), -1) {
+		h.Write([]byte(l.lists[name[1]].text))
+	}
+	return hex.EncodeToString(h.Sum(nil)[:12])
+}
+
+var listRefs = regexp.MustCompile(`\$([A-Za-z0-9_-]+)`)
+
+func (l *loader) str(n *yaml.Node) string {
+	if n.Kind != yaml.ScalarNode {
+		l.errf(n, "want a single value here")
+		return ""
+	}
+	return n.Value
+}
+
+func (l *loader) boolean(n *yaml.Node) bool {
+	switch l.str(n) {
+	case "true", "yes", "on":
+		return true
+	case "false", "no", "off":
+		return false
+	}
+	l.errf(n, "%q is not true or false", n.Value)
+	return false
+}
+
+// duration reads a duration that must be positive (or, with zeroOK, zero
+// too), reporting what is wrong with it once.
+func (l *loader) duration(n *yaml.Node, what string, zeroOK bool) time.Duration {
+	d, err := time.ParseDuration(l.str(n))
+	switch {
+	case err != nil:
+		l.errf(n, "%s: %q is not a duration (like 500ms, 10s, 5m, 24h)", what, n.Value)
+	case d < 0 || (d == 0 && !zeroOK):
+		l.errf(n, "%s must be a positive duration", what)
+	}
+	return d
+}
+
+func (l *loader) integer(n *yaml.Node, lo, hi int) int {
+	v, err := strconv.ParseInt(l.str(n), 0, 64)
+	if err != nil || int(v) < lo || int(v) > hi {
+		l.errf(n, "%q is not a number from %d to %d", n.Value, lo, hi)
+		return 0
+	}
+	return int(v)
+}
+
+// items returns the elements of a list (a single value counts as a list of
+// one), with $name references to lists: expanded in place.
+func (l *loader) items(n *yaml.Node, what string) []*yaml.Node {
+	if n == nil {
+		return nil
+	}
+	var raw []*yaml.Node
+	switch n.Kind {
+	case yaml.SequenceNode:
+		raw = n.Content
+	case yaml.ScalarNode:
+		raw = []*yaml.Node{n}
+	default:
+		l.errf(n, "%s must be a value or a list of values", what)
+		return nil
+	}
+	var out []*yaml.Node
+	for _, v := range raw {
+		if v.Kind != yaml.ScalarNode {
+			l.errf(v, "%s: want a value, not a nested list or mapping", what)
+			continue
+		}
+		name, neg := strings.CutPrefix(v.Value, "!")
+		if ref, ok := strings.CutPrefix(name, "$"); ok {
+			def, found := l.lists[ref]
+			if !found {
+				l.errf(v, "no list named %q (define it under lists:)", ref)
+				continue
+			}
+			for _, it := range def.items {
+				c := *it
+				if neg {
+					c.Value = "!" + c.Value
+				}
+				out = append(out, &c)
+			}
+			continue
+		}
+		out = append(out, v)
+	}
+	return out
+}
+
+func (l *loader) match(n *yaml.Node, m *match) {
+	k := l.keys(n, "match", "protocol", "source", "op", "function", "subfunction", "unit", "table",
+		"address", "register", "client", "server", "port", "device", "tag", "node", "namespace", "service",
+		"malformed", "exception", "orphan", "unanswered")
+	if v := k["protocol"]; v != nil {
+		switch l.str(v) {
+		case "modbus":
+			m.protocol = plcwatch.ProtoModbus
+		case "opcua":
+			m.protocol = plcwatch.ProtoOPCUA
+		default:
+			l.errf(v, "protocol %q: want modbus or opcua", v.Value)
+		}
+	}
+	if v := k["source"]; v != nil {
+		switch l.str(v) {
+		case "wire":
+			m.source = plcwatch.Wire
+		case "poll":
+			m.source = plcwatch.Poll
+		default:
+			l.errf(v, "source %q: want wire or poll", v.Value)
+		}
+	}
+	for _, v := range l.items(k["op"], "op") {
+		op, ok := plcwatch.ParseOp(v.Value)
+		if !ok {
+			l.errf(v, "op %q: want read, write, diagnostic, identify, other, session or call", v.Value)
+			continue
+		}
+		m.ops |= 1 << op
+	}
+	if vs := l.items(k["function"], "function"); vs != nil {
+		m.funcs = new(bits256)
+		for _, v := range vs {
+			lo, hi, ok := rangeOf(v.Value, func(s string) (int, bool) {
+				fc, ok := modbustcp.ParseFunction(s)
+				return int(fc), ok
+			})
+			if !ok {
+				l.errf(v, "function %q: want a function code 0-127, a range like 65-72, or a name like write_single_register", v.Value)
+				continue
+			}
+			m.funcs.setRange(uint8(lo), uint8(hi))
+		}
+	}
+	for _, v := range l.items(k["subfunction"], "subfunction") {
+		m.subs = append(m.subs, uint16(l.integer(v, 0, 65535)))
+	}
+	if vs := l.items(k["unit"], "unit"); vs != nil {
+		m.units = new(bits256)
+		for _, v := range vs {
+			lo, hi, ok := rangeOf(v.Value, number(0, 255))
+			if !ok {
+				l.errf(v, "unit %q: want a unit id 0-255 or a range like 1-10", v.Value)
+				continue
+			}
+			m.units.setRange(uint8(lo), uint8(hi))
+		}
+	}
+	for _, v := range l.items(k["table"], "table") {
+		t, ok := plcwatch.ParseTable(v.Value)
+		if !ok {
+			l.errf(v, "table %q: want coil, discrete, input, holding or file", v.Value)
+			continue
+		}
+		m.tables |= 1 << t
+	}
+	for _, v := range l.items(k["address"], "address") {
+		lo, hi, ok := rangeOf(v.Value, number(0, 65535))
+		if !ok {
+			l.errf(v, "address %q: want a 0-based protocol address 0-65535 or a range like 100-199 (for 1-based register numbers like 40101 use register:)", v.Value)
+			continue
+		}
+		m.ranges = append(m.ranges, addrRange{lo: uint16(lo), hi: uint16(hi)})
+	}
+	for _, v := range l.items(k["register"], "register") {
+		r, err := register(v.Value)
+		if err != nil {
+			l.errf(v, "register %q: %v", v.Value, err)
+			continue
+		}
+		m.ranges = append(m.ranges, r)
+	}
+	if m.ranges == nil && (k["address"] != nil || k["register"] != nil) {
+		m.ranges = []addrRange{} // an empty list matches no address
+	}
+	m.clients, m.clientsNot = l.prefixes(k["client"], "client")
+	m.servers, m.serversNot = l.prefixes(k["server"], "server")
+	for _, v := range l.items(k["port"], "port") {
+		m.ports = append(m.ports, uint16(l.integer(v, 1, 65535)))
+	}
+	m.devices = l.patterns(k["device"], "device")
+	m.tags = l.patterns(k["tag"], "tag")
+	m.nodes = l.patterns(k["node"], "node")
+	m.services = l.patterns(k["service"], "service")
+	for _, v := range l.items(k["namespace"], "namespace") {
+		m.namespaces = append(m.namespaces, uint16(l.integer(v, 0, 65535)))
+	}
+	if v := k["malformed"]; v != nil {
+		m.malformed = tri(l.boolean(v))
+	}
+	if v := k["orphan"]; v != nil {
+		m.orphan = tri(l.boolean(v))
+	}
+	if v := k["exception"]; v != nil {
+		m.exceptions = new(bits256)
+		if v.Kind == yaml.ScalarNode && (v.Value == "true" || v.Value == "false") {
+			if v.Value == "true" {
+				m.exceptions.setRange(1, 255)
+			} else {
+				m.exceptions.set(0)
+			}
+		} else {
+			for _, it := range l.items(v, "exception") {
+				lo, hi, ok := rangeOf(it.Value, number(0, 255))
+				if !ok {
+					l.errf(it, "exception %q: want true, false, or exception codes like 1, 2, 10-11", it.Value)
+					continue
+				}
+				m.exceptions.setRange(uint8(lo), uint8(hi))
+			}
+		}
+	}
+	for _, v := range l.items(k["unanswered"], "unanswered") {
+		switch v.Value {
+		case plcwatch.UnansweredTimeout, plcwatch.UnansweredClosed, plcwatch.UnansweredReused,
+			plcwatch.UnansweredEvicted, plcwatch.UnansweredEOF, plcwatch.UnansweredIdle, plcwatch.UnansweredStopped:
+			m.unanswered = append(m.unanswered, v.Value)
+		default:
+			l.errf(v, "unanswered %q: want timeout, closed, reused, evicted, idle, eof or stopped", v.Value)
+		}
+	}
+	m.extra = m.subs != nil || m.ports != nil || m.devices != nil || m.tags != nil || m.nodes != nil ||
+		m.namespaces != nil || m.services != nil || m.unanswered != nil
+}
+
+func tri(b bool) int8 {
+	if b {
+		return 1
+	}
+	return -1
+}
+
+// prefixes reads client/server lists: addresses or CIDR prefixes, each
+// optionally negated with a leading "!".
+func (l *loader) prefixes(n *yaml.Node, what string) (in, out []netip.Prefix) {
+	for _, v := range l.items(n, what) {
+		s, neg := strings.CutPrefix(v.Value, "!")
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			a, aerr := netip.ParseAddr(s)
+			if aerr != nil {
+				l.errf(v, "%s %q: not an IP address or CIDR prefix (like 10.0.0.5 or 10.0.0.0/24)", what, s)
+				continue
+			}
+			p = netip.PrefixFrom(a, a.BitLen())
+		}
+		if p != p.Masked() {
+			l.errf(v, "%s %q: host bits set (did you mean %s?)", what, s, p.Masked())
+			continue
+		}
+		if p.Addr().Is4In6() {
+			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+		}
+		if neg {
+			out = append(out, p)
+		} else {
+			in = append(in, p)
+		}
+	}
+	return in, out
+}
+
+func (l *loader) patterns(n *yaml.Node, what string) []string {
+	var out []string
+	for _, v := range l.items(n, what) {
+		if _, err := filepath.Match(v.Value, ""); err != nil {
+			l.errf(v, "%s %q: bad pattern: %v", what, v.Value, err)
+			continue
+		}
+		out = append(out, v.Value)
+	}
+	return out
+}
+
+func (l *loader) fields(n *yaml.Node, what string) []field {
+	var out []field
+	for _, v := range l.items(n, what) {
+		f, ok := fieldNames[v.Value]
+		if !ok {
+			l.errf(v, "%s: %q is not an event field (%s)", what, v.Value, fieldList())
+			continue
+		}
+		out = append(out, f)
+	}
+	return out
+}
+
+func (l *loader) threshold(n *yaml.Node) *threshold {
+	k := l.keys(n, "threshold", "count", "window", "by", "distinct")
+	t := &threshold{by: []field{fieldClient, fieldServer}}
+	if v := k["count"]; v == nil {
+		l.errf(n, "threshold needs a count")
+	} else {
+		t.count = l.integer(v, 1, 1_000_000)
+	}
+	if v := k["window"]; v == nil {
+		l.errf(n, "threshold needs a window (like 10s)")
+	} else {
+		t.window = l.duration(v, "window", false)
+	}
+	if v := k["by"]; v != nil {
+		t.by = l.fields(v, "by")
+	}
+	if v := k["distinct"]; v != nil {
+		if fs := l.fields(v, "distinct"); len(fs) == 1 {
+			t.distinct = fs[0]
+		} else if len(fs) > 1 {
+			l.errf(v, "distinct counts the values of one field")
+		}
+	}
+	return t
+}
+
+func (l *loader) change(n *yaml.Node) *change {
+	c := &change{group: []field{fieldDevice, fieldTag, fieldNode}}
+	if n.Kind == yaml.ScalarNode {
+		if n.Value != "any" {
+			l.errf(n, "change: want any, or a mapping with delta:")
+		}
+		return c
+	}
+	k := l.keys(n, "change", "delta")
+	if v := k["delta"]; v != nil {
+		d, err := strconv.ParseFloat(l.str(v), 64)
+		if err != nil || d < 0 {
+			l.errf(v, "delta %q: want a number of engineering units, 0 or more", v.Value)
+		}
+		c.by = d
+	}
+	return c
+}
+
+func (l *loader) baseline(n *yaml.Node) *baselineSpec {
+	k := l.keys(n, "baseline", "learn", "key")
+	b := &baselineSpec{key: []field{fieldClient, fieldServer, fieldUnit, fieldFunction}}
+	if v := k["learn"]; v == nil {
+		l.errf(n, "baseline needs a learn period (like 7d is written 168h)")
+	} else {
+		b.learn = l.duration(v, "learn", false)
+	}
+	if v := k["key"]; v != nil {
+		if b.key = l.fields(v, "key"); len(b.key) == 0 {
+			l.errf(v, "key names the fields of a learned tuple")
+		}
+	}
+	return b
+}
+
+func (l *loader) schedule(n *yaml.Node) *schedule {
+	k := l.keys(n, "schedule", "timezone", "active", "mute")
+	s := &schedule{loc: time.UTC}
+	if v := k["timezone"]; v != nil {
+		loc, err := time.LoadLocation(l.str(v))
+		if err != nil {
+			l.errf(v, "timezone %q: not a known zone (like UTC, Europe/Berlin, America/Chicago)", v.Value)
+		} else {
+			s.loc = loc
+		}
+	}
+	for _, key := range []string{"active", "mute"} {
+		for _, v := range l.items(k[key], key) {
+			w, err := parseWindow(v.Value)
+			if err != nil {
+				l.errf(v, "%v", err)
+				continue
+			}
+			if key == "active" {
+				s.active = append(s.active, w)
+			} else {
+				s.mute = append(s.mute, w)
+			}
+		}
+	}
+	if k["active"] == nil && k["mute"] == nil {
+		l.errf(n, "schedule needs active or mute windows")
+	}
+	return s
+}
+
+// exprError reports an expression compile error at its position in the file.
+func (l *loader) exprError(n *yaml.Node, err error) {
+	var fe *file.Error
+	line, col := n.Line, n.Column
+	msg := err.Error()
+	if errors.As(err, &fe) {
+		msg = fe.Message
+		switch n.Style {
+		case yaml.LiteralStyle, yaml.FoldedStyle:
+			// The text starts on the line after the | or >; YAML strips
+			// the block's indentation, which is the first line's.
+			line = n.Line + fe.Line
+			if n.Line < len(l.d.lines) {
+				first := l.d.lines[n.Line]
+				col = len(first) - len(strings.TrimLeft(first, " \t")) + fe.Column + 1
+			}
+		case yaml.DoubleQuotedStyle, yaml.SingleQuotedStyle:
+			line = n.Line + fe.Line - 1
+			if fe.Line == 1 {
+				col = n.Column + 1 + fe.Column
+			}
+		default:
+			line = n.Line + fe.Line - 1
+			if fe.Line == 1 {
+				col = n.Column + fe.Column
+			}
+		}
+	}
+	l.probs = append(l.probs, Problem{File: l.d.file, Line: line, Col: col, Msg: "when: " + msg})
+}
+
+// rangeOf reads "v" or "lo-hi" with parse for each end.
+func rangeOf(s string, parse func(string) (int, bool)) (lo, hi int, ok bool) {
+	a, b, isRange := strings.Cut(s, "-")
+	if lo, ok = parse(strings.TrimSpace(a)); !ok {
+		return 0, 0, false
+	}
+	hi = lo
+	if isRange {
+		if hi, ok = parse(strings.TrimSpace(b)); !ok || hi < lo {
+			return 0, 0, false
+		}
+	}
+	return lo, hi, true
+}
+
+func number(lo, hi int) func(string) (int, bool) {
+	return func(s string) (int, bool) {
+		v, err := strconv.ParseInt(s, 0, 64)
+		return int(v), err == nil && int(v) >= lo && int(v) <= hi
+	}
+}
+
+// register reads the 1-based references of device manuals: a table digit
+// (0 coil, 1 discrete input, 3 input register, 4 holding register) and a
+// 1-based number, in the 5-digit form (40001 = holding, address 0, up to
+// 9999) or the 6-digit form (400001, up to 65536); a range "40101-40120".
+func register(s string) (addrRange, error) {
+	a, b, isRange := strings.Cut(s, "-")
+	t1, lo, err := registerRef(strings.TrimSpace(a))
+	if err != nil {
+		return addrRange{}, err
+	}
+	t2, hi := t1, lo
+	if isRange {
+		if t2, hi, err = registerRef(strings.TrimSpace(b)); err != nil {
+			return addrRange{}, err
+		}
+		if t2 != t1 {
+			return addrRange{}, errors.New("a range must stay in one table")
+		}
+		if hi < lo {
+			return addrRange{}, errors.New("range ends before it starts")
+		}
+	}
+	return addrRange{table: t1, lo: lo, hi: hi}, nil
+}
+
+func registerRef(s string) (plcwatch.Table, uint16, error) {
+	if len(s) != 5 && len(s) != 6 {
+		return 0, 0, errors.New("want 5 or 6 digits: a table digit (0 coil, 1 discrete, 3 input, 4 holding) and a 1-based number, like 40001 or 400001")
+	}
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			return 0, 0, errors.New("want digits only")
+		}
+	}
+	var t plcwatch.Table
+	switch s[0] {
+	case '0':
+		t = plcwatch.TableCoil
+	case '1':
+		t = plcwatch.TableDiscrete
+	case '3':
+		t = plcwatch.TableInput
+	case '4':
+		t = plcwatch.TableHolding
+	default:
+		return 0, 0, fmt.Errorf("table digit %c: want 0 (coil), 1 (discrete input), 3 (input register) or 4 (holding register)", s[0])
+	}
+	n, _ := strconv.Atoi(s[1:])
+	if n < 1 || n > 65536 {
+		return 0, 0, errors.New("register numbers count from 1 to 65536")
+	}
+	return t, uint16(n - 1), nil
+}
+
+// suggest returns the allowed word closest to s, if it is close.
+func suggest(s string, allowed []string) string {
+	best, bestD := "", 3
+	for _, a := range allowed {
+		if d := editDistance(s, a); d < bestD {
+			best, bestD = a, d
+		}
+	}
+	return best
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}

@@ -1,0 +1,279 @@
+// Package rules is plcwatch's detection language: rule files an operator
+// writes and a colleague reviews (YAML), their loader with file:line:col
+// errors, the compiler, and the evaluator that turns matching events into
+// alerts — stateless matchers, thresholds over windows, conditions held for
+// a duration, value changes, schedules, and baselines learned from traffic.
+//
+// docs/rules.md is the reference for rule authors.
+package rules
+
+import (
+	"encoding/binary"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/expr-lang/expr/vm"
+
+	"github.com/plcwatch/plcwatch"
+)
+
+// Severity of a rule's alerts.
+type Severity uint8
+
+const (
+	Info Severity = iota + 1
+	Low
+	Medium
+	High
+	Critical
+)
+
+var severityNames = [...]string{"", "info", "low", "medium", "high", "critical"}
+
+func (s Severity) String() string {
+	if int(s) < len(severityNames) {
+		return severityNames[s]
+	}
+	return "unknown"
+}
+
+// ParseSeverity returns the severity named s.
+func ParseSeverity(s string) (Severity, bool) {
+	for i, n := range severityNames {
+		if i > 0 && n == s {
+			return Severity(i), true
+		}
+	}
+	return 0, false
+}
+
+// Rule is one compiled rule.
+type Rule struct {
+	ID          string
+	Title       string
+	Description string
+	Severity    Severity
+	Attack      []string
+	Tags        []string
+	Enabled     bool
+	File        string // where the rule was defined
+	Line        int
+
+	match     match
+	when      *vm.Program
+	whenSrc   string
+	threshold *threshold
+	hold      time.Duration // "for": how long when must hold
+	change    *change
+	schedule  *schedule
+	baseline  *baselineSpec
+	fold      time.Duration
+	index     int    // position among the set's enabled rules
+	digest    string // the rule as written: state survives a reload when it is unchanged
+	alertRule plcwatch.AlertRule
+}
+
+// Kind says which of the stateful forms a rule takes.
+func (r *Rule) Kind() string {
+	switch {
+	case r.threshold != nil:
+		return "threshold"
+	case r.hold > 0:
+		return "for"
+	case r.change != nil:
+		return "change"
+	case r.baseline != nil:
+		return "baseline"
+	}
+	return "match"
+}
+
+// Set is a loaded and compiled rule set.
+type Set struct {
+	Rules   []*Rule // every rule, in load order
+	enabled []*Rule
+	index   index
+}
+
+// Enabled returns the rules that are enabled, in evaluation order.
+func (s *Set) Enabled() []*Rule { return s.enabled }
+
+// Lookup returns the rule with the given id.
+func (s *Set) Lookup(id string) *Rule {
+	for _, r := range s.Rules {
+		if r.ID == id {
+			return r
+		}
+	}
+	return nil
+}
+
+// threshold fires when Count matching events (or Count distinct values of
+// a field) fall within Window, per group of the By fields.
+type threshold struct {
+	count    int
+	window   time.Duration
+	by       []field
+	distinct field // 0: count events
+}
+
+// change fires when a polled value moves by more than By (any change when
+// By is 0), per group of By fields (default device and tag).
+type change struct {
+	by    float64
+	group []field
+}
+
+// baselineSpec learns the Key tuples seen during Learn, then fires on the
+// first occurrence of a tuple it has not seen.
+type baselineSpec struct {
+	learn time.Duration
+	key   []field
+}
+
+// field is an event field rules can group by or learn.
+type field uint8
+
+const (
+	fieldNone field = iota
+	fieldClient
+	fieldClientPort
+	fieldServer
+	fieldUnit
+	fieldFunction
+	fieldSubfunction
+	fieldTable
+	fieldAddress
+	fieldDevice
+	fieldTag
+	fieldNode
+	fieldService
+	fieldOp
+	fieldProtocol
+)
+
+var fieldNames = map[string]field{
+	"client": fieldClient, "client_port": fieldClientPort, "server": fieldServer,
+	"unit": fieldUnit, "function": fieldFunction, "subfunction": fieldSubfunction,
+	"table": fieldTable, "address": fieldAddress, "device": fieldDevice, "tag": fieldTag,
+	"node": fieldNode, "service": fieldService, "op": fieldOp, "protocol": fieldProtocol,
+}
+
+var fieldText = func() [fieldProtocol + 1]string {
+	var t [fieldProtocol + 1]string
+	for n, f := range fieldNames {
+		t[f] = n
+	}
+	return t
+}()
+
+func (f field) String() string {
+	if int(f) < len(fieldText) {
+		return fieldText[f]
+	}
+	return "?"
+}
+
+// appendFieldKey appends a compact, unambiguous binary form of a field:
+// group keys are looked up on every matching event, text is only for
+// people (messages, learned baselines).
+func appendFieldKey(b []byte, ev *plcwatch.Event, f field) []byte {
+	switch f {
+	case fieldClient:
+		return appendAddrKey(b, ev.Client.Addr())
+	case fieldClientPort:
+		return binary.BigEndian.AppendUint16(b, ev.Client.Port())
+	case fieldServer:
+		return binary.BigEndian.AppendUint16(appendAddrKey(b, ev.Server.Addr()), ev.Server.Port())
+	case fieldUnit:
+		return append(b, ev.Unit)
+	case fieldFunction:
+		return append(b, ev.Function)
+	case fieldSubfunction:
+		return binary.BigEndian.AppendUint16(b, ev.SubFunction)
+	case fieldTable:
+		return append(b, byte(ev.Table))
+	case fieldAddress:
+		return binary.BigEndian.AppendUint16(b, ev.Address)
+	case fieldOp:
+		return append(b, byte(ev.Op))
+	case fieldProtocol:
+		return append(b, byte(ev.Protocol))
+	}
+	// Strings: length-prefixed so that two fields cannot run together.
+	var s string
+	switch f {
+	case fieldDevice:
+		s = ev.Device
+	case fieldTag:
+		s = ev.Tag
+	case fieldNode:
+		s = ev.Node
+	case fieldService:
+		s = ev.Service
+	}
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+// appendAddrKey appends an address as 4 bytes (IPv4) or 16 (IPv6) after a
+// byte saying which: short keys hash faster.
+func appendAddrKey(b []byte, a netip.Addr) []byte {
+	if a.Is4() {
+		v := a.As4()
+		return append(append(b, 4), v[:]...)
+	}
+	v := a.As16()
+	return append(append(b, 6), v[:]...)
+}
+
+func fieldList() string {
+	names := make([]string, 0, len(fieldNames))
+	for n := range fieldNames {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return strings.Join(names, ", ")
+}
+
+// appendField appends an event field's value as text: the key of stateful
+// groups and of learned tuples. address is appended by the caller, which
+// may walk a write's range.
+func appendField(b []byte, ev *plcwatch.Event, f field) []byte {
+	switch f {
+	case fieldClient:
+		return ev.Client.Addr().AppendTo(b)
+	case fieldClientPort:
+		return appendUint(b, uint64(ev.Client.Port()))
+	case fieldServer:
+		return ev.Server.AppendTo(b)
+	case fieldUnit:
+		return appendUint(b, uint64(ev.Unit))
+	case fieldFunction:
+		return appendUint(b, uint64(ev.Function))
+	case fieldSubfunction:
+		return appendUint(b, uint64(ev.SubFunction))
+	case fieldTable:
+		return append(b, ev.Table.String()...)
+	case fieldAddress:
+		return appendUint(b, uint64(ev.Address))
+	case fieldDevice:
+		return append(b, ev.Device...)
+	case fieldTag:
+		return append(b, ev.Tag...)
+	case fieldNode:
+		return append(b, ev.Node...)
+	case fieldService:
+		return append(b, ev.Service...)
+	case fieldOp:
+		return append(b, ev.Op.String()...)
+	case fieldProtocol:
+		return append(b, ev.Protocol.String()...)
+	}
+	return b
+}
+
+func appendUint(b []byte, v uint64) []byte { return strconv.AppendUint(b, v, 10) }
