@@ -23,6 +23,7 @@ type Event struct {
 	Client   netip.AddrPort // wire: the side that sent the request
 	Server   netip.AddrPort // wire: the side that answered
 	Frame    uint64         // offline capture: 1-based number of the packet that completed the request
+	Conn     uint64         // wire: the TCP connection, unique within one run of plcwatch; 0 for polls
 
 	// Modbus.
 	TID         uint16 // MBAP transaction id

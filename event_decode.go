@@ -18,6 +18,7 @@ type eventJSON struct {
 	Client      string       `json:"client"`
 	Server      string       `json:"server"`
 	Frame       uint64       `json:"frame"`
+	Conn        uint64       `json:"conn"`
 	TID         uint16       `json:"tid"`
 	Unit        uint8        `json:"unit"`
 	Function    uint8        `json:"function"`
@@ -59,7 +60,7 @@ func (e *Event) UnmarshalJSON(b []byte) error {
 		return err
 	}
 	*e = Event{
-		Time: j.Time, Device: j.Device, Frame: j.Frame,
+		Time: j.Time, Device: j.Device, Frame: j.Frame, Conn: j.Conn,
 		TID: j.TID, Unit: j.Unit, Function: j.Function,
 		Address: j.Address, Count: j.Count, File: j.File,
 		ReadAddress: j.ReadAddress, ReadCount: j.ReadCount, AndMask: j.AndMask, OrMask: j.OrMask,

@@ -45,6 +45,10 @@ func (e *Event) AppendJSON(b []byte) []byte {
 		b = appendKey(b, "frame")
 		b = strconv.AppendUint(b, e.Frame, 10)
 	}
+	if e.Conn != 0 {
+		b = appendKey(b, "conn")
+		b = strconv.AppendUint(b, e.Conn, 10)
+	}
 	if e.Protocol == ProtoModbus {
 		b = e.appendModbus(b)
 	}

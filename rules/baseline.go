@@ -105,13 +105,9 @@ func (b *Baseline) Save() error {
 // rule returns the learned state of a rule, starting it at t when the rule
 // is new or its key fields changed (what was learned no longer fits).
 func (b *Baseline) rule(id string, spec *baselineSpec, t time.Time) *LearnedRule {
-	fields := make([]string, len(spec.key))
-	for i, f := range spec.key {
-		fields[i] = f.String()
-	}
 	lr := b.Rules[id]
-	if lr == nil || !slices.Equal(lr.Fields, fields) {
-		lr = &LearnedRule{Fields: fields, Learn: spec.learn.String(), Started: t.UTC(), Keys: map[string]time.Time{}}
+	if lr == nil || !slices.Equal(lr.Fields, spec.names) {
+		lr = &LearnedRule{Fields: slices.Clone(spec.names), Learn: spec.learn.String(), Started: t.UTC(), Keys: map[string]time.Time{}}
 		b.Rules[id] = lr
 		b.dirty = true
 	}

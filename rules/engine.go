@@ -75,6 +75,30 @@ type groupSet struct {
 	table  map[string]*groupEntry
 	stamp  uint32 // the event cur was looked up for
 	cur    *groupEntry
+	// byConn caches entries by TCP connection, for sets whose fields do
+	// not change within one (client, server): most events then skip the
+	// key and the map. Direct-mapped; cleared when an entry is evicted.
+	byConn *[connCache]connEntry
+}
+
+const connCache = 1024
+
+type connEntry struct {
+	conn uint64
+	ent  *groupEntry
+}
+
+// connConstant reports whether fields stay the same for every event of
+// one TCP connection.
+func connConstant(fields []field) bool {
+	for _, f := range fields {
+		switch f {
+		case fieldClient, fieldClientPort, fieldServer, fieldProtocol:
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 type groupEntry struct {
@@ -200,7 +224,11 @@ func (e *Engine) joinGroupSet(ri int32, fields []field) (int, int) {
 			return gi, len(e.gsets[gi].rules) - 1
 		}
 	}
-	e.gsets = append(e.gsets, groupSet{fields: fields, rules: []int32{ri}, table: map[string]*groupEntry{}})
+	gs := groupSet{fields: fields, rules: []int32{ri}, table: map[string]*groupEntry{}}
+	if connConstant(fields) {
+		gs.byConn = new([connCache]connEntry)
+	}
+	e.gsets = append(e.gsets, gs)
 	return len(e.gsets) - 1, 0
 }
 
@@ -244,7 +272,7 @@ func (e *Engine) Process(ev *plcwatch.Event) {
 	e.nowNs = ev.Time.UnixNano()
 	for _, ri := range e.cand {
 		r := e.set.enabled[ri]
-		if !r.match.matches(ev) {
+		if !r.match.decided && !r.match.matches(ev) {
 			continue
 		}
 		if r.schedule != nil && !r.schedule.allows(ev.Time) {
@@ -317,6 +345,15 @@ func (e *Engine) group(ri int32, ev *plcwatch.Event) *group {
 	st := &e.states[ri]
 	gs := &e.gsets[st.gset]
 	if gs.stamp != e.stamp || gs.cur == nil {
+		var ce *connEntry
+		if gs.byConn != nil && ev.Conn != 0 {
+			ce = &gs.byConn[ev.Conn%connCache]
+			if ce.conn == ev.Conn {
+				gs.cur, gs.stamp = ce.ent, e.stamp
+				gs.cur.last = ev.Time
+				return &gs.cur.slots[st.slot]
+			}
+		}
 		key := e.groupKey(ev, gs.fields)
 		ent, ok := gs.table[string(key)]
 		if !ok {
@@ -329,9 +366,15 @@ func (e *Engine) group(ri int32, ev *plcwatch.Event) *group {
 					}
 				}
 				delete(gs.table, idle)
+				if gs.byConn != nil {
+					*gs.byConn = [connCache]connEntry{} // it may hold the evicted entry
+				}
 			}
 			ent = &groupEntry{slots: make([]group, len(gs.rules))}
 			gs.table[string(key)] = ent
+		}
+		if ce != nil {
+			*ce = connEntry{ev.Conn, ent}
 		}
 		ent.last = ev.Time
 		gs.stamp, gs.cur = e.stamp, ent

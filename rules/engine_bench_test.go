@@ -29,7 +29,7 @@ func rulesOfKinds(tb testing.TB, n int, flagged bool) *Set {
 		fmt.Fprintf(&b, "  - id: r%d\n    title: rule %d\n    severity: high\n    attack: [T0855]\n", i, i)
 		kinds := 5
 		if flagged {
-			kinds = 8
+			kinds = 10
 		}
 		switch i % kinds {
 		case 0:
@@ -48,6 +48,10 @@ func rulesOfKinds(tb testing.TB, n int, flagged bool) *Set {
 			fmt.Fprintf(&b, "    match: {exception: [%d, %d], orphan: %v}\n", i%3, 1+i%11, i%2 == 0)
 		case 7:
 			fmt.Fprintf(&b, "    match: {exception: %v, table: holding, address: \"%d-%d\"}\n", i%2 == 0, addr, addr+500)
+		case 8:
+			fmt.Fprintf(&b, "    match: {protocol: modbus, exception: %v, orphan: %v}\n", i%3 == 0, i%4 == 0)
+		case 9:
+			fmt.Fprintf(&b, "    match: {malformed: %v}\n", i%3 == 0)
 		}
 	}
 	dir := tb.TempDir()
@@ -144,6 +148,11 @@ func TestIndexDoesNotMissMatches(t *testing.T) {
 		ev.Orphan = rng.IntN(5) == 0
 		seen := make([]uint32, len(set.enabled))
 		cand := set.index.candidates(&ev, nil, seen, 1)
+		for _, ri := range cand {
+			if r := set.enabled[ri]; r.match.decided && !r.match.matches(&ev) {
+				t.Fatalf("rule %s is decided by the index, offered %s, and does not match it", r.ID, ev.AppendJSON(nil))
+			}
+		}
 		for ri, r := range set.enabled {
 			if r.match.matches(&ev) && !containsI32(cand, int32(ri)) {
 				t.Fatalf("rule %s matches %s but the index did not offer it", r.ID, ev.AppendJSON(nil))

@@ -91,6 +91,7 @@ func (b *bucket) add(r *Rule) {
 func buildIndex(rules []*Rule) index {
 	var x index
 	for _, r := range rules {
+		r.match.decided = decidedByIndex(&r.match)
 		p := r.match.protocol
 		if p == 0 || p == plcwatch.ProtoModbus {
 			if fcs := modbusFunctions(&r.match); fcs == nil {
@@ -114,6 +115,25 @@ func buildIndex(rules []*Rule) index {
 		}
 	}
 	return x
+}
+
+// decidedByIndex reports whether the buckets and flag states a rule is
+// filed under already decide all of its conditions: its protocol (the
+// bucket), malformed and orphan (the state), and an exception condition of
+// "any" or "none" (the state). Such a rule matches every event it is
+// offered.
+func decidedByIndex(m *match) bool {
+	if m.source != 0 || m.ops != 0 || m.funcs != nil || m.units != nil || m.tables != 0 || m.ranges != nil ||
+		m.clients != nil || m.clientsNot != nil || m.servers != nil || m.serversNot != nil || m.extra {
+		return false
+	}
+	if m.exceptions != nil {
+		var none, any bits256
+		none.set(0)
+		any.setRange(1, 255)
+		return *m.exceptions == none || *m.exceptions == any
+	}
+	return true
 }
 
 // modbusFunctions is the set of function codes a Modbus event can have to

@@ -755,6 +755,9 @@ func (l *loader) baseline(n *yaml.Node) *baselineSpec {
 			l.errf(v, "key names the fields of a learned tuple")
 		}
 	}
+	for _, f := range b.key {
+		b.names = append(b.names, f.String())
+	}
 	return b
 }
 

@@ -51,6 +51,7 @@ type match struct {
 	exceptions *bits256 // exception codes (0 = none)
 	unanswered []string
 	extra      bool // any of subs, ports, devices, tags, nodes, namespaces, services, unanswered is set
+	decided    bool // the index alone decides every condition: matches need not run
 }
 
 // matches reports whether ev meets every condition. It does not allocate.

@@ -132,6 +132,7 @@ type change struct {
 type baselineSpec struct {
 	learn time.Duration
 	key   []field
+	names []string // the key fields' names, as the baseline file records them
 }
 
 // field is an event field rules can group by or learn.

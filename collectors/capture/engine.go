@@ -69,7 +69,9 @@ type Stats struct {
 // one Conn per connection. A new protocol is a package that provides one
 // (modbustcp does), registered in NewEngine for its configured ports.
 type Dissector interface {
-	NewConn(client, server netip.AddrPort, emit plcwatch.Emit) Conn
+	// NewConn starts a connection; id is unique per engine and goes in
+	// every event's Conn.
+	NewConn(id uint64, client, server netip.AddrPort, emit plcwatch.Emit) Conn
 	// Limits bound what reassembly holds for one of its connections.
 	Limits() reassembly.Limits
 }
@@ -89,8 +91,8 @@ type Conn interface {
 // modbusDissector adapts modbustcp to Dissector.
 type modbusDissector struct{ *modbustcp.Dissector }
 
-func (d modbusDissector) NewConn(client, server netip.AddrPort, emit plcwatch.Emit) Conn {
-	return d.Dissector.NewConn(client, server, emit)
+func (d modbusDissector) NewConn(id uint64, client, server netip.AddrPort, emit plcwatch.Emit) Conn {
+	return d.Dissector.NewConn(id, client, server, emit)
 }
 
 func (d modbusDissector) Limits() reassembly.Limits {
@@ -132,7 +134,8 @@ type Engine struct {
 	flows      map[flowKey]*flow
 	head       *flow
 	tail       *flow
-	last       *flow // the flow of the previous packet
+	last       *flow  // the flow of the previous packet
+	connBase   uint64 // high bits of connection ids: tells the engines of several interfaces apart
 	budget     reassembly.Budget
 	stats      Stats
 	now        time.Time
@@ -395,10 +398,10 @@ func (e *Engine) newFlow(key flowKey) *flow {
 	server := netip.AddrPortFrom(netip.AddrFrom16(key.server).Unmap(), key.sport)
 	d := e.server[key.sport] - 1
 	f := &flow{key: key}
-	f.conn = e.dissectors[d].NewConn(client, server, e.emit)
+	e.stats.Flows++
+	f.conn = e.dissectors[d].NewConn(e.connBase|e.stats.Flows, client, server, e.emit)
 	f.asm = reassembly.Conn{Consumer: f.conn, Limits: &e.limits[d], Stats: &e.stats.Reassembly, Budget: &e.budget}
 	e.flows[key] = f
-	e.stats.Flows++
 	f.next = e.head
 	if e.head != nil {
 		e.head.prev = f

@@ -182,6 +182,7 @@ func (l *Live) Run(ctx context.Context, emit plcwatch.Emit) error {
 func (l *Live) capture(ctx context.Context, i int, h *liveHandle, emit plcwatch.Emit) error {
 	log := l.log.With("interface", h.name)
 	e := NewEngine(l.cfg, emit)
+	e.connBase = uint64(i+1) << 48 // connection ids stay unique across interfaces
 	defer e.Finish(plcwatch.UnansweredStopped)
 	var kernel InterfaceStats
 	publishAt := time.Now()

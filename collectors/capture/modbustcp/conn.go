@@ -73,11 +73,12 @@ type Conn struct {
 
 var _ reassembly.Consumer = (*Conn)(nil)
 
-// NewConn starts the state for a connection from client to server. A
+// NewConn starts the state for connection id from client to server. A
 // connection whose handshake was not seen starts with a Gap from the
 // reassembler, which makes the Conn look for the first ADU boundary.
-func (d *Dissector) NewConn(client, server netip.AddrPort, emit plcwatch.Emit) *Conn {
+func (d *Dissector) NewConn(id uint64, client, server netip.AddrPort, emit plcwatch.Emit) *Conn {
 	c := &Conn{d: d, emit: emit}
+	c.base.Conn = id
 	c.base.Source = plcwatch.Wire
 	c.base.Protocol = plcwatch.ProtoModbus
 	c.base.Client, c.base.Server = client, server

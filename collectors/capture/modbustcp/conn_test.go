@@ -32,7 +32,7 @@ type feeder struct {
 
 func newFeeder(t *testing.T) *feeder {
 	f := &feeder{t: t, d: New(Config{ResponseTimeout: time.Second}), now: t0}
-	f.c = f.d.NewConn(netip.MustParseAddrPort("10.0.0.1:40000"), netip.MustParseAddrPort("10.0.0.2:502"),
+	f.c = f.d.NewConn(1, netip.MustParseAddrPort("10.0.0.1:40000"), netip.MustParseAddrPort("10.0.0.2:502"),
 		func(ev *plcwatch.Event) { f.evs = append(f.evs, *ev) })
 	return f
 }

@@ -22,7 +22,7 @@ func FuzzDissector(f *testing.F) {
 	f.Fuzz(func(t *testing.T, stream, ctl []byte) {
 		d := New(Config{ResponseTimeout: time.Second, MaxOutstanding: 8})
 		var n int
-		c := d.NewConn(netip.MustParseAddrPort("10.0.0.1:40000"), netip.MustParseAddrPort("10.0.0.2:502"), func(ev *plcwatch.Event) {
+		c := d.NewConn(1, netip.MustParseAddrPort("10.0.0.1:40000"), netip.MustParseAddrPort("10.0.0.2:502"), func(ev *plcwatch.Event) {
 			n++
 			if !json.Valid(ev.AppendJSON(nil)) {
 				t.Fatalf("invalid JSON: %s", ev.AppendJSON(nil))
