@@ -30,8 +30,6 @@ type window struct {
 
 type civilDate struct{ y, m, d int }
 
-func (c civilDate) zero() bool { return c.y == 0 }
-
 func (c civilDate) before(o civilDate) bool {
 	if c.y != o.y {
 		return c.y < o.y
