@@ -1,0 +1,118 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+// plcwatch runs the CLI in-process and returns its exit code and output.
+func plcwatch(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	code := run(context.Background(), args, &out, &errOut)
+	return code, out.String(), errOut.String()
+}
+
+const example = "../../testdata/pcaps/modbus/icsnpp_modbus_example.pcap"
+
+func TestReplayEventsAndSummary(t *testing.T) {
+	code, out, errOut := plcwatch(t, "replay", "--pcap", example, "--events", "--format", "jsonl")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 24 {
+		t.Errorf("%d event lines, want 24 (one per request)", len(lines))
+	}
+	for _, l := range lines {
+		var ev map[string]any
+		if err := json.Unmarshal([]byte(l), &ev); err != nil {
+			t.Fatalf("not JSON: %s", l)
+		}
+		for _, k := range []string{"time", "source", "protocol", "op", "client", "server", "tid", "unit", "function", "exception", "malformed"} {
+			if _, ok := ev[k]; !ok {
+				t.Errorf("event lacks %q: %s", k, l)
+			}
+		}
+	}
+	summary := regexp.MustCompile(`^replay: packets=100 bytes=\d+ pdus=48 events=24 malformed=2 flows=2 alerts=0 drops=0 elapsed=\S+ packets/s=\d+$`)
+	if !summary.MatchString(strings.TrimSpace(errOut)) {
+		t.Errorf("summary line: %q", errOut)
+	}
+}
+
+func TestReplayWithRules(t *testing.T) {
+	code, out, errOut := plcwatch(t, "replay", "--pcap", "../../testdata/pcaps/modbus/iti_modbus_test_data_part1.pcap", "--rules", "../../configs/rules", "--site", "plant-a", "--gateway", "gw-1")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	var forceListen int
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		var a struct {
+			Schema, Site, Gateway string
+			Rule                  struct{ ID string }
+			Count                 int
+		}
+		if err := json.Unmarshal([]byte(l), &a); err != nil {
+			t.Fatalf("not JSON: %s", l)
+		}
+		if a.Schema != "plcwatch.alert/v1" || a.Site != "plant-a" || a.Gateway != "gw-1" {
+			t.Errorf("alert header: %s", l)
+		}
+		if a.Rule.ID == "modbus-force-listen-only" {
+			forceListen += a.Count
+		}
+	}
+	if forceListen != 3 {
+		t.Errorf("force listen only: %d events in alerts, want 3", forceListen)
+	}
+	if !strings.Contains(errOut, "modbus-force-listen-only       3        2") || !strings.Contains(errOut, "alerts=") {
+		t.Errorf("hits table or summary missing:\n%s", errOut)
+	}
+}
+
+func TestRulesLint(t *testing.T) {
+	if code, out, _ := plcwatch(t, "rules", "lint", "../../configs/rules"); code != 0 || out != "" {
+		t.Errorf("the default rules: exit %d, %s", code, out)
+	}
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.yaml")
+	if err := os.WriteFile(bad, []byte("rules:\n  - id: x\n    title: t\n    severity: low\n    match: {client: 10.0.0.0/33}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, _ := plcwatch(t, "rules", "lint", bad)
+	if code != 1 || !strings.HasPrefix(out, bad+":5:21: client \"10.0.0.0/33\"") {
+		t.Errorf("exit %d, output %q", code, out)
+	}
+	if code, _, _ := plcwatch(t, "rules", "lint"); code != 2 {
+		t.Errorf("lint with no path: exit %d, want 2", code)
+	}
+}
+
+func TestRulesTestOnEvents(t *testing.T) {
+	code, out, errOut := plcwatch(t, "rules", "test", "--rules", "../../rules/testdata/when-fires/rules.yaml",
+		"--events", "../../rules/testdata/when-fires/events.jsonl")
+	if code != 0 || strings.Count(out, "\n") != 1 || !strings.Contains(out, `"setpoint-out-of-bounds"`) {
+		t.Errorf("exit %d, alerts %q, %s", code, out, errOut)
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	for _, args := range [][]string{{}, {"nonsense"}, {"replay"}, {"replay", "--pcap", example, "--format", "csv"}} {
+		if code, _, _ := plcwatch(t, args...); code != 2 {
+			t.Errorf("%v: exit %d, want 2", args, code)
+		}
+	}
+	if code, _, errOut := plcwatch(t, "replay", "--pcap", "/nonexistent.pcap"); code != 1 || !strings.Contains(errOut, "no such file") {
+		t.Errorf("missing file: exit %d, %s", code, errOut)
+	}
+	if code, out, _ := plcwatch(t, "version"); code != 0 || !strings.HasPrefix(out, "plcwatch ") {
+		t.Errorf("version: exit %d, %q", code, out)
+	}
+}
