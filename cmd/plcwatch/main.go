@@ -17,6 +17,8 @@ import (
 const usage = `plcwatch: edge monitoring for industrial sites
 
 usage:
+  plcwatch run --config FILE         the daemon: capture, rules, alerts over MQTT (SIGHUP reloads rules)
+  plcwatch config check FILE         check a configuration: file:line:col: message per problem
   plcwatch replay --pcap FILE [--rules PATH] [--events] [--format jsonl] [--modbus-ports 502,...]
                                      decode a capture as fast as possible; alerts (and events)
                                      as JSON lines on stdout, a summary on stderr
@@ -51,6 +53,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return cmdReplay(ctx, args[1:], stdout, stderr)
 	case "sim":
 		return cmdSim(ctx, args[1:], stdout, stderr)
+	case "run":
+		return cmdRun(ctx, args[1:], stderr)
+	case "config":
+		return cmdConfig(args[1:], stdout, stderr)
 	case "rules":
 		return cmdRules(ctx, args[1:], stdout, stderr)
 	case "baseline":

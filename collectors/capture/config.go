@@ -77,50 +77,62 @@ func (c *Config) Defaults() {
 // maxFilterPorts keeps the kernel filter's jumps within classic BPF's reach.
 const maxFilterPorts = 32
 
-// Validate checks c after Defaults, without I/O.
+// FieldError is a problem with one field of Config, named as in YAML.
+type FieldError struct {
+	Field string // "snaplen", "modbus_ports[1]"
+	Msg   string
+}
+
+func (e *FieldError) Error() string { return e.Field + ": " + e.Msg }
+
+// Validate checks c after Defaults, without I/O. Its errors are
+// *FieldError, joined.
 func (c *Config) Validate() error {
 	var errs []error
-	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+	bad := func(field, format string, a ...any) {
+		errs = append(errs, &FieldError{Field: field, Msg: fmt.Sprintf(format, a...)})
+	}
 	if c.Snaplen < 256 || c.Snaplen > 262144 {
-		bad("snaplen %d: must be 256..262144", c.Snaplen)
+		bad("snaplen", "%d: must be 256..262144", c.Snaplen)
 	}
 	if c.SocketBuffer < 0 {
-		bad("socket_buffer %d: must not be negative", c.SocketBuffer)
+		bad("socket_buffer", "%d: must not be negative", c.SocketBuffer)
 	}
 	seen := map[uint16]bool{}
-	for _, p := range c.ModbusPorts {
+	for i, p := range c.ModbusPorts {
+		field := fmt.Sprintf("modbus_ports[%d]", i)
 		if p == 0 {
-			bad("modbus_ports: port 0 is not a port")
+			bad(field, "port 0 is not a port")
 		}
 		if seen[p] {
-			bad("modbus_ports: port %d listed twice", p)
+			bad(field, "port %d listed twice", p)
 		}
 		seen[p] = true
 	}
 	if len(seen) > maxFilterPorts {
-		bad("modbus_ports: %d ports, at most %d", len(seen), maxFilterPorts)
+		bad("modbus_ports", "%d ports, at most %d", len(seen), maxFilterPorts)
 	}
 	if c.ResponseTimeout < 10*time.Millisecond {
-		bad("response_timeout %s: must be at least 10ms", c.ResponseTimeout)
+		bad("response_timeout", "%s: must be at least 10ms", c.ResponseTimeout)
 	}
 	if c.MaxOutstanding < 1 || c.MaxOutstanding > 65536 {
-		bad("max_outstanding %d: must be 1..65536", c.MaxOutstanding)
+		bad("max_outstanding", "%d: must be 1..65536", c.MaxOutstanding)
 	}
 	if c.FlowIdleTimeout < time.Second {
-		bad("flow_idle_timeout %s: must be at least 1s", c.FlowIdleTimeout)
+		bad("flow_idle_timeout", "%s: must be at least 1s", c.FlowIdleTimeout)
 	}
 	if c.MaxFlows < 1 {
-		bad("max_flows %d: must be at least 1", c.MaxFlows)
+		bad("max_flows", "%d: must be at least 1", c.MaxFlows)
 	}
 	if c.MaxFlowBuffer < 1024 {
-		bad("max_flow_buffer %d: must be at least 1024", c.MaxFlowBuffer)
+		bad("max_flow_buffer", "%d: must be at least 1024", c.MaxFlowBuffer)
 	}
 	if c.MaxBuffer < c.MaxFlowBuffer {
-		bad("max_buffer %d: must be at least max_flow_buffer (%d)", c.MaxBuffer, c.MaxFlowBuffer)
+		bad("max_buffer", "%d: must be at least max_flow_buffer (%d)", c.MaxBuffer, c.MaxFlowBuffer)
 	}
 	for i, name := range c.Interfaces {
 		if name == "" {
-			bad("interfaces[%d]: empty name", i)
+			bad(fmt.Sprintf("interfaces[%d]", i), "empty name")
 		}
 	}
 	return errors.Join(errs...)

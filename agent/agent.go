@@ -1,0 +1,393 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	mochi "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/hooks/auth"
+	"github.com/mochi-mqtt/server/v2/listeners"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/plcwatch/plcwatch"
+	"github.com/plcwatch/plcwatch/agent/publish"
+	"github.com/plcwatch/plcwatch/agent/spool"
+	"github.com/plcwatch/plcwatch/collectors/capture"
+	"github.com/plcwatch/plcwatch/rules"
+)
+
+// Version is the agent's version, for the heartbeat and /metrics; main
+// sets it.
+var Version = "dev"
+
+// Agent is the plcwatch daemon: sources → rules → spool → MQTT.
+type Agent struct {
+	cfg      *Config
+	log      *slog.Logger
+	reg      *prometheus.Registry
+	metrics  *metrics
+	live     *capture.Live
+	set      *rules.Set
+	baseline *rules.Baseline
+	sp       *spool.Spool
+	pub      *publish.Publisher
+	broker   *mochi.Server
+	httpLn   net.Listener
+	alertLog *rotatingLog
+	events   chan plcwatch.Event
+	reloads  chan *rules.Set
+	started  time.Time
+
+	ready     atomic.Bool
+	accepted  atomic.Uint64 // events into the pipeline
+	dropped   atomic.Uint64 // events dropped because the pipeline was full
+	alerts    atomic.Uint64
+	spoolErrs atomic.Uint64
+	hits      atomic.Pointer[[]rules.RuleHits]
+	rulesN    atomic.Int64
+}
+
+// New builds an agent from a validated configuration and opens everything
+// that can fail — rules, spool, broker port, capture sockets, HTTP port —
+// so that a wrong setup stops it before it runs half-working.
+func New(cfg *Config, log *slog.Logger) (*Agent, error) {
+	a := &Agent{cfg: cfg, log: log, reg: prometheus.NewRegistry(), started: time.Now(),
+		events: make(chan plcwatch.Event, cfg.Queue), reloads: make(chan *rules.Set, 1)}
+	ok := false
+	defer func() {
+		if !ok {
+			a.closeAll()
+		}
+	}()
+	set, err := rules.Load(cfg.Rules.Paths...)
+	if err != nil {
+		return nil, fmt.Errorf("rules: %w", err)
+	}
+	a.set = set
+	a.rulesN.Store(int64(len(set.Enabled())))
+	if cfg.Rules.BaselineFile != "" {
+		if a.baseline, err = rules.LoadBaseline(cfg.Rules.BaselineFile); err != nil {
+			return nil, err
+		}
+	}
+	sync, _ := spool.ParseSync(cfg.Spool.Fsync)
+	a.sp, err = spool.Open(spool.Options{Dir: cfg.Spool.Dir, MaxBytes: int64(cfg.Spool.MaxBytes),
+		SegmentBytes: int64(cfg.Spool.SegmentBytes), Sync: sync, SyncInterval: cfg.Spool.FsyncEvery,
+		Logger: log.With("component", "spool")})
+	if err != nil {
+		return nil, err
+	}
+	brokers := cfg.MQTT.Brokers
+	if len(brokers) == 0 {
+		if err := a.startBroker(); err != nil {
+			return nil, err
+		}
+		brokers = []string{"tcp://" + cfg.MQTT.Embedded.Listen}
+	}
+	password, err := cfg.password()
+	if err != nil {
+		return nil, err
+	}
+	tlsCfg, err := cfg.tlsConfig()
+	if err != nil {
+		return nil, err
+	}
+	a.metrics = newMetrics(a)
+	a.pub = publish.New(publish.Config{
+		Brokers: brokers, ClientID: cfg.MQTT.ClientID, Username: cfg.MQTT.Username, Password: password, TLS: tlsCfg,
+		TopicPrefix: cfg.MQTT.TopicPrefix, QoS: byte(cfg.MQTT.QoS), KeepAlive: cfg.MQTT.KeepAlive,
+		ConnectTimeout: cfg.MQTT.ConnectTimeout, PublishTimeout: cfg.MQTT.PublishTimeout, Window: cfg.MQTT.Window,
+		Heartbeat: cfg.MQTT.Heartbeat, HeartbeatPayload: a.heartbeat, Published: a.metrics.observePublish,
+		Logger: log.With("component", "mqtt"),
+	}, a.sp)
+	if len(cfg.Capture.Interfaces) > 0 {
+		if a.live, err = capture.NewLive(cfg.Capture.Config, log.With("component", "capture")); err != nil {
+			return nil, err
+		}
+		if err := a.live.Open(); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.HTTP.Listen != "" && cfg.HTTP.Listen != "off" {
+		if a.httpLn, err = net.Listen("tcp", cfg.HTTP.Listen); err != nil {
+			return nil, fmt.Errorf("http: listen %s: %w (set http.listen to another address, or off)", cfg.HTTP.Listen, err)
+		}
+	}
+	if cfg.Alerts.Path != "" {
+		if a.alertLog, err = openRotatingLog(cfg.Alerts.Path, int64(cfg.Alerts.MaxBytes), cfg.Alerts.Keep); err != nil {
+			return nil, err
+		}
+	}
+	ok = true
+	return a, nil
+}
+
+// startBroker starts the embedded broker, so that the agent works with no
+// broker configured and a dashboard can subscribe to the gateway itself.
+func (a *Agent) startBroker() error {
+	// mochi narrates every connection at info; the agent's log wants its
+	// warnings only.
+	s := mochi.New(&mochi.Options{Logger: slog.New(minLevel{a.log.Handler(), slog.LevelWarn}).With("component", "broker")})
+	if err := s.AddHook(new(auth.AllowHook), nil); err != nil {
+		return err
+	}
+	addr := a.cfg.MQTT.Embedded.Listen
+	if err := s.AddListener(listeners.NewTCP(listeners.Config{ID: "plcwatch", Address: addr})); err != nil {
+		return fmt.Errorf("embedded mqtt broker: listen %s: %w (another broker there? point mqtt.brokers at it, or set mqtt.embedded.listen)", addr, err)
+	}
+	if err := s.Serve(); err != nil {
+		return fmt.Errorf("embedded mqtt broker: %w", err)
+	}
+	a.broker = s
+	a.log.Info("embedded mqtt broker listening", "address", addr)
+	return nil
+}
+
+// minLevel passes on records at or above a level.
+type minLevel struct {
+	slog.Handler
+	min slog.Level
+}
+
+func (m minLevel) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= m.min && m.Handler.Enabled(ctx, l)
+}
+
+func (m minLevel) WithAttrs(a []slog.Attr) slog.Handler {
+	return minLevel{m.Handler.WithAttrs(a), m.min}
+}
+
+func (m minLevel) WithGroup(g string) slog.Handler { return minLevel{m.Handler.WithGroup(g), m.min} }
+
+// Reload loads the rule files again. A set with problems is refused and the
+// running one kept; a good one replaces it between two events, so no event
+// is evaluated by neither.
+func (a *Agent) Reload() error {
+	set, err := rules.Load(a.cfg.Rules.Paths...)
+	if err != nil {
+		a.metrics.reloads.WithLabelValues("refused").Inc()
+		a.log.Error("rule reload refused: the running rules stay", "err", err)
+		return err
+	}
+	select {
+	case <-a.reloads: // an older reload not applied yet: this one wins
+	default:
+	}
+	a.reloads <- set
+	a.metrics.reloads.WithLabelValues("ok").Inc()
+	a.log.Info("rules reloaded", "rules", len(set.Rules), "enabled", len(set.Enabled()))
+	return nil
+}
+
+// Run runs until ctx ends, then stops in the direction of the data: the
+// sources, then the rules (their last alerts spooled), then the publisher,
+// which delivers what it can within the drain timeout.
+func (a *Agent) Run(ctx context.Context) error {
+	defer a.closeAll()
+	var wg sync.WaitGroup
+	pubCtx, stopPub := context.WithCancel(context.Background())
+	defer stopPub()
+	pubDone := make(chan struct{})
+	go func() {
+		defer close(pubDone)
+		if err := a.pub.Run(pubCtx); err != nil {
+			a.log.Warn("mqtt publisher stopped", "err", err)
+		}
+	}()
+	httpSrv := a.serveHTTP()
+	rulesDone := make(chan struct{})
+	go func() {
+		defer close(rulesDone)
+		a.evaluate()
+	}()
+	srcCtx, stopSources := context.WithCancel(ctx)
+	defer stopSources()
+	var srcErr error
+	var errMu sync.Mutex
+	if a.live != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := a.live.Run(srcCtx, a.emit); err != nil {
+				errMu.Lock()
+				srcErr = err
+				errMu.Unlock()
+				a.log.Error("capture stopped", "err", err)
+				stopSources()
+			}
+		}()
+	}
+	a.ready.Store(true)
+	a.log.Info("plcwatch running", "site", a.cfg.Site, "gateway", a.cfg.Gateway,
+		"interfaces", a.cfg.Capture.Interfaces, "rules", a.rulesN.Load(), "topic_prefix", a.cfg.MQTT.TopicPrefix)
+	<-srcCtx.Done()
+	a.ready.Store(false)
+	a.log.Info("stopping: sources, then rules, then delivery")
+	wg.Wait()
+	close(a.events)
+	<-rulesDone
+	if err := a.sp.Sync(); err != nil {
+		a.log.Error("spool sync", "err", err)
+	}
+	a.pub.Drain()
+	select {
+	case <-pubDone:
+	case <-time.After(a.cfg.MQTT.DrainTimeout):
+		depth := a.sp.Stats().Depth
+		a.log.Warn("stopping with undelivered alerts: they stay in the spool for the next start", "alerts", depth)
+		stopPub()
+		<-pubDone
+	}
+	if httpSrv != nil {
+		sctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_ = httpSrv.Shutdown(sctx)
+		cancel()
+	}
+	a.log.Info("stopped")
+	errMu.Lock()
+	defer errMu.Unlock()
+	return srcErr
+}
+
+// emit is the sources' way into the pipeline. It never blocks: a full
+// pipeline drops the event and counts it, so capture never stalls the
+// kernel's ring.
+func (a *Agent) emit(ev *plcwatch.Event) {
+	select {
+	case a.events <- *ev:
+		a.accepted.Add(1)
+	default:
+		if n := a.dropped.Add(1); n&(n-1) == 0 { // 1, 2, 4, 8 ...: warn without flooding
+			a.log.Warn("event pipeline full: events dropped", "dropped_total", n)
+		}
+	}
+}
+
+// evaluate is the rules goroutine: it alone owns the rule engine's state.
+func (a *Agent) evaluate() {
+	engine := rules.NewEngine(a.set, rules.Options{Site: a.cfg.Site, Gateway: a.cfg.Gateway, Baseline: a.baseline}, a.raise)
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	lastSave := time.Now()
+	publishHits := func() {
+		h := engine.Hits()
+		a.hits.Store(&h)
+	}
+	for {
+		select {
+		case ev, ok := <-a.events:
+			if !ok {
+				engine.Close()
+				publishHits()
+				a.saveBaseline()
+				return
+			}
+			engine.Process(&ev)
+		case set := <-a.reloads:
+			engine.Reload(set)
+			a.set = set
+			a.rulesN.Store(int64(len(set.Enabled())))
+			publishHits()
+		case now := <-tick.C:
+			engine.Tick(now)
+			publishHits()
+			if err := a.sp.Sync(); err != nil {
+				a.log.Error("spool sync", "err", err)
+			}
+			if a.baseline != nil && a.baseline.Dirty() && now.Sub(lastSave) > time.Minute {
+				a.saveBaseline()
+				lastSave = now
+			}
+		}
+	}
+}
+
+func (a *Agent) saveBaseline() {
+	if a.baseline == nil {
+		return
+	}
+	if err := a.baseline.Save(); err != nil {
+		a.log.Error("saving the baseline failed", "err", err)
+	}
+}
+
+// raise takes an alert from the rules: it counts as raised once it is in
+// the spool.
+func (a *Agent) raise(al *plcwatch.Alert) {
+	payload := al.AppendJSON(nil)
+	rec := publish.Record(publish.AlertTopic(a.cfg.MQTT.TopicPrefix, al.Rule.Severity), payload)
+	if err := a.sp.Append(rec); err != nil {
+		if n := a.spoolErrs.Add(1); n&(n-1) == 0 {
+			a.log.Error("cannot spool alert", "rule", al.Rule.ID, "err", err, "errors_total", n)
+		}
+	}
+	a.alerts.Add(1)
+	a.metrics.alerts.WithLabelValues(al.Rule.ID, al.Rule.Severity).Inc()
+	if a.alertLog != nil {
+		if err := a.alertLog.Write(payload); err != nil {
+			a.log.Error("alert log", "err", err)
+		}
+	}
+}
+
+// heartbeat is the periodic message at <prefix>/heartbeat.
+func (a *Agent) heartbeat() []byte {
+	st := a.sp.Stats()
+	p := a.pub.Stats()
+	b, _ := json.Marshal(map[string]any{
+		"time": time.Now().UTC().Format(plcwatch.TimeFormat), "site": a.cfg.Site, "gateway": a.cfg.Gateway,
+		"version": Version, "uptime_s": int64(time.Since(a.started).Seconds()),
+		"events": a.accepted.Load(), "events_dropped": a.dropped.Load(), "alerts": a.alerts.Load(),
+		"spool_depth": st.Depth, "spool_dropped": st.Dropped, "mqtt_published": p.Published,
+		"rules": a.rulesN.Load(),
+	})
+	return b
+}
+
+func (a *Agent) serveHTTP() *http.Server {
+	if a.httpLn == nil {
+		return nil
+	}
+	srv := &http.Server{Handler: a.handler(), ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := srv.Serve(a.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			a.log.Error("http server", "err", err)
+		}
+	}()
+	a.log.Info("http listening", "address", a.httpLn.Addr().String(), "paths", "/healthz /readyz /metrics")
+	return srv
+}
+
+// HTTPAddr is the address the health and metrics server listens on.
+func (a *Agent) HTTPAddr() string {
+	if a.httpLn == nil {
+		return ""
+	}
+	return a.httpLn.Addr().String()
+}
+
+func (a *Agent) closeAll() {
+	if a.live != nil {
+		a.live.Close()
+	}
+	if a.broker != nil {
+		a.broker.Close()
+	}
+	if a.httpLn != nil {
+		a.httpLn.Close()
+	}
+	if a.alertLog != nil {
+		a.alertLog.Close()
+	}
+	if a.sp != nil {
+		a.sp.Close()
+	}
+}

@@ -1,0 +1,161 @@
+package agent
+
+import (
+	"encoding/json"
+	"net/http"
+	"runtime"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// metrics are the agent's Prometheus metrics. Counters that the event path
+// keeps (capture, spool, publisher) are read at scrape time by a collector,
+// so the event path pays nothing for them.
+type metrics struct {
+	alerts      *prometheus.CounterVec
+	reloads     *prometheus.CounterVec
+	publishTime prometheus.Histogram
+}
+
+func newMetrics(a *Agent) *metrics {
+	m := &metrics{
+		alerts: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "plcwatch_alerts_total",
+			Help: "Alerts raised (written to the spool), by rule and severity."}, []string{"rule", "severity"}),
+		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "plcwatch_rule_reloads_total",
+			Help: "Rule reloads (SIGHUP), by result: ok or refused."}, []string{"result"}),
+		publishTime: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "plcwatch_mqtt_publish_seconds",
+			Help:    "Time from publishing an alert to the broker's acknowledgement (PUBACK).",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16)}),
+	}
+	a.reg.MustRegister(m.alerts, m.reloads, m.publishTime, &snapshot{a: a},
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+func (m *metrics) observePublish(d time.Duration) { m.publishTime.Observe(d.Seconds()) }
+
+var (
+	descInfo           = prometheus.NewDesc("plcwatch_info", "Build and site information.", []string{"version", "go", "site", "gateway"}, nil)
+	descPackets        = prometheus.NewDesc("plcwatch_capture_packets_total", "Packets captured.", []string{"interface"}, nil)
+	descBytes          = prometheus.NewDesc("plcwatch_capture_bytes_total", "Bytes captured.", []string{"interface"}, nil)
+	descKernelPackets  = prometheus.NewDesc("plcwatch_capture_kernel_packets_total", "Packets the kernel filter passed.", []string{"interface"}, nil)
+	descKernelDrops    = prometheus.NewDesc("plcwatch_capture_kernel_drops_total", "Packets the kernel dropped: the socket buffer was full.", []string{"interface"}, nil)
+	descFlows          = prometheus.NewDesc("plcwatch_capture_flows_total", "TCP connections tracked.", []string{"interface"}, nil)
+	descActiveFlows    = prometheus.NewDesc("plcwatch_capture_flows", "TCP connections tracked now.", []string{"interface"}, nil)
+	descFlowEvictions  = prometheus.NewDesc("plcwatch_capture_flow_evictions_total", "Connections dropped to make room (max_flows).", []string{"interface"}, nil)
+	descGaps           = prometheus.NewDesc("plcwatch_capture_gaps_total", "Holes in TCP streams skipped (capture loss).", []string{"interface"}, nil)
+	descModbusPDUs     = prometheus.NewDesc("plcwatch_modbus_pdus_total", "Modbus/TCP ADUs framed, by direction.", []string{"interface", "direction"}, nil)
+	descEvents         = prometheus.NewDesc("plcwatch_events_total", "Events decoded from the wire.", []string{"interface", "protocol"}, nil)
+	descMalformed      = prometheus.NewDesc("plcwatch_malformed_total", "Malformed events.", []string{"interface", "protocol"}, nil)
+	descPipeline       = prometheus.NewDesc("plcwatch_pipeline_events_total", "Events accepted into the rules pipeline.", nil, nil)
+	descPipelineDrops  = prometheus.NewDesc("plcwatch_pipeline_drops_total", "Events dropped because the rules pipeline was full.", nil, nil)
+	descRules          = prometheus.NewDesc("plcwatch_rules_enabled", "Enabled rules loaded.", nil, nil)
+	descRuleMatches    = prometheus.NewDesc("plcwatch_rule_matches_total", "Events that matched a rule.", []string{"rule"}, nil)
+	descRuleErrors     = prometheus.NewDesc("plcwatch_rule_errors_total", "Expression errors of a rule.", []string{"rule"}, nil)
+	descSpoolDepth     = prometheus.NewDesc("plcwatch_spool_depth", "Alerts in the spool, not yet acknowledged by the broker.", nil, nil)
+	descSpoolBytes     = prometheus.NewDesc("plcwatch_spool_bytes", "Bytes the spool takes on disk.", nil, nil)
+	descSpoolOldest    = prometheus.NewDesc("plcwatch_spool_oldest_age_seconds", "Age of the oldest undelivered alert.", nil, nil)
+	descSpoolDropped   = prometheus.NewDesc("plcwatch_spool_dropped_total", "Alerts dropped undelivered because the spool was full.", nil, nil)
+	descSpoolErrors    = prometheus.NewDesc("plcwatch_spool_errors_total", "Alerts that could not be written to the spool.", nil, nil)
+	descMQTTConnected  = prometheus.NewDesc("plcwatch_mqtt_connected", "1 while connected to the broker.", []string{"broker"}, nil)
+	descMQTTPublished  = prometheus.NewDesc("plcwatch_mqtt_published_total", "Alerts the broker acknowledged.", nil, nil)
+	descMQTTFailures   = prometheus.NewDesc("plcwatch_mqtt_publish_failures_total", "Publishes that failed or timed out (sent again).", nil, nil)
+	descMQTTConnErrors = prometheus.NewDesc("plcwatch_mqtt_connect_errors_total", "Failed connections to the broker, by kind: auth, tls, network, timeout, other.", []string{"kind"}, nil)
+)
+
+// snapshot collects the counters other parts keep.
+type snapshot struct{ a *Agent }
+
+// Describe lists the descriptions without collecting: registration happens
+// before the parts the collector reads exist.
+func (s *snapshot) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descInfo, descPackets, descBytes, descKernelPackets, descKernelDrops, descFlows,
+		descActiveFlows, descFlowEvictions, descGaps, descModbusPDUs, descEvents, descMalformed, descPipeline,
+		descPipelineDrops, descRules, descRuleMatches, descRuleErrors, descSpoolDepth, descSpoolBytes, descSpoolOldest,
+		descSpoolDropped, descSpoolErrors, descMQTTConnected, descMQTTPublished, descMQTTFailures, descMQTTConnErrors} {
+		ch <- d
+	}
+}
+
+func (s *snapshot) Collect(ch chan<- prometheus.Metric) {
+	a := s.a
+	counter := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, labels...)
+	}
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	gauge(descInfo, 1, Version, runtime.Version(), a.cfg.Site, a.cfg.Gateway)
+	if a.live != nil {
+		for _, st := range a.live.Stats() {
+			i := st.Interface
+			if i == "" {
+				continue
+			}
+			counter(descPackets, float64(st.Stats.Packets), i)
+			counter(descBytes, float64(st.Stats.Bytes), i)
+			counter(descKernelPackets, float64(st.KernelPackets), i)
+			counter(descKernelDrops, float64(st.KernelDrops), i)
+			counter(descFlows, float64(st.Stats.Flows), i)
+			gauge(descActiveFlows, float64(st.Stats.ActiveFlows), i)
+			counter(descFlowEvictions, float64(st.Stats.FlowEvictions), i)
+			counter(descGaps, float64(st.Stats.Reassembly.Gaps), i)
+			counter(descModbusPDUs, float64(st.Stats.Modbus.Requests), i, "request")
+			counter(descModbusPDUs, float64(st.Stats.Modbus.Responses), i, "response")
+			counter(descEvents, float64(st.Stats.Modbus.Events), i, "modbus")
+			counter(descMalformed, float64(st.Stats.Modbus.Malformed), i, "modbus")
+		}
+	}
+	counter(descPipeline, float64(a.accepted.Load()))
+	counter(descPipelineDrops, float64(a.dropped.Load()))
+	gauge(descRules, float64(a.rulesN.Load()))
+	if h := a.hits.Load(); h != nil {
+		for _, r := range *h {
+			counter(descRuleMatches, float64(r.Matched), r.ID)
+			counter(descRuleErrors, float64(r.Errors), r.ID)
+		}
+	}
+	st := a.sp.Stats()
+	gauge(descSpoolDepth, float64(st.Depth))
+	gauge(descSpoolBytes, float64(st.Bytes))
+	gauge(descSpoolOldest, st.OldestAge.Seconds())
+	counter(descSpoolDropped, float64(st.Dropped))
+	counter(descSpoolErrors, float64(a.spoolErrs.Load()))
+	p := a.pub.Stats()
+	connected := 0.0
+	if p.Connected {
+		connected = 1
+	}
+	gauge(descMQTTConnected, connected, p.Broker)
+	counter(descMQTTPublished, float64(p.Published))
+	counter(descMQTTFailures, float64(p.Failures))
+	for _, kind := range []string{"auth", "tls", "network", "timeout", "other"} {
+		counter(descMQTTConnErrors, float64(p.ErrorsByKind[kind]), kind)
+	}
+}
+
+// handler serves /healthz (the process answers), /readyz (sources running
+// and rules loaded; the broker is not required: the spool holds alerts) and
+// /metrics.
+func (a *Agent) handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		p := a.pub.Stats()
+		st := a.sp.Stats()
+		body := map[string]any{"ready": a.ready.Load(), "rules": a.rulesN.Load(), "mqtt_connected": p.Connected,
+			"mqtt_last_error": p.LastError, "spool_depth": st.Depth}
+		w.Header().Set("Content-Type", "application/json")
+		if !a.ready.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+		json.NewEncoder(w).Encode(body)
+	})
+	mux.Handle("/metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{Registry: a.reg}))
+	return mux
+}

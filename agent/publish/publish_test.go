@@ -1,0 +1,347 @@
+package publish
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"fmt"
+	"math/big"
+	"net"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/plcwatch/plcwatch/agent/mqtttest"
+	"github.com/plcwatch/plcwatch/agent/spool"
+)
+
+func newSpool(t *testing.T) *spool.Spool {
+	t.Helper()
+	sp, err := spool.Open(spool.Options{Dir: t.TempDir(), MaxBytes: 64 << 20, Sync: spool.SyncNever})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sp.Close() })
+	return sp
+}
+
+// prefix is a topic prefix of the test's own, so that tests sharing the
+// machine's broker do not see each other.
+func prefix(t *testing.T) string {
+	return fmt.Sprintf("plcwatch-test/%s/%d", strings.ReplaceAll(t.Name(), "/", "_"), time.Now().UnixNano())
+}
+
+// alert is a stand-in alert document with an id and a sequence number.
+func alert(i int) []byte {
+	return []byte(fmt.Sprintf(`{"schema":"plcwatch.alert/v1","id":"a%06d","n":%d}`, i, i))
+}
+
+func appendAlerts(t *testing.T, sp *spool.Spool, pfx string, from, n int) {
+	t.Helper()
+	for i := from; i < from+n; i++ {
+		sev := []string{"low", "high"}[i%2]
+		if err := sp.Append(Record(AlertTopic(pfx, sev), alert(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// checkAlerts checks that every alert 0..n-1 arrived, that first arrivals
+// are in order, and that a repeat carries the same id and content.
+func checkAlerts(t *testing.T, msgs []mqtttest.Message, n int) {
+	t.Helper()
+	seen := map[int]string{}
+	last := -1
+	dups := 0
+	for _, m := range msgs {
+		if !strings.Contains(m.Topic, "/alerts/") {
+			continue
+		}
+		var a struct {
+			ID string
+			N  int
+		}
+		if err := json.Unmarshal(m.Payload, &a); err != nil {
+			t.Fatalf("payload %q: %v", m.Payload, err)
+		}
+		if prev, ok := seen[a.N]; ok {
+			dups++
+			if prev != string(m.Payload) {
+				t.Fatalf("alert %d delivered twice with different content", a.N)
+			}
+			continue
+		}
+		if a.N <= last {
+			t.Fatalf("alert %d arrived after %d: out of order", a.N, last)
+		}
+		last = a.N
+		seen[a.N] = string(m.Payload)
+	}
+	if len(seen) != n {
+		t.Fatalf("%d distinct alerts arrived, want %d", len(seen), n)
+	}
+	t.Logf("%d alerts arrived in order (%d duplicates with the same id)", n, dups)
+}
+
+func countDistinct(msgs []mqtttest.Message) int {
+	seen := map[string]bool{}
+	for _, m := range msgs {
+		if strings.Contains(m.Topic, "/alerts/") {
+			seen[string(m.Payload)] = true
+		}
+	}
+	return len(seen)
+}
+
+func statusIs(want string) func([]mqtttest.Message) bool {
+	return func(msgs []mqtttest.Message) bool {
+		for i := len(msgs) - 1; i >= 0; i-- {
+			if strings.HasSuffix(msgs[i].Topic, "/status") {
+				return string(msgs[i].Payload) == want
+			}
+		}
+		return false
+	}
+}
+
+func start(t *testing.T, cfg Config, sp *spool.Spool) (*Publisher, func()) {
+	t.Helper()
+	if cfg.ClientID == "" {
+		cfg.ClientID = fmt.Sprintf("plcwatch-test-%d", time.Now().UnixNano())
+	}
+	if cfg.PublishTimeout == 0 {
+		cfg.PublishTimeout = 3 * time.Second
+	}
+	if cfg.ConnectTimeout == 0 {
+		cfg.ConnectTimeout = 3 * time.Second
+	}
+	p := New(cfg, sp)
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); _ = p.Run(ctx) }()
+	stop := func() { cancel(); wg.Wait() }
+	t.Cleanup(stop)
+	return p, stop
+}
+
+func TestAlertsArriveInOrderAndStatus(t *testing.T) {
+	broker := mqtttest.Broker(t, nil)
+	pfx := prefix(t)
+	sub := mqtttest.Subscribe(t, broker, pfx+"/#")
+	sp := newSpool(t)
+	appendAlerts(t, sp, pfx, 0, 500)
+	p, _ := start(t, Config{Brokers: []string{broker}, TopicPrefix: pfx, QoS: 1}, sp)
+	msgs, err := sub.WaitFor(20*time.Second, func(m []mqtttest.Message) bool { return countDistinct(m) == 500 && statusIs("online")(m) })
+	if err != nil {
+		t.Fatalf("%v: %d alerts", err, countDistinct(msgs))
+	}
+	checkAlerts(t, msgs, 500)
+	for _, m := range msgs {
+		if strings.Contains(m.Topic, "/alerts/") {
+			var a struct{ N int }
+			json.Unmarshal(m.Payload, &a)
+			if want := AlertTopic(pfx, []string{"low", "high"}[a.N%2]); m.Topic != want {
+				t.Fatalf("alert %d on %s, want %s", a.N, m.Topic, want)
+			}
+		}
+	}
+	// The subscriber can see the last alerts before their PUBACKs reach
+	// the publisher: wait for the spool to be acknowledged.
+	for i := 0; sp.Stats().Depth != 0 && i < 100; i++ {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if st := sp.Stats(); st.Depth != 0 {
+		t.Errorf("spool still holds %d records", st.Depth)
+	}
+	// A clean stop delivers what is left and says offline.
+	appendAlerts(t, sp, pfx, 500, 10)
+	p.Drain()
+	if _, err := sub.WaitFor(10*time.Second, func(m []mqtttest.Message) bool { return countDistinct(m) == 510 && statusIs("offline")(m) }); err != nil {
+		t.Fatalf("after Drain: %v", err)
+	}
+	// Status is retained: a late subscriber reads it.
+	late := mqtttest.Subscribe(t, broker, pfx+"/status")
+	if msgs, err := late.WaitFor(5*time.Second, statusIs("offline")); err != nil || !msgs[len(msgs)-1].Retained {
+		t.Errorf("status not retained: %v %+v", err, msgs)
+	}
+	if st := p.Stats(); st.Published != 510 || st.Connected {
+		t.Errorf("stats %+v", st)
+	}
+}
+
+func TestOutageLosesNothing(t *testing.T) {
+	broker := mqtttest.Broker(t, nil)
+	u, _ := url.Parse(broker)
+	proxy := mqtttest.NewProxy(t, u.Host)
+	pfx := prefix(t)
+	sub := mqtttest.Subscribe(t, broker, pfx+"/#")
+	sp := newSpool(t)
+	_, _ = start(t, Config{Brokers: []string{proxy.URL("tcp")}, TopicPrefix: pfx, QoS: 1}, sp)
+	if _, err := sub.WaitFor(10*time.Second, statusIs("online")); err != nil {
+		t.Fatal("publisher never came online")
+	}
+	// The broker becomes unreachable: 10,000 alerts are raised meanwhile.
+	proxy.Cut()
+	if _, err := sub.WaitFor(10*time.Second, statusIs("offline")); err != nil {
+		t.Fatal("no last will when the connection was cut")
+	}
+	appendAlerts(t, sp, pfx, 0, 10000)
+	time.Sleep(2 * time.Second)
+	if d := sp.Stats().Depth; d != 10000 {
+		t.Fatalf("spool depth %d during the outage, want all 10000", d)
+	}
+	// Back, then cut again mid-delivery, then back for good.
+	proxy.Restore()
+	if _, err := sub.WaitFor(30*time.Second, func(m []mqtttest.Message) bool { return countDistinct(m) >= 3000 }); err != nil {
+		t.Fatal("delivery did not resume")
+	}
+	proxy.Cut()
+	time.Sleep(500 * time.Millisecond)
+	proxy.Restore()
+	msgs, err := sub.WaitFor(60*time.Second, func(m []mqtttest.Message) bool { return countDistinct(m) == 10000 })
+	if err != nil {
+		t.Fatalf("%v: %d of 10000 alerts", err, countDistinct(msgs))
+	}
+	checkAlerts(t, msgs, 10000)
+}
+
+func TestLastWillOnAbruptDrop(t *testing.T) {
+	broker := mqtttest.Broker(t, nil)
+	u, _ := url.Parse(broker)
+	proxy := mqtttest.NewProxy(t, u.Host)
+	pfx := prefix(t)
+	sub := mqtttest.Subscribe(t, broker, pfx+"/status")
+	_, _ = start(t, Config{Brokers: []string{proxy.URL("tcp")}, TopicPrefix: pfx, QoS: 1}, newSpool(t))
+	if _, err := sub.WaitFor(10*time.Second, statusIs("online")); err != nil {
+		t.Fatal("never online")
+	}
+	proxy.Cut()
+	if _, err := sub.WaitFor(10*time.Second, statusIs("offline")); err != nil {
+		t.Fatal("the broker did not publish the last will")
+	}
+	proxy.Restore()
+	if _, err := sub.WaitFor(10*time.Second, statusIs("online")); err != nil {
+		t.Fatal("not online again after the connection came back")
+	}
+}
+
+func TestFailoverToTheNextBroker(t *testing.T) {
+	broker := mqtttest.Broker(t, nil)
+	pfx := prefix(t)
+	sub := mqtttest.Subscribe(t, broker, pfx+"/#")
+	sp := newSpool(t)
+	appendAlerts(t, sp, pfx, 0, 10)
+	dead := "tcp://" + mqtttest.FreeAddr(t)
+	p, _ := start(t, Config{Brokers: []string{dead, broker}, TopicPrefix: pfx, QoS: 1}, sp)
+	if _, err := sub.WaitFor(15*time.Second, func(m []mqtttest.Message) bool { return countDistinct(m) == 10 }); err != nil {
+		t.Fatal("alerts did not arrive through the second broker")
+	}
+	if st := p.Stats(); st.Broker != broker {
+		t.Errorf("connected to %q, want %q", st.Broker, broker)
+	}
+}
+
+// pki is a CA with a server and a client certificate.
+type pki struct {
+	caPool         *x509.CertPool
+	server, client tls.Certificate
+}
+
+func newPKI(t *testing.T) pki {
+	t.Helper()
+	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "plcwatch test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true,
+		KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, _ := x509.ParseCertificate(caDER)
+	leaf := func(cn string, usage x509.ExtKeyUsage, serial int64) tls.Certificate {
+		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: cn},
+			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+			KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage},
+			DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(ca)
+	return pki{caPool: pool, server: leaf("broker", x509.ExtKeyUsageServerAuth, 2), client: leaf("gateway", x509.ExtKeyUsageClientAuth, 3)}
+}
+
+func TestTLSAndMTLS(t *testing.T) {
+	p := newPKI(t)
+	tlsBroker := mqtttest.Broker(t, &mqtttest.BrokerOptions{TLS: &tls.Config{Certificates: []tls.Certificate{p.server}}})
+	mtlsBroker := mqtttest.Broker(t, &mqtttest.BrokerOptions{TLS: &tls.Config{Certificates: []tls.Certificate{p.server},
+		ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: p.caPool}})
+	authBroker := mqtttest.Broker(t, &mqtttest.BrokerOptions{Username: "gw", Password: "s3cret"})
+	tests := []struct {
+		name     string
+		broker   string
+		tls      *tls.Config
+		user     string
+		password string
+		wantKind string // "" for a connection that works
+	}{
+		{"TLS", tlsBroker, &tls.Config{RootCAs: p.caPool}, "", "", ""},
+		{"mTLS", mtlsBroker, &tls.Config{RootCAs: p.caPool, Certificates: []tls.Certificate{p.client}}, "", "", ""},
+		{"untrusted server", tlsBroker, &tls.Config{}, "", "", "tls"},
+		{"mTLS without a client certificate", mtlsBroker, &tls.Config{RootCAs: p.caPool}, "", "", "tls"},
+		{"right credentials", authBroker, nil, "gw", "s3cret", ""},
+		{"wrong credentials", authBroker, nil, "gw", "guess", "auth"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			pfx := prefix(t)
+			sp := newSpool(t)
+			appendAlerts(t, sp, pfx, 0, 3)
+			pub, stop := start(t, Config{Brokers: []string{tc.broker}, TopicPrefix: pfx, QoS: 1, TLS: tc.tls,
+				Username: tc.user, Password: tc.password, ConnectTimeout: 2 * time.Second}, sp)
+			deadline := time.Now().Add(8 * time.Second)
+			for time.Now().Before(deadline) {
+				st := pub.Stats()
+				if tc.wantKind == "" && st.Published == 3 {
+					break
+				}
+				if tc.wantKind != "" && st.ConnectErrors >= 2 {
+					break
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			stop()
+			st := pub.Stats()
+			if tc.wantKind == "" {
+				if st.Published != 3 {
+					t.Fatalf("published %d of 3: %s", st.Published, st.LastError)
+				}
+				return
+			}
+			// A clear error, counted by kind, retried with backoff: not
+			// a crash and not a tight loop.
+			if st.ConnectErrors < 2 || st.ConnectErrors > 20 || st.ErrorsByKind[tc.wantKind] != st.ConnectErrors {
+				t.Fatalf("connect errors %d, by kind %v (last: %s), want %s", st.ConnectErrors, st.ErrorsByKind, st.LastError, tc.wantKind)
+			}
+			if strings.Contains(st.LastError, tc.password+"\"") && tc.password != "" {
+				t.Error("the password appears in the error")
+			}
+			t.Logf("%s: %s", tc.wantKind, st.LastError)
+			if d := sp.Stats().Depth; d != 3 {
+				t.Errorf("spool depth %d: the alerts must wait for a broker that works", d)
+			}
+		})
+	}
+}
