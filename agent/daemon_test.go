@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -446,4 +447,75 @@ func TestDaemonEmbeddedBroker(t *testing.T) {
 		!strings.Contains(string(out), "address already in use") {
 		t.Errorf("exit %d:\n%s", code, out)
 	}
+}
+
+// BenchmarkWireToSubscriber measures the whole path: a Modbus write on lo,
+// captured, paired with its response, matched by a rule, spooled, published
+// and received by a subscriber of the broker (MQTT_URL, else in-process).
+// One op is one write; p50 and p99 are reported.
+func BenchmarkWireToSubscriber(b *testing.B) {
+	if os.Geteuid() != 0 {
+		b.Skip("live capture on lo needs root")
+	}
+	broker := mqtttest.Broker(b, nil)
+	pfx := fmt.Sprintf("plcwatch-bench/%d", time.Now().UnixNano())
+	sub := mqtttest.SubscribeQoS(b, broker, pfx+"/alerts/#", 1)
+	peer := newModbusPeerB(b)
+	dir := b.TempDir()
+	os.MkdirAll(filepath.Join(dir, "rules"), 0o755)
+	os.WriteFile(filepath.Join(dir, "rules", "r.yaml"), []byte(fmt.Sprintf(writeRule, "w")), 0o644)
+	cfgPath := filepath.Join(dir, "plcwatch.yaml")
+	os.WriteFile(cfgPath, []byte(captureConfig(dir, broker, pfx, peer.port)), 0o644)
+	cmd := exec.Command(binary, "run", "--config", cfgPath)
+	var logBuf bytes.Buffer
+	cmd.Stderr = &logBuf
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	time.Sleep(time.Second) // running and connected
+	if err := peer.client.Open(); err != nil {
+		b.Fatal(err)
+	}
+	defer peer.client.Close()
+	lat := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		before := len(sub.Messages())
+		start := time.Now()
+		if err := peer.client.WriteRegister(1, uint16(i)); err != nil {
+			b.Fatal(err)
+		}
+		msgs, err := sub.WaitFor(5*time.Second, func(m []mqtttest.Message) bool { return len(m) > before })
+		if err != nil {
+			b.Fatalf("alert %d never arrived: %s", i, logBuf.String())
+		}
+		lat = append(lat, msgs[before].At.Sub(start))
+	}
+	b.StopTimer()
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
+}
+
+func newModbusPeerB(b *testing.B) *modbusPeer {
+	b.Helper()
+	addr := mqtttest.FreeAddr(b)
+	_, portText, _ := net.SplitHostPort(addr)
+	var port int
+	fmt.Sscan(portText, &port)
+	quiet := log.New(io.Discard, "", 0)
+	srv, err := modbus.NewServer(&modbus.ServerConfiguration{URL: "tcp://" + addr, Timeout: 300 * time.Second, MaxClients: 4, Logger: quiet}, holding{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { srv.Stop() })
+	c, err := modbus.NewClient(&modbus.ClientConfiguration{URL: "tcp://" + addr, Timeout: 2 * time.Second, Logger: quiet})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return &modbusPeer{port: port, client: c}
 }

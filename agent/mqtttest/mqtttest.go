@@ -179,6 +179,15 @@ type Subscriber struct {
 // which is QoS 1.
 func Subscribe(t testing.TB, url, filter string) *Subscriber {
 	t.Helper()
+	return SubscribeQoS(t, url, filter, 0)
+}
+
+// SubscribeQoS is Subscribe at a chosen QoS. A latency measurement wants
+// QoS 1, as a SOC consumer subscribes: Mosquitto leaves Nagle's algorithm on
+// (set_tcp_nodelay false), and a QoS 0 subscriber, which never sends, lets
+// its delayed ACKs hold Mosquitto's next small message for up to 40 ms.
+func SubscribeQoS(t testing.TB, url, filter string, qos byte) *Subscriber {
+	t.Helper()
 	s := &Subscriber{more: make(chan struct{}, 1)}
 	o := mqtt.NewClientOptions().AddBroker(url).SetClientID(fmt.Sprintf("sub-%d", time.Now().UnixNano())).
 		SetCleanSession(true).SetAutoReconnect(true).SetOrderMatters(true).SetConnectTimeout(5 * time.Second)
@@ -186,7 +195,7 @@ func Subscribe(t testing.TB, url, filter string) *Subscriber {
 	if tok := s.c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
 		t.Fatalf("subscriber connect %s: %v", url, tok.Error())
 	}
-	tok := s.c.Subscribe(filter, 0, func(_ mqtt.Client, m mqtt.Message) {
+	tok := s.c.Subscribe(filter, qos, func(_ mqtt.Client, m mqtt.Message) {
 		s.mu.Lock()
 		s.msgs = append(s.msgs, Message{Topic: m.Topic(), Payload: bytes.Clone(m.Payload()), Retained: m.Retained(), At: time.Now()})
 		s.mu.Unlock()

@@ -345,3 +345,33 @@ func TestTLSAndMTLS(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkPublish drains a spool of b.N alerts to the broker (MQTT_URL, else
+// in-process) with QoS 1 and reports alerts per second: spool reads,
+// publishes, PUBACKs and spool acknowledgements, end to end.
+func BenchmarkPublish(b *testing.B) {
+	broker := mqtttest.Broker(b, nil)
+	pfx := fmt.Sprintf("plcwatch-bench/%d", time.Now().UnixNano())
+	sp, err := spool.Open(spool.Options{Dir: b.TempDir(), MaxBytes: 1 << 30})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer sp.Close()
+	payload := make([]byte, 700) // the size of a typical alert
+	for i := 0; i < b.N; i++ {
+		if err := sp.Append(Record(AlertTopic(pfx, "high"), payload)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	p := New(Config{Brokers: []string{broker}, ClientID: fmt.Sprintf("bench-%d", time.Now().UnixNano()), TopicPrefix: pfx, QoS: 1}, sp)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	b.ResetTimer()
+	start := time.Now()
+	go p.Run(ctx)
+	for sp.Stats().Depth > 0 {
+		time.Sleep(time.Millisecond)
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "alerts/s")
+}
