@@ -45,6 +45,8 @@ type Agent struct {
 	events   chan plcwatch.Event
 	reloads  chan *rules.Set
 	started  time.Time
+	jsonBuf  []byte // raise's buffers; only the rules goroutine touches them
+	recBuf   []byte
 
 	ready     atomic.Bool
 	accepted  atomic.Uint64 // events into the pipeline
@@ -281,9 +283,13 @@ func (a *Agent) evaluate() {
 		h := engine.Hits()
 		a.hits.Store(&h)
 	}
+	// One event variable for the loop: Process takes its address, so a
+	// per-iteration variable would be a heap allocation per event.
+	var ev plcwatch.Event
+	var ok bool
 	for {
 		select {
-		case ev, ok := <-a.events:
+		case ev, ok = <-a.events:
 			if !ok {
 				engine.Close()
 				publishHits()
@@ -322,9 +328,12 @@ func (a *Agent) saveBaseline() {
 // raise takes an alert from the rules: it counts as raised once it is in
 // the spool.
 func (a *Agent) raise(al *plcwatch.Alert) {
-	payload := al.AppendJSON(nil)
-	rec := publish.Record(publish.AlertTopic(a.cfg.MQTT.TopicPrefix, al.Rule.Severity), payload)
-	if err := a.sp.Append(rec); err != nil {
+	// Both buffers are reused: the spool and the alert log copy what they
+	// keep, and raise runs only on the rules goroutine.
+	a.jsonBuf = al.AppendJSON(a.jsonBuf[:0])
+	payload := a.jsonBuf
+	a.recBuf = publish.AppendRecord(a.recBuf[:0], publish.AlertTopic(a.cfg.MQTT.TopicPrefix, al.Rule.Severity), payload)
+	if err := a.sp.Append(a.recBuf); err != nil {
 		if n := a.spoolErrs.Add(1); n&(n-1) == 0 {
 			a.log.Error("cannot spool alert", "rule", al.Rule.ID, "err", err, "errors_total", n)
 		}

@@ -101,6 +101,9 @@ type SpoolConfig struct {
 // HTTPConfig is health and metrics.
 type HTTPConfig struct {
 	Listen string `yaml:"listen"` // "" or "off": no HTTP server
+	// PProf serves Go's profiler at /debug/pprof/ on the same listener. Off
+	// by default: profiles reveal internals and cost CPU while taken.
+	PProf bool `yaml:"pprof"`
 }
 
 // AlertLog is an optional local copy of every alert.

@@ -3,6 +3,7 @@ package agent
 import (
 	"encoding/json"
 	"net/http"
+	"net/http/pprof"
 	"runtime"
 	"time"
 
@@ -55,6 +56,7 @@ var (
 	descRules          = prometheus.NewDesc("plcwatch_rules_enabled", "Enabled rules loaded.", nil, nil)
 	descRuleMatches    = prometheus.NewDesc("plcwatch_rule_matches_total", "Events that matched a rule.", []string{"rule"}, nil)
 	descRuleErrors     = prometheus.NewDesc("plcwatch_rule_errors_total", "Expression errors of a rule.", []string{"rule"}, nil)
+	descRuleOverflow   = prometheus.NewDesc("plcwatch_rule_state_overflow_total", "Rule state not kept because a bound was hit (open folds, baseline tuples).", []string{"rule"}, nil)
 	descSpoolDepth     = prometheus.NewDesc("plcwatch_spool_depth", "Alerts in the spool, not yet acknowledged by the broker.", nil, nil)
 	descSpoolBytes     = prometheus.NewDesc("plcwatch_spool_bytes", "Bytes the spool takes on disk.", nil, nil)
 	descSpoolOldest    = prometheus.NewDesc("plcwatch_spool_oldest_age_seconds", "Age of the oldest undelivered alert.", nil, nil)
@@ -74,7 +76,7 @@ type snapshot struct{ a *Agent }
 func (s *snapshot) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descInfo, descPackets, descBytes, descKernelPackets, descKernelDrops, descFlows,
 		descActiveFlows, descFlowEvictions, descGaps, descModbusPDUs, descEvents, descMalformed, descPipeline,
-		descPipelineDrops, descRules, descRuleMatches, descRuleErrors, descSpoolDepth, descSpoolBytes, descSpoolOldest,
+		descPipelineDrops, descRules, descRuleMatches, descRuleErrors, descRuleOverflow, descSpoolDepth, descSpoolBytes, descSpoolOldest,
 		descSpoolDropped, descSpoolErrors, descMQTTConnected, descMQTTPublished, descMQTTFailures, descMQTTConnErrors} {
 		ch <- d
 	}
@@ -116,6 +118,7 @@ func (s *snapshot) Collect(ch chan<- prometheus.Metric) {
 		for _, r := range *h {
 			counter(descRuleMatches, float64(r.Matched), r.ID)
 			counter(descRuleErrors, float64(r.Errors), r.ID)
+			counter(descRuleOverflow, float64(r.Overflow), r.ID)
 		}
 	}
 	st := a.sp.Stats()
@@ -157,5 +160,12 @@ func (a *Agent) handler() http.Handler {
 		json.NewEncoder(w).Encode(body)
 	})
 	mux.Handle("/metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{Registry: a.reg}))
+	if a.cfg.HTTP.PProf {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	return mux
 }

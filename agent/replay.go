@@ -68,9 +68,9 @@ func (s ReplaySummary) String() string {
 // that a rule that never fires is as visible as one that fires too often.
 func WriteHits(w io.Writer, hits []rules.RuleHits) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "rule\tmatched\talerts\tfolded\terrors\t")
+	fmt.Fprintln(tw, "rule\tmatched\talerts\tfolded\terrors\toverflow\t")
 	for _, h := range hits {
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t\n", h.ID, h.Matched, h.Alerts, h.Folded, h.Errors)
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t\n", h.ID, h.Matched, h.Alerts, h.Folded, h.Errors, h.Overflow)
 	}
 	tw.Flush()
 }

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"math"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/expr-lang/expr/vm"
@@ -19,12 +18,22 @@ import (
 // stateful rule tracks; beyond it the group idle the longest is forgotten.
 const DefaultMaxGroups = 10000
 
+// DefaultMaxBaselineKeys bounds the tuples one baseline rule learns and
+// remembers.
+const DefaultMaxBaselineKeys = 100000
+
 // Options configure an Engine.
 type Options struct {
-	Site      string
-	Gateway   string
-	Baseline  *Baseline // learned tuples; nil keeps them in memory only
+	Site     string
+	Gateway  string
+	Baseline *Baseline // learned tuples; nil keeps them in memory only
+	// MaxGroups bounds the groups of one stateful rule, and the open folds
+	// of one rule: a sweep over addresses or spoofed clients must not grow
+	// memory without end. Default DefaultMaxGroups.
 	MaxGroups int
+	// MaxBaselineKeys bounds the tuples one baseline rule keeps. Beyond
+	// it a new tuple still alerts after learning, but is not remembered.
+	MaxBaselineKeys int
 }
 
 // RuleHits is what one rule did.
@@ -34,6 +43,10 @@ type RuleHits struct {
 	Alerts  uint64 // alerts raised; a folded alert counts once
 	Folded  uint64 // identical alerts folded into a count
 	Errors  uint64 // when expressions that failed on an event (e.g. values[3] of a one-register write)
+	// Overflow counts state not kept because a bound was hit: an alert
+	// raised unfolded because the rule's folds were full, a tuple not
+	// remembered because its baseline was full.
+	Overflow uint64
 }
 
 // Engine evaluates events against a rule set and raises alerts. It owns
@@ -42,6 +55,8 @@ type Engine struct {
 	set      *Set
 	opts     Options
 	raise    func(*plcwatch.Alert)
+	scratch  plcwatch.Alert // the alert being raised: reused, see NewEngine
+	idBuf    []byte
 	states   []ruleState
 	gsets    []groupSet
 	hits     []RuleHits
@@ -138,10 +153,15 @@ type fold struct {
 }
 
 // NewEngine returns an engine for set that calls raise for every alert.
-// raise may keep the alert.
+// The alert is the engine's and valid only during the call: raise encodes
+// or copies what it keeps (an alert is ~1 KB; at thousands a second a fresh
+// one each time is most of the daemon's garbage).
 func NewEngine(set *Set, opts Options, raise func(*plcwatch.Alert)) *Engine {
 	if opts.MaxGroups <= 0 {
 		opts.MaxGroups = DefaultMaxGroups
+	}
+	if opts.MaxBaselineKeys <= 0 {
+		opts.MaxBaselineKeys = DefaultMaxBaselineKeys
 	}
 	e := &Engine{opts: opts, raise: raise, baseline: opts.Baseline}
 	if e.baseline == nil {
@@ -579,8 +599,12 @@ func (e *Engine) baselineHit(ri int32, r *Rule, ev *plcwatch.Event) {
 		if _, known := lr.Keys[string(key)]; known {
 			return
 		}
-		lr.Keys[string(key)] = ev.Time.UTC()
-		e.baseline.dirty = true
+		if len(lr.Keys) < e.opts.MaxBaselineKeys {
+			lr.Keys[string(key)] = ev.Time.UTC()
+			e.baseline.dirty = true
+		} else {
+			e.hits[ri].Overflow++
+		}
 		if !learning {
 			if n == 0 {
 				first = string(key)
@@ -641,6 +665,12 @@ func (e *Engine) fire(ri int32, r *Rule, ev *plcwatch.Event, msg string) {
 	if st.folds == nil {
 		st.folds = map[string]*fold{}
 	}
+	if len(st.folds) >= e.opts.MaxGroups {
+		// Full: raise it unfolded rather than forget an open fold's count.
+		e.hits[ri].Overflow++
+		e.emit(ri, r, ev, 1, msg)
+		return
+	}
 	st.folds[string(key)] = &fold{start: ev.Time}
 	e.emit(ri, r, ev, 1, msg)
 }
@@ -691,7 +721,8 @@ func (e *Engine) Close() {
 func (e *Engine) emit(ri int32, r *Rule, ev *plcwatch.Event, count int, msg string) {
 	e.alerts++
 	e.hits[ri].Alerts++
-	a := &plcwatch.Alert{
+	a := &e.scratch
+	*a = plcwatch.Alert{
 		ID:      e.alertID(r, ev),
 		Time:    ev.Time,
 		Site:    e.opts.Site,
@@ -708,16 +739,21 @@ func (e *Engine) emit(ri int32, r *Rule, ev *plcwatch.Event, count int, msg stri
 // with the same rules gives the same ids, so golden files and consumers'
 // de-duplication both work.
 func (e *Engine) alertID(r *Rule, ev *plcwatch.Event) string {
-	h := sha256.New()
-	var b [8]byte
-	h.Write([]byte(e.opts.Gateway))
-	h.Write([]byte{0})
-	h.Write([]byte(r.ID))
-	h.Write([]byte{0})
-	binary.BigEndian.PutUint64(b[:], uint64(ev.Time.UnixNano()))
-	h.Write(b[:])
-	binary.BigEndian.PutUint64(b[:], e.alerts)
-	h.Write(b[:])
-	h.Write([]byte(strings.Join([]string{ev.Client.String(), ev.Server.String(), ev.Device, ev.Tag}, "\x00")))
-	return hex.EncodeToString(h.Sum(nil)[:16])
+	b := e.idBuf[:0]
+	b = append(b, e.opts.Gateway...)
+	b = append(b, 0)
+	b = append(b, r.ID...)
+	b = append(b, 0)
+	b = binary.BigEndian.AppendUint64(b, uint64(ev.Time.UnixNano()))
+	b = binary.BigEndian.AppendUint64(b, e.alerts)
+	b = ev.Client.AppendTo(b)
+	b = append(b, 0)
+	b = ev.Server.AppendTo(b)
+	b = append(b, 0)
+	b = append(b, ev.Device...)
+	b = append(b, 0)
+	b = append(b, ev.Tag...)
+	e.idBuf = b
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:16])
 }

@@ -242,3 +242,61 @@ rules:
 		}
 	}
 }
+
+// TestStateBounds sweeps clients past the fold and baseline bounds: memory
+// stays bounded, every alert still goes out and the overflow is counted.
+func TestStateBounds(t *testing.T) {
+	dir := writeRules(t, map[string]string{"r.yaml": `
+rules:
+  - id: folded
+    title: Any write
+    severity: low
+    match: {op: write}
+    fold: 1h
+  - id: new-writer
+    title: New writer
+    severity: high
+    match: {op: write}
+    baseline: {learn: 1s}
+    fold: 0s
+`})
+	set, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const bound, sweep = 50, 200
+	alerts := map[string]int{}
+	e := NewEngine(set, Options{MaxGroups: bound, MaxBaselineKeys: bound}, func(a *plcwatch.Alert) { alerts[a.Rule.ID] += a.Count })
+	t0 := time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
+	write := func(at time.Time, i int) {
+		ev := plcwatch.Event{Time: at, Source: plcwatch.Wire,
+			Protocol: plcwatch.ProtoModbus, Op: plcwatch.OpWrite, Function: 6, Unit: 1, Table: plcwatch.TableHolding,
+			Client: netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 9, byte(i >> 8), byte(i)}), 40000),
+			Server: netip.MustParseAddrPort("10.0.1.1:502")}
+		e.Process(&ev)
+	}
+	// The one writer seen while learning: the rest come after.
+	write(t0, 0xffff)
+	for i := range sweep {
+		write(t0.Add(time.Minute+time.Duration(i)*time.Millisecond), i)
+	}
+	if n := len(e.states[0].folds); n != bound {
+		t.Errorf("folds: %d open, want the bound %d", n, bound)
+	}
+	if lr := e.baseline.Rules["new-writer"]; len(lr.Keys) != bound {
+		t.Errorf("baseline: %d tuples kept, want the bound %d", len(lr.Keys), bound)
+	}
+	// Every write is a distinct fold key and a tuple first seen after
+	// learning: each one alerts, bound or not.
+	if alerts["folded"] != sweep+1 || alerts["new-writer"] != sweep {
+		t.Errorf("alerts %v, want %d folded and %d new-writer", alerts, sweep+1, sweep)
+	}
+	// Folds: the learning-time write took one slot. Baseline: it took one
+	// tuple, and the sweep filled the rest.
+	want := map[string]uint64{"folded": sweep + 1 - bound, "new-writer": sweep - (bound - 1)}
+	for _, h := range e.Hits() {
+		if h.Overflow != want[h.ID] {
+			t.Errorf("%s: overflow %d, want %d", h.ID, h.Overflow, want[h.ID])
+		}
+	}
+}

@@ -108,7 +108,11 @@ func AlertTopic(prefix, severity string) string { return prefix + "/alerts/" + s
 
 // Record frames an alert for the spool: its topic, a NUL, its JSON.
 func Record(topic string, payload []byte) []byte {
-	b := make([]byte, 0, len(topic)+1+len(payload))
+	return AppendRecord(make([]byte, 0, len(topic)+1+len(payload)), topic, payload)
+}
+
+// AppendRecord appends Record(topic, payload) to b.
+func AppendRecord(b []byte, topic string, payload []byte) []byte {
 	b = append(b, topic...)
 	b = append(b, 0)
 	return append(b, payload...)

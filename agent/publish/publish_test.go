@@ -138,7 +138,7 @@ func TestAlertsArriveInOrderAndStatus(t *testing.T) {
 	sub := mqtttest.Subscribe(t, broker, pfx+"/#")
 	sp := newSpool(t)
 	appendAlerts(t, sp, pfx, 0, 500)
-	p, _ := start(t, Config{Brokers: []string{broker}, TopicPrefix: pfx, QoS: 1}, sp)
+	p, stop := start(t, Config{Brokers: []string{broker}, TopicPrefix: pfx, QoS: 1}, sp)
 	msgs, err := sub.WaitFor(20*time.Second, func(m []mqtttest.Message) bool { return countDistinct(m) == 500 && statusIs("online")(m) })
 	if err != nil {
 		t.Fatalf("%v: %d alerts", err, countDistinct(msgs))
@@ -172,6 +172,8 @@ func TestAlertsArriveInOrderAndStatus(t *testing.T) {
 	if msgs, err := late.WaitFor(5*time.Second, statusIs("offline")); err != nil || !msgs[len(msgs)-1].Retained {
 		t.Errorf("status not retained: %v %+v", err, msgs)
 	}
+	// Run returns once the drain is done; only then is it disconnected.
+	stop()
 	if st := p.Stats(); st.Published != 510 || st.Connected {
 		t.Errorf("stats %+v", st)
 	}
