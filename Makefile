@@ -7,6 +7,7 @@
 #   make bench        Go benchmarks with allocations
 #   make bench-data   the synthetic 1,000,000-packet capture for replay benchmarks
 #   make bench-replay replay vs a bare gopacket loop vs tshark on that capture
+#   make bench-poll   the daemon polling 100 simulated devices × 100 tags: CPU, RSS, requests
 #   make fuzz         run every fuzz target for FUZZTIME each
 
 GO          ?= go
@@ -16,7 +17,7 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 FUZZTIME    ?= 10m
 BENCH_PCAP  ?= .bench/poll-1m.pcap
 
-.PHONY: all build build-all test test-race lint bench bench-data bench-replay fuzz clean
+.PHONY: all build build-all test test-race lint bench bench-data bench-replay bench-poll fuzz clean
 
 all: lint test build
 
@@ -64,6 +65,9 @@ bench-replay: build $(BENCH_PCAP)
 	@if command -v tshark >/dev/null; then \
 		/usr/bin/time -f 'tshark: %e s, peak RSS %M KB' tshark -r $(BENCH_PCAP) -Y modbus -T fields -e modbus.func_code >/dev/null; \
 	else echo "tshark not installed (apt-get install -y tshark)"; fi
+
+bench-poll: build
+	bash sim/bench-poll.sh
 
 fuzz:
 	$(GO) test ./collectors/capture/reassembly/ -run '^$$' -fuzz '^FuzzReassembler$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10s -timeout 0

@@ -6,7 +6,10 @@ package plcwatch
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net/netip"
+	"strconv"
 	"time"
 )
 
@@ -48,10 +51,13 @@ type Event struct {
 	RTT         time.Duration
 	Objects     []DeviceObject // FC 43/14 device identification objects (rare; allocated)
 
-	// Polled tags.
+	// Polled tags and devices.
 	Tag     string
-	Value   float64
-	Quality string
+	Value   float64 // engineering value: raw × scale + offset
+	Raw     float64 // the decoded value before scale and offset
+	Text    string  // string tags: the text read (Value is 0)
+	Quality string  // tags: good or bad; device status events: up or down
+	Error   string  // why a tag is bad or a device down
 
 	// OPC UA.
 	Service string
@@ -135,9 +141,10 @@ const (
 	OpOther         // anything else, including unknown and user-defined function codes
 	OpSession       // OPC UA session and channel management
 	OpCall          // OPC UA method call
+	OpStatus        // a polled device came up or went down (Quality up or down)
 )
 
-var opNames = [...]string{"", "read", "write", "diagnostic", "identify", "other", "session", "call"}
+var opNames = [...]string{"", "read", "write", "diagnostic", "identify", "other", "session", "call", "status"}
 
 func (o Op) String() string {
 	if int(o) < len(opNames) {
@@ -175,6 +182,40 @@ func (t Table) String() string {
 		return tableNames[t]
 	}
 	return "unknown"
+}
+
+// ParseRegisterRef reads the 1-based register references of device
+// manuals: a table digit (0 coil, 1 discrete input, 3 input register, 4
+// holding register) and a 1-based number, in the 5-digit form (40001 =
+// holding register at protocol address 0, up to 9999) or the 6-digit form
+// (400001, up to 65536). It returns the table and the 0-based address.
+func ParseRegisterRef(s string) (Table, uint16, error) {
+	if len(s) != 5 && len(s) != 6 {
+		return 0, 0, errors.New("want 5 or 6 digits: a table digit (0 coil, 1 discrete, 3 input, 4 holding) and a 1-based number, like 40001 or 400001")
+	}
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			return 0, 0, errors.New("want digits only")
+		}
+	}
+	var t Table
+	switch s[0] {
+	case '0':
+		t = TableCoil
+	case '1':
+		t = TableDiscrete
+	case '3':
+		t = TableInput
+	case '4':
+		t = TableHolding
+	default:
+		return 0, 0, fmt.Errorf("table digit %c: want 0 (coil), 1 (discrete input), 3 (input register) or 4 (holding register)", s[0])
+	}
+	n, _ := strconv.Atoi(s[1:])
+	if n < 1 || n > 65536 {
+		return 0, 0, errors.New("register numbers count from 1 to 65536")
+	}
+	return t, uint16(n - 1), nil
 }
 
 // ParseTable returns the Table named s.

@@ -41,7 +41,10 @@ type eventJSON struct {
 	RTTMicros   int64        `json:"rtt_us"`
 	Tag         string       `json:"tag"`
 	Value       *float64     `json:"value"`
+	Raw         *float64     `json:"raw"`
+	Text        string       `json:"text"`
 	Quality     string       `json:"quality"`
+	Error       string       `json:"error"`
 	Service     string       `json:"service"`
 	Node        string       `json:"node"`
 	Status      uint32       `json:"status"`
@@ -66,7 +69,7 @@ func (e *Event) UnmarshalJSON(b []byte) error {
 		ReadAddress: j.ReadAddress, ReadCount: j.ReadCount, AndMask: j.AndMask, OrMask: j.OrMask,
 		Exception: j.Exception, Malformed: j.Malformed, Unanswered: j.Unanswered, Orphan: j.Orphan,
 		RTT: time.Duration(j.RTTMicros) * time.Microsecond,
-		Tag: j.Tag, Quality: j.Quality, Service: j.Service, Node: j.Node, Status: j.Status,
+		Tag: j.Tag, Text: j.Text, Quality: j.Quality, Error: j.Error, Service: j.Service, Node: j.Node, Status: j.Status,
 	}
 	var ok bool
 	switch j.Source {
@@ -115,6 +118,9 @@ func (e *Event) UnmarshalJSON(b []byte) error {
 	}
 	if j.Value != nil {
 		e.Value = *j.Value
+	}
+	if j.Raw != nil {
+		e.Raw = *j.Raw
 	}
 	if j.Values != nil {
 		if err := setValues(&e.Values, j.Values, valueKind(e.Function, false)); err != nil {

@@ -49,7 +49,7 @@ func (e *Event) AppendJSON(b []byte) []byte {
 		b = appendKey(b, "conn")
 		b = strconv.AppendUint(b, e.Conn, 10)
 	}
-	if e.Protocol == ProtoModbus {
+	if e.Protocol == ProtoModbus && e.Op != OpStatus {
 		b = e.appendModbus(b)
 	}
 	if e.Tag != "" {
@@ -57,10 +57,22 @@ func (e *Event) AppendJSON(b []byte) []byte {
 		b = AppendJSONString(b, e.Tag)
 		b = appendKey(b, "value")
 		b = appendFloat(b, e.Value)
+		if e.Source == Poll {
+			b = appendKey(b, "raw")
+			b = appendFloat(b, e.Raw)
+		}
+		if e.Text != "" {
+			b = appendKey(b, "text")
+			b = AppendJSONString(b, e.Text)
+		}
 	}
 	if e.Quality != "" {
 		b = appendKey(b, "quality")
 		b = AppendJSONString(b, e.Quality)
+	}
+	if e.Error != "" {
+		b = appendKey(b, "error")
+		b = AppendJSONString(b, e.Error)
 	}
 	if e.Protocol == ProtoOPCUA {
 		if e.Service != "" {

@@ -55,8 +55,19 @@ func TestEventJSONShapes(t *testing.T) {
 		},
 		{
 			name: "polled tag",
-			ev:   Event{Source: Poll, Protocol: ProtoModbus, Op: OpRead, Device: "boiler", Unit: 1, Function: 3, Table: TableHolding, Address: 0, Count: 2, Tag: "temp", Value: 81.5, Quality: "good"},
-			want: `{"time":"0001-01-01T00:00:00.000000000Z","source":"poll","protocol":"modbus","op":"read","device":"boiler","unit":1,"function":3,"table":"holding","address":0,"count":2,"exception":0,"malformed":"","tag":"temp","value":81.5,"quality":"good"}`,
+			ev:   Event{Source: Poll, Protocol: ProtoModbus, Op: OpRead, Device: "boiler", Unit: 1, Function: 3, Table: TableHolding, Address: 0, Count: 2, Tag: "temp", Value: 81.5, Raw: 815, Quality: "good"},
+			want: `{"time":"0001-01-01T00:00:00.000000000Z","source":"poll","protocol":"modbus","op":"read","device":"boiler","unit":1,"function":3,"table":"holding","address":0,"count":2,"exception":0,"malformed":"","tag":"temp","value":81.5,"raw":815,"quality":"good"}`,
+		},
+		{
+			name: "polled string tag, bad",
+			ev: Event{Source: Poll, Protocol: ProtoModbus, Op: OpRead, Device: "boiler", Unit: 1, Function: 4, Table: TableInput, Address: 10, Count: 4,
+				Tag: "serial", Text: "SN-42", Quality: "bad", Exception: 2, Error: "illegal data address"},
+			want: `{"time":"0001-01-01T00:00:00.000000000Z","source":"poll","protocol":"modbus","op":"read","device":"boiler","unit":1,"function":4,"table":"input","address":10,"count":4,"exception":2,"malformed":"","tag":"serial","value":0,"raw":0,"text":"SN-42","quality":"bad","error":"illegal data address"}`,
+		},
+		{
+			name: "device down",
+			ev:   Event{Source: Poll, Protocol: ProtoModbus, Op: OpStatus, Device: "boiler", Server: netip.MustParseAddrPort("10.0.1.10:502"), Quality: "down", Error: "dial tcp 10.0.1.10:502: connection refused"},
+			want: `{"time":"0001-01-01T00:00:00.000000000Z","source":"poll","protocol":"modbus","op":"status","device":"boiler","server":"10.0.1.10:502","quality":"down","error":"dial tcp 10.0.1.10:502: connection refused"}`,
 		},
 	}
 	for _, tc := range tests {

@@ -21,6 +21,7 @@ import (
 	"github.com/plcwatch/plcwatch/agent/publish"
 	"github.com/plcwatch/plcwatch/agent/spool"
 	"github.com/plcwatch/plcwatch/collectors/capture"
+	"github.com/plcwatch/plcwatch/collectors/modbus"
 	"github.com/plcwatch/plcwatch/rules"
 )
 
@@ -35,6 +36,7 @@ type Agent struct {
 	reg      *prometheus.Registry
 	metrics  *metrics
 	live     *capture.Live
+	pollers  []*modbus.Poller
 	set      *rules.Set
 	baseline *rules.Baseline
 	sp       *spool.Spool
@@ -43,6 +45,8 @@ type Agent struct {
 	httpLn   net.Listener
 	alertLog *rotatingLog
 	events   chan plcwatch.Event
+	polled   chan plcwatch.Event // pollers' events: apart, so a poll burst never fills capture's queue
+	stopping chan struct{}       // closed when the sources are told to stop
 	reloads  chan *rules.Set
 	started  time.Time
 	jsonBuf  []byte // raise's buffers; only the rules goroutine touches them
@@ -62,7 +66,8 @@ type Agent struct {
 // so that a wrong setup stops it before it runs half-working.
 func New(cfg *Config, log *slog.Logger) (*Agent, error) {
 	a := &Agent{cfg: cfg, log: log, reg: prometheus.NewRegistry(), started: time.Now(),
-		events: make(chan plcwatch.Event, cfg.Queue), reloads: make(chan *rules.Set, 1)}
+		events: make(chan plcwatch.Event, cfg.Queue), reloads: make(chan *rules.Set, 1),
+		polled: make(chan plcwatch.Event, pollQueue), stopping: make(chan struct{})}
 	ok := false
 	defer func() {
 		if !ok {
@@ -108,8 +113,25 @@ func New(cfg *Config, log *slog.Logger) (*Agent, error) {
 		TopicPrefix: cfg.MQTT.TopicPrefix, QoS: byte(cfg.MQTT.QoS), KeepAlive: cfg.MQTT.KeepAlive,
 		ConnectTimeout: cfg.MQTT.ConnectTimeout, PublishTimeout: cfg.MQTT.PublishTimeout, Window: cfg.MQTT.Window,
 		Heartbeat: cfg.MQTT.Heartbeat, HeartbeatPayload: a.heartbeat, Published: a.metrics.observePublish,
-		Logger: log.With("component", "mqtt"),
+		TelemetryQoS: byte(cfg.Telemetry.QoS), Logger: log.With("component", "mqtt"),
 	}, a.sp)
+	for _, d := range cfg.Modbus.Devices {
+		opts := modbus.Options{Logger: log.With("component", "modbus"), Site: cfg.Site, Gateway: cfg.Gateway}
+		if cfg.Telemetry.Enabled {
+			opts.Telemetry = a.telemetry
+		}
+		p, err := modbus.New(d, opts)
+		if err != nil {
+			return nil, err
+		}
+		a.pollers = append(a.pollers, p)
+	}
+	// The pollers hold what they need of their devices; the agent keeps a
+	// copy of the configuration without the tag lists (10,000 tags are a
+	// few megabytes a gateway would carry for nothing).
+	kept := *cfg
+	kept.Modbus.Devices = nil
+	a.cfg = &kept
 	if len(cfg.Capture.Interfaces) > 0 {
 		if a.live, err = capture.NewLive(cfg.Capture.Config, log.With("component", "capture")); err != nil {
 			return nil, err
@@ -227,14 +249,24 @@ func (a *Agent) Run(ctx context.Context) error {
 			}
 		}()
 	}
+	context.AfterFunc(srcCtx, func() { close(a.stopping) })
+	for _, p := range a.pollers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p.Run(srcCtx, a.emitWait)
+		}()
+	}
 	a.ready.Store(true)
 	a.log.Info("plcwatch running", "site", a.cfg.Site, "gateway", a.cfg.Gateway,
-		"interfaces", a.cfg.Capture.Interfaces, "rules", a.rulesN.Load(), "topic_prefix", a.cfg.MQTT.TopicPrefix)
+		"interfaces", a.cfg.Capture.Interfaces, "modbus_devices", len(a.pollers), "rules", a.rulesN.Load(),
+		"topic_prefix", a.cfg.MQTT.TopicPrefix)
 	<-srcCtx.Done()
 	a.ready.Store(false)
 	a.log.Info("stopping: sources, then rules, then delivery")
 	wg.Wait()
 	close(a.events)
+	close(a.polled)
 	<-rulesDone
 	if err := a.sp.Sync(); err != nil {
 		a.log.Error("spool sync", "err", err)
@@ -257,6 +289,28 @@ func (a *Agent) Run(ctx context.Context) error {
 	errMu.Lock()
 	defer errMu.Unlock()
 	return srcErr
+}
+
+// pollQueue is the room for polled events between the pollers and the
+// rules. Pollers wait when it is full, so it only smooths bursts (every
+// device polls on the same second).
+const pollQueue = 1024
+
+// emitWait is the pollers' way into the pipeline: their own queue, so that
+// the burst of a poll cycle (10,000 tags at the top of every second) never
+// takes the room capture needs, and a poller waits for room (DESIGN.md)
+// until the agent stops: nothing it read is dropped.
+func (a *Agent) emitWait(ev *plcwatch.Event) {
+	select {
+	case a.polled <- *ev:
+		a.accepted.Add(1)
+	case <-a.stopping:
+	}
+}
+
+// telemetry publishes a poll cycle's values beside the alerts.
+func (a *Agent) telemetry(device string, payload []byte) {
+	a.pub.Telemetry(a.cfg.MQTT.TopicPrefix+"/telemetry/"+device, payload)
 }
 
 // emit is the sources' way into the pipeline. It never blocks: a full
@@ -287,14 +341,19 @@ func (a *Agent) evaluate() {
 	// per-iteration variable would be a heap allocation per event.
 	var ev plcwatch.Event
 	var ok bool
-	for {
+	events, polled := a.events, a.polled
+	for events != nil || polled != nil {
 		select {
-		case ev, ok = <-a.events:
+		case ev, ok = <-events:
 			if !ok {
-				engine.Close()
-				publishHits()
-				a.saveBaseline()
-				return
+				events = nil
+				continue
+			}
+			engine.Process(&ev)
+		case ev, ok = <-polled:
+			if !ok {
+				polled = nil
+				continue
 			}
 			engine.Process(&ev)
 		case set := <-a.reloads:
@@ -314,6 +373,9 @@ func (a *Agent) evaluate() {
 			}
 		}
 	}
+	engine.Close()
+	publishHits()
+	a.saveBaseline()
 }
 
 func (a *Agent) saveBaseline() {
@@ -356,9 +418,20 @@ func (a *Agent) heartbeat() []byte {
 		"version": Version, "uptime_s": int64(time.Since(a.started).Seconds()),
 		"events": a.accepted.Load(), "events_dropped": a.dropped.Load(), "alerts": a.alerts.Load(),
 		"spool_depth": st.Depth, "spool_dropped": st.Dropped, "mqtt_published": p.Published,
-		"rules": a.rulesN.Load(),
+		"rules": a.rulesN.Load(), "devices": len(a.pollers), "devices_up": a.devicesUp(),
 	})
 	return b
+}
+
+// devicesUp counts the polled devices whose last request was answered.
+func (a *Agent) devicesUp() int {
+	n := 0
+	for _, p := range a.pollers {
+		if p.Stats().Up {
+			n++
+		}
+	}
+	return n
 }
 
 func (a *Agent) serveHTTP() *http.Server {

@@ -20,6 +20,7 @@ import (
 
 	"github.com/plcwatch/plcwatch/agent/spool"
 	"github.com/plcwatch/plcwatch/collectors/capture"
+	"github.com/plcwatch/plcwatch/collectors/modbus"
 )
 
 // Config is the agent's configuration file (docs/config.md).
@@ -34,6 +35,9 @@ type Config struct {
 	HTTP    HTTPConfig    `yaml:"http"`
 	Alerts  AlertLog      `yaml:"alert_log"`
 	Queue   int           `yaml:"queue"`
+	Modbus  ModbusConfig  `yaml:"modbus"`
+	// Telemetry publishes polled values.
+	Telemetry TelemetryConfig `yaml:"telemetry"`
 
 	file  string
 	nodes map[string]*yaml.Node // field path -> value node, for positions
@@ -82,6 +86,19 @@ type TLSConfig struct {
 	KeyFile            string `yaml:"key_file"`
 	ServerName         string `yaml:"server_name"`
 	InsecureSkipVerify bool   `yaml:"insecure_skip_verify"`
+}
+
+// ModbusConfig is active polling of Modbus devices; modbus.Device
+// documents the fields.
+type ModbusConfig struct {
+	Devices []modbus.Device `yaml:"devices"`
+}
+
+// TelemetryConfig says whether polled values go to MQTT, at
+// <prefix>/telemetry/<device>, one document per device and poll cycle.
+type TelemetryConfig struct {
+	Enabled bool `yaml:"enabled"`
+	QoS     int  `yaml:"qos"` // 0 (default): a lost value is replaced by the next cycle's
 }
 
 // EmbeddedMQTT is the in-process broker used when no broker is configured.
@@ -204,6 +221,9 @@ func ParseConfig(path string, src []byte) (*Config, error) {
 		sort.SliceStable(probs, func(i, j int) bool { return probs[i].Line < probs[j].Line })
 		return nil, probs
 	}
+	// Positions are for reporting problems: the daemon must not keep a
+	// large file's syntax tree (10,000 tags are 17 MB of nodes) for its life.
+	cfg.nodes = nil
 	return cfg, nil
 }
 
@@ -282,7 +302,11 @@ func checkKeys(file string, n *yaml.Node, t reflect.Type, path string, nodes map
 		}
 		if ft.Kind() == reflect.Slice && v.Kind == yaml.SequenceNode {
 			for j, item := range v.Content {
-				nodes[fmt.Sprintf("%s[%d]", where, j)] = item
+				at := fmt.Sprintf("%s[%d]", where, j)
+				nodes[at] = item
+				if ft.Elem().Kind() == reflect.Struct {
+					probs = append(probs, checkKeys(file, item, ft.Elem(), at, nodes)...)
+				}
 			}
 		}
 	}
@@ -332,6 +356,12 @@ func (c *Config) resolve(dir string) {
 	for _, p := range []*string{&c.Rules.BaselineFile, &c.Spool.Dir, &c.MQTT.PasswordFile, &c.MQTT.TLS.CAFile,
 		&c.MQTT.TLS.CertFile, &c.MQTT.TLS.KeyFile, &c.Alerts.Path} {
 		abs(p)
+	}
+	for i := range c.Modbus.Devices {
+		t := &c.Modbus.Devices[i].TLS
+		for _, p := range []*string{&t.CAFile, &t.CertFile, &t.KeyFile} {
+			abs(p)
+		}
 	}
 }
 
@@ -403,6 +433,9 @@ func (c *Config) Defaults() {
 	if c.Queue == 0 {
 		c.Queue = 8192
 	}
+	for i := range c.Modbus.Devices {
+		c.Modbus.Devices[i].Defaults()
+	}
 }
 
 // Validate checks values without I/O beyond reading the files named (it
@@ -411,8 +444,13 @@ func (c *Config) Validate() error {
 	var probs ConfigError
 	bad := func(path, format string, a ...any) {
 		p := Problem{File: c.file, Msg: path + ": " + fmt.Sprintf(format, a...)}
-		if n := c.nodes[path]; n != nil {
-			p.Line, p.Col = n.Line, n.Column
+		// The value's own line, or its closest enclosing one (a
+		// missing key is reported where its mapping starts).
+		for at := path; at != ""; at = parentPath(at) {
+			if n := c.nodes[at]; n != nil {
+				p.Line, p.Col = n.Line, n.Column
+				break
+			}
 		}
 		probs = append(probs, p)
 	}
@@ -502,10 +540,45 @@ func (c *Config) Validate() error {
 	if c.Queue < 64 {
 		bad("queue", "%d: at least 64", c.Queue)
 	}
+	names := map[string]int{}
+	for i := range c.Modbus.Devices {
+		d := &c.Modbus.Devices[i]
+		at := fmt.Sprintf("modbus.devices[%d]", i)
+		for _, err := range d.Validate() {
+			var fe *modbus.FieldError
+			if errors.As(err, &fe) {
+				bad(at+"."+fe.Field, "%s", fe.Msg)
+			} else {
+				bad(at, "%v", err)
+			}
+		}
+		if j, dup := names[d.Name]; dup && d.Name != "" {
+			bad(at+".name", "%q: devices[%d] has this name too", d.Name, j)
+		}
+		names[d.Name] = i
+		if d.Transport == "tcp+tls" && d.TLS.CAFile != "" && d.TLS.CertFile != "" && d.TLS.KeyFile != "" {
+			if _, err := modbus.New(*d, modbus.Options{}); err != nil {
+				bad(at+".tls", "%v", err)
+			}
+		}
+	}
+	if c.Telemetry.QoS < 0 || c.Telemetry.QoS > 2 {
+		bad("telemetry.qos", "%d: want 0, 1 or 2", c.Telemetry.QoS)
+	}
 	if len(probs) > 0 {
 		return probs
 	}
 	return nil
+}
+
+// parentPath is the path of what encloses path: "a.b[2].c" → "a.b[2]" →
+// "a.b" → "a".
+func parentPath(path string) string {
+	i := strings.LastIndexAny(path, ".[")
+	if i < 0 {
+		return ""
+	}
+	return path[:i]
 }
 
 // unjoin splits an errors.Join.

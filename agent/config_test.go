@@ -42,6 +42,26 @@ func TestConfigProblems(t *testing.T) {
 			[]string{` rules.paths: name at least one rule file`}},
 		{"size", "rules: {paths: [r]}\nspool: {max_bytes: 12 parsecs}\n",
 			[]string{`2:20: "12 parsecs" is not a size`}},
+		{"modbus device and tag", `rules: {paths: [r]}
+modbus:
+  devices:
+    - name: boiler
+      address: 10.0.1.10
+      intervall: 1s
+      tags:
+        - {name: temp, register: 40001, type: float16}
+        - {name: temp, table: holding, adress: 4}
+    - name: boiler
+      address: 10.0.1.11
+      transport: udp
+      tags: [{name: x, register: "40001"}]
+`, []string{`6:7: unknown key "intervall" in modbus.devices[0] (did you mean "interval"?)`,
+			`8:47: modbus.devices[0].tags[0].type: "float16": want bool`,
+			`9:40: unknown key "adress" in modbus.devices[0].tags[1] (did you mean "address"?)`,
+			`9:18: modbus.devices[0].tags[1].name: "temp": a device's tag names must differ`,
+			`9:11: modbus.devices[0].tags[1].address: give the 0-based address`,
+			`10:13: modbus.devices[1].name: "boiler": devices[0] has this name too`,
+			`12:18: modbus.devices[1].transport: "udp": want tcp`}},
 		{"missing password file", "rules: {paths: [r]}\nmqtt: {password_file: /nonexistent/pw}\n",
 			[]string{`2:23: mqtt.password_file: stat /nonexistent/pw: no such file`}},
 	}

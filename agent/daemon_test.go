@@ -23,6 +23,7 @@ import (
 	"github.com/plcwatch/plcwatch/agent/mqtttest"
 	"github.com/plcwatch/plcwatch/agent/publish"
 	"github.com/plcwatch/plcwatch/agent/spool"
+	"github.com/plcwatch/plcwatch/sim/modbussim"
 )
 
 // binary is the plcwatch command, built once for these tests.
@@ -425,6 +426,124 @@ func exitCode(err error) int {
 		return -1
 	}
 	return 0
+}
+
+// TestDaemonPollsModbus runs the daemon with two polled devices: one
+// serving a value a rule alerts on, one down at start (never fatal: it is
+// retried, and comes up when it appears). Telemetry and the per-device
+// metrics say what happened.
+func TestDaemonPollsModbus(t *testing.T) {
+	broker := mqtttest.Broker(t, nil)
+	pfx := prefix(t)
+	sub := mqtttest.Subscribe(t, broker, pfx+"/#")
+	img := &modbussim.Image{}
+	img.SetHolding(10, 975) // 97.5 degC
+	plc, err := modbussim.Serve(mqtttest.FreeAddr(t), img, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer plc.Close()
+	lateAddr := mqtttest.FreeAddr(t)
+	dir := t.TempDir()
+	writeRules(t, dir, `rules:
+  - id: boiler-hot
+    title: Boiler above 95 degC
+    severity: critical
+    match: {source: poll, device: boiler, tag: temperature}
+    when: value > 95
+    fold: 1h
+  - id: device-down
+    title: Polled device down
+    severity: medium
+    match: {source: poll, op: status}
+    when: quality == "down"
+`)
+	httpAddr := mqtttest.FreeAddr(t)
+	cfg := fmt.Sprintf(`site: lab
+gateway: gw-test
+rules: {paths: [rules]}
+mqtt: {brokers: [%s], topic_prefix: %s, heartbeat: 0s}
+spool: {dir: spool}
+http: {listen: %q}
+telemetry: {enabled: true}
+modbus:
+  devices:
+    - name: boiler
+      address: %s
+      interval: 200ms
+      tags:
+        - {name: temperature, register: "40011", scale: 0.1, uom: degC}
+    - name: late
+      address: %s
+      interval: 200ms
+      timeout: 200ms
+      retries: 0
+      tags:
+        - {name: level, table: input, address: 0}
+`, broker, pfx, httpAddr, plc.Addr, lateAddr)
+	d := startDaemon(t, dir, cfg)
+	msgs, err := sub.WaitFor(10*time.Second, func(m []mqtttest.Message) bool {
+		rules := map[string]bool{}
+		for _, a := range alerts(m) {
+			rules[a["rule"].(map[string]any)["id"].(string)] = true
+		}
+		tele := false
+		for _, msg := range m {
+			tele = tele || msg.Topic == pfx+"/telemetry/boiler"
+		}
+		return rules["boiler-hot"] && rules["device-down"] && tele
+	})
+	if err != nil {
+		t.Fatalf("alerts: %v\n%s", err, d.Log())
+	}
+	var tele map[string]any
+	for _, m := range msgs {
+		if m.Topic == pfx+"/telemetry/boiler" {
+			json.Unmarshal(m.Payload, &tele)
+		}
+	}
+	tags, _ := tele["tags"].(map[string]any)
+	if temp, _ := tags["temperature"].(map[string]any); temp["value"] != 97.5 || temp["uom"] != "degC" {
+		t.Errorf("telemetry %v", tele)
+	}
+	for _, a := range alerts(msgs) {
+		if ev := a["event"].(map[string]any); a["rule"].(map[string]any)["id"] == "boiler-hot" &&
+			(ev["value"] != 97.5 || ev["raw"] != 975.0 || ev["address"] != 10.0 || ev["source"] != "poll") {
+			t.Errorf("alert event %v", ev)
+		}
+	}
+	metrics := func() string {
+		resp, err := http.Get("http://" + httpAddr + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+	body := metrics()
+	for _, want := range []string{`plcwatch_poll_up{device="boiler"} 1`, `plcwatch_poll_up{device="late"} 0`,
+		`plcwatch_poll_planned_requests{device="boiler"} 1`, `plcwatch_telemetry_messages_total{result="sent"}`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+	// The late device appears: it is polled from its next cycle.
+	lateImg := &modbussim.Image{}
+	late, err := modbussim.Serve(lateAddr, lateImg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer late.Close()
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(metrics(), `plcwatch_poll_up{device="late"} 1`); {
+		if time.Now().After(deadline) {
+			t.Fatalf("the late device never came up:\n%s", d.Log())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if img.Writes.Load() != 0 || lateImg.Writes.Load() != 0 {
+		t.Error("a device saw a write")
+	}
 }
 
 func TestDaemonEmbeddedBroker(t *testing.T) {

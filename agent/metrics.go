@@ -65,6 +65,17 @@ var (
 	descMQTTConnected  = prometheus.NewDesc("plcwatch_mqtt_connected", "1 while connected to the broker.", []string{"broker"}, nil)
 	descMQTTPublished  = prometheus.NewDesc("plcwatch_mqtt_published_total", "Alerts the broker acknowledged.", nil, nil)
 	descMQTTFailures   = prometheus.NewDesc("plcwatch_mqtt_publish_failures_total", "Publishes that failed or timed out (sent again).", nil, nil)
+	descPollUp         = prometheus.NewDesc("plcwatch_poll_up", "1 while the device answers, 0 while it is down (absent before its first cycle).", []string{"device"}, nil)
+	descPollCycles     = prometheus.NewDesc("plcwatch_poll_cycles_total", "Poll cycles, by result: ok, or failed (the device stopped answering).", []string{"device", "result"}, nil)
+	descPollSeconds    = prometheus.NewDesc("plcwatch_poll_cycle_seconds_total", "Time spent in poll cycles: with the cycle count, the mean duration.", []string{"device"}, nil)
+	descPollLast       = prometheus.NewDesc("plcwatch_poll_last_cycle_seconds", "Duration of the last poll cycle.", []string{"device"}, nil)
+	descPollRequests   = prometheus.NewDesc("plcwatch_poll_requests_total", "Read requests sent, retries included.", []string{"device"}, nil)
+	descPollPlanned    = prometheus.NewDesc("plcwatch_poll_planned_requests", "Read requests one cycle makes, as the planner merged the tags.", []string{"device"}, nil)
+	descPollExceptions = prometheus.NewDesc("plcwatch_poll_exceptions_total", "Exception responses.", []string{"device"}, nil)
+	descPollTimeouts   = prometheus.NewDesc("plcwatch_poll_timeouts_total", "Requests that timed out (each resets the connection).", []string{"device"}, nil)
+	descPollConnects   = prometheus.NewDesc("plcwatch_poll_connects_total", "Connections opened to the device.", []string{"device"}, nil)
+	descPollOverruns   = prometheus.NewDesc("plcwatch_poll_overruns_total", "Cycles skipped because the previous one ran past the interval.", []string{"device"}, nil)
+	descTelemetry      = prometheus.NewDesc("plcwatch_telemetry_messages_total", "Telemetry messages, by result: sent, or dropped (broker away or queue full).", []string{"result"}, nil)
 	descMQTTConnErrors = prometheus.NewDesc("plcwatch_mqtt_connect_errors_total", "Failed connections to the broker, by kind: auth, tls, network, timeout, other.", []string{"kind"}, nil)
 )
 
@@ -77,7 +88,9 @@ func (s *snapshot) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descInfo, descPackets, descBytes, descKernelPackets, descKernelDrops, descFlows,
 		descActiveFlows, descFlowEvictions, descGaps, descModbusPDUs, descEvents, descMalformed, descPipeline,
 		descPipelineDrops, descRules, descRuleMatches, descRuleErrors, descRuleOverflow, descSpoolDepth, descSpoolBytes, descSpoolOldest,
-		descSpoolDropped, descSpoolErrors, descMQTTConnected, descMQTTPublished, descMQTTFailures, descMQTTConnErrors} {
+		descSpoolDropped, descSpoolErrors, descMQTTConnected, descMQTTPublished, descMQTTFailures, descMQTTConnErrors,
+		descPollUp, descPollCycles, descPollSeconds, descPollLast, descPollRequests, descPollPlanned, descPollExceptions,
+		descPollTimeouts, descPollConnects, descPollOverruns, descTelemetry} {
 		ch <- d
 	}
 }
@@ -121,6 +134,28 @@ func (s *snapshot) Collect(ch chan<- prometheus.Metric) {
 			counter(descRuleOverflow, float64(r.Overflow), r.ID)
 		}
 	}
+	for _, p := range a.pollers {
+		st := p.Stats()
+		d := st.Device
+		if st.Known {
+			gauge(descPollUp, b2f(st.Up), d)
+		}
+		counter(descPollCycles, float64(st.Cycles-st.FailedCycles), d, "ok")
+		counter(descPollCycles, float64(st.FailedCycles), d, "failed")
+		counter(descPollSeconds, st.CycleTime.Seconds(), d)
+		gauge(descPollLast, st.LastCycle.Seconds(), d)
+		counter(descPollRequests, float64(st.Requests), d)
+		gauge(descPollPlanned, float64(st.PlannedReads), d)
+		counter(descPollExceptions, float64(st.Exceptions), d)
+		counter(descPollTimeouts, float64(st.Timeouts), d)
+		counter(descPollConnects, float64(st.Reconnects), d)
+		counter(descPollOverruns, float64(st.Overruns), d)
+	}
+	if a.cfg.Telemetry.Enabled {
+		sent, dropped := a.pub.TelemetryStats()
+		counter(descTelemetry, float64(sent), "sent")
+		counter(descTelemetry, float64(dropped), "dropped")
+	}
 	st := a.sp.Stats()
 	gauge(descSpoolDepth, float64(st.Depth))
 	gauge(descSpoolBytes, float64(st.Bytes))
@@ -152,7 +187,7 @@ func (a *Agent) handler() http.Handler {
 		p := a.pub.Stats()
 		st := a.sp.Stats()
 		body := map[string]any{"ready": a.ready.Load(), "rules": a.rulesN.Load(), "mqtt_connected": p.Connected,
-			"mqtt_last_error": p.LastError, "spool_depth": st.Depth}
+			"mqtt_last_error": p.LastError, "spool_depth": st.Depth, "devices": len(a.pollers), "devices_up": a.devicesUp()}
 		w.Header().Set("Content-Type", "application/json")
 		if !a.ready.Load() {
 			w.WriteHeader(http.StatusServiceUnavailable)
@@ -168,4 +203,11 @@ func (a *Agent) handler() http.Handler {
 		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	}
 	return mux
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }

@@ -29,7 +29,7 @@ func rulesOfKinds(tb testing.TB, n int, flagged bool) *Set {
 		fmt.Fprintf(&b, "  - id: r%d\n    title: rule %d\n    severity: high\n    attack: [T0855]\n", i, i)
 		kinds := 5
 		if flagged {
-			kinds = 10
+			kinds = 12
 		}
 		switch i % kinds {
 		case 0:
@@ -52,6 +52,10 @@ func rulesOfKinds(tb testing.TB, n int, flagged bool) *Set {
 			fmt.Fprintf(&b, "    match: {protocol: modbus, exception: %v, orphan: %v}\n", i%3 == 0, i%4 == 0)
 		case 9:
 			fmt.Fprintf(&b, "    match: {malformed: %v}\n", i%3 == 0)
+		case 10:
+			fmt.Fprintf(&b, "    match: {source: poll, op: %s}\n", []string{"status", "read", "[read, status]"}[i/12%3])
+		case 11:
+			fmt.Fprintf(&b, "    match: {source: wire, protocol: modbus, op: [write, status], unit: %d}\n", i%256)
 		}
 	}
 	dir := tb.TempDir()
@@ -146,6 +150,14 @@ func TestIndexDoesNotMissMatches(t *testing.T) {
 			ev.Exception = uint8(1 + rng.IntN(11))
 		}
 		ev.Orphan = rng.IntN(5) == 0
+		switch rng.IntN(6) {
+		case 0: // a polled device's status
+			ev = plcwatch.Event{Source: plcwatch.Poll, Protocol: plcwatch.ProtoModbus, Op: plcwatch.OpStatus, Unit: ev.Unit, Quality: "down"}
+		case 1: // a polled tag
+			ev.Source, ev.Client, ev.Orphan, ev.Malformed = plcwatch.Poll, netip.AddrPort{}, false, ""
+			ev.Function = uint8(1 + rng.IntN(4))
+			ev.Op, ev.Table = plcwatch.OpRead, tableOfForTest(ev.Function)
+		}
 		seen := make([]uint32, len(set.enabled))
 		cand := set.index.candidates(&ev, nil, seen, 1)
 		for _, ri := range cand {
@@ -196,6 +208,10 @@ func tableOfForTest(fc uint8) plcwatch.Table {
 	switch fc {
 	case 1, 5, 15:
 		return plcwatch.TableCoil
+	case 2:
+		return plcwatch.TableDiscrete
+	case 4:
+		return plcwatch.TableInput
 	}
 	return plcwatch.TableHolding
 }

@@ -40,7 +40,10 @@ type Env struct {
 	RTTMillis   float64   `expr:"rtt_ms"`
 	Tag         string    `expr:"tag"`
 	Value       float64   `expr:"value"`
+	Raw         float64   `expr:"raw"`
+	Text        string    `expr:"text"`
 	Quality     string    `expr:"quality"`
+	Error       string    `expr:"error"`
 	Service     string    `expr:"service"`
 	Node        string    `expr:"node"`
 	Status      int       `expr:"status"`
@@ -58,7 +61,7 @@ func (env *Env) fill(ev *plcwatch.Event) {
 		Values: ev.Values.Ints(values), Response: ev.Response.Ints(response),
 		Exception: int(ev.Exception), Malformed: ev.Malformed, Unanswered: ev.Unanswered, Orphan: ev.Orphan,
 		RTTMillis: float64(ev.RTT) / float64(time.Millisecond),
-		Tag:       ev.Tag, Value: ev.Value, Quality: ev.Quality, Service: ev.Service, Node: ev.Node, Status: int(ev.Status),
+		Tag:       ev.Tag, Value: ev.Value, Raw: ev.Raw, Text: ev.Text, Quality: ev.Quality, Error: ev.Error, Service: ev.Service, Node: ev.Node, Status: int(ev.Status),
 	}
 	if ev.Client.IsValid() {
 		env.Client = ev.Client.Addr().String()

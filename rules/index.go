@@ -140,9 +140,11 @@ func decidedByIndex(m *match) bool {
 // match m, or nil for any. Ops and tables narrow it through each function's
 // class; "other" does not, because events that are not a proper request
 // (a broken MBAP header) carry op other with whatever byte stood where the
-// function code would.
+// function code would, and neither does "status", which no function code
+// has (a polled device's up and down events).
 func modbusFunctions(m *match) *bits256 {
-	if m.funcs == nil && (m.ops == 0 || m.ops&(1<<plcwatch.OpOther) != 0) && m.tables == 0 {
+	const unnarrowed = 1<<plcwatch.OpOther | 1<<plcwatch.OpStatus
+	if m.funcs == nil && (m.ops == 0 || m.ops&unnarrowed != 0) && m.tables == 0 {
 		return nil
 	}
 	var set bits256
@@ -151,7 +153,7 @@ func modbusFunctions(m *match) *bits256 {
 		if m.funcs != nil && !m.funcs.has(f) {
 			continue
 		}
-		if m.ops != 0 && m.ops&(1<<plcwatch.OpOther) == 0 {
+		if m.ops != 0 && m.ops&unnarrowed == 0 {
 			op := modbustcp.OpOf(f)
 			ok := m.ops&(1<<op) != 0
 			if f == modbustcp.EncapsulatedInterface {

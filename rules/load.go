@@ -870,34 +870,7 @@ func register(s string) (addrRange, error) {
 	return addrRange{table: t1, lo: lo, hi: hi}, nil
 }
 
-func registerRef(s string) (plcwatch.Table, uint16, error) {
-	if len(s) != 5 && len(s) != 6 {
-		return 0, 0, errors.New("want 5 or 6 digits: a table digit (0 coil, 1 discrete, 3 input, 4 holding) and a 1-based number, like 40001 or 400001")
-	}
-	for _, c := range s {
-		if c < '0' || c > '9' {
-			return 0, 0, errors.New("want digits only")
-		}
-	}
-	var t plcwatch.Table
-	switch s[0] {
-	case '0':
-		t = plcwatch.TableCoil
-	case '1':
-		t = plcwatch.TableDiscrete
-	case '3':
-		t = plcwatch.TableInput
-	case '4':
-		t = plcwatch.TableHolding
-	default:
-		return 0, 0, fmt.Errorf("table digit %c: want 0 (coil), 1 (discrete input), 3 (input register) or 4 (holding register)", s[0])
-	}
-	n, _ := strconv.Atoi(s[1:])
-	if n < 1 || n > 65536 {
-		return 0, 0, errors.New("register numbers count from 1 to 65536")
-	}
-	return t, uint16(n - 1), nil
-}
+func registerRef(s string) (plcwatch.Table, uint16, error) { return plcwatch.ParseRegisterRef(s) }
 
 // suggest returns the allowed word closest to s, if it is close.
 func suggest(s string, allowed []string) string {

@@ -47,6 +47,8 @@ type Config struct {
 	HeartbeatPayload func() []byte
 	// Published is told each publish's round trip to the broker.
 	Published func(rtt time.Duration)
+	// TelemetryQoS is the QoS of telemetry messages (Telemetry).
+	TelemetryQoS byte
 }
 
 // Stats are the publisher's counters.
@@ -70,6 +72,10 @@ type Publisher struct {
 	connected atomic.Bool
 	published atomic.Uint64
 	failures  atomic.Uint64
+
+	tele        chan telemetryMsg
+	teleSent    atomic.Uint64
+	teleDropped atomic.Uint64
 
 	mu         sync.Mutex
 	broker     string
@@ -97,7 +103,57 @@ func New(cfg Config, sp *spool.Spool) *Publisher {
 		cfg.KeepAlive = 30 * time.Second
 	}
 	return &Publisher{cfg: cfg, sp: sp, log: cfg.Logger, drain: make(chan struct{}),
-		errKinds: map[string]uint64{}, lastLogged: map[string]time.Time{}}
+		errKinds: map[string]uint64{}, lastLogged: map[string]time.Time{}, tele: make(chan telemetryMsg, telemetryQueue)}
+}
+
+// telemetryQueue bounds the telemetry messages waiting for the broker.
+const telemetryQueue = 1024
+
+type telemetryMsg struct {
+	topic   string
+	payload []byte
+}
+
+// Telemetry publishes a message beside the alerts, best effort: it is not
+// spooled, and while the broker is away or the queue is full it is dropped
+// and counted (the next poll cycle brings fresh values). It never blocks
+// and copies payload.
+func (p *Publisher) Telemetry(topic string, payload []byte) {
+	if !p.connected.Load() {
+		p.teleDropped.Add(1)
+		return
+	}
+	select {
+	case p.tele <- telemetryMsg{topic, bytes.Clone(payload)}:
+	default:
+		p.teleDropped.Add(1)
+	}
+}
+
+// TelemetryStats returns telemetry messages handed to the broker and
+// dropped.
+func (p *Publisher) TelemetryStats() (sent, dropped uint64) {
+	return p.teleSent.Load(), p.teleDropped.Load()
+}
+
+// sendTelemetry publishes queued telemetry on c until ctx ends.
+func (p *Publisher) sendTelemetry(ctx context.Context, c mqtt.Client) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case m := <-p.tele:
+			tok := c.Publish(m.topic, p.cfg.TelemetryQoS, false, m.payload)
+			if p.cfg.TelemetryQoS > 0 {
+				// Bounded, so a dead connection cannot hold this loop.
+				if err := wait(ctx, tok, p.cfg.PublishTimeout); err != nil {
+					p.teleDropped.Add(1)
+					continue
+				}
+			}
+			p.teleSent.Add(1)
+		}
+	}
 }
 
 // StatusTopic is where the agent's status is retained.
@@ -286,6 +342,9 @@ const ackEvery = 128
 // stays busy: waiting for a whole batch before the next stalls on TCP's
 // delayed ACKs (about 40 ms a batch against a broker with Nagle on).
 func (p *Publisher) serve(ctx context.Context, c mqtt.Client, lost <-chan error) (done bool, err error) {
+	teleCtx, stopTele := context.WithCancel(ctx)
+	defer stopTele()
+	go p.sendTelemetry(teleCtx, c)
 	var beat <-chan time.Time
 	if p.cfg.Heartbeat > 0 && p.cfg.HeartbeatPayload != nil {
 		t := time.NewTicker(p.cfg.Heartbeat)

@@ -2,16 +2,9 @@ package publish
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
 	"fmt"
-	"math/big"
-	"net"
 	"net/url"
 	"strings"
 	"sync"
@@ -20,6 +13,7 @@ import (
 
 	"github.com/plcwatch/plcwatch/agent/mqtttest"
 	"github.com/plcwatch/plcwatch/agent/spool"
+	"github.com/plcwatch/plcwatch/sim/pki"
 )
 
 func newSpool(t *testing.T) *spool.Spool {
@@ -251,45 +245,20 @@ func TestFailoverToTheNextBroker(t *testing.T) {
 	}
 }
 
-// pki is a CA with a server and a client certificate.
-type pki struct {
-	caPool         *x509.CertPool
-	server, client tls.Certificate
-}
-
-func newPKI(t *testing.T) pki {
+func newPKI(t *testing.T) *pki.PKI {
 	t.Helper()
-	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "plcwatch test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true,
-		KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	p, err := pki.New()
 	if err != nil {
 		t.Fatal(err)
 	}
-	ca, _ := x509.ParseCertificate(caDER)
-	leaf := func(cn string, usage x509.ExtKeyUsage, serial int64) tls.Certificate {
-		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: cn},
-			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-			KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage},
-			DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(ca)
-	return pki{caPool: pool, server: leaf("broker", x509.ExtKeyUsageServerAuth, 2), client: leaf("gateway", x509.ExtKeyUsageClientAuth, 3)}
+	return p
 }
 
 func TestTLSAndMTLS(t *testing.T) {
 	p := newPKI(t)
-	tlsBroker := mqtttest.Broker(t, &mqtttest.BrokerOptions{TLS: &tls.Config{Certificates: []tls.Certificate{p.server}}})
-	mtlsBroker := mqtttest.Broker(t, &mqtttest.BrokerOptions{TLS: &tls.Config{Certificates: []tls.Certificate{p.server},
-		ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: p.caPool}})
+	tlsBroker := mqtttest.Broker(t, &mqtttest.BrokerOptions{TLS: &tls.Config{Certificates: []tls.Certificate{p.Server}}})
+	mtlsBroker := mqtttest.Broker(t, &mqtttest.BrokerOptions{TLS: &tls.Config{Certificates: []tls.Certificate{p.Server},
+		ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: p.CAPool}})
 	authBroker := mqtttest.Broker(t, &mqtttest.BrokerOptions{Username: "gw", Password: "s3cret"})
 	tests := []struct {
 		name     string
@@ -299,10 +268,10 @@ func TestTLSAndMTLS(t *testing.T) {
 		password string
 		wantKind string // "" for a connection that works
 	}{
-		{"TLS", tlsBroker, &tls.Config{RootCAs: p.caPool}, "", "", ""},
-		{"mTLS", mtlsBroker, &tls.Config{RootCAs: p.caPool, Certificates: []tls.Certificate{p.client}}, "", "", ""},
+		{"TLS", tlsBroker, &tls.Config{RootCAs: p.CAPool}, "", "", ""},
+		{"mTLS", mtlsBroker, &tls.Config{RootCAs: p.CAPool, Certificates: []tls.Certificate{p.Client}}, "", "", ""},
 		{"untrusted server", tlsBroker, &tls.Config{}, "", "", "tls"},
-		{"mTLS without a client certificate", mtlsBroker, &tls.Config{RootCAs: p.caPool}, "", "", "tls"},
+		{"mTLS without a client certificate", mtlsBroker, &tls.Config{RootCAs: p.CAPool}, "", "", "tls"},
 		{"right credentials", authBroker, nil, "gw", "s3cret", ""},
 		{"wrong credentials", authBroker, nil, "gw", "guess", "auth"},
 	}

@@ -29,6 +29,8 @@ usage:
                                      what baseline rules have learned
   plcwatch sim pcap -o FILE [--packets N]
                                      write a synthetic Modbus/TCP polling capture
+  plcwatch sim modbus [--devices N] [--tags N] [--listen ADDR] [--config FILE]
+                                     serve simulated Modbus/TCP devices (and write the config polling them)
   plcwatch version                   print the version
 
 Run "plcwatch COMMAND -h" for a command's flags.

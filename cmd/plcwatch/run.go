@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 
 	"github.com/plcwatch/plcwatch/agent"
@@ -38,6 +39,10 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) int {
 		log.Error("cannot start", "err", err)
 		return 1
 	}
+	// Reading a large configuration and the rules leaves megabytes of
+	// garbage that a daemon allocating little would otherwise keep until
+	// its heap doubles: hand it back to the system before running.
+	debug.FreeOSMemory()
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)

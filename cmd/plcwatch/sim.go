@@ -6,14 +6,23 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
+	"strconv"
+	"strings"
+	"time"
 
+	"github.com/plcwatch/plcwatch/sim/modbussim"
 	"github.com/plcwatch/plcwatch/sim/pcapgen"
 )
 
 func cmdSim(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "modbus" {
+		return cmdSimModbus(ctx, args[1:], stdout, stderr)
+	}
 	if len(args) == 0 || args[0] != "pcap" {
 		fmt.Fprintln(stderr, "usage: plcwatch sim pcap -o FILE [flags]   (write a synthetic Modbus/TCP polling capture)")
+		fmt.Fprintln(stderr, "       plcwatch sim modbus [flags]         (serve simulated Modbus/TCP devices)")
 		return 2
 	}
 	fs := flag.NewFlagSet("sim pcap", flag.ContinueOnError)
@@ -50,5 +59,66 @@ func cmdSim(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	fmt.Fprintf(stderr, "wrote %s: packets=%d requests=%d writes=%d\n", *out, st.Packets, st.Requests, st.Writes)
+	return 0
+}
+
+// cmdSimModbus serves simulated Modbus/TCP devices on consecutive ports
+// until interrupted, and can write the plcwatch configuration that polls
+// them.
+func cmdSimModbus(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("sim modbus", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	listen := fs.String("listen", "127.0.0.1:5020", "address of the first device; the others take the next ports")
+	devices := fs.Int("devices", 1, "devices to serve")
+	tags := fs.Int("tags", 10, "moving holding registers per device (0..tags-1), and tags per device in --config")
+	tick := fs.Duration("tick", time.Second, "how often the values move")
+	config := fs.String("config", "", "write a plcwatch config fragment (modbus: devices: ...) that polls these devices to this file")
+	interval := fs.Duration("interval", time.Second, "poll interval written into --config")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	host, portText, err := net.SplitHostPort(*listen)
+	port, perr := strconv.Atoi(portText)
+	if err != nil || perr != nil || *devices < 1 || *tags < 1 || *tags > modbussim.Size || port+*devices > 65536 {
+		fmt.Fprintln(stderr, "plcwatch sim modbus: --listen host:port, --devices and --tags (up to 4096) positive")
+		return 2
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var cfg strings.Builder
+	cfg.WriteString("modbus:\n  devices:\n")
+	var servers []*modbussim.Server
+	defer func() {
+		for _, s := range servers {
+			s.Close()
+		}
+	}()
+	for i := range *devices {
+		addr := net.JoinHostPort(host, strconv.Itoa(port+i))
+		img := &modbussim.Image{}
+		s, err := modbussim.Serve(addr, img, nil)
+		if err != nil {
+			fmt.Fprintln(stderr, "plcwatch sim modbus:", err)
+			return 1
+		}
+		servers = append(servers, s)
+		go modbussim.Process(ctx, img, *tags, *tick)
+		fmt.Fprintf(&cfg, "    - name: sim-%03d\n      address: %s\n      interval: %s\n      tags:\n", i, addr, *interval)
+		for t := range *tags {
+			fmt.Fprintf(&cfg, "        - {name: r%d, table: holding, address: %d, scale: 0.1}\n", t, t)
+		}
+	}
+	if *config != "" {
+		if err := os.WriteFile(*config, []byte(cfg.String()), 0o644); err != nil {
+			fmt.Fprintln(stderr, "plcwatch sim modbus:", err)
+			return 1
+		}
+	}
+	fmt.Fprintf(stderr, "serving %d simulated Modbus/TCP devices from %s (holding 0..%d move every %s; input registers count; coil 0 toggles); Ctrl-C stops\n",
+		*devices, *listen, *tags-1, *tick)
+	<-ctx.Done()
 	return 0
 }

@@ -1,0 +1,88 @@
+#!/usr/bin/python3
+"""A pymodbus server holding golden values that pymodbus itself encodes.
+
+Usage: pymodbus_server.py SPEC.json PORT [rtu]
+
+SPEC lists values to place: {"holding": [...], "input": [...], "coils": [...],
+"discrete": [...]}; a register value is {"address", "type", "order", "value"}
+(order ABCD, DCBA, BADC, CDAB: where the bytes of the big-endian value sit on
+the wire), a bit {"address", "value"}. pymodbus's BinaryPayloadBuilder does
+the encoding, so the poller's decoding is checked against an implementation
+that is not ours. Prints "ready" once it listens. With "rtu", it speaks RTU
+framing over TCP.
+"""
+import asyncio
+import json
+import logging
+import sys
+
+from pymodbus.constants import Endian
+from pymodbus.datastore import (ModbusSequentialDataBlock, ModbusServerContext,
+                                ModbusSlaveContext)
+from pymodbus.payload import BinaryPayloadBuilder
+from pymodbus.server import StartAsyncTcpServer
+from pymodbus.transaction import ModbusRtuFramer, ModbusSocketFramer
+
+# byte order within a register, word order between registers
+ORDERS = {
+    "ABCD": (Endian.Big, Endian.Big),
+    "DCBA": (Endian.Little, Endian.Little),
+    "BADC": (Endian.Little, Endian.Big),
+    "CDAB": (Endian.Big, Endian.Little),
+}
+
+
+def encode(v):
+    byteorder, wordorder = ORDERS[v.get("order") or "ABCD"]
+    b = BinaryPayloadBuilder(byteorder=byteorder, wordorder=wordorder)
+    t, x = v["type"], v["value"]
+    if t == "string":
+        raw = x.encode().ljust(2 * v["length"], b"\0")
+        if v.get("order") in ("BADC", "DCBA"):
+            raw = b"".join(raw[i + 1:i + 2] + raw[i:i + 1] for i in range(0, len(raw), 2))
+        return [int.from_bytes(raw[i:i + 2], "big") for i in range(0, len(raw), 2)]
+    {
+        "int16": b.add_16bit_int, "uint16": b.add_16bit_uint,
+        "int32": b.add_32bit_int, "uint32": b.add_32bit_uint,
+        "int64": b.add_64bit_int, "uint64": b.add_64bit_uint,
+        "float32": b.add_32bit_float, "float64": b.add_64bit_float,
+    }[t](x)
+    return b.to_registers()
+
+
+def block(values, size=1024):
+    regs = [0] * size
+    for v in values:
+        for i, r in enumerate(encode(v)):
+            regs[v["address"] + i] = r
+    return regs
+
+
+def bits(values, size=1024):
+    out = [False] * size
+    for v in values:
+        out[v["address"]] = bool(v["value"])
+    return out
+
+
+async def main():
+    spec = json.load(open(sys.argv[1]))
+    port = int(sys.argv[2])
+    framer = ModbusRtuFramer if len(sys.argv) > 3 and sys.argv[3] == "rtu" else ModbusSocketFramer
+    # zero_mode: address 0 is the first register. pymodbus's default adds 1
+    # to every address, the off-by-one users of other tools trip over.
+    slave = ModbusSlaveContext(
+        hr=ModbusSequentialDataBlock(0, block(spec.get("holding", []))),
+        ir=ModbusSequentialDataBlock(0, block(spec.get("input", []))),
+        co=ModbusSequentialDataBlock(0, bits(spec.get("coils", []))),
+        di=ModbusSequentialDataBlock(0, bits(spec.get("discrete", []))),
+        zero_mode=True)
+    context = ModbusServerContext(slaves=slave, single=True)
+    server = await StartAsyncTcpServer(context=context, address=("127.0.0.1", port),
+                                       framer=framer, defer_start=True, allow_reuse_address=True)
+    print("ready", flush=True)
+    await server.serve_forever()
+
+
+logging.basicConfig(level=logging.ERROR)
+asyncio.run(main())

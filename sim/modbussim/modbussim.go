@@ -1,0 +1,199 @@
+// Package modbussim simulates Modbus/TCP devices: an in-memory image of the
+// four tables served by github.com/simonvetter/modbus, with values that can
+// move like a process. Integrators test plcwatch against it (plcwatch sim
+// modbus), and so do plcwatch's own tests and benchmarks.
+package modbussim
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"io"
+	"log"
+	"math"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/simonvetter/modbus"
+)
+
+// Size is the number of coils, discrete inputs, input registers and holding
+// registers an Image holds; reads beyond get exception 2 (illegal data
+// address), as from a real device with a smaller map.
+const Size = 4096
+
+// Image is one device's tables. Its methods are safe for concurrent use.
+type Image struct {
+	mu       sync.RWMutex
+	coils    [Size]bool
+	discrete [Size]bool
+	input    [Size]uint16
+	holding  [Size]uint16
+
+	// Function codes served, counted by the handler (1-6, 15, 16; other
+	// codes are refused by the library before they reach it).
+	Reads, Writes atomic.Uint64
+	// Delay, in nanoseconds, holds every response back: a slow device.
+	Delay atomic.Int64
+}
+
+// SetHolding stores registers from addr.
+func (m *Image) SetHolding(addr int, regs ...uint16) {
+	m.mu.Lock()
+	copy(m.holding[addr:], regs)
+	m.mu.Unlock()
+}
+
+// SetInput stores input registers from addr.
+func (m *Image) SetInput(addr int, regs ...uint16) {
+	m.mu.Lock()
+	copy(m.input[addr:], regs)
+	m.mu.Unlock()
+}
+
+// SetCoil sets a coil.
+func (m *Image) SetCoil(addr int, v bool) {
+	m.mu.Lock()
+	m.coils[addr] = v
+	m.mu.Unlock()
+}
+
+// SetDiscrete sets a discrete input.
+func (m *Image) SetDiscrete(addr int, v bool) {
+	m.mu.Lock()
+	m.discrete[addr] = v
+	m.mu.Unlock()
+}
+
+// Holding returns a holding register.
+func (m *Image) Holding(addr int) uint16 {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.holding[addr]
+}
+
+func (m *Image) delay() {
+	if d := m.Delay.Load(); d > 0 {
+		time.Sleep(time.Duration(d))
+	}
+}
+
+func inRange(addr, qty uint16) bool { return int(addr)+int(qty) <= Size }
+
+func (m *Image) HandleCoils(r *modbus.CoilsRequest) ([]bool, error) {
+	m.delay()
+	if !inRange(r.Addr, r.Quantity) {
+		return nil, modbus.ErrIllegalDataAddress
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if r.IsWrite {
+		m.Writes.Add(1)
+		copy(m.coils[r.Addr:], r.Args)
+		return nil, nil
+	}
+	m.Reads.Add(1)
+	return append([]bool(nil), m.coils[r.Addr:r.Addr+r.Quantity]...), nil
+}
+
+func (m *Image) HandleDiscreteInputs(r *modbus.DiscreteInputsRequest) ([]bool, error) {
+	m.delay()
+	if !inRange(r.Addr, r.Quantity) {
+		return nil, modbus.ErrIllegalDataAddress
+	}
+	m.Reads.Add(1)
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return append([]bool(nil), m.discrete[r.Addr:r.Addr+r.Quantity]...), nil
+}
+
+func (m *Image) HandleHoldingRegisters(r *modbus.HoldingRegistersRequest) ([]uint16, error) {
+	m.delay()
+	if !inRange(r.Addr, r.Quantity) {
+		return nil, modbus.ErrIllegalDataAddress
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if r.IsWrite {
+		m.Writes.Add(1)
+		copy(m.holding[r.Addr:], r.Args)
+		return nil, nil
+	}
+	m.Reads.Add(1)
+	return append([]uint16(nil), m.holding[r.Addr:r.Addr+r.Quantity]...), nil
+}
+
+func (m *Image) HandleInputRegisters(r *modbus.InputRegistersRequest) ([]uint16, error) {
+	m.delay()
+	if !inRange(r.Addr, r.Quantity) {
+		return nil, modbus.ErrIllegalDataAddress
+	}
+	m.Reads.Add(1)
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return append([]uint16(nil), m.input[r.Addr:r.Addr+r.Quantity]...), nil
+}
+
+// Server is a running simulated device.
+type Server struct {
+	Addr  string // host:port it listens on
+	Image *Image
+	srv   *modbus.ModbusServer
+}
+
+// Serve starts a device on addr (host:port) serving img.
+func Serve(addr string, img *Image, logger *log.Logger) (*Server, error) {
+	return serve(&modbus.ServerConfiguration{URL: "tcp://" + addr}, addr, img, logger)
+}
+
+// ServeTLS starts a Modbus/TCP Security (MBAPS) device: TLS with cert,
+// requiring a client certificate signed by one of clientCAs.
+func ServeTLS(addr string, img *Image, cert tls.Certificate, clientCAs *x509.CertPool, logger *log.Logger) (*Server, error) {
+	return serve(&modbus.ServerConfiguration{URL: "tcp+tls://" + addr, TLSServerCert: &cert, TLSClientCAs: clientCAs}, addr, img, logger)
+}
+
+func serve(conf *modbus.ServerConfiguration, addr string, img *Image, logger *log.Logger) (*Server, error) {
+	if logger == nil {
+		logger = log.New(io.Discard, "", 0) // the library logs to stdout otherwise
+	}
+	conf.Timeout, conf.MaxClients, conf.Logger = 5*time.Minute, 16, logger
+	srv, err := modbus.NewServer(conf, img)
+	if err != nil {
+		return nil, fmt.Errorf("modbussim: %w", err)
+	}
+	if err := srv.Start(); err != nil {
+		return nil, fmt.Errorf("modbussim: listen %s: %w", addr, err)
+	}
+	return &Server{Addr: addr, Image: img, srv: srv}, nil
+}
+
+// Close stops the device.
+func (s *Server) Close() error { return s.srv.Stop() }
+
+// Process moves a device's values like a slow plant: every tick, holding
+// registers 0..n-1 follow phase-shifted sine waves around 500 (0-1000, a
+// temperature in tenths or a level in per mille), input registers 0..n-1
+// count up, and coil 0 flips every ten ticks. It runs until ctx ends.
+func Process(ctx context.Context, img *Image, n int, tick time.Duration) {
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	regs := make([]uint16, n)
+	for step := 0; ; step++ {
+		for i := range regs {
+			regs[i] = uint16(500 + 500*math.Sin(float64(step)/20+float64(i)))
+		}
+		img.SetHolding(0, regs...)
+		for i := range regs {
+			regs[i] = uint16(step + i)
+		}
+		img.SetInput(0, regs...)
+		img.SetCoil(0, step/10%2 == 1)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
