@@ -1,5 +1,6 @@
 # plcwatch — make test is the one test command.
 #
+#   make demo         the daemon polling simulated boilers, alerts printed (DEMO_SECONDS=30)
 #   make build        static binary in bin/ (CGO_ENABLED=0)
 #   make build-all    cross-builds for linux/amd64, linux/arm64, linux/arm/v7
 #   make test         the whole test suite (CI runs this)
@@ -17,9 +18,12 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 FUZZTIME    ?= 10m
 BENCH_PCAP  ?= .bench/poll-1m.pcap
 
-.PHONY: all build build-all test test-race lint bench bench-data bench-replay bench-poll fuzz clean
+.PHONY: all demo build build-all test test-race lint bench bench-data bench-replay bench-poll fuzz clean
 
 all: lint test build
+
+demo: build
+	bash sim/demo.sh
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/plcwatch ./cmd/plcwatch

@@ -105,7 +105,7 @@ func cmdSimModbus(ctx context.Context, args []string, stdout, stderr io.Writer) 
 			return 1
 		}
 		servers = append(servers, s)
-		go modbussim.Process(ctx, img, *tags, *tick)
+		go modbussim.Process(ctx, img, *tags, *tick, 2*float64(i))
 		fmt.Fprintf(&cfg, "    - name: sim-%03d\n      address: %s\n      interval: %s\n      tags:\n", i, addr, *interval)
 		for t := range *tags {
 			fmt.Fprintf(&cfg, "        - {name: r%d, table: holding, address: %d, scale: 0.1}\n", t, t)

@@ -173,16 +173,17 @@ func serve(conf *modbus.ServerConfiguration, addr string, img *Image, logger *lo
 func (s *Server) Close() error { return s.srv.Stop() }
 
 // Process moves a device's values like a slow plant: every tick, holding
-// registers 0..n-1 follow phase-shifted sine waves around 500 (0-1000, a
-// temperature in tenths or a level in per mille), input registers 0..n-1
-// count up, and coil 0 flips every ten ticks. It runs until ctx ends.
-func Process(ctx context.Context, img *Image, n int, tick time.Duration) {
+// registers 0..n-1 follow sine waves around 500 (0-1000, a temperature in
+// tenths or a level in per mille), shifted by their index and by phase (so
+// that devices differ), input registers 0..n-1 count up, and coil 0 flips
+// every ten ticks. It runs until ctx ends.
+func Process(ctx context.Context, img *Image, n int, tick time.Duration, phase float64) {
 	t := time.NewTicker(tick)
 	defer t.Stop()
 	regs := make([]uint16, n)
 	for step := 0; ; step++ {
 		for i := range regs {
-			regs[i] = uint16(500 + 500*math.Sin(float64(step)/20+float64(i)))
+			regs[i] = uint16(500 + 500*math.Sin(float64(step)/20+float64(i)+phase))
 		}
 		img.SetHolding(0, regs...)
 		for i := range regs {

@@ -2,6 +2,7 @@
 """A pymodbus server holding golden values that pymodbus itself encodes.
 
 Usage: pymodbus_server.py SPEC.json PORT [rtu]
+       pymodbus_server.py SPEC.json /dev/TTY serial
 
 SPEC lists values to place: {"holding": [...], "input": [...], "coils": [...],
 "discrete": [...]}; a register value is {"address", "type", "order", "value"}
@@ -9,7 +10,7 @@ SPEC lists values to place: {"holding": [...], "input": [...], "coils": [...],
 the wire), a bit {"address", "value"}. pymodbus's BinaryPayloadBuilder does
 the encoding, so the poller's decoding is checked against an implementation
 that is not ours. Prints "ready" once it listens. With "rtu", it speaks RTU
-framing over TCP.
+framing over TCP; with "serial", RTU on a serial line (a pty in the tests).
 """
 import asyncio
 import json
@@ -20,7 +21,7 @@ from pymodbus.constants import Endian
 from pymodbus.datastore import (ModbusSequentialDataBlock, ModbusServerContext,
                                 ModbusSlaveContext)
 from pymodbus.payload import BinaryPayloadBuilder
-from pymodbus.server import StartAsyncTcpServer
+from pymodbus.server import StartAsyncSerialServer, StartAsyncTcpServer
 from pymodbus.transaction import ModbusRtuFramer, ModbusSocketFramer
 
 # byte order within a register, word order between registers
@@ -67,8 +68,7 @@ def bits(values, size=1024):
 
 async def main():
     spec = json.load(open(sys.argv[1]))
-    port = int(sys.argv[2])
-    framer = ModbusRtuFramer if len(sys.argv) > 3 and sys.argv[3] == "rtu" else ModbusSocketFramer
+    mode = sys.argv[3] if len(sys.argv) > 3 else "tcp"
     # zero_mode: address 0 is the first register. pymodbus's default adds 1
     # to every address, the off-by-one users of other tools trip over.
     slave = ModbusSlaveContext(
@@ -78,7 +78,14 @@ async def main():
         di=ModbusSequentialDataBlock(0, bits(spec.get("discrete", []))),
         zero_mode=True)
     context = ModbusServerContext(slaves=slave, single=True)
-    server = await StartAsyncTcpServer(context=context, address=("127.0.0.1", port),
+    if mode == "serial":
+        server = await StartAsyncSerialServer(context=context, port=sys.argv[2], framer=ModbusRtuFramer,
+                                              baudrate=19200, defer_start=True)
+        await server.start()
+        print("ready", flush=True)
+        await asyncio.Event().wait()
+    framer = ModbusRtuFramer if mode == "rtu" else ModbusSocketFramer
+    server = await StartAsyncTcpServer(context=context, address=("127.0.0.1", int(sys.argv[2])),
                                        framer=framer, defer_start=True, allow_reuse_address=True)
     print("ready", flush=True)
     await server.serve_forever()
