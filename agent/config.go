@@ -5,12 +5,14 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/url"
 	"os"
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -21,6 +23,7 @@ import (
 	"github.com/plcwatch/plcwatch/agent/spool"
 	"github.com/plcwatch/plcwatch/collectors/capture"
 	"github.com/plcwatch/plcwatch/collectors/modbus"
+	"github.com/plcwatch/plcwatch/rules"
 )
 
 // Config is the agent's configuration file (docs/config.md).
@@ -290,7 +293,7 @@ func checkKeys(file string, n *yaml.Node, t reflect.Type, path string, nodes map
 			if path != "" {
 				msg += " in " + path
 			}
-			if s := closest(k.Value, fields); s != "" {
+			if s := rules.Suggest(k.Value, slices.Sorted(maps.Keys(fields))); s != "" {
 				msg += fmt.Sprintf(" (did you mean %q?)", s)
 			}
 			probs = append(probs, Problem{File: file, Line: k.Line, Col: k.Column, Msg: msg})
@@ -311,36 +314,6 @@ func checkKeys(file string, n *yaml.Node, t reflect.Type, path string, nodes map
 		}
 	}
 	return probs
-}
-
-func closest(s string, fields map[string]reflect.Type) string {
-	best, bestD := "", 3
-	for f := range fields {
-		if d := editDistance(s, f); d < bestD {
-			best, bestD = f, d
-		}
-	}
-	return best
-}
-
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			c := 1
-			if a[i-1] == b[j-1] {
-				c = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+c)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
 
 // resolve makes the paths in the file relative to its folder.

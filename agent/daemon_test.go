@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -149,37 +150,17 @@ type modbusPeer struct {
 	client *modbus.ModbusClient
 }
 
-type holding struct{}
-
-func (holding) HandleCoils(*modbus.CoilsRequest) ([]bool, error) {
-	return nil, modbus.ErrIllegalFunction
-}
-func (holding) HandleDiscreteInputs(*modbus.DiscreteInputsRequest) ([]bool, error) {
-	return nil, modbus.ErrIllegalFunction
-}
-func (holding) HandleHoldingRegisters(r *modbus.HoldingRegistersRequest) ([]uint16, error) {
-	return make([]uint16, r.Quantity), nil
-}
-func (holding) HandleInputRegisters(*modbus.InputRegistersRequest) ([]uint16, error) {
-	return nil, modbus.ErrIllegalFunction
-}
-
-func newModbusPeer(t *testing.T) *modbusPeer {
+// newModbusPeer serves a simulated device and returns a client of it.
+func newModbusPeer(t testing.TB) *modbusPeer {
 	t.Helper()
-	addr := mqtttest.FreeAddr(t)
-	_, portText, _ := net.SplitHostPort(addr)
-	var port int
-	fmt.Sscan(portText, &port)
-	quiet := log.New(io.Discard, "", 0)
-	srv, err := modbus.NewServer(&modbus.ServerConfiguration{URL: "tcp://" + addr, Timeout: 30 * time.Second, MaxClients: 4, Logger: quiet}, holding{})
+	srv, err := modbussim.Serve(mqtttest.FreeAddr(t), &modbussim.Image{}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Stop() })
-	c, err := modbus.NewClient(&modbus.ClientConfiguration{URL: "tcp://" + addr, Timeout: 2 * time.Second, Logger: quiet})
+	t.Cleanup(func() { srv.Close() })
+	_, portText, _ := net.SplitHostPort(srv.Addr)
+	port, _ := strconv.Atoi(portText)
+	c, err := modbus.NewClient(&modbus.ClientConfiguration{URL: "tcp://" + srv.Addr, Timeout: 2 * time.Second, Logger: log.New(io.Discard, "", 0)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -582,7 +563,7 @@ func BenchmarkWireToSubscriber(b *testing.B) {
 	broker := mqtttest.Broker(b, nil)
 	pfx := fmt.Sprintf("plcwatch-bench/%d", time.Now().UnixNano())
 	sub := mqtttest.SubscribeQoS(b, broker, pfx+"/alerts/#", 1)
-	peer := newModbusPeerB(b)
+	peer := newModbusPeer(b)
 	dir := b.TempDir()
 	os.MkdirAll(filepath.Join(dir, "rules"), 0o755)
 	os.WriteFile(filepath.Join(dir, "rules", "r.yaml"), []byte(fmt.Sprintf(writeRule, "w")), 0o644)
@@ -618,26 +599,4 @@ func BenchmarkWireToSubscriber(b *testing.B) {
 	slices.Sort(lat)
 	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
 	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
-}
-
-func newModbusPeerB(b *testing.B) *modbusPeer {
-	b.Helper()
-	addr := mqtttest.FreeAddr(b)
-	_, portText, _ := net.SplitHostPort(addr)
-	var port int
-	fmt.Sscan(portText, &port)
-	quiet := log.New(io.Discard, "", 0)
-	srv, err := modbus.NewServer(&modbus.ServerConfiguration{URL: "tcp://" + addr, Timeout: 300 * time.Second, MaxClients: 4, Logger: quiet}, holding{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := srv.Start(); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { srv.Stop() })
-	c, err := modbus.NewClient(&modbus.ClientConfiguration{URL: "tcp://" + addr, Timeout: 2 * time.Second, Logger: quiet})
-	if err != nil {
-		b.Fatal(err)
-	}
-	return &modbusPeer{port: port, client: c}
 }

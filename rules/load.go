@@ -197,7 +197,7 @@ func (l *loader) keys(n *yaml.Node, what string, allowed ...string) map[string]*
 		k, v := n.Content[i], n.Content[i+1]
 		if !slices.Contains(allowed, k.Value) {
 			msg := fmt.Sprintf("unknown key %q in %s", k.Value, what)
-			if s := suggest(k.Value, allowed); s != "" {
+			if s := Suggest(k.Value, allowed); s != "" {
 				msg += fmt.Sprintf(" (did you mean %q?)", s)
 			}
 			l.errf(k, "%s", msg)
@@ -872,8 +872,9 @@ func register(s string) (addrRange, error) {
 
 func registerRef(s string) (plcwatch.Table, uint16, error) { return plcwatch.ParseRegisterRef(s) }
 
-// suggest returns the allowed word closest to s, if it is close.
-func suggest(s string, allowed []string) string {
+// Suggest returns the word of allowed closest to s, if one is close (an
+// edit distance under 3): the "did you mean" of rule and config files.
+func Suggest(s string, allowed []string) string {
 	best, bestD := "", 3
 	for _, a := range allowed {
 		if d := editDistance(s, a); d < bestD {

@@ -62,6 +62,20 @@ func (r *recorder) tags() map[string]plcwatch.Event {
 
 func intp(v int) *int { return &v }
 
+// mustPoller defaults and validates d, and returns its poller.
+func mustPoller(t testing.TB, d Device, opts Options) *Poller {
+	t.Helper()
+	d.Defaults()
+	if errs := d.Validate(); len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	p, err := New(d, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
 // goldenDevice lays every golden out in holding registers from 100, one
 // unused register between neighbours (max_gap 1 merges them), and returns
 // the device and what the image must hold.
@@ -212,10 +226,7 @@ func TestGoldenValuesAndReadOnly(t *testing.T) {
 	srv := serveGoldens(t, image)
 	proxy := newFCRecorder(t, srv.Addr)
 	d.Address = proxy.ln.Addr().String()
-	p, err := New(d, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := mustPoller(t, d, Options{})
 	var rec recorder
 	for range 3 {
 		p.cycle(context.Background(), rec.emit)
@@ -277,14 +288,7 @@ func TestExceptionIsAnEventNotAFailure(t *testing.T) {
 		{Name: "ok", Table: "holding", Address: intp(0)},
 		{Name: "beyond", Table: "holding", Address: intp(modbussim.Size)}, // past the device's map
 	}}
-	d.Defaults()
-	if errs := d.Validate(); len(errs) > 0 {
-		t.Fatal(errs)
-	}
-	p, err := New(d, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := mustPoller(t, d, Options{})
 	var rec recorder
 	p.cycle(context.Background(), rec.emit)
 	got := rec.tags()
@@ -303,11 +307,7 @@ func TestDeviceDownThenUp(t *testing.T) {
 	addr := freeAddr(t)
 	d := Device{Name: "late", Address: addr, Timeout: 200 * time.Millisecond, Retries: intp(1), Backoff: time.Millisecond,
 		Tags: []Tag{{Name: "v", Table: "holding", Address: intp(5)}}}
-	d.Defaults()
-	p, err := New(d, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := mustPoller(t, d, Options{})
 	var rec recorder
 	p.cycle(context.Background(), rec.emit)
 	p.cycle(context.Background(), rec.emit)
@@ -449,11 +449,7 @@ func TestLateResponseIsNeverMispaired(t *testing.T) {
 					{Name: "a", Table: "holding", Address: intp(1)},
 					{Name: "b", Table: "holding", Address: intp(50)},
 				}}
-			d.Defaults()
-			p, err := New(d, Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
+			p := mustPoller(t, d, Options{})
 			var rec recorder
 			p.cycle(context.Background(), rec.emit) // a times out: device down
 			time.Sleep(500 * time.Millisecond)      // the late answer (1001) is sent meanwhile
@@ -513,11 +509,7 @@ func TestDeadOrSlowDeviceDoesNotDelayOthers(t *testing.T) {
 		d := Device{Name: name, Address: addr, Interval: 50 * time.Millisecond, Timeout: 250 * time.Millisecond,
 			Retries: intp(2), Backoff: 50 * time.Millisecond,
 			Tags: []Tag{{Name: "v", Table: "holding", Address: intp(0)}, {Name: "w", Table: "input", Address: intp(0)}}}
-		d.Defaults()
-		p, err := New(d, Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
+		p := mustPoller(t, d, Options{})
 		return p
 	}
 	pollers := []*Poller{mk("dead", silent.Addr().String()), mk("slow", slow.Addr), mk("healthy", healthy.Addr)}
@@ -693,14 +685,7 @@ func TestModbusTCPSecurity(t *testing.T) {
 			d := Device{Name: "mbaps", Transport: "tcp+tls", Address: srv.Addr, Retries: intp(0),
 				TLS:  TLSConfig{CAFile: tc.ca, CertFile: files.ClientCert, KeyFile: files.ClientKey},
 				Tags: []Tag{{Name: "v", Table: "holding", Address: intp(0)}}}
-			d.Defaults()
-			if errs := d.Validate(); len(errs) > 0 {
-				t.Fatal(errs)
-			}
-			p, err := New(d, Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
+			p := mustPoller(t, d, Options{})
 			var rec recorder
 			p.cycle(context.Background(), rec.emit)
 			evs := rec.take()
@@ -731,11 +716,7 @@ func BenchmarkPollCycle(b *testing.B) {
 	for i := range 100 {
 		d.Tags = append(d.Tags, Tag{Name: fmt.Sprintf("r%d", i), Table: "holding", Address: intp(i), Scale: new(0.1)})
 	}
-	d.Defaults()
-	p, err := New(d, Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
+	p := mustPoller(b, d, Options{})
 	events := 0
 	emit := func(*plcwatch.Event) { events++ }
 	b.ReportAllocs()

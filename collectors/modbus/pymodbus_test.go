@@ -133,10 +133,7 @@ func TestGoldenValuesAgainstPymodbus(t *testing.T) {
 			d, _ := goldenDevice(t, "127.0.0.1:1")
 			addr := startPymodbus(t, pymodbusSpec(t, d), transport == "rtu-over-tcp")
 			d.Transport, d.Address = transport, addr
-			p, err := New(d, Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
+			p := mustPoller(t, d, Options{})
 			var rec recorder
 			p.cycle(context.Background(), rec.emit)
 			got := map[string]plcwatch.Event{}
@@ -204,14 +201,7 @@ func TestSerialRTUAgainstPymodbus(t *testing.T) {
 		{Name: "flow", Table: "holding", Address: intp(5), Type: "float32", ByteOrder: "CDAB"},
 		{Name: "pump", Table: "coil", Address: intp(2)},
 	}}
-	d.Defaults()
-	if errs := d.Validate(); len(errs) > 0 {
-		t.Fatal(errs)
-	}
-	p, err := New(d, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := mustPoller(t, d, Options{})
 	var rec recorder
 	p.cycle(context.Background(), rec.emit)
 	got := rec.tags()
