@@ -29,7 +29,7 @@ type Device struct {
 	Name      string        `yaml:"name"`
 	Transport string        `yaml:"transport"` // tcp (default), tcp+tls, rtu-over-tcp, rtu
 	Address   string        `yaml:"address"`   // host:port (port 502 when left out), or a serial device
-	Unit      int           `yaml:"unit"`      // default 1; a tag may name another
+	Unit      *int          `yaml:"unit"`      // default 1 (0 and 255 are common on Modbus/TCP devices); a tag may name another
 	Interval  time.Duration `yaml:"interval"`  // default 10s
 	Timeout   time.Duration `yaml:"timeout"`   // per request, default 1s
 	Retries   *int          `yaml:"retries"`   // more attempts after a timeout or a busy device, default 1
@@ -100,8 +100,9 @@ func (d *Device) Defaults() {
 	if d.Transport == "" {
 		d.Transport = "tcp"
 	}
-	if d.Unit == 0 {
-		d.Unit = 1
+	if d.Unit == nil {
+		one := 1
+		d.Unit = &one
 	}
 	if d.Interval == 0 {
 		d.Interval = 10 * time.Second
@@ -165,8 +166,8 @@ func (d *Device) Validate() []error {
 	if d.Transport == "tcp+tls" && (d.TLS.CAFile == "" || d.TLS.CertFile == "" || d.TLS.KeyFile == "") {
 		bad("tls", "tcp+tls (Modbus/TCP Security) is mutual TLS: give ca_file, cert_file and key_file")
 	}
-	if d.Unit < 0 || d.Unit > 255 {
-		bad("unit", "%d: want 0-255", d.Unit)
+	if u := d.unitID(); u < 0 || u > 255 {
+		bad("unit", "%d: want 0-255", u)
 	}
 	if d.Interval < 10*time.Millisecond {
 		bad("interval", "%v: at least 10ms", d.Interval)
@@ -264,6 +265,14 @@ const (
 	OrderCDAB              // little-endian words ("word swap"), bytes big-endian in each
 )
 
+// unitID is the device's unit id: 1 until Defaults has run.
+func (d *Device) unitID() int {
+	if d.Unit == nil {
+		return 1
+	}
+	return *d.Unit
+}
+
 // spec is a validated tag, ready for the planner and the decoder.
 type spec struct {
 	name    string
@@ -285,7 +294,7 @@ func (t *Tag) spec(d *Device) (spec, error) {
 	bad := func(field, format string, a ...any) (spec, error) {
 		return spec{}, &FieldError{Field: field, Msg: fmt.Sprintf(format, a...)}
 	}
-	s := spec{name: t.Name, unit: uint8(d.Unit), scale: 1, offset: t.Offset, uom: t.UOM}
+	s := spec{name: t.Name, unit: uint8(d.unitID()), scale: 1, offset: t.Offset, uom: t.UOM}
 	if t.Name == "" {
 		return bad("name", "every tag needs a name")
 	}

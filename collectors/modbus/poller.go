@@ -250,6 +250,7 @@ func (p *Poller) cycle(ctx context.Context, emit plcwatch.Emit) {
 func (p *Poller) read(ctx context.Context, r *request) (words []byte, bits []bool, rtt time.Duration, err error) {
 	backoff := p.dev.Backoff
 	for attempt := 0; ; attempt++ {
+		err = nil
 		if p.client == nil {
 			err = p.connect(ctx)
 		}
@@ -344,7 +345,7 @@ func (p *Poller) setState(emit plcwatch.Emit, state int8, err error) {
 	p.mu.Unlock()
 	ev := &p.ev
 	*ev = plcwatch.Event{Time: time.Now(), Source: plcwatch.Poll, Protocol: plcwatch.ProtoModbus, Op: plcwatch.OpStatus,
-		Device: p.dev.Name, Server: p.server, Unit: uint8(p.dev.Unit), Quality: "up"}
+		Device: p.dev.Name, Server: p.server, Unit: uint8(p.dev.unitID()), Quality: "up"}
 	if state < 0 {
 		ev.Quality = "down"
 		ev.Error = err.Error()

@@ -605,7 +605,8 @@ func TestValidate(t *testing.T) {
 		{"topic wildcard in name", func(d *Device) { d.Name = "a/b" }, "name"},
 		{"bad transport", func(d *Device) { d.Transport = "udp" }, "transport"},
 		{"tls without certificates", func(d *Device) { d.Transport = "tcp+tls" }, "tls"},
-		{"unit", func(d *Device) { d.Unit = 300 }, "unit"},
+		{"unit", func(d *Device) { d.Unit = intp(300) }, "unit"},
+		{"unit 0 is a unit", func(d *Device) { d.Unit = intp(0) }, ""},
 		{"max_registers", func(d *Device) { d.MaxRegisters = 126 }, "max_registers"},
 		{"max_bits", func(d *Device) { d.MaxBits = 2001 }, "max_bits"},
 		{"unknown type", func(d *Device) { d.Tags[0].Type = "float16" }, "tags[0].type"},
@@ -645,7 +646,7 @@ func TestValidate(t *testing.T) {
 	}
 	d := Device{Address: "10.0.0.1"}
 	d.Defaults()
-	if d.Address != "10.0.0.1:502" || d.Unit != 1 || *d.Retries != 1 || d.Interval != 10*time.Second {
+	if d.Address != "10.0.0.1:502" || *d.Unit != 1 || *d.Retries != 1 || d.Interval != 10*time.Second {
 		t.Errorf("defaults: %+v", d)
 	}
 }
@@ -724,4 +725,28 @@ func BenchmarkPollCycle(b *testing.B) {
 		p.cycle(context.Background(), emit)
 	}
 	b.ReportMetric(float64(events)/float64(b.N), "events/op")
+}
+
+// TestBusyDeviceIsRetried: exception 6 (server device busy) is retried on
+// the same connection; other exceptions are answers.
+func TestBusyDeviceIsRetried(t *testing.T) {
+	srv := serveGoldens(t, nil)
+	srv.Image.SetHolding(3, 33)
+	srv.Image.Busy.Store(1)
+	d := Device{Name: "busy", Address: srv.Addr, Retries: intp(2), Backoff: time.Millisecond,
+		Tags: []Tag{{Name: "v", Table: "holding", Address: intp(3)}}}
+	p := mustPoller(t, d, Options{})
+	var rec recorder
+	p.cycle(context.Background(), rec.emit)
+	if ev := rec.tags()["v"]; ev.Quality != "good" || ev.Value != 33 {
+		t.Errorf("after one busy answer: %+v", ev)
+	}
+	if st := p.Stats(); st.Requests != 2 || st.Reconnects != 1 {
+		t.Errorf("stats %+v, want 2 requests on 1 connection", st)
+	}
+	srv.Image.Busy.Store(5) // busier than the retries allow
+	p.cycle(context.Background(), rec.emit)
+	if ev := rec.tags()["v"]; ev.Quality != "bad" || ev.Exception != 6 {
+		t.Errorf("still busy after the retries: %+v, want quality bad, exception 6", ev)
+	}
 }

@@ -197,7 +197,7 @@ func TestSerialRTUAgainstPymodbus(t *testing.T) {
 		"holding": []map[string]any{{"address": 5, "type": "float32", "order": "CDAB", "value": 123.456}},
 		"coils":   []map[string]any{{"address": 2, "value": true}},
 	}, theirs, "serial")
-	d := Device{Name: "rtu", Transport: "rtu", Address: ours, Unit: 1, Timeout: time.Second, Tags: []Tag{
+	d := Device{Name: "rtu", Transport: "rtu", Address: ours, Unit: intp(1), Timeout: time.Second, Tags: []Tag{
 		{Name: "flow", Table: "holding", Address: intp(5), Type: "float32", ByteOrder: "CDAB"},
 		{Name: "pump", Table: "coil", Address: intp(2)},
 	}}

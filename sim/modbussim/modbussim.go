@@ -37,6 +37,9 @@ type Image struct {
 	Reads, Writes atomic.Uint64
 	// Delay, in nanoseconds, holds every response back: a slow device.
 	Delay atomic.Int64
+	// Busy is how many of the next requests are answered with exception
+	// 6, server device busy.
+	Busy atomic.Int64
 }
 
 // SetHolding stores registers from addr.
@@ -74,16 +77,24 @@ func (m *Image) Holding(addr int) uint16 {
 	return m.holding[addr]
 }
 
-func (m *Image) delay() {
+// delay holds a response back, or says the device is busy.
+func (m *Image) delay() error {
 	if d := m.Delay.Load(); d > 0 {
 		time.Sleep(time.Duration(d))
 	}
+	if m.Busy.Add(-1) >= 0 {
+		return modbus.ErrServerDeviceBusy
+	}
+	m.Busy.Store(0)
+	return nil
 }
 
 func inRange(addr, qty uint16) bool { return int(addr)+int(qty) <= Size }
 
 func (m *Image) HandleCoils(r *modbus.CoilsRequest) ([]bool, error) {
-	m.delay()
+	if err := m.delay(); err != nil {
+		return nil, err
+	}
 	if !inRange(r.Addr, r.Quantity) {
 		return nil, modbus.ErrIllegalDataAddress
 	}
@@ -99,7 +110,9 @@ func (m *Image) HandleCoils(r *modbus.CoilsRequest) ([]bool, error) {
 }
 
 func (m *Image) HandleDiscreteInputs(r *modbus.DiscreteInputsRequest) ([]bool, error) {
-	m.delay()
+	if err := m.delay(); err != nil {
+		return nil, err
+	}
 	if !inRange(r.Addr, r.Quantity) {
 		return nil, modbus.ErrIllegalDataAddress
 	}
@@ -110,7 +123,9 @@ func (m *Image) HandleDiscreteInputs(r *modbus.DiscreteInputsRequest) ([]bool, e
 }
 
 func (m *Image) HandleHoldingRegisters(r *modbus.HoldingRegistersRequest) ([]uint16, error) {
-	m.delay()
+	if err := m.delay(); err != nil {
+		return nil, err
+	}
 	if !inRange(r.Addr, r.Quantity) {
 		return nil, modbus.ErrIllegalDataAddress
 	}
@@ -126,7 +141,9 @@ func (m *Image) HandleHoldingRegisters(r *modbus.HoldingRegistersRequest) ([]uin
 }
 
 func (m *Image) HandleInputRegisters(r *modbus.InputRegistersRequest) ([]uint16, error) {
-	m.delay()
+	if err := m.delay(); err != nil {
+		return nil, err
+	}
 	if !inRange(r.Addr, r.Quantity) {
 		return nil, modbus.ErrIllegalDataAddress
 	}
