@@ -54,9 +54,9 @@ var goldens = []golden{
 	{typ: "string", order: "ABCD", length: 4, wire: "504c432d37000000", text: "PLC-7", value: "PLC-7"},
 	{typ: "string", order: "BADC", length: 4, wire: "4c502d4300370000", text: "PLC-7", value: "PLC-7"},
 	{typ: "string", order: "ABCD", length: 2, wire: "4f4b2020", text: "OK", value: "OK  "},
-	{typ: "bit", bit: 0, wire: "8001", want: 1},
-	{typ: "bit", bit: 15, wire: "8001", want: 1},
-	{typ: "bit", bit: 3, wire: "8001", want: 0},
+	{typ: "bit", bit: 0, wire: "8001", want: 1, value: 0x8001},
+	{typ: "bit", bit: 15, wire: "8001", want: 1, value: 0x8001},
+	{typ: "bit", bit: 3, wire: "8001", want: 0, value: 0x8001},
 	{typ: "bool", wire: "0100", want: 1, value: 256},
 	{typ: "bool", wire: "0000", want: 0, value: 0},
 }

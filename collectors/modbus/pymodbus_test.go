@@ -111,8 +111,8 @@ func pymodbusSpec(t *testing.T, d Device) map[string]any {
 		case "BA":
 			v["order"] = "BADC"
 		}
-		if g.typ == "bool" {
-			v["type"] = "uint16"
+		if g.typ == "bool" || g.typ == "bit" {
+			v["type"] = "uint16" // the register that holds them
 		}
 		holding = append(holding, v)
 	}
