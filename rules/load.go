@@ -851,13 +851,13 @@ func number(lo, hi int) func(string) (int, bool) {
 // 9999) or the 6-digit form (400001, up to 65536); a range "40101-40120".
 func register(s string) (addrRange, error) {
 	a, b, isRange := strings.Cut(s, "-")
-	t1, lo, err := registerRef(strings.TrimSpace(a))
+	t1, lo, err := plcwatch.ParseRegisterRef(strings.TrimSpace(a))
 	if err != nil {
 		return addrRange{}, err
 	}
 	t2, hi := t1, lo
 	if isRange {
-		if t2, hi, err = registerRef(strings.TrimSpace(b)); err != nil {
+		if t2, hi, err = plcwatch.ParseRegisterRef(strings.TrimSpace(b)); err != nil {
 			return addrRange{}, err
 		}
 		if t2 != t1 {
@@ -869,8 +869,6 @@ func register(s string) (addrRange, error) {
 	}
 	return addrRange{table: t1, lo: lo, hi: hi}, nil
 }
-
-func registerRef(s string) (plcwatch.Table, uint16, error) { return plcwatch.ParseRegisterRef(s) }
 
 // Suggest returns the word of allowed closest to s, if one is close (an
 // edit distance under 3): the "did you mean" of rule and config files.

@@ -13,7 +13,6 @@ import (
 	"os"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/simonvetter/modbus"
@@ -79,7 +78,6 @@ type Poller struct {
 
 	mu    sync.Mutex
 	stats Stats
-	up    atomic.Bool
 }
 
 // New returns a poller for d, which must have passed Defaults and
@@ -161,9 +159,6 @@ func (p *Poller) Stats() Stats {
 	defer p.mu.Unlock()
 	return p.stats
 }
-
-// Name is the device's name.
-func (p *Poller) Name() string { return p.dev.Name }
 
 // Run polls until ctx ends: a first cycle at once, so that the device's
 // state is known, then on the wall clock's grid of the interval (every
@@ -339,7 +334,6 @@ func (p *Poller) setState(emit plcwatch.Emit, state int8, err error) {
 		return
 	}
 	p.state = state
-	p.up.Store(state > 0)
 	p.mu.Lock()
 	p.stats.Up, p.stats.Known = state > 0, true
 	p.mu.Unlock()

@@ -12,6 +12,7 @@ import (
 	"io"
 	"log"
 	"math"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -89,68 +90,43 @@ func (m *Image) delay() error {
 	return nil
 }
 
-func inRange(addr, qty uint16) bool { return int(addr)+int(qty) <= Size }
-
-func (m *Image) HandleCoils(r *modbus.CoilsRequest) ([]bool, error) {
+// access is what every handler does: hold the response back (or say the
+// device is busy), refuse addresses beyond the image, then read or write
+// table.
+func access[T bool | uint16](m *Image, table []T, addr, qty uint16, write bool, args []T) ([]T, error) {
 	if err := m.delay(); err != nil {
 		return nil, err
 	}
-	if !inRange(r.Addr, r.Quantity) {
+	if int(addr)+int(qty) > Size {
 		return nil, modbus.ErrIllegalDataAddress
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if r.IsWrite {
+	if write {
+		m.mu.Lock()
+		defer m.mu.Unlock()
 		m.Writes.Add(1)
-		copy(m.coils[r.Addr:], r.Args)
+		copy(table[addr:], args)
 		return nil, nil
 	}
+	m.mu.RLock()
+	defer m.mu.RUnlock()
 	m.Reads.Add(1)
-	return append([]bool(nil), m.coils[r.Addr:r.Addr+r.Quantity]...), nil
+	return slices.Clone(table[addr : addr+qty]), nil
+}
+
+func (m *Image) HandleCoils(r *modbus.CoilsRequest) ([]bool, error) {
+	return access(m, m.coils[:], r.Addr, r.Quantity, r.IsWrite, r.Args)
 }
 
 func (m *Image) HandleDiscreteInputs(r *modbus.DiscreteInputsRequest) ([]bool, error) {
-	if err := m.delay(); err != nil {
-		return nil, err
-	}
-	if !inRange(r.Addr, r.Quantity) {
-		return nil, modbus.ErrIllegalDataAddress
-	}
-	m.Reads.Add(1)
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	return append([]bool(nil), m.discrete[r.Addr:r.Addr+r.Quantity]...), nil
+	return access(m, m.discrete[:], r.Addr, r.Quantity, false, nil)
 }
 
 func (m *Image) HandleHoldingRegisters(r *modbus.HoldingRegistersRequest) ([]uint16, error) {
-	if err := m.delay(); err != nil {
-		return nil, err
-	}
-	if !inRange(r.Addr, r.Quantity) {
-		return nil, modbus.ErrIllegalDataAddress
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if r.IsWrite {
-		m.Writes.Add(1)
-		copy(m.holding[r.Addr:], r.Args)
-		return nil, nil
-	}
-	m.Reads.Add(1)
-	return append([]uint16(nil), m.holding[r.Addr:r.Addr+r.Quantity]...), nil
+	return access(m, m.holding[:], r.Addr, r.Quantity, r.IsWrite, r.Args)
 }
 
 func (m *Image) HandleInputRegisters(r *modbus.InputRegistersRequest) ([]uint16, error) {
-	if err := m.delay(); err != nil {
-		return nil, err
-	}
-	if !inRange(r.Addr, r.Quantity) {
-		return nil, modbus.ErrIllegalDataAddress
-	}
-	m.Reads.Add(1)
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	return append([]uint16(nil), m.input[r.Addr:r.Addr+r.Quantity]...), nil
+	return access(m, m.input[:], r.Addr, r.Quantity, false, nil)
 }
 
 // Server is a running simulated device.
