@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net/netip"
 	"strconv"
 	"time"
@@ -59,11 +60,57 @@ type Event struct {
 	Quality string  // tags: good or bad; device status events: up or down
 	Error   string  // why a tag is bad or a device down
 
-	// OPC UA.
-	Service string
-	Node    string
-	Status  uint32
+	// Stage says which half of a wire request this event stands for, so
+	// that an alert on a request never waits for its response (issue 9):
+	// see Stage. Not part of the JSON: event streams show one event per
+	// request, the StageResponse or StageWhole one.
+	Stage Stage
+
+	// OPC UA (OPC 10000-4 names services and status codes; OPC 10000-6 the
+	// binary encoding). Strings are empty and numbers 0 when not known.
+	Service        string    // wire: the service's encoding name (WriteRequest), or its numeric type id when unknown; poll: the service used (Read, Publish)
+	Node           string    // node id in its text form (ns=2;s=Tank.Level, i=85, nsu=urn:x;s=a)
+	Attribute      uint32    // AttributeId (OPC 10000-6 A.1); 13 is Value, 0 when none
+	IndexRange     string    // NumericRange of an array write or read ("2:4")
+	ValueType      string    // built-in type of the value (Boolean, Int32, Double, String, ...); "" when no value
+	Status         uint32    // StatusCode: of the operation (a write, a call, a read value), else of the response's ServiceResult
+	StatusName     string    // the status code's symbolic name (BadUserAccessDenied); "" when Good or unknown
+	RequestID      uint32    // the RequestId of the message's sequence header (wire)
+	Index          int       // position of this operation in its request (one event per WriteValue or method call), 0-based
+	Channel        uint32    // SecureChannelId (wire)
+	SecurityPolicy string    // short policy name (None, Basic256Sha256, Aes128_Sha256_RsaOaep, ...)
+	SecurityMode   string    // None, Sign or SignAndEncrypt
+	Identity       string    // ActivateSession identity token: anonymous, username, certificate or issued
+	User           string    // the user name of a UserNameIdentityToken (never the password)
+	SessionName    string    // CreateSession's SessionName
+	Endpoint       string    // endpoint URL of a Hello or CreateSession, or of a polled server
+	Thumbprint     string    // SHA-1 thumbprint (hex) of the client certificate (OPN) or the X.509 identity token
+	SourceTime     time.Time // poll: the value's SourceTimestamp; zero when the server gave none
+	ServerTime     time.Time // poll: the value's ServerTimestamp; zero when the server gave none
 }
+
+// HasValue reports whether Value holds a value. A tag that is bad, a NaN
+// reading and an event without a value carry NaN (JSON null): a value that
+// is not there never compares as 0 (issue 9).
+func (e *Event) HasValue() bool { return e.Value == e.Value }
+
+// NoValue is what Value holds when there is no value: NaN.
+var NoValue = math.NaN()
+
+// Stage of a wire request's event. A dissector that can emit a request
+// before its response (a Modbus request, an OPC UA request) emits it twice:
+// once as StageRequest when the request is complete on the wire, for the
+// rules that do not look at the response, and once as StageResponse when
+// it is answered or given up on, for the rules that do. Everything else —
+// polled values, orphan responses, framing errors, and every event of a
+// source that emits once — is StageWhole: every rule sees it.
+type Stage uint8
+
+const (
+	StageWhole    Stage = iota // a complete observation: every rule sees it, event streams show it
+	StageRequest               // a request complete on the wire, response not in yet: rules that do not look at the response; event streams skip it
+	StageResponse              // the same request answered or given up on: rules that look at the response; event streams show it
+)
 
 // Why a request was emitted without a response (Event.Unanswered).
 const (
@@ -142,9 +189,12 @@ const (
 	OpSession       // OPC UA session and channel management
 	OpCall          // OPC UA method call
 	OpStatus        // a polled device came up or went down (Quality up or down)
+	OpBrowse        // OPC UA discovery of the address space: Browse, BrowseNext, TranslateBrowsePathsToNodeIds, RegisterNodes
+	OpManage        // OPC UA node management: AddNodes, AddReferences, DeleteNodes, DeleteReferences
+	OpAsset         // the passive inventory saw something new: a server, a client, a client writing to a server
 )
 
-var opNames = [...]string{"", "read", "write", "diagnostic", "identify", "other", "session", "call", "status"}
+var opNames = [...]string{"", "read", "write", "diagnostic", "identify", "other", "session", "call", "status", "browse", "manage", "asset"}
 
 func (o Op) String() string {
 	if int(o) < len(opNames) {

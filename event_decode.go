@@ -48,6 +48,23 @@ type eventJSON struct {
 	Service     string       `json:"service"`
 	Node        string       `json:"node"`
 	Status      uint32       `json:"status"`
+
+	Attribute      uint32    `json:"attribute"`
+	IndexRange     string    `json:"index_range"`
+	ValueType      string    `json:"value_type"`
+	StatusName     string    `json:"status_name"`
+	RequestID      uint32    `json:"request_id"`
+	Index          int       `json:"index"`
+	Channel        uint32    `json:"channel"`
+	SecurityPolicy string    `json:"security_policy"`
+	SecurityMode   string    `json:"security_mode"`
+	Identity       string    `json:"identity"`
+	User           string    `json:"user"`
+	SessionName    string    `json:"session_name"`
+	Endpoint       string    `json:"endpoint"`
+	Thumbprint     string    `json:"thumbprint"`
+	SourceTime     time.Time `json:"source_time"`
+	ServerTime     time.Time `json:"server_time"`
 }
 
 type objectJSON struct {
@@ -70,6 +87,11 @@ func (e *Event) UnmarshalJSON(b []byte) error {
 		Exception: j.Exception, Malformed: j.Malformed, Unanswered: j.Unanswered, Orphan: j.Orphan,
 		RTT: time.Duration(j.RTTMicros) * time.Microsecond,
 		Tag: j.Tag, Text: j.Text, Quality: j.Quality, Error: j.Error, Service: j.Service, Node: j.Node, Status: j.Status,
+		Attribute: j.Attribute, IndexRange: j.IndexRange, ValueType: j.ValueType, StatusName: j.StatusName,
+		RequestID: j.RequestID, Index: j.Index, Channel: j.Channel, SecurityPolicy: j.SecurityPolicy,
+		SecurityMode: j.SecurityMode, Identity: j.Identity, User: j.User, SessionName: j.SessionName,
+		Endpoint: j.Endpoint, Thumbprint: j.Thumbprint, SourceTime: j.SourceTime, ServerTime: j.ServerTime,
+		Value: NoValue,
 	}
 	var ok bool
 	switch j.Source {
@@ -118,6 +140,8 @@ func (e *Event) UnmarshalJSON(b []byte) error {
 	}
 	if j.Value != nil {
 		e.Value = *j.Value
+	} else if e.Tag == "" && e.ValueType == "" {
+		e.Value = 0 // wire Modbus events carry no value; keep the zero Event's
 	}
 	if j.Raw != nil {
 		e.Raw = *j.Raw

@@ -74,19 +74,85 @@ func (e *Event) AppendJSON(b []byte) []byte {
 		b = appendKey(b, "error")
 		b = AppendJSONString(b, e.Error)
 	}
-	if e.Protocol == ProtoOPCUA {
-		if e.Service != "" {
-			b = appendKey(b, "service")
-			b = AppendJSONString(b, e.Service)
-		}
-		if e.Node != "" {
-			b = appendKey(b, "node")
-			b = AppendJSONString(b, e.Node)
-		}
-		b = appendKey(b, "status")
-		b = strconv.AppendUint(b, uint64(e.Status), 10)
+	if e.Protocol == ProtoOPCUA && e.Op != OpStatus {
+		b = e.appendOPCUA(b)
 	}
 	return append(b, '}')
+}
+
+// appendOPCUA appends the OPC UA fields that are set (docs/events.md).
+func (e *Event) appendOPCUA(b []byte) []byte {
+	b = appendStr(b, "service", e.Service)
+	b = appendStr(b, "node", e.Node)
+	if e.Attribute != 0 {
+		b = appendKey(b, "attribute")
+		b = strconv.AppendUint(b, uint64(e.Attribute), 10)
+	}
+	b = appendStr(b, "index_range", e.IndexRange)
+	if e.Tag == "" && e.ValueType != "" { // a polled tag's value is written with the tag
+		b = appendStr(b, "value_type", e.ValueType)
+		switch {
+		case e.Values.Kind() != NoValues:
+			b = appendKey(b, "values")
+			b = e.Values.appendJSON(b)
+		case e.Text != "":
+			b = appendStr(b, "text", e.Text)
+		default:
+			b = appendKey(b, "value")
+			b = appendFloat(b, e.Value)
+		}
+	}
+	b = appendKey(b, "status")
+	b = strconv.AppendUint(b, uint64(e.Status), 10)
+	b = appendStr(b, "status_name", e.StatusName)
+	if e.Source == Wire {
+		b = appendKey(b, "request_id")
+		b = strconv.AppendUint(b, uint64(e.RequestID), 10)
+		b = appendKey(b, "index")
+		b = strconv.AppendInt(b, int64(e.Index), 10)
+		b = appendKey(b, "channel")
+		b = strconv.AppendUint(b, uint64(e.Channel), 10)
+	}
+	b = appendStr(b, "security_policy", e.SecurityPolicy)
+	b = appendStr(b, "security_mode", e.SecurityMode)
+	b = appendStr(b, "identity", e.Identity)
+	b = appendStr(b, "user", e.User)
+	b = appendStr(b, "session_name", e.SessionName)
+	b = appendStr(b, "endpoint", e.Endpoint)
+	b = appendStr(b, "thumbprint", e.Thumbprint)
+	if !e.SourceTime.IsZero() {
+		b = append(b, `,"source_time":"`...)
+		b = e.SourceTime.UTC().AppendFormat(b, TimeFormat)
+		b = append(b, '"')
+	}
+	if !e.ServerTime.IsZero() {
+		b = append(b, `,"server_time":"`...)
+		b = e.ServerTime.UTC().AppendFormat(b, TimeFormat)
+		b = append(b, '"')
+	}
+	if e.Malformed != "" {
+		b = appendStr(b, "malformed", e.Malformed)
+	}
+	if e.Unanswered != "" {
+		b = appendStr(b, "unanswered", e.Unanswered)
+	}
+	if e.Orphan {
+		b = append(b, `,"orphan":true`...)
+	}
+	if e.RTT > 0 {
+		b = appendKey(b, "rtt_us")
+		b = strconv.AppendInt(b, int64(e.RTT/time.Microsecond), 10)
+	}
+	return b
+}
+
+// appendStr appends "k":"v" when v is not empty.
+func appendStr(b []byte, k, v string) []byte {
+	if v == "" {
+		return b
+	}
+	b = appendKey(b, k)
+	return AppendJSONString(b, v)
 }
 
 func (e *Event) appendModbus(b []byte) []byte {
@@ -191,6 +257,10 @@ func (v *Values) appendJSON(b []byte) []byte {
 	for i := 0; i < v.Len(); i++ {
 		if i > 0 {
 			b = append(b, ',')
+		}
+		if v.kind == Floats {
+			b = appendFloat(b, v.Float(i))
+			continue
 		}
 		b = strconv.AppendUint(b, uint64(v.At(i)), 10)
 	}

@@ -1,6 +1,9 @@
 package plcwatch
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+	"math"
+)
 
 // MaxValueBytes is the largest data part a Modbus PDU can carry (a PDU is at
 // most 253 bytes, one of which is the function code). Every legal read or
@@ -15,7 +18,11 @@ const (
 	Bits               // coils and discrete inputs, packed LSB first as on the wire; each value is 0 or 1
 	Words              // 16-bit registers, big-endian as on the wire
 	Bytes              // raw bytes (e.g. the FC 17 server id)
+	Floats             // float64 numbers, native byte order (OPC UA arrays), at most MaxFloats
 )
+
+// MaxFloats is how many float64 values a Values holds.
+const MaxFloats = MaxValueBytes / 8
 
 // Values holds the values one Modbus PDU carries, in their wire encoding, in
 // a fixed array: an Event never allocates for them and copying one copies the
@@ -35,9 +42,12 @@ func (v *Values) Len() int { return int(v.n) }
 // Reset empties v and marks it absent.
 func (v *Values) Reset() { v.kind, v.n = NoValues, 0 }
 
-// At returns value i: a register, a bit as 0 or 1, or a byte.
+// At returns value i: a register, a bit as 0 or 1, or a byte; for Floats
+// the value converted to uint16 (use Float).
 func (v *Values) At(i int) uint16 {
 	switch v.kind {
+	case Floats:
+		return uint16(v.Float(i))
 	case Bits:
 		return uint16(v.raw[i>>3]>>(uint(i)&7)) & 1
 	case Words:
@@ -78,6 +88,26 @@ func (v *Values) SetBytes(raw []byte) bool {
 	n := copy(v.raw[:], raw)
 	v.n = uint16(n)
 	return n == len(raw)
+}
+
+// Float returns value i as a float64, whatever the kind.
+func (v *Values) Float(i int) float64 {
+	if v.kind == Floats {
+		return math.Float64frombits(binary.NativeEndian.Uint64(v.raw[8*i:]))
+	}
+	return float64(v.At(i))
+}
+
+// SetFloats stores numbers. It reports false and stores the first
+// MaxFloats when there are more.
+func (v *Values) SetFloats(f []float64) bool {
+	v.kind = Floats
+	n := min(len(f), MaxFloats)
+	for i := range n {
+		binary.NativeEndian.PutUint64(v.raw[8*i:], math.Float64bits(f[i]))
+	}
+	v.n = uint16(n)
+	return n == len(f)
 }
 
 // SetWord stores a single register.

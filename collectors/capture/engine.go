@@ -6,8 +6,8 @@ import (
 	"net/netip"
 	"time"
 
-	"github.com/google/gopacket"
-	"github.com/google/gopacket/layers"
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
 
 	"github.com/plcwatch/plcwatch"
 	"github.com/plcwatch/plcwatch/collectors/capture/modbustcp"

@@ -11,8 +11,9 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unsafe"
 
-	"github.com/google/gopacket/pcapgo"
+	"github.com/gopacket/gopacket/pcapgo"
 	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
 
@@ -141,15 +142,25 @@ func openHandle(name string, cfg Config, filter []bpf.RawInstruction) (*pcapgo.E
 	return h, nil
 }
 
-// handleFD returns the socket of a pcapgo handle. pcapgo v1.1.19 keeps it
-// unexported, but a read timeout and a receive buffer need it: without the
-// timeout a blocked read never sees cancellation.
+// handleFD returns the socket of a pcapgo handle. pcapgo keeps it
+// unexported (v1.7 as an *os.File named file), but a read timeout and a
+// receive buffer need it: without the timeout a blocked read never sees
+// cancellation.
 func handleFD(h *pcapgo.EthernetHandle) (int, error) {
-	f := reflect.ValueOf(h).Elem().FieldByName("fd")
-	if !f.IsValid() || f.Kind() != reflect.Int {
-		return -1, errors.New("pcapgo.EthernetHandle has no fd field: gopacket changed, update handleFD")
+	f := reflect.ValueOf(h).Elem().FieldByName("file")
+	if !f.IsValid() || f.Kind() != reflect.Pointer || f.Type() != reflect.TypeOf((*os.File)(nil)) {
+		return -1, errors.New("pcapgo.EthernetHandle has no file field: gopacket changed, update handleFD")
 	}
-	return int(f.Int()), nil
+	file := (*os.File)(unsafe.Pointer(f.Pointer()))
+	rc, err := file.SyscallConn()
+	if err != nil {
+		return -1, err
+	}
+	fd := -1
+	if err := rc.Control(func(u uintptr) { fd = int(u) }); err != nil {
+		return -1, err
+	}
+	return fd, nil
 }
 
 // isRetry tells a read that timed out or was interrupted from a real error;
