@@ -10,6 +10,7 @@
 #   make bench-replay replay vs a bare gopacket loop vs tshark on that capture
 #   make bench-poll   the daemon polling 100 simulated devices × 100 tags: CPU, RSS, requests
 #   make fuzz         run every fuzz target for FUZZTIME each
+#   make node-opcua   install node-opcua (the OPC UA test peer) into tools/node-opcua
 
 GO          ?= go
 VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
@@ -18,7 +19,7 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 FUZZTIME    ?= 10m
 BENCH_PCAP  ?= .bench/poll-1m.pcap
 
-.PHONY: all demo build build-all test test-race lint bench bench-data bench-replay bench-poll fuzz clean
+.PHONY: all demo build build-all test test-race lint bench bench-data bench-replay bench-poll fuzz clean node-opcua
 
 all: lint test build
 
@@ -33,9 +34,23 @@ build-all:
 	CGO_ENABLED=0 GOOS=linux GOARCH=arm64 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/plcwatch-linux-arm64 ./cmd/plcwatch
 	CGO_ENABLED=0 GOOS=linux GOARCH=arm GOARM=7 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/plcwatch-linux-armv7 ./cmd/plcwatch
 
+# node-opcua, an independent OPC UA server and client, is the OPC UA tests'
+# peer: pinned in tools/node-opcua/package-lock.json, installed once (about
+# 20 s) into tools/node-opcua/node_modules (gitignored) and reused.
+NODE_OPCUA := tools/node-opcua/node_modules/.installed
+
+node-opcua: $(NODE_OPCUA)
+
+$(NODE_OPCUA): tools/node-opcua/package.json tools/node-opcua/package-lock.json
+	@if command -v npm >/dev/null; then \
+		echo "installing node-opcua into tools/node-opcua"; \
+		cd tools/node-opcua && npm ci --no-audit --no-fund --loglevel=error && touch node_modules/.installed; \
+	else echo "npm not found: the node-opcua interop tests skip (in CI they fail)"; fi
+
 # Tests that need root (live capture) or a peer that is missing skip with a
-# one-line reason; CI runs as root with every peer installed.
-test:
+# one-line reason; CI runs as root with every peer installed, and there a
+# missing peer fails the test.
+test: node-opcua
 	$(GO) test -count=1 ./...
 
 # The race detector needs cgo.
