@@ -47,6 +47,7 @@ type Live struct {
 type liveHandle struct {
 	name string
 	h    *pcapgo.EthernetHandle
+	file *os.File // h's socket: pcapgo v1.7 reads it through the netpoller, so reads wait for a deadline, not SO_RCVTIMEO
 }
 
 var _ plcwatch.Source = (*Live)(nil)
@@ -84,7 +85,7 @@ func (l *Live) Open() error {
 			l.Close()
 			return err
 		}
-		l.handles = append(l.handles, &liveHandle{name: name, h: h})
+		l.handles = append(l.handles, &liveHandle{name: name, h: h, file: handleFile(h)})
 	}
 	l.stats = make([]InterfaceStats, len(l.handles))
 	return nil
@@ -147,11 +148,10 @@ func openHandle(name string, cfg Config, filter []bpf.RawInstruction) (*pcapgo.E
 // receive buffer need it: without the timeout a blocked read never sees
 // cancellation.
 func handleFD(h *pcapgo.EthernetHandle) (int, error) {
-	f := reflect.ValueOf(h).Elem().FieldByName("file")
-	if !f.IsValid() || f.Kind() != reflect.Pointer || f.Type() != reflect.TypeOf((*os.File)(nil)) {
-		return -1, errors.New("pcapgo.EthernetHandle has no file field: gopacket changed, update handleFD")
+	file := handleFile(h)
+	if file == nil {
+		return -1, errors.New("pcapgo.EthernetHandle has no file field: gopacket changed, update handleFile")
 	}
-	file := (*os.File)(unsafe.Pointer(f.Pointer()))
 	rc, err := file.SyscallConn()
 	if err != nil {
 		return -1, err
@@ -163,11 +163,22 @@ func handleFD(h *pcapgo.EthernetHandle) (int, error) {
 	return fd, nil
 }
 
+// handleFile returns the socket of a pcapgo handle as the *os.File pcapgo
+// v1.7 keeps unexported; nil if gopacket changed.
+func handleFile(h *pcapgo.EthernetHandle) *os.File {
+	f := reflect.ValueOf(h).Elem().FieldByName("file")
+	if !f.IsValid() || f.Type() != reflect.TypeOf((*os.File)(nil)) {
+		return nil
+	}
+	return (*os.File)(unsafe.Pointer(f.Pointer()))
+}
+
 // isRetry tells a read that timed out or was interrupted from a real error;
 // pcapgo formats the errno into its message instead of wrapping it.
 func isRetry(err error) bool {
 	msg := err.Error()
-	return strings.HasSuffix(msg, syscall.EAGAIN.Error()) || strings.HasSuffix(msg, syscall.EINTR.Error())
+	return strings.HasSuffix(msg, syscall.EAGAIN.Error()) || strings.HasSuffix(msg, syscall.EINTR.Error()) ||
+		strings.HasSuffix(msg, os.ErrDeadlineExceeded.Error())
 }
 
 // Run captures until ctx is cancelled, emitting events from every interface.
@@ -215,10 +226,17 @@ func (l *Live) capture(ctx context.Context, i int, h *liveHandle, emit plcwatch.
 	}
 	defer func() { publishAt = time.Time{}; publish(time.Now()) }()
 	log.Info("capturing", "ports", l.cfg.ModbusPorts, "promiscuous", l.cfg.Promiscuous)
+	var deadline time.Time
 	for ctx.Err() == nil {
+		// A deadline bounds each wait so that the loop sees cancellation and
+		// timeouts fire on a quiet wire; moved forward at most every 10 ms.
+		if now := time.Now(); h.file != nil && now.Add(readTimeout-10*time.Millisecond).After(deadline) {
+			deadline = now.Add(readTimeout)
+			_ = h.file.SetReadDeadline(deadline)
+		}
 		data, ci, err := h.h.ZeroCopyReadPacketData()
 		if err != nil {
-			if isRetry(err) {
+			if isRetry(err) || errors.Is(err, os.ErrDeadlineExceeded) {
 				now := time.Now()
 				e.Advance(now)
 				publish(now)
