@@ -52,6 +52,12 @@ func (e *Event) AppendJSON(b []byte) []byte {
 	if e.Protocol == ProtoModbus && e.Op != OpStatus {
 		b = e.appendModbus(b)
 	}
+	if e.Protocol == ProtoModbus && e.Op == OpStatus && e.Source == Poll {
+		// The status of one unit: several behind one gateway address
+		// come up and go down on their own (issue 9 §7).
+		b = appendKey(b, "unit")
+		b = strconv.AppendUint(b, uint64(e.Unit), 10)
+	}
 	if e.Tag != "" {
 		b = appendKey(b, "tag")
 		b = AppendJSONString(b, e.Tag)

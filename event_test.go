@@ -66,8 +66,8 @@ func TestEventJSONShapes(t *testing.T) {
 		},
 		{
 			name: "device down",
-			ev:   Event{Source: Poll, Protocol: ProtoModbus, Op: OpStatus, Device: "boiler", Server: netip.MustParseAddrPort("10.0.1.10:502"), Quality: "down", Error: "dial tcp 10.0.1.10:502: connection refused"},
-			want: `{"time":"0001-01-01T00:00:00.000000000Z","source":"poll","protocol":"modbus","op":"status","device":"boiler","server":"10.0.1.10:502","quality":"down","error":"dial tcp 10.0.1.10:502: connection refused"}`,
+			ev:   Event{Source: Poll, Protocol: ProtoModbus, Op: OpStatus, Device: "boiler", Server: netip.MustParseAddrPort("10.0.1.10:502"), Unit: 3, Quality: "down", Error: "dial tcp 10.0.1.10:502: connection refused"},
+			want: `{"time":"0001-01-01T00:00:00.000000000Z","source":"poll","protocol":"modbus","op":"status","device":"boiler","server":"10.0.1.10:502","unit":3,"quality":"down","error":"dial tcp 10.0.1.10:502: connection refused"}`,
 		},
 	}
 	for _, tc := range tests {

@@ -168,6 +168,8 @@ func (d *Device) Validate() []error {
 	}
 	if u := d.unitID(); u < 0 || u > 255 {
 		bad("unit", "%d: want 0-255", u)
+	} else if u == 0 && d.serialLine() {
+		bad("unit", "0 is the broadcast address on a serial line (no device answers it): want 1-247")
 	}
 	if d.Interval < 10*time.Millisecond {
 		bad("interval", "%v: at least 10ms", d.Interval)
@@ -265,6 +267,10 @@ const (
 	OrderCDAB              // little-endian words ("word swap"), bytes big-endian in each
 )
 
+// serialLine reports whether the device speaks RTU, whose unit 0 is the
+// broadcast address (Modbus over Serial Line v1.02, 2.2).
+func (d *Device) serialLine() bool { return d.Transport == "rtu" || d.Transport == "rtu-over-tcp" }
+
 // unitID is the device's unit id: 1 until Defaults has run.
 func (d *Device) unitID() int {
 	if d.Unit == nil {
@@ -286,6 +292,8 @@ type spec struct {
 	scale   float64
 	offset  float64
 	uom     string
+
+	scaleDecimals, offsetDecimals int // decimals of scale and offset: the precision of the engineering value
 }
 
 // spec checks t and returns it in the form the poller uses. Its error is a
@@ -301,6 +309,9 @@ func (t *Tag) spec(d *Device) (spec, error) {
 	if t.Unit != nil {
 		if *t.Unit < 0 || *t.Unit > 255 {
 			return bad("unit", "%d: want 0-255", *t.Unit)
+		}
+		if *t.Unit == 0 && d.serialLine() {
+			return bad("unit", "0 is the broadcast address on a serial line (no device answers it): want 1-247")
 		}
 		s.unit = uint8(*t.Unit)
 	}
@@ -373,8 +384,9 @@ func (t *Tag) spec(d *Device) (spec, error) {
 	if int(s.count) > max {
 		return bad("length", "%d registers: more than one request may read (max_registers %d)", s.count, max)
 	}
-	if s.order, ok = parseOrder(t.ByteOrder, s.typ); !ok {
-		return bad("byte_order", "%q: want ABCD, DCBA, BADC or CDAB (AB or BA for 16-bit types)", t.ByteOrder)
+	var msg string
+	if s.order, msg = parseOrder(t.ByteOrder, s.typ, bits); msg != "" {
+		return bad("byte_order", "%q: %s", t.ByteOrder, msg)
 	}
 	if t.Scale != nil {
 		if *t.Scale == 0 || math.IsNaN(*t.Scale) || math.IsInf(*t.Scale, 0) {
@@ -385,25 +397,120 @@ func (t *Tag) spec(d *Device) (spec, error) {
 	if math.IsNaN(t.Offset) || math.IsInf(t.Offset, 0) {
 		return bad("offset", "%v: want a finite number", t.Offset)
 	}
+	if s.typ == TypeString && t.Scale != nil {
+		return bad("scale", "a string tag has no number to scale")
+	}
+	if s.typ == TypeString && t.Offset != 0 {
+		return bad("offset", "a string tag has no number to offset")
+	}
+	s.scaleDecimals, s.offsetDecimals = decimals(s.scale), decimals(s.offset)
 	return s, nil
 }
 
-func parseOrder(s string, t Type) (Order, bool) {
-	switch strings.ToUpper(s) {
-	case "", "ABCD", "ABCDEFGH":
-		return OrderABCD, true
-	case "DCBA", "HGFEDCBA":
-		return OrderDCBA, true
-	case "BADC", "BADCFEHG":
-		return OrderBADC, true
-	case "CDAB", "GHEFCDAB":
-		return OrderCDAB, true
-	case "AB":
-		return OrderABCD, t.registers() == 1
-	case "BA":
-		return OrderDCBA, t.registers() == 1
+// parseOrder reads a tag's byte_order for its type, or says why it does
+// not fit: every name must describe the type's bytes, so that a tag whose
+// type is wrong (a float32 configured as uint16 with the word swap of its
+// manual) is refused, not read as half a value (issue 9 §9). Names are
+// where the bytes of the big-endian value sit on the wire:
+//
+//	type                     accepted                       read as
+//	coil, discrete (bits)    none                           -
+//	16-bit: bool, bit,       AB (default), ABCD             AB
+//	int16, uint16            BA, DCBA, BADC                 BA (bytes swapped)
+//	string                   AB (default), ABCD             first character in the high byte
+//	                         BA, BADC                       first character in the low byte
+//	32-bit: int32, uint32,   ABCD (default), DCBA, BADC,    as named
+//	float32                  CDAB
+//	64-bit: int64, uint64,   the 32-bit names, or           ABCD = ABCDEFGH, DCBA = HGFEDCBA,
+//	float64                  ABCDEFGH, HGFEDCBA,            BADC = BADCFEHG, CDAB = GHEFCDAB
+//	                         BADCFEHG, GHEFCDAB
+//
+// CDAB swaps registers: a 16-bit value has one, a string's characters have
+// no word order, so it is refused there rather than read as AB.
+func parseOrder(name string, t Type, bits bool) (Order, string) {
+	name = strings.ToUpper(name)
+	if bits {
+		if name != "" {
+			return 0, "a coil or discrete input is one bit: it has no byte order"
+		}
+		return OrderABCD, ""
 	}
-	return 0, false
+	var o Order
+	switch name {
+	case "", "ABCD", "AB":
+		o = OrderABCD
+	case "DCBA":
+		o = OrderDCBA
+	case "BADC":
+		o = OrderBADC
+	case "BA":
+		o = OrderBADC // one register: the same as DCBA
+	case "CDAB":
+		o = OrderCDAB
+	case "ABCDEFGH", "HGFEDCBA", "BADCFEHG", "GHEFCDAB":
+		if t == TypeString {
+			return 0, "names 8 bytes: a string wants AB or BA"
+		}
+		if t.registers() != 4 {
+			return 0, fmt.Sprintf("names 8 bytes; %s tag reads %s: want %s", t.article(), t.size(), t.orders())
+		}
+		return map[string]Order{"ABCDEFGH": OrderABCD, "HGFEDCBA": OrderDCBA, "BADCFEHG": OrderBADC, "GHEFCDAB": OrderCDAB}[name], ""
+	default:
+		return 0, "want " + t.orders()
+	}
+	switch {
+	case t == TypeString && (o == OrderCDAB || o == OrderDCBA):
+		return 0, "a string has two characters a register and no word order: want AB (the first character in the high byte, the default) or BA (in the low byte)"
+	case t.registers() == 1 && o == OrderCDAB:
+		return 0, fmt.Sprintf("CDAB swaps the two registers of a 32-bit value; %s is one register: want AB (the default) or BA (bytes swapped). Is the type right?", t.article())
+	case t.registers() == 1 && o == OrderDCBA:
+		o = OrderBADC // one register: bytes swapped either way
+	case t.registers() > 1 && t != TypeString && len(name) == 2:
+		return 0, fmt.Sprintf("names 2 bytes; %s tag reads %s: want %s", t.article(), t.size(), t.orders())
+	}
+	return o, ""
+}
+
+// orders lists the byte orders a type takes, for messages.
+func (t Type) orders() string {
+	switch {
+	case t == TypeString:
+		return "AB or BA"
+	case t.registers() == 1:
+		return "AB or BA (ABCD, DCBA and BADC are accepted for them)"
+	case t.registers() == 2:
+		return "ABCD, DCBA, BADC or CDAB"
+	}
+	return "ABCD, DCBA, BADC or CDAB (or ABCDEFGH, HGFEDCBA, BADCFEHG, GHEFCDAB)"
+}
+
+// size says how much a value of the type takes, for messages.
+func (t Type) size() string {
+	switch t.registers() {
+	case 1:
+		return "one register (2 bytes)"
+	case 2:
+		return "two registers (4 bytes)"
+	}
+	return "four registers (8 bytes)"
+}
+
+// article is the type's name with its article: "an int32", "a float32".
+func (t Type) article() string {
+	if strings.HasPrefix(t.String(), "int") {
+		return "an " + t.String()
+	}
+	return "a " + t.String()
+}
+
+// String is the type's name in the configuration.
+func (t Type) String() string {
+	for name, v := range typeNames {
+		if v == t {
+			return name
+		}
+	}
+	return "unknown"
 }
 
 // specs returns the device's tags ready for polling; call after Validate.

@@ -9,8 +9,9 @@ import (
 
 // decodeRegisters reads the value of s from its registers as they came off
 // the wire (2 bytes each, big-endian as the protocol sends them). It
-// returns the number and, for string tags, the text. scratch is reused for
-// the reordered bytes.
+// returns the number (a float32 as the float64 of its shortest decimal
+// form) and, for string tags, the text. scratch is reused for the
+// reordered bytes.
 func decodeRegisters(s *spec, wire []byte, scratch *[8]byte) (float64, string) {
 	if s.typ == TypeString {
 		return 0, decodeString(wire, s.order)
@@ -35,7 +36,7 @@ func decodeRegisters(s *spec, wire []byte, scratch *[8]byte) (float64, string) {
 	case TypeUint64:
 		return float64(binary.BigEndian.Uint64(v)), ""
 	case TypeFloat32:
-		return float64(math.Float32frombits(binary.BigEndian.Uint32(v))), ""
+		return shortest32(math.Float32frombits(binary.BigEndian.Uint32(v))), ""
 	case TypeFloat64:
 		return math.Float64frombits(binary.BigEndian.Uint64(v)), ""
 	}

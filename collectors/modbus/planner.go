@@ -14,7 +14,11 @@ type request struct {
 	table   plcwatch.Table
 	address uint16
 	count   uint16
-	tags    []int // indexes into the device's specs
+	tags    []int // indexes into the device's specs, in address order
+
+	ui      int  // the poller's index of its unit
+	failed  bool // got no answer last time: read after the others
+	noSplit bool // refused with exception 2 or 3 as a whole and in every part: kept whole
 }
 
 // limits bound the requests a plan may make.

@@ -11,27 +11,13 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"os"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
 
-	"github.com/simonvetter/modbus"
-
 	"github.com/plcwatch/plcwatch"
 )
-
-// reader is all of the Modbus client the poller holds: opening, closing,
-// choosing the unit, and the four reads. Nothing that writes is reachable
-// from here, so the poller is read-only by construction (and a test that
-// records every function code on the wire checks it).
-type reader interface {
-	Open() error
-	Close() error
-	SetUnitId(id uint8) error
-	ReadCoils(addr, quantity uint16) ([]bool, error)
-	ReadDiscreteInputs(addr, quantity uint16) ([]bool, error)
-	ReadRawBytes(addr, quantity uint16, regType modbus.RegType) ([]byte, error)
-}
 
 // Options configure a Poller beyond its device.
 type Options struct {
@@ -46,38 +32,66 @@ type Options struct {
 // Stats are a device's counters.
 type Stats struct {
 	Device       string
-	Up           bool
-	Known        bool // Up means something: at least one cycle ran
+	Up           bool // at least one of the device's units answered its last request
+	Known        bool // the first cycle has ended: Up means something
 	Cycles       uint64
-	FailedCycles uint64 // the device was unreachable or stopped answering
+	FailedCycles uint64 // cycles in which a request got no answer (a unit, or the device, did not answer)
 	Overruns     uint64 // cycles skipped because the previous one ran past its slot
 	Requests     uint64 // read requests sent (retries included)
 	Exceptions   uint64 // exception responses
-	Timeouts     uint64
+	Timeouts     uint64 // requests that got no answer in time (each attempt)
+	Discarded    uint64 // responses set aside: late answers, other transaction ids or units
 	Reconnects   uint64 // connections opened
 	CycleTime    time.Duration
 	LastCycle    time.Duration
-	PlannedReads int // requests per cycle, as planned
+	PlannedReads int // requests per cycle, as planned (reads split apart included)
+	Units        []UnitStats
+}
+
+// UnitStats is the state of one unit id the device's tags are read from:
+// one for most devices, several behind a gateway.
+type UnitStats struct {
+	Unit  uint8
+	Known bool   // a request to it has been answered or has failed
+	Up    bool   // it answered in its last cycle
+	Error string // why it is down
 }
 
 // Poller polls one device on its interval.
 type Poller struct {
-	dev    Device
-	specs  []spec
-	reqs   []request
-	server netip.AddrPort
-	log    *slog.Logger
-	opts   Options
-	dial   func() (reader, error)
+	dev     Device
+	specs   []spec
+	reqs    []request
+	units   []unitState
+	order   []int // this cycle's order of p.reqs
+	server  netip.AddrPort
+	log     *slog.Logger
+	opts    Options
+	tlsConf *tls.Config
+	dial    func(ctx context.Context) (link, error)
 
-	client  reader
-	state   int8           // 0 unknown, 1 up, -1 down
+	conn         *client
+	stopConn     func() bool // ends the conn's cancellation hook
+	connAnswered bool        // conn answered a request this cycle
+
 	ev      plcwatch.Event // the event being emitted
 	tele    []byte         // the cycle's tags, for telemetry
 	teleOut []byte
 
+	ready     chan struct{} // closed when the first cycle has ended
+	readyOnce sync.Once
+
 	mu    sync.Mutex
 	stats Stats
+}
+
+// unitState is a unit's state across cycles and within the current one.
+type unitState struct {
+	id       uint8
+	state    int8 // 0 unknown, 1 up, -1 down
+	err      string
+	answered bool // this cycle: some request of the unit got an answer
+	skip     bool // this cycle: the unit is down, its other requests are not sent
 }
 
 // New returns a poller for d, which must have passed Defaults and
@@ -87,67 +101,57 @@ func New(d Device, opts Options) (*Poller, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	conf, err := d.clientConfig(opts.Logger)
-	if err != nil {
-		return nil, err
+	switch d.Transport {
+	case "tcp", "tcp+tls", "rtu-over-tcp", "rtu":
+	default:
+		return nil, fmt.Errorf("modbus %s: unknown transport %q", d.Name, d.Transport)
 	}
 	specs := d.specs()
 	p := &Poller{
 		dev: d, specs: specs, server: d.serverAddr(), opts: opts,
-		log: opts.Logger.With("device", d.Name),
+		log:   opts.Logger.With("device", d.Name),
+		ready: make(chan struct{}),
 		reqs: plan(specs, limits{maxRegisters: d.MaxRegisters, maxBits: d.MaxBits, maxGap: d.MaxGap,
 			onePerTag: d.Workaround.OneRequestPerTag}),
 	}
-	p.dial = func() (reader, error) {
-		c, err := modbus.NewClient(conf)
+	if d.Transport == "tcp+tls" {
+		conf, err := d.tlsConfig()
 		if err != nil {
 			return nil, err
 		}
-		return c, nil
+		p.tlsConf = conf
 	}
+	for i := range p.reqs {
+		r := &p.reqs[i]
+		r.ui = slices.IndexFunc(p.units, func(u unitState) bool { return u.id == r.unit })
+		if r.ui < 0 {
+			r.ui = len(p.units)
+			p.units = append(p.units, unitState{id: r.unit})
+		}
+	}
+	p.dial = func(ctx context.Context) (link, error) { return dialLink(ctx, &p.dev, p.tlsConf) }
 	p.dev.Tags = nil // specs has them, in the form polling uses
 	p.stats.Device = d.Name
 	p.stats.PlannedReads = len(p.reqs)
 	return p, nil
 }
 
-// clientConfig is the simonvetter/modbus configuration of d.
-func (d *Device) clientConfig(l *slog.Logger) (*modbus.ClientConfiguration, error) {
-	conf := &modbus.ClientConfiguration{
-		Timeout: d.Timeout,
-		// The library logs to stdout unless told otherwise; its warnings
-		// (unexpected transaction ids, ...) are debug detail here.
-		Logger: slog.NewLogLogger(l.Handler(), slog.LevelDebug),
+// tlsConfig is Modbus/TCP Security's client side: TLS 1.2 or later (MBAPS
+// R-01) with the client's certificate (R-08, R-19: mutual authentication).
+func (d *Device) tlsConfig() (*tls.Config, error) {
+	cert, err := tls.LoadX509KeyPair(d.TLS.CertFile, d.TLS.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("modbus %s: client certificate: %w", d.Name, err)
 	}
-	switch d.Transport {
-	case "tcp":
-		conf.URL = "tcp://" + d.Address
-	case "tcp+tls":
-		conf.URL = "tcp+tls://" + d.Address
-		cert, err := tls.LoadX509KeyPair(d.TLS.CertFile, d.TLS.KeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("modbus %s: client certificate: %w", d.Name, err)
-		}
-		pem, err := os.ReadFile(d.TLS.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("modbus %s: %w", d.Name, err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("modbus %s: %s holds no PEM certificate", d.Name, d.TLS.CAFile)
-		}
-		conf.TLSClientCert, conf.TLSRootCAs = &cert, pool
-	case "rtu-over-tcp", "rtu":
-		conf.URL = "rtuovertcp://" + d.Address
-		if d.Transport == "rtu" {
-			conf.URL = "rtu://" + d.Address
-		}
-		conf.Speed, conf.DataBits, conf.StopBits = uint(d.Serial.Baud), uint(d.Serial.DataBits), uint(d.Serial.StopBits)
-		conf.Parity = map[string]uint{"none": modbus.PARITY_NONE, "even": modbus.PARITY_EVEN, "odd": modbus.PARITY_ODD}[d.Serial.Parity]
-	default:
-		return nil, fmt.Errorf("modbus %s: unknown transport %q", d.Name, d.Transport)
+	pem, err := os.ReadFile(d.TLS.CAFile)
+	if err != nil {
+		return nil, fmt.Errorf("modbus %s: %w", d.Name, err)
 	}
-	return conf, nil
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("modbus %s: %s holds no PEM certificate", d.Name, d.TLS.CAFile)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: pool, MinVersion: tls.VersionTLS12}, nil
 }
 
 // Reads returns the requests one cycle sends, as planned.
@@ -157,8 +161,17 @@ func (p *Poller) Reads() int { return len(p.reqs) }
 func (p *Poller) Stats() Stats {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.stats
+	st := p.stats
+	st.Units = slices.Clone(p.stats.Units)
+	return st
 }
+
+// Ready is closed when the poller's first cycle has ended (or Run has
+// returned before it could): from then on Stats().Known is true and Up says
+// whether the device answers. An agent that reports how many devices are
+// up waits for it, so that its first report does not count devices whose
+// first answer is still on its way as down.
+func (p *Poller) Ready() <-chan struct{} { return p.ready }
 
 // Run polls until ctx ends: a first cycle at once, so that the device's
 // state is known, then on the wall clock's grid of the interval (every
@@ -168,6 +181,7 @@ func (p *Poller) Stats() Stats {
 // its slot makes the next ones skip (counted as overruns) rather than pile
 // up.
 func (p *Poller) Run(ctx context.Context, emit plcwatch.Emit) error {
+	defer p.readyOnce.Do(func() { close(p.ready) })
 	defer p.disconnect()
 	next := time.Now()
 	timer := time.NewTimer(0)
@@ -191,34 +205,102 @@ func (p *Poller) Run(ctx context.Context, emit plcwatch.Emit) error {
 	}
 }
 
-// cycle reads every planned request once.
+// dialError is a connection that could not be opened: no unit behind the
+// address can be reached.
+type dialError struct{ err error }
+
+func (e *dialError) Error() string { return "connect: " + e.err.Error() }
+func (e *dialError) Unwrap() error { return e.err }
+
+func isDialError(err error) bool {
+	var de *dialError
+	return errors.As(err, &de)
+}
+
+// countFailure counts a request that got no answer.
+func countFailure(st *Stats, err error) {
+	var te *TimeoutError
+	var tide *TIDError
+	if errors.As(err, &te) {
+		st.Timeouts++
+	}
+	if errors.As(err, &tide) {
+		st.Timeouts++
+		st.Discarded += uint64(tide.Count)
+	}
+}
+
+// cycle reads every planned request once. Up, down and timeouts belong to
+// each unit: a unit that does not answer its first request of the cycle is
+// down and its other requests wait for the next cycle, while the other
+// units behind the same address keep being read (influxdata/telegraf#11785).
+// Requests of units that were down, and requests that failed last time,
+// go last, so that a silent unit delays nothing that answers.
 func (p *Poller) cycle(ctx context.Context, emit plcwatch.Emit) {
 	start := time.Now()
 	p.tele = p.tele[:0]
+	p.connAnswered = false
+	for i := range p.units {
+		p.units[i].answered, p.units[i].skip = false, false
+	}
+	p.schedule()
+	var connErr error
 	failed := false
-	for i := range p.reqs {
+	var splits []split
+	for k, i := range p.order {
 		if ctx.Err() != nil {
-			return
-		}
-		if i > 0 && p.dev.Workaround.PauseBetweenRequests > 0 && !sleep(ctx, p.dev.Workaround.PauseBetweenRequests) {
 			return
 		}
 		r := &p.reqs[i]
-		words, bits, rtt, err := p.read(ctx, r)
+		u := &p.units[r.ui]
+		if u.skip || connErr != nil {
+			failed = true
+			continue
+		}
+		if k > 0 && p.dev.Workaround.PauseBetweenRequests > 0 && !sleep(ctx, p.dev.Workaround.PauseBetweenRequests) {
+			return
+		}
+		ans, rtt, err := p.read(ctx, r.unit, r.table, r.address, r.count)
 		if ctx.Err() != nil {
 			return // stopping: what failed is the stop, not the device
 		}
-		code, isException := exceptionCode(err)
-		if err != nil && !isException {
-			p.setState(emit, -1, fmt.Errorf("read %s %d+%d (unit %d): %w", r.table, r.address, r.count, r.unit, err))
-			failed = true
-			break
+		switch {
+		case err == nil:
+			r.failed = false
+			p.setUnit(emit, u, 1, "")
+			if ans.exception && (ans.code == 2 || ans.code == 3) && len(r.tags) > 1 && !r.noSplit {
+				parts := p.split(ctx, emit, r, ans.code)
+				if ctx.Err() != nil {
+					return
+				}
+				splits = append(splits, split{at: i, parts: parts})
+				continue
+			}
+			p.emitRequest(emit, r, &ans, "", rtt)
+		case isDialError(err):
+			connErr, failed = err, true
+		default:
+			r.failed, failed = true, true
+			why := fmt.Sprintf("read %s %d+%d (unit %d): %v", r.table, r.address, r.count, r.unit, err)
+			if u.answered {
+				// The unit answers, this request does not (a device that
+				// drops reads of addresses it lacks): its tags are bad.
+				p.emitRequest(emit, r, nil, why, rtt)
+			} else {
+				u.skip = true
+				p.setUnit(emit, u, -1, why)
+			}
 		}
-		p.setState(emit, 1, nil)
-		now := time.Now()
-		for _, ti := range r.tags {
-			p.emitTag(emit, r, ti, words, bits, code, err, rtt, now)
+	}
+	if connErr != nil {
+		for i := range p.units {
+			if !p.units[i].answered {
+				p.setUnit(emit, &p.units[i], -1, connErr.Error())
+			}
 		}
+	}
+	if len(splits) > 0 {
+		p.applySplits(splits)
 	}
 	if p.dev.Workaround.CloseAfterPoll {
 		p.disconnect()
@@ -231,83 +313,119 @@ func (p *Poller) cycle(ctx context.Context, emit plcwatch.Emit) {
 	}
 	p.stats.CycleTime += d
 	p.stats.LastCycle = d
+	p.stats.Known = true
+	p.stats.Up = slices.ContainsFunc(p.units, func(u unitState) bool { return u.state > 0 })
 	p.mu.Unlock()
-	if p.opts.Telemetry != nil && len(p.tele) > 0 {
+	p.readyOnce.Do(func() { close(p.ready) })
+	if p.opts.Telemetry != nil {
 		p.opts.Telemetry(p.dev.Name, p.telemetry(start))
 	}
 }
 
+// schedule orders the cycle's requests: those of units that answered last
+// cycle first, then requests that failed last time, then units that were
+// down.
+func (p *Poller) schedule() {
+	p.order = p.order[:0]
+	for pass := 0; pass < 4; pass++ {
+		for i := range p.reqs {
+			r := &p.reqs[i]
+			score := 0
+			if p.units[r.ui].state < 0 {
+				score = 2
+			}
+			if r.failed {
+				score++
+			}
+			if score == pass {
+				p.order = append(p.order, i)
+			}
+		}
+	}
+}
+
 // read sends one request, with retries after timeouts, transport errors and
-// busy devices. After any failure but an exception the connection is
-// closed, so that a late response can never be read as the answer to the
-// next request (RTU has no transaction id to tell them apart; a TCP device
-// that echoes a wrong one would be no better).
-func (p *Poller) read(ctx context.Context, r *request) (words []byte, bits []bool, rtt time.Duration, err error) {
+// busy devices (exceptions 5 and 6). It returns the answer, or why there
+// was none (a *dialError when no connection could be opened).
+func (p *Poller) read(ctx context.Context, unit uint8, table plcwatch.Table, addr, count uint16) (answer, time.Duration, error) {
 	backoff := p.dev.Backoff
 	for attempt := 0; ; attempt++ {
-		err = nil
-		if p.client == nil {
-			err = p.connect(ctx)
+		var ans answer
+		var rtt time.Duration
+		var err error
+		if p.conn == nil {
+			if err = p.connect(ctx); err != nil {
+				err = &dialError{err}
+			}
 		}
 		if err == nil {
 			t0 := time.Now()
-			words, bits, err = p.send(r)
+			ans, err = p.conn.read(unit, table, addr, count, t0.Add(p.dev.Timeout), p.dev.Timeout)
 			rtt = time.Since(t0)
-			code, isException := exceptionCode(err)
-			if err == nil || (isException && code != 5 && code != 6) {
-				return words, bits, rtt, err
+			p.mu.Lock()
+			p.stats.Requests++
+			p.stats.Discarded += uint64(ans.discarded)
+			if ans.exception {
+				p.stats.Exceptions++
 			}
-			if !isException {
-				if errors.Is(err, modbus.ErrRequestTimedOut) {
-					p.count(func(s *Stats) { s.Timeouts++ })
+			if err != nil {
+				countFailure(&p.stats, err)
+			}
+			p.mu.Unlock()
+			if err == nil {
+				p.connAnswered = true
+				if !ans.exception || ans.code != 5 && ans.code != 6 || attempt >= *p.dev.Retries {
+					return ans, rtt, nil
 				}
+				// Acknowledge or busy: the same request again, on the
+				// same connection.
+			} else if p.dropAfter(err) {
 				p.disconnect()
 			}
 		}
 		if attempt >= *p.dev.Retries || ctx.Err() != nil {
-			return nil, nil, rtt, err
+			return ans, rtt, err
 		}
 		// Jittered ±50% and doubling, so that devices behind one
 		// gateway that failed together do not retry together.
 		if !sleep(ctx, backoff/2+rand.N(backoff+1)) {
-			return nil, nil, rtt, ctx.Err()
+			return answer{}, rtt, ctx.Err()
 		}
 		backoff *= 2
 	}
 }
 
-// send is one request on the open connection.
-func (p *Poller) send(r *request) ([]byte, []bool, error) {
-	p.count(func(s *Stats) { s.Requests++ })
-	if err := p.client.SetUnitId(r.unit); err != nil {
-		return nil, nil, err
+// dropAfter reports whether the connection must be closed after err.
+// RTU has no transaction id: after any failure a late answer could be
+// taken for the next request's, so the link is reopened. MBAP pairs
+// answers by transaction id, so a timeout keeps the connection when it has
+// answered other requests this cycle (a silent unit behind a gateway must
+// not cost the others a reconnection every cycle); a connection that has
+// answered nothing, or that failed in any other way, is reopened (a
+// firewall may have forgotten it).
+func (p *Poller) dropAfter(err error) bool {
+	if p.conn.framing == framingRTU || !p.connAnswered {
+		return true
 	}
-	switch r.table {
-	case plcwatch.TableCoil:
-		b, err := p.client.ReadCoils(r.address, r.count)
-		return nil, b, err
-	case plcwatch.TableDiscrete:
-		b, err := p.client.ReadDiscreteInputs(r.address, r.count)
-		return nil, b, err
-	case plcwatch.TableInput:
-		w, err := p.client.ReadRawBytes(r.address, 2*r.count, modbus.INPUT_REGISTER)
-		return w, nil, err
-	default:
-		w, err := p.client.ReadRawBytes(r.address, 2*r.count, modbus.HOLDING_REGISTER)
-		return w, nil, err
-	}
+	var te *TimeoutError
+	var tide *TIDError
+	return !errors.As(err, &te) && !errors.As(err, &tide)
 }
 
-// connect opens the transport, then waits the device's pause, if any.
+// connect opens the link, then waits the device's pause, if any. A
+// cancelled ctx ends any read in progress on it.
 func (p *Poller) connect(ctx context.Context) error {
-	c, err := p.dial()
+	l, err := p.dial(ctx)
 	if err != nil {
 		return err
 	}
-	if err := c.Open(); err != nil {
-		return fmt.Errorf("connect: %w", err)
+	f := framingMBAP
+	if p.dev.serialLine() {
+		f = framingRTU
+		drain(l)
 	}
-	p.client = c
+	p.conn = newClient(l, f, p.dev.Serial.Baud)
+	p.stopConn = context.AfterFunc(ctx, func() { l.SetDeadline(time.Unix(1, 0)) })
 	p.count(func(s *Stats) { s.Reconnects++ })
 	if d := p.dev.Workaround.PauseAfterConnect; d > 0 && !sleep(ctx, d) {
 		return ctx.Err()
@@ -316,9 +434,10 @@ func (p *Poller) connect(ctx context.Context) error {
 }
 
 func (p *Poller) disconnect() {
-	if p.client != nil {
-		p.client.Close()
-		p.client = nil
+	if p.conn != nil {
+		p.stopConn()
+		p.conn.link.Close()
+		p.conn = nil
 	}
 }
 
@@ -328,67 +447,174 @@ func (p *Poller) count(f func(*Stats)) {
 	p.mu.Unlock()
 }
 
-// setState emits a status event when the device comes up or goes down.
-func (p *Poller) setState(emit plcwatch.Emit, state int8, err error) {
-	if state == p.state {
+// setUnit records that u answered this cycle (state 1) or is down (-1,
+// with why), and emits a status event when its state changes: one event
+// per unit, with the unit set.
+func (p *Poller) setUnit(emit plcwatch.Emit, u *unitState, state int8, why string) {
+	if state > 0 {
+		u.answered = true
+	}
+	if state == u.state && why == u.err {
 		return
 	}
-	p.state = state
+	changed := state != u.state
+	u.state, u.err = state, why
 	p.mu.Lock()
-	p.stats.Up, p.stats.Known = state > 0, true
+	if i := slices.IndexFunc(p.stats.Units, func(s UnitStats) bool { return s.Unit == u.id }); i >= 0 {
+		p.stats.Units[i] = UnitStats{Unit: u.id, Known: true, Up: state > 0, Error: why}
+	} else {
+		p.stats.Units = append(p.stats.Units, UnitStats{Unit: u.id, Known: true, Up: state > 0, Error: why})
+	}
 	p.mu.Unlock()
+	if !changed {
+		return
+	}
 	ev := &p.ev
 	*ev = plcwatch.Event{Time: time.Now(), Source: plcwatch.Poll, Protocol: plcwatch.ProtoModbus, Op: plcwatch.OpStatus,
-		Device: p.dev.Name, Server: p.server, Unit: uint8(p.dev.unitID()), Quality: "up"}
+		Device: p.dev.Name, Server: p.server, Unit: u.id, Quality: "up", Value: plcwatch.NoValue, Raw: plcwatch.NoValue}
 	if state < 0 {
-		ev.Quality = "down"
-		ev.Error = err.Error()
-		p.log.Warn("modbus device down", "address", p.dev.Address, "err", err)
+		ev.Quality, ev.Error = "down", why
+		p.log.Warn("modbus device down", "address", p.dev.Address, "unit", u.id, "err", why)
 	} else {
-		p.log.Info("modbus device up", "address", p.dev.Address)
+		p.log.Info("modbus device up", "address", p.dev.Address, "unit", u.id)
 	}
 	emit(ev)
 }
 
-// emitTag decodes one tag from its request's response and emits it.
-func (p *Poller) emitTag(emit plcwatch.Emit, r *request, ti int, words []byte, bits []bool, code uint8, err error, rtt time.Duration, now time.Time) {
-	s := &p.specs[ti]
+// split is a request read apart, to replace it in the plan.
+type split struct {
+	at    int
+	parts []request
+}
+
+// split reads the tags of r, which the device refused as a whole with
+// exception 2 or 3 (a register of the merged range does not exist, or the
+// device will not read so many at once), in two halves, and each half that
+// is refused again in two halves, down to single tags: every tag gets its
+// own answer this cycle, and the parts become the device's requests from
+// now on (logged once). When every part is refused too, the read stays
+// whole: its answer is every tag's.
+func (p *Poller) split(ctx context.Context, emit plcwatch.Emit, r *request, code uint8) []request {
+	parts, answered := p.bisect(ctx, emit, r, r.tags)
+	if ctx.Err() != nil {
+		return nil
+	}
+	if !answered {
+		whole := *r
+		whole.noSplit = true
+		p.log.Info("modbus read refused as a whole and in every part; its tags stay one read",
+			"unit", r.unit, "table", r.table.String(), "address", r.address, "count", r.count, "exception", code)
+		return []request{whole}
+	}
+	p.log.Warn("modbus read refused as a whole: reading its tags apart from now on",
+		"unit", r.unit, "table", r.table.String(), "address", r.address, "count", r.count, "exception", code,
+		"tags", len(r.tags), "reads", len(parts))
+	return parts
+}
+
+// bisect reads tags (of r, in address order) in two halves; it returns the
+// requests that serve them and whether any part answered with values.
+func (p *Poller) bisect(ctx context.Context, emit plcwatch.Emit, r *request, tags []int) ([]request, bool) {
+	var parts []request
+	answered := false
+	half := len(tags) / 2
+	for _, group := range [2][]int{tags[:half], tags[half:]} {
+		part := request{unit: r.unit, table: r.table, ui: r.ui, tags: slices.Clone(group)}
+		first, end := int(p.specs[group[0]].address), 0
+		for _, ti := range group {
+			end = max(end, int(p.specs[ti].address)+int(p.specs[ti].count))
+		}
+		part.address, part.count = uint16(first), uint16(end-first)
+		if ctx.Err() != nil {
+			return nil, false
+		}
+		ans, rtt, err := p.read(ctx, part.unit, part.table, part.address, part.count)
+		switch {
+		case ctx.Err() != nil:
+			return nil, false
+		case err == nil && ans.exception && (ans.code == 2 || ans.code == 3) && len(group) > 1:
+			sub, ok := p.bisect(ctx, emit, r, group)
+			parts = append(parts, sub...)
+			answered = answered || ok
+			continue
+		case err == nil:
+			answered = answered || !ans.exception
+			p.emitRequest(emit, &part, &ans, "", rtt)
+		default:
+			part.failed = true
+			p.emitRequest(emit, &part, nil, fmt.Sprintf("read %s %d+%d (unit %d): %v", part.table, part.address, part.count, part.unit, err), rtt)
+		}
+		parts = append(parts, part)
+	}
+	return parts, answered
+}
+
+// applySplits replaces split requests by their parts.
+func (p *Poller) applySplits(splits []split) {
+	slices.SortFunc(splits, func(a, b split) int { return b.at - a.at }) // from the end: indexes stay valid
+	for _, s := range splits {
+		p.reqs = slices.Replace(p.reqs, s.at, s.at+1, s.parts...)
+	}
+	p.mu.Lock()
+	p.stats.PlannedReads = len(p.reqs)
+	p.mu.Unlock()
+}
+
+// emitRequest emits the tags of r: from ans, or bad with why when the
+// request got no answer.
+func (p *Poller) emitRequest(emit plcwatch.Emit, r *request, ans *answer, why string, rtt time.Duration) {
+	now := time.Now()
+	for _, ti := range r.tags {
+		p.emitTag(emit, r, &p.specs[ti], ans, why, rtt, now)
+	}
+}
+
+// emitTag decodes one tag from its request's answer and emits it. A tag
+// without a value (an exception, no answer, a malformed answer, a NaN or
+// infinite reading) is bad: Value and Raw are NoValue (JSON null) and
+// Error says why, so that nothing plots or compares a false 0.
+func (p *Poller) emitTag(emit plcwatch.Emit, r *request, s *spec, ans *answer, why string, rtt time.Duration, now time.Time) {
 	ev := &p.ev
 	*ev = plcwatch.Event{Time: now, Source: plcwatch.Poll, Protocol: plcwatch.ProtoModbus, Op: plcwatch.OpRead,
 		Device: p.dev.Name, Server: p.server, Unit: s.unit, Function: functionOf(s.table), Table: s.table,
-		Address: s.address, Count: s.count, RTT: rtt, Tag: s.name, Quality: "good"}
+		Address: s.address, Count: s.count, RTT: rtt, Tag: s.name, Quality: "bad",
+		Value: plcwatch.NoValue, Raw: plcwatch.NoValue}
 	off := int(s.address) - int(r.address)
 	switch {
-	case err != nil:
-		ev.Quality, ev.Exception, ev.Error = "bad", code, err.Error()
-		p.count(func(s *Stats) { s.Exceptions++ })
-	case bits != nil:
-		if off >= len(bits) {
-			ev.Quality, ev.Error = "bad", "short response"
+	case ans == nil:
+		ev.Error = why
+	case ans.exception:
+		ev.Exception, ev.Error = ans.code, exceptionText(ans.code)
+		if ans.malformed != "" {
+			ev.Error = ans.malformed
+		}
+	case ans.malformed != "":
+		ev.Error = ans.malformed
+	case s.table == plcwatch.TableCoil || s.table == plcwatch.TableDiscrete:
+		if off/8 >= len(ans.data) {
+			ev.Error = "short response"
 			break
 		}
-		var packed [1]byte
-		if bits[off] {
-			packed[0] = 1
-			ev.Raw = 1
-		}
+		bit := ans.data[off/8] >> (off % 8) & 1
+		packed := [1]byte{bit}
 		ev.Response.SetBits(packed[:], 1)
+		ev.Raw, ev.Quality = float64(bit), "good"
 	default:
-		w := words[2*off:]
-		if len(w) < 2*int(s.count) {
-			ev.Quality, ev.Error = "bad", "short response"
+		if len(ans.data) < 2*(off+int(s.count)) {
+			ev.Error = "short response"
 			break
 		}
-		w = w[:2*int(s.count)]
+		w := ans.data[2*off : 2*(off+int(s.count))]
 		ev.Response.SetWords(w)
 		var scratch [8]byte
 		ev.Raw, ev.Text = decodeRegisters(s, w, &scratch)
+		ev.Quality = "good"
 	}
-	if ev.Quality == "good" {
-		if math.IsNaN(ev.Raw) || math.IsInf(ev.Raw, 0) {
-			ev.Quality, ev.Error = "bad", "not a number"
-		} else if s.typ != TypeString {
-			ev.Value = ev.Raw*s.scale + s.offset
+	if ev.Quality == "good" && s.typ != TypeString {
+		// A NaN or infinite reading is no value: bad, with what it was
+		// (a float register's "no measurement" or over-range sentinel).
+		if v := s.engineering(ev.Raw); !badNumber(ev, ev.Raw) && !badNumber(ev, v) {
+			ev.Value = v
 		}
 	}
 	if p.opts.Telemetry != nil {
@@ -397,39 +623,45 @@ func (p *Poller) emitTag(emit plcwatch.Emit, r *request, ti int, words []byte, b
 	emit(ev)
 }
 
-func functionOf(t plcwatch.Table) uint8 {
-	switch t {
-	case plcwatch.TableCoil:
-		return 1
-	case plcwatch.TableDiscrete:
-		return 2
-	case plcwatch.TableHolding:
-		return 3
+// badNumber marks ev bad when f is NaN or infinite.
+func badNumber(ev *plcwatch.Event, f float64) bool {
+	switch {
+	case math.IsNaN(f):
+		ev.Error = "NaN"
+	case math.IsInf(f, 1):
+		ev.Error = "+Inf"
+	case math.IsInf(f, -1):
+		ev.Error = "-Inf"
+	default:
+		return false
 	}
-	return 4
+	ev.Quality, ev.Raw = "bad", plcwatch.NoValue
+	return true
 }
 
-// exceptionCode maps the library's exception errors back to their codes.
-func exceptionCode(err error) (uint8, bool) {
-	if err == nil {
-		return 0, false
+// exceptionText names an exception code (MB 7; 7 is the Negative
+// Acknowledge of the Modicon protocol reference, PI-MBUS-300).
+func exceptionText(code uint8) string {
+	if int(code) < len(exceptionNames) && exceptionNames[code] != "" {
+		return exceptionNames[code]
 	}
-	for _, e := range exceptions {
-		if errors.Is(err, e.err) {
-			return e.code, true
-		}
-	}
-	return 0, false
+	return exceptionUnknown[code]
 }
 
-var exceptions = [...]struct {
-	code uint8
-	err  error
-}{
-	{1, modbus.ErrIllegalFunction}, {2, modbus.ErrIllegalDataAddress}, {3, modbus.ErrIllegalDataValue},
-	{4, modbus.ErrServerDeviceFailure}, {5, modbus.ErrAcknowledge}, {6, modbus.ErrServerDeviceBusy},
-	{8, modbus.ErrMemoryParityError}, {10, modbus.ErrGWPathUnavailable}, {11, modbus.ErrGWTargetFailedToRespond},
+var exceptionNames = [...]string{
+	1: "illegal function", 2: "illegal data address", 3: "illegal data value", 4: "server device failure",
+	5: "acknowledge", 6: "server device busy", 7: "negative acknowledge", 8: "memory parity error",
+	10: "gateway path unavailable", 11: "gateway target device failed to respond",
 }
+
+// exceptionUnknown holds the text of every code the specification does
+// not define, built once so that emitting one does not allocate.
+var exceptionUnknown = func() (t [256]string) {
+	for i := range t {
+		t[i] = fmt.Sprintf("exception %d (not defined by the Modbus specification)", i)
+	}
+	return t
+}()
 
 // appendTelemetry adds a tag to the cycle's telemetry document.
 func (p *Poller) appendTelemetry(ev *plcwatch.Event, s *spec) {
@@ -448,6 +680,14 @@ func (p *Poller) appendTelemetry(ev *plcwatch.Event, s *spec) {
 	}
 	b = append(b, `,"quality":`...)
 	b = plcwatch.AppendJSONString(b, ev.Quality)
+	if ev.Exception != 0 {
+		b = append(b, `,"exception":`...)
+		b = strconv.AppendUint(b, uint64(ev.Exception), 10)
+	}
+	if ev.Error != "" {
+		b = append(b, `,"error":`...)
+		b = plcwatch.AppendJSONString(b, ev.Error)
+	}
 	if s.uom != "" {
 		b = append(b, `,"uom":`...)
 		b = plcwatch.AppendJSONString(b, s.uom)
@@ -466,7 +706,25 @@ func (p *Poller) telemetry(t time.Time) []byte {
 	b = plcwatch.AppendJSONString(b, p.opts.Gateway)
 	b = append(b, `,"device":`...)
 	b = plcwatch.AppendJSONString(b, p.dev.Name)
-	b = append(b, `,"tags":{`...)
+	b = append(b, `,"units":{`...)
+	for i := range p.units {
+		u := &p.units[i]
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, '"')
+		b = strconv.AppendUint(b, uint64(u.id), 10)
+		b = append(b, `":`...)
+		switch {
+		case u.state > 0:
+			b = append(b, `"up"`...)
+		case u.state < 0:
+			b = append(b, `"down"`...)
+		default:
+			b = append(b, `"unknown"`...)
+		}
+	}
+	b = append(b, `},"tags":{`...)
 	b = append(b, p.tele...)
 	p.teleOut = append(b, "}}"...)
 	return p.teleOut

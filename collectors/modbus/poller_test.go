@@ -337,105 +337,6 @@ func TestDeviceDownThenUp(t *testing.T) {
 	}
 }
 
-// lateServer answers Modbus reads of holding registers with the register
-// values addr+1000 (so every answer tells which request it answers), over
-// TCP (MBAP) or RTU framing. The first request it receives is answered
-// only after delay: late, after the client has given up on it.
-type lateServer struct {
-	ln    net.Listener
-	rtu   bool
-	delay time.Duration
-	mu    sync.Mutex
-	reqs  int
-	conns int
-}
-
-func newLateServer(t *testing.T, rtu bool, delay time.Duration) *lateServer {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &lateServer{ln: ln, rtu: rtu, delay: delay}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			s.mu.Lock()
-			s.conns++
-			s.mu.Unlock()
-			go s.serve(c)
-		}
-	}()
-	return s
-}
-
-func (s *lateServer) serve(c net.Conn) {
-	defer c.Close()
-	for {
-		var hdr []byte
-		var pdu []byte
-		if s.rtu {
-			frame := make([]byte, 8) // unit, fc 3, addr, qty, crc
-			if _, err := io.ReadFull(c, frame); err != nil {
-				return
-			}
-			hdr, pdu = frame[:1], frame[1:6]
-		} else {
-			hdr = make([]byte, 7)
-			if _, err := io.ReadFull(c, hdr); err != nil {
-				return
-			}
-			pdu = make([]byte, binary.BigEndian.Uint16(hdr[4:])-1)
-			if _, err := io.ReadFull(c, pdu); err != nil {
-				return
-			}
-		}
-		addr, qty := binary.BigEndian.Uint16(pdu[1:]), binary.BigEndian.Uint16(pdu[3:])
-		resp := []byte{3, byte(2 * qty)}
-		for i := range qty {
-			resp = binary.BigEndian.AppendUint16(resp, addr+i+1000)
-		}
-		s.mu.Lock()
-		s.reqs++
-		first := s.reqs == 1
-		s.mu.Unlock()
-		if first {
-			time.Sleep(s.delay)
-		}
-		var out []byte
-		if s.rtu {
-			out = append([]byte{hdr[0]}, resp...)
-			crc := crc16(out)
-			out = append(out, byte(crc), byte(crc>>8))
-		} else {
-			out = append(hdr[:4:4], 0, byte(len(resp)+1), hdr[6])
-			out = append(out, resp...)
-		}
-		if _, err := c.Write(out); err != nil {
-			return
-		}
-	}
-}
-
-// crc16 is the Modbus RTU CRC (polynomial 0xA001, reflected).
-func crc16(b []byte) uint16 {
-	crc := uint16(0xffff)
-	for _, x := range b {
-		crc ^= uint16(x)
-		for range 8 {
-			if crc&1 != 0 {
-				crc = crc>>1 ^ 0xa001
-			} else {
-				crc >>= 1
-			}
-		}
-	}
-	return crc
-}
-
 // TestLateResponseIsNeverMispaired: the first request times out, and its
 // answer arrives while the poller could be waiting for the next one. RTU
 // framing has no transaction id, so only the connection reset after a
@@ -443,8 +344,19 @@ func crc16(b []byte) uint16 {
 func TestLateResponseIsNeverMispaired(t *testing.T) {
 	for _, transport := range []string{"tcp", "rtu-over-tcp"} {
 		t.Run(transport, func(t *testing.T) {
-			srv := newLateServer(t, transport == "rtu-over-tcp", 400*time.Millisecond)
-			d := Device{Name: "slow", Transport: transport, Address: srv.ln.Addr().String(), Timeout: 150 * time.Millisecond,
+			var mu sync.Mutex
+			first := true
+			srv := newRawDevice(t, transport == "rtu-over-tcp", func(q query) reply {
+				r := registers(q)
+				mu.Lock()
+				defer mu.Unlock()
+				if first {
+					first = false
+					r.delay = 400 * time.Millisecond
+				}
+				return r
+			})
+			d := Device{Name: "slow", Transport: transport, Address: srv.addr(), Timeout: 150 * time.Millisecond,
 				Retries: intp(0), Tags: []Tag{
 					{Name: "a", Table: "holding", Address: intp(1)},
 					{Name: "b", Table: "holding", Address: intp(50)},
@@ -468,10 +380,7 @@ func TestLateResponseIsNeverMispaired(t *testing.T) {
 			if len(values) != 6 {
 				t.Errorf("values %v, want a and b in each of 3 cycles", values)
 			}
-			srv.mu.Lock()
-			conns := srv.conns
-			srv.mu.Unlock()
-			if conns != 2 {
+			if _, conns := srv.queries(); conns != 2 {
 				t.Errorf("%d connections, want 2: one reset after the timeout", conns)
 			}
 		})

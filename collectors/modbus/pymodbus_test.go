@@ -205,7 +205,7 @@ func TestSerialRTUAgainstPymodbus(t *testing.T) {
 	var rec recorder
 	p.cycle(context.Background(), rec.emit)
 	got := rec.tags()
-	if ev := got["flow"]; ev.Quality != "good" || ev.Value != float64(float32(123.456)) {
+	if ev := got["flow"]; ev.Quality != "good" || ev.Value != 123.456 {
 		t.Errorf("flow: %+v", ev)
 	}
 	if ev := got["pump"]; ev.Value != 1 {
