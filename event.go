@@ -56,7 +56,7 @@ type Event struct {
 	Tag     string
 	Value   float64 // engineering value: raw × scale + offset
 	Raw     float64 // the decoded value before scale and offset
-	Text    string  // string tags: the text read (Value is 0)
+	Text    string  // string tags: the text read (Value is NoValue)
 	Quality string  // tags: good or bad; device status events: up or down
 	Error   string  // why a tag is bad or a device down
 

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"runtime"
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -65,14 +66,16 @@ var (
 	descMQTTConnected  = prometheus.NewDesc("plcwatch_mqtt_connected", "1 while connected to the broker.", []string{"broker"}, nil)
 	descMQTTPublished  = prometheus.NewDesc("plcwatch_mqtt_published_total", "Alerts the broker acknowledged.", nil, nil)
 	descMQTTFailures   = prometheus.NewDesc("plcwatch_mqtt_publish_failures_total", "Publishes that failed or timed out (sent again).", nil, nil)
-	descPollUp         = prometheus.NewDesc("plcwatch_poll_up", "1 while the device answers, 0 while it is down (absent before its first cycle).", []string{"device"}, nil)
-	descPollCycles     = prometheus.NewDesc("plcwatch_poll_cycles_total", "Poll cycles, by result: ok, or failed (the device stopped answering).", []string{"device", "result"}, nil)
+	descPollUp         = prometheus.NewDesc("plcwatch_poll_up", "1 while the device answers (any of its units), 0 while it is down (absent before its first cycle).", []string{"device"}, nil)
+	descPollUnitUp     = prometheus.NewDesc("plcwatch_poll_unit_up", "1 while the unit answers, 0 while it is down: one per unit id a device's tags are read from (several behind a gateway).", []string{"device", "unit"}, nil)
+	descPollDiscarded  = prometheus.NewDesc("plcwatch_poll_discarded_responses_total", "Responses set aside: late answers to requests that timed out, other transaction ids, other units.", []string{"device"}, nil)
+	descPollCycles     = prometheus.NewDesc("plcwatch_poll_cycles_total", "Poll cycles, by result: ok, or failed (a request got no answer: the device or one of its units did not answer).", []string{"device", "result"}, nil)
 	descPollSeconds    = prometheus.NewDesc("plcwatch_poll_cycle_seconds_total", "Time spent in poll cycles: with the cycle count, the mean duration.", []string{"device"}, nil)
 	descPollLast       = prometheus.NewDesc("plcwatch_poll_last_cycle_seconds", "Duration of the last poll cycle.", []string{"device"}, nil)
 	descPollRequests   = prometheus.NewDesc("plcwatch_poll_requests_total", "Read requests sent, retries included.", []string{"device"}, nil)
 	descPollPlanned    = prometheus.NewDesc("plcwatch_poll_planned_requests", "Read requests one cycle makes, as the planner merged the tags.", []string{"device"}, nil)
 	descPollExceptions = prometheus.NewDesc("plcwatch_poll_exceptions_total", "Exception responses.", []string{"device"}, nil)
-	descPollTimeouts   = prometheus.NewDesc("plcwatch_poll_timeouts_total", "Requests that timed out (each resets the connection).", []string{"device"}, nil)
+	descPollTimeouts   = prometheus.NewDesc("plcwatch_poll_timeouts_total", "Requests that got no answer in time, each attempt (a wrong transaction id until the deadline included).", []string{"device"}, nil)
 	descPollConnects   = prometheus.NewDesc("plcwatch_poll_connects_total", "Connections opened to the device.", []string{"device"}, nil)
 	descPollOverruns   = prometheus.NewDesc("plcwatch_poll_overruns_total", "Cycles skipped because the previous one ran past the interval.", []string{"device"}, nil)
 	descTelemetry      = prometheus.NewDesc("plcwatch_telemetry_messages_total", "Telemetry messages, by result: sent, or dropped (broker away or queue full).", []string{"result"}, nil)
@@ -90,7 +93,7 @@ func (s *snapshot) Describe(ch chan<- *prometheus.Desc) {
 		descPipelineDrops, descRules, descRuleMatches, descRuleErrors, descRuleOverflow, descSpoolDepth, descSpoolBytes, descSpoolOldest,
 		descSpoolDropped, descSpoolErrors, descMQTTConnected, descMQTTPublished, descMQTTFailures, descMQTTConnErrors,
 		descPollUp, descPollCycles, descPollSeconds, descPollLast, descPollRequests, descPollPlanned, descPollExceptions,
-		descPollTimeouts, descPollConnects, descPollOverruns, descTelemetry} {
+		descPollTimeouts, descPollConnects, descPollOverruns, descPollUnitUp, descPollDiscarded, descTelemetry} {
 		ch <- d
 	}
 }
@@ -140,6 +143,10 @@ func (s *snapshot) Collect(ch chan<- prometheus.Metric) {
 		if st.Known {
 			gauge(descPollUp, b2f(st.Up), d)
 		}
+		for _, u := range st.Units {
+			gauge(descPollUnitUp, b2f(u.Up), d, strconv.Itoa(int(u.Unit)))
+		}
+		counter(descPollDiscarded, float64(st.Discarded), d)
 		counter(descPollCycles, float64(st.Cycles-st.FailedCycles), d, "ok")
 		counter(descPollCycles, float64(st.FailedCycles), d, "failed")
 		counter(descPollSeconds, st.CycleTime.Seconds(), d)

@@ -52,12 +52,9 @@ const (
 	framingRTU                 // unit, PDU, CRC-16; silence between frames (SL 2.5.1)
 )
 
-// Limits of one frame: an MBAP ADU is at most 260 bytes (7 header + 253
-// PDU), an RTU frame at most 256 (SL 2.5.1.1).
-const (
-	maxMBAPLength = 254 // the MBAP length field: unit id + PDU
-	maxRTUFrame   = 256
-)
+// maxMBAPLength is the largest MBAP length field: unit id + a PDU of at
+// most 253 bytes (TCP 3.1.3; an ADU is at most 260 bytes).
+const maxMBAPLength = 254
 
 // answer is a device's response to one read, when it sent one.
 type answer struct {

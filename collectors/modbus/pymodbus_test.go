@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -210,5 +211,86 @@ func TestSerialRTUAgainstPymodbus(t *testing.T) {
 	}
 	if ev := got["pump"]; ev.Value != 1 {
 		t.Errorf("pump: %+v", ev)
+	}
+}
+
+// TestFaultsAgainstPymodbus checks the poller's handling of faults against
+// pymodbus's own framing of them, over Modbus/TCP and RTU on TCP: every
+// exception code 1-255 (pymodbus's ExceptionResponse) is an answer; a
+// merged read over a hole in pymodbus's sparse register map is split; a
+// silent unit behind the same address does not stop the others.
+func TestFaultsAgainstPymodbus(t *testing.T) {
+	for _, transport := range []string{"tcp", "rtu-over-tcp"} {
+		t.Run(transport, func(t *testing.T) {
+			const base = 2000
+			addr := startPymodbus(t, map[string]any{
+				"holding": []map[string]any{
+					{"address": 0, "type": "uint16", "value": 100}, {"address": 2, "type": "uint16", "value": 102},
+				},
+				"holes":          []int{1},
+				"exception_base": base,
+				"units":          []int{1, 2},
+				"ignore_missing": true,
+			}, transport == "rtu-over-tcp")
+			d := Device{Name: "py", Transport: transport, Address: addr, Timeout: 300 * time.Millisecond,
+				Retries: intp(0), Tags: []Tag{
+					{Name: "r0", Table: "holding", Address: intp(0)},
+					{Name: "r1", Table: "holding", Address: intp(1)},
+					{Name: "r2", Table: "holding", Address: intp(2)},
+					{Name: "unit2", Unit: intp(2), Table: "holding", Address: intp(2)},
+					{Name: "unit3", Unit: intp(3), Table: "holding", Address: intp(2)},
+				}}
+			for code := 1; code <= 255; code++ {
+				d.Tags = append(d.Tags, Tag{Name: fmt.Sprintf("x%d", code), Table: "holding", Address: intp(base + 2*code)})
+			}
+			p := mustPoller(t, d, Options{})
+			var rec recorder
+			for range 2 {
+				p.cycle(context.Background(), rec.emit)
+			}
+			n := map[string]int{}
+			var status []plcwatch.Event
+			for _, ev := range rec.take() {
+				if ev.Op == plcwatch.OpStatus {
+					status = append(status, ev)
+					continue
+				}
+				n[ev.Tag]++
+				var code int
+				switch {
+				case ev.Tag == "r1":
+					if ev.Quality != "bad" || ev.Exception != 2 {
+						t.Errorf("r1 (the hole): %+v", ev)
+					}
+				case ev.Tag == "unit3":
+					t.Errorf("unit3: an event from the silent unit: %+v", ev)
+				case strings.HasPrefix(ev.Tag, "x"):
+					fmt.Sscanf(ev.Tag, "x%d", &code)
+					if ev.Quality != "bad" || int(ev.Exception) != code || ev.HasValue() {
+						t.Errorf("%s: quality %s exception %d (%s), want exception %d", ev.Tag, ev.Quality, ev.Exception, ev.Error, code)
+					}
+				default:
+					if want := map[string]float64{"r0": 100, "r2": 102, "unit2": 102}[ev.Tag]; ev.Quality != "good" || ev.Value != want {
+						t.Errorf("%s: %+v, want %v", ev.Tag, ev, want)
+					}
+				}
+			}
+			if len(n) != 4+255 {
+				t.Errorf("%d tags with events, want %d", len(n), 4+255)
+			}
+			for tag, c := range n {
+				if c != 2 {
+					t.Errorf("%s: %d events in 2 cycles", tag, c)
+				}
+			}
+			if len(status) != 3 {
+				t.Errorf("status events %+v, want units 1 and 2 up, 3 down", status)
+			}
+			for _, ev := range status {
+				if (ev.Unit == 3) != (ev.Quality == "down") {
+					t.Errorf("unit %d %s (%s)", ev.Unit, ev.Quality, ev.Error)
+				}
+			}
+		})
 	}
 }
