@@ -124,8 +124,9 @@ type client struct {
 	t1, t35  time.Duration
 	lastBusy time.Time
 
-	tid  uint16 // MBAP: the transaction id of the last request
-	sent int    // MBAP: requests sent on this connection, so tid-sent+1..tid are ours
+	tid     uint16    // MBAP: the transaction id of the last request
+	waiting [8]uint16 // MBAP: the last requests on this connection that got no answer in time
+	nwait   int       // how many of waiting are set
 
 	req  [12]byte
 	buf  [2 * 260]byte // received bytes: buf[r:w] is not yet consumed
@@ -173,7 +174,6 @@ func (c *client) read(unit uint8, table plcwatch.Table, addr, qty uint16, deadli
 	var frame []byte
 	if c.framing == framingMBAP {
 		c.tid++
-		c.sent++
 		frame = c.req[:12]
 		binary.BigEndian.PutUint16(frame[0:], c.tid)
 		binary.BigEndian.PutUint16(frame[2:], 0) // protocol id: Modbus
@@ -230,7 +230,7 @@ func (c *client) readMBAP(unit, fc uint8, qty uint16, timeout time.Duration) (an
 		switch {
 		case proto != 0:
 			ans.discarded++ // not Modbus (TCP 3.1.3: protocol id 0)
-		case tid != c.tid && c.ours(tid):
+		case tid != c.tid && c.late(tid):
 			// A late answer to an earlier request of ours that timed out
 			// (the connection is kept after a timeout when the device
 			// answers other requests).
@@ -251,11 +251,28 @@ func (c *client) readMBAP(unit, fc uint8, qty uint16, timeout time.Duration) (an
 	}
 }
 
-// ours reports whether tid is one of the earlier requests sent on this
-// connection.
-func (c *client) ours(tid uint16) bool {
-	back := int(c.tid - tid) // how many requests ago, modulo 2^16
-	return back >= 1 && back < c.sent
+// late reports whether tid is one of the connection's recent requests that
+// got no answer in time (and forgets it: one answer each). Only those can
+// have a late answer; every other request was answered.
+func (c *client) late(tid uint16) bool {
+	for i := range c.nwait {
+		if c.waiting[i] == tid {
+			c.nwait--
+			c.waiting[i] = c.waiting[c.nwait]
+			return true
+		}
+	}
+	return false
+}
+
+// gaveUp remembers that the current request got no answer in time.
+func (c *client) gaveUp() {
+	if c.nwait == len(c.waiting) {
+		copy(c.waiting[:], c.waiting[1:])
+		c.nwait--
+	}
+	c.waiting[c.nwait] = c.tid
+	c.nwait++
 }
 
 // readRTU reads frames until one from the request's unit answers its
@@ -315,6 +332,9 @@ func (c *client) noAnswer(err error, timeout time.Duration, late int, tidErr *TI
 			}
 			return err
 		}
+	}
+	if c.framing == framingMBAP {
+		c.gaveUp()
 	}
 	switch {
 	case tidErr != nil:

@@ -159,8 +159,8 @@ func TestMalformedAnswersAreBadTags(t *testing.T) {
 
 // TestWrongTransactionIDIsSaid: a device that answers with another
 // transaction id than the request's is reported as doing so, not as
-// "request timed out" (issue 9 §2); a late answer to an earlier request
-// before the right one is set aside and counted.
+// "request timed out" (issue 9 §2); an answer with another id before the
+// right one is set aside and counted.
 func TestWrongTransactionIDIsSaid(t *testing.T) {
 	srv := newRawDevice(t, false, func(q query) reply {
 		r := registers(q)
@@ -192,6 +192,50 @@ func TestWrongTransactionIDIsSaid(t *testing.T) {
 	}
 	if st := p.Stats(); st.Discarded != 1 || st.Timeouts != 0 {
 		t.Errorf("stats %+v, want one response discarded", st)
+	}
+}
+
+// TestLateAnswerOnAKeptConnection: over Modbus/TCP a timeout keeps a
+// connection that has answered this cycle; the answer that comes late is
+// recognised by its transaction id and set aside, never taken for the
+// next request's.
+func TestLateAnswerOnAKeptConnection(t *testing.T) {
+	var mu sync.Mutex
+	slow := true
+	srv := newRawDevice(t, false, func(q query) reply {
+		r := registers(q)
+		mu.Lock()
+		defer mu.Unlock()
+		if q.addr == 50 && slow {
+			slow = false
+			r.delay = 300 * time.Millisecond
+		}
+		return r
+	})
+	d := Device{Name: "late", Address: srv.addr(), Timeout: 100 * time.Millisecond, Retries: intp(0), Tags: []Tag{
+		{Name: "a", Table: "holding", Address: intp(1)},
+		{Name: "b", Table: "holding", Address: intp(50)},
+	}}
+	p := mustPoller(t, d, Options{})
+	var rec recorder
+	p.cycle(context.Background(), rec.emit)
+	if ev := rec.tags()["b"]; ev.Quality != "bad" || !strings.Contains(ev.Error, "timed out") {
+		t.Fatalf("b: %+v, want bad: no answer in time while a answered", ev)
+	}
+	time.Sleep(300 * time.Millisecond) // b's answer (1050) arrives meanwhile
+	for range 2 {
+		p.cycle(context.Background(), rec.emit)
+	}
+	for _, ev := range rec.take() {
+		if ev.Tag == "a" && ev.Value != 1001 || ev.Tag == "b" && ev.Value != 1050 {
+			t.Errorf("%s read %v (%s)", ev.Tag, ev.Value, ev.Quality)
+		}
+	}
+	if _, conns := srv.queries(); conns != 1 {
+		t.Errorf("%d connections, want 1: kept after the timeout", conns)
+	}
+	if st := p.Stats(); st.Discarded != 1 || st.Timeouts != 1 {
+		t.Errorf("stats %+v, want the late answer set aside", st)
 	}
 }
 

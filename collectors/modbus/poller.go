@@ -246,7 +246,7 @@ func (p *Poller) cycle(ctx context.Context, emit plcwatch.Emit) {
 	p.schedule()
 	var connErr error
 	failed := false
-	var splits []split
+	var splits []splitRead
 	for k, i := range p.order {
 		if ctx.Err() != nil {
 			return
@@ -273,7 +273,7 @@ func (p *Poller) cycle(ctx context.Context, emit plcwatch.Emit) {
 				if ctx.Err() != nil {
 					return
 				}
-				splits = append(splits, split{at: i, parts: parts})
+				splits = append(splits, splitRead{at: i, parts: parts})
 				continue
 			}
 			p.emitRequest(emit, r, &ans, "", rtt)
@@ -481,8 +481,8 @@ func (p *Poller) setUnit(emit plcwatch.Emit, u *unitState, state int8, why strin
 	emit(ev)
 }
 
-// split is a request read apart, to replace it in the plan.
-type split struct {
+// splitRead is a request read apart, to replace it in the plan.
+type splitRead struct {
 	at    int
 	parts []request
 }
@@ -525,7 +525,7 @@ func (p *Poller) bisect(ctx context.Context, emit plcwatch.Emit, r *request, tag
 			end = max(end, int(p.specs[ti].address)+int(p.specs[ti].count))
 		}
 		part.address, part.count = uint16(first), uint16(end-first)
-		if ctx.Err() != nil {
+		if pause := p.dev.Workaround.PauseBetweenRequests; pause > 0 && !sleep(ctx, pause) || ctx.Err() != nil {
 			return nil, false
 		}
 		ans, rtt, err := p.read(ctx, part.unit, part.table, part.address, part.count)
@@ -550,8 +550,8 @@ func (p *Poller) bisect(ctx context.Context, emit plcwatch.Emit, r *request, tag
 }
 
 // applySplits replaces split requests by their parts.
-func (p *Poller) applySplits(splits []split) {
-	slices.SortFunc(splits, func(a, b split) int { return b.at - a.at }) // from the end: indexes stay valid
+func (p *Poller) applySplits(splits []splitRead) {
+	slices.SortFunc(splits, func(a, b splitRead) int { return b.at - a.at }) // from the end: indexes stay valid
 	for _, s := range splits {
 		p.reqs = slices.Replace(p.reqs, s.at, s.at+1, s.parts...)
 	}
