@@ -1,12 +1,8 @@
 package rules
 
 import (
-	"crypto/sha256"
-	"encoding/binary"
-	"encoding/hex"
-	"fmt"
-	"math"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/expr-lang/expr/vm"
@@ -51,6 +47,12 @@ type RuleHits struct {
 
 // Engine evaluates events against a rule set and raises alerts. It owns
 // its state and is driven by one goroutine: no locks on the event path.
+//
+// Time is the events' own (issue 9 §8): every window, hold and fold is
+// measured with the time of the event that enters it, never with a
+// "latest time seen" that one late stamp could move for every later
+// event. A step back by more than a window starts that window again; zero
+// is a time like any other.
 type Engine struct {
 	set      *Set
 	opts     Options
@@ -65,21 +67,47 @@ type Engine struct {
 	cand     []int32
 	env      Env
 	envOf    *plcwatch.Event
+	alt      plcwatch.Event // the request half of a StageResponse event, see asRequest
+	altOf    *plcwatch.Event
 	vm       vm.VM
 	key      []byte
 	val      []byte
-	nowNs    int64 // the event's time, once per event
+	now      int64 // the event's time (nanos), once per event
+	prev     int64 // the previous event's time
+	hasPrev  bool
+	tickAt   int64 // Process flushes folds when its clock reaches this
 	alerts   uint64
-	tickAt   time.Time
+	folds    int // open folds, all rules
 	baseline *Baseline
 }
 
 type ruleState struct {
-	digest string
+	digest [12]byte
 	gset   int // index into Engine.gsets; -1 for rules without groups
 	slot   int // the rule's slot in each group of its set
 	folds  map[string]*fold
 }
+
+// nanos is t as wall-clock nanoseconds since the Unix epoch (so windows
+// are reproducible from the events alone). Unlike UnixNano it saturates
+// rather than wraps, at ±2^62 ns (the years 1824 and 2116), so that the
+// difference of any two times fits an int64: the zero time.Time (year 1)
+// of an event without a time orders before every other time and equals
+// itself — zero is a time too.
+func nanos(t time.Time) int64 {
+	const bound = 1 << 62
+	s := t.Unix()
+	switch {
+	case s <= -bound/int64(time.Second):
+		return -bound
+	case s >= bound/int64(time.Second):
+		return bound
+	}
+	return s*int64(time.Second) + int64(t.Nanosecond())
+}
+
+// tickEvery is how often, in event time, Process looks for folds to flush.
+const tickEvery = int64(time.Second)
 
 // groupSet is the group table shared by the stateful rules that group by the
 // same fields (five default rules group by client and server): one lookup
@@ -117,39 +145,49 @@ func connConstant(fields []field) bool {
 }
 
 type groupEntry struct {
-	last  time.Time // last event: the idlest entry is evicted first
+	last  int64 // last event's time: the idlest entry is evicted first
 	slots []group
-}
-
-// buckets count events per sub-window: head is the newest sub-window index
-// (time / width), count a ring of the last windowBuckets of them.
-type buckets struct {
-	head  int64
-	count [windowBuckets]int32
-	total int32
 }
 
 // group is the state of one group of one stateful rule.
 type group struct {
-	ring     []int64           // threshold: times of the last count events
-	buckets  *buckets          // threshold with a large count: events per sub-window
-	head, n  int               //
-	distinct map[string]*int64 // threshold with distinct: value -> last seen
-	small    *[256]int64       // distinct over a one-byte field (unit, function ...): last seen by value
-	nsmall   int               // values in small seen at least once
-	since    time.Time         // for: when the condition started to hold
-	fired    bool              // for: already raised for this stretch
-	value    float64           // change: the reference value (first, then last alerted)
-	hasValue bool              //
+	// Counting (threshold, change with count): the times of the last
+	// count events, or per sub-window counts for large counts.
+	ring    []int64
+	head, n int
+	buckets *buckets
+	latest  int64 // the latest time counted: the window ends there
+
+	// Distinct values (threshold with distinct).
+	distinct map[string]*int64 // value -> last seen
+	small    *smallDistinct    // one-byte fields (unit, function ...)
+
+	// Held conditions (for).
+	holding  bool
+	fired    bool      // already raised for this stretch
+	since    int64     // when the condition started to hold
+	sinceT   time.Time // the same, for the message
+	seenAt   int64     // the value's last event
+	gap      int64     // and the interval before it: the value's cadence
+	seenOnce bool
+
+	// Changes: the reference value (first, then last changed).
+	value    float64
+	hasValue bool
+
+	fold *fold // the open fold of a rule that folds by its groups
 }
 
-// fold holds identical alerts raised within a rule's fold window: the first
-// went out at once, the rest go out as one alert with their count.
+// fold holds the alerts of a rule that share its fold fields within the
+// fold window: the first went out at once, the rest go out as one alert
+// with their count and what they touched.
 type fold struct {
-	start   time.Time
+	start   int64 // time of the event that opened it
 	pending int
 	last    plcwatch.Event
 	msg     string
+	act     plcwatch.Activity
+	open    bool
 }
 
 // NewEngine returns an engine for set that calls raise for every alert.
@@ -192,6 +230,7 @@ func (e *Engine) Reload(set *Set) {
 		}
 	}
 	e.set = set
+	e.altOf, e.envOf = nil, nil
 	e.states = make([]ruleState, len(set.enabled))
 	e.hits = make([]RuleHits, len(set.enabled))
 	e.seen = make([]uint32, len(set.enabled))
@@ -219,6 +258,10 @@ func (e *Engine) Reload(set *Set) {
 				ent.slots = append(ent.slots, group{})
 			}
 		}
+	}
+	e.folds = 0
+	for i := range e.states {
+		e.folds += len(e.states[i].folds)
 	}
 }
 
@@ -276,9 +319,20 @@ func (e *Engine) Hits() []RuleHits { return append([]RuleHits(nil), e.hits...) }
 // Process evaluates one event. An event that no rule can match costs a few
 // index lookups and allocates nothing.
 func (e *Engine) Process(ev *plcwatch.Event) {
-	if !ev.Time.Before(e.tickAt) {
-		e.Tick(ev.Time)
+	now := nanos(ev.Time)
+	// The clock that flushes folds moves with the events, but not with one
+	// event alone: it is the earlier of this event's time and the one
+	// before, so one packet stamped an hour late moves it nowhere, and a
+	// step back moves it back at once.
+	clock := now
+	if e.hasPrev && e.prev < clock {
+		clock = e.prev
 	}
+	e.prev, e.hasPrev = now, true
+	if clock >= e.tickAt || clock < e.tickAt-2*tickEvery {
+		e.tick(clock)
+	}
+	e.now = now
 	e.stamp++
 	if e.stamp == 0 {
 		clear(e.seen)
@@ -288,10 +342,16 @@ func (e *Engine) Process(ev *plcwatch.Event) {
 		e.stamp = 1
 	}
 	e.cand = e.set.index.candidates(ev, e.cand[:0], e.seen, e.stamp)
-	e.envOf = nil
-	e.nowNs = ev.Time.UnixNano()
+	e.envOf, e.altOf = nil, nil
+	stage := uint8(1) << ev.Stage
+	if ev.Stage > plcwatch.StageResponse {
+		stage = onWhole
+	}
 	for _, ri := range e.cand {
 		r := e.set.enabled[ri]
+		if r.stages&stage == 0 && !(r.seesMalformedResponse && e.responseMalformed(r, ev)) {
+			continue
+		}
 		if !r.match.decided && !r.match.matches(ev) {
 			continue
 		}
@@ -300,17 +360,13 @@ func (e *Engine) Process(ev *plcwatch.Event) {
 		}
 		cond := true
 		if r.when != nil {
-			if e.envOf != ev {
-				e.env.fill(ev)
-				e.envOf = ev
+			if r.needsValue && !hasValue(ev) {
+				// No value: the condition is false without being run (a
+				// value that is not there never compares as 0), and a
+				// held condition neither starts nor ends.
+				continue
 			}
-			out, err := e.vm.Run(r.when, &e.env)
-			if err != nil {
-				e.hits[ri].Errors++
-				cond = false
-			} else {
-				cond, _ = out.(bool)
-			}
+			cond = e.run(ri, r, ev)
 		}
 		if r.hold > 0 {
 			// A held condition needs the events where it is false too.
@@ -333,6 +389,61 @@ func (e *Engine) Process(ev *plcwatch.Event) {
 			e.fire(ri, r, ev, "")
 		}
 	}
+}
+
+// run evaluates r's when expression on ev; an expression that fails is
+// false, and counted.
+func (e *Engine) run(ri int32, r *Rule, ev *plcwatch.Event) bool {
+	if e.envOf != ev {
+		e.env.fill(ev)
+		e.envOf = ev
+	}
+	out, err := e.vm.Run(r.when, &e.env)
+	if err != nil {
+		e.hits[ri].Errors++
+		return false
+	}
+	b, _ := out.(bool)
+	return b
+}
+
+// responsePrefix starts Malformed when the response, not the request, is
+// what is malformed (the dissectors' convention: "response: ...").
+const responsePrefix = "response:"
+
+// responseMalformed reports whether a request rule that names malformed
+// must also see ev: a StageResponse event whose response is malformed,
+// when the rule did not already match its request (which it saw, well
+// formed, at StageRequest). The request is ev without the response's
+// malformation; a request rule looks at nothing else of the response.
+func (e *Engine) responseMalformed(r *Rule, ev *plcwatch.Event) bool {
+	if ev.Stage != plcwatch.StageResponse || !strings.HasPrefix(ev.Malformed, responsePrefix) {
+		return false
+	}
+	if e.altOf != ev {
+		e.alt = *ev
+		e.alt.Malformed = ""
+		e.altOf = ev
+	}
+	req := &e.alt
+	if !r.match.matches(req) || (r.schedule != nil && !r.schedule.allows(req.Time)) {
+		return true
+	}
+	if r.when == nil || (r.needsValue && !hasValue(req)) {
+		return r.when != nil
+	}
+	e.env.fill(req)
+	e.envOf = req
+	out, err := e.vm.Run(r.when, &e.env)
+	matched, _ := out.(bool)
+	return err != nil || !matched
+}
+
+// hasValue reports whether ev carries a value (a polled tag's, an OPC UA
+// value): Value is not NaN, and there is a tag or a value type to say it
+// is one (the Modbus dissector leaves Value 0 on events without one).
+func hasValue(ev *plcwatch.Event) bool {
+	return ev.HasValue() && (ev.Tag != "" || ev.ValueType != "")
 }
 
 // groupKey builds the binary key of ev's group from fields, in e.key.
@@ -370,7 +481,7 @@ func (e *Engine) group(ri int32, ev *plcwatch.Event) *group {
 			ce = &gs.byConn[ev.Conn%connCache]
 			if ce.conn == ev.Conn {
 				gs.cur, gs.stamp = ce.ent, e.stamp
-				gs.cur.last = ev.Time
+				gs.cur.last = e.now
 				return &gs.cur.slots[st.slot]
 			}
 		}
@@ -379,10 +490,11 @@ func (e *Engine) group(ri int32, ev *plcwatch.Event) *group {
 		if !ok {
 			if len(gs.table) >= e.opts.MaxGroups {
 				var idle string
-				var idleAt time.Time
+				var idleAt int64
+				first := true
 				for k, g := range gs.table {
-					if idle == "" || g.last.Before(idleAt) {
-						idle, idleAt = k, g.last
+					if first || g.last < idleAt {
+						idle, idleAt, first = k, g.last, false
 					}
 				}
 				delete(gs.table, idle)
@@ -396,364 +508,9 @@ func (e *Engine) group(ri int32, ev *plcwatch.Event) *group {
 		if ce != nil {
 			*ce = connEntry{ev.Conn, ent}
 		}
-		ent.last = ev.Time
+		ent.last = e.now
 		gs.stamp, gs.cur = e.stamp, ent
 	}
 	return &gs.cur.slots[st.slot]
 }
 
-func (e *Engine) thresholdHit(ri int32, r *Rule, ev *plcwatch.Event) {
-	th := r.threshold
-	g := e.group(ri, ev)
-	now := e.nowNs
-	if th.distinct != fieldNone {
-		if v, ok := byteField(ev, th.distinct); ok {
-			e.distinctSmall(ri, r, ev, g, v, now)
-			return
-		}
-		if g.distinct == nil {
-			g.distinct = map[string]*int64{}
-		}
-		e.val = appendFieldKey(e.val[:0], ev, th.distinct)
-		if seen, ok := g.distinct[string(e.val)]; ok {
-			*seen = now // a lookup, not an assignment: no key string is made
-		} else {
-			t := new(int64) // not &now: that would move now to the heap for every event
-			*t = now
-			g.distinct[string(e.val)] = t
-		}
-		if len(g.distinct) < th.count {
-			return
-		}
-		// Enough values to fire, if they are all recent: forget the old
-		// ones only now, so the common case costs one map write.
-		for k, seen := range g.distinct {
-			if now-*seen > int64(th.window) {
-				delete(g.distinct, k)
-			}
-		}
-		if len(g.distinct) >= th.count {
-			clear(g.distinct)
-			e.fire(ri, r, ev, fmt.Sprintf("%d distinct %s values within %s (%s)", th.count, th.distinct, th.window, keyText(nil, ev, th.by)))
-		}
-		return
-	}
-	if th.count > exactCount {
-		e.bucketHit(ri, r, ev, g, now)
-		return
-	}
-	if g.ring == nil {
-		g.ring = make([]int64, th.count)
-	}
-	// The ring holds the times of the last count events: the oldest is at
-	// head once it is full.
-	g.ring[g.head] = now
-	if g.head++; g.head == th.count {
-		g.head = 0
-	}
-	if g.n < th.count {
-		g.n++
-	}
-	if g.n == th.count && now-g.ring[g.head] <= int64(th.window) {
-		g.n = 0
-		e.fire(ri, r, ev, fmt.Sprintf("%d matching events within %s (%s)", th.count, th.window, keyText(nil, ev, th.by)))
-	}
-}
-
-// exactCount is the largest threshold count kept exactly (a ring of that
-// many times per group). Larger counts — floods, bursts — are counted in
-// windowBuckets sub-windows, so a group costs the same small memory
-// whatever the count; the window is then exact to a sixteenth.
-const (
-	exactCount    = 64
-	windowBuckets = 16
-)
-
-// bucketHit counts an event in the sub-window of its time and fires when
-// the sub-windows that make up the last window hold count events.
-func (e *Engine) bucketHit(ri int32, r *Rule, ev *plcwatch.Event, g *group, now int64) {
-	th := r.threshold
-	width := int64(th.window) / windowBuckets
-	if width == 0 {
-		width = 1
-	}
-	if g.buckets == nil {
-		g.buckets = new(buckets)
-	}
-	b := g.buckets
-	cur := now / width
-	switch {
-	case cur-b.head >= windowBuckets:
-		// Quiet for a whole window: nothing in it counts any more.
-		b.count, b.total = [windowBuckets]int32{}, 0
-		b.head = cur
-	case cur > b.head:
-		// Empty the sub-windows between the newest one and this event's.
-		for i := b.head + 1; i <= cur; i++ {
-			b.total -= b.count[i%windowBuckets]
-			b.count[i%windowBuckets] = 0
-		}
-		b.head = cur
-	case cur < b.head:
-		cur = b.head // a packet a little out of time order counts as now
-	}
-	b.count[cur%windowBuckets]++
-	b.total++
-	if int(b.total) >= th.count {
-		b.count, b.total = [windowBuckets]int32{}, 0
-		e.fire(ri, r, ev, fmt.Sprintf("%d matching events within %s (%s)", th.count, th.window, keyText(nil, ev, th.by)))
-	}
-}
-
-// distinctSmall is the distinct count for one-byte fields: an array of
-// last-seen times instead of a map, and a recount only when enough values
-// were ever seen to possibly fire.
-func (e *Engine) distinctSmall(ri int32, r *Rule, ev *plcwatch.Event, g *group, v uint8, now int64) {
-	th := r.threshold
-	if g.small == nil {
-		g.small = new([256]int64)
-	}
-	if g.small[v] == 0 {
-		g.nsmall++
-	}
-	g.small[v] = now
-	if g.nsmall < th.count {
-		return
-	}
-	g.nsmall = 0
-	for i, seen := range g.small {
-		switch {
-		case seen == 0:
-		case now-seen > int64(th.window):
-			g.small[i] = 0
-		default:
-			g.nsmall++
-		}
-	}
-	if g.nsmall >= th.count {
-		*g.small = [256]int64{}
-		g.nsmall = 0
-		e.fire(ri, r, ev, fmt.Sprintf("%d distinct %s values within %s (%s)", th.count, th.distinct, th.window, keyText(nil, ev, th.by)))
-	}
-}
-
-// byteField returns the value of a one-byte field.
-func byteField(ev *plcwatch.Event, f field) (uint8, bool) {
-	switch f {
-	case fieldUnit:
-		return ev.Unit, true
-	case fieldFunction:
-		return ev.Function, true
-	case fieldTable:
-		return uint8(ev.Table), true
-	case fieldOp:
-		return uint8(ev.Op), true
-	case fieldProtocol:
-		return uint8(ev.Protocol), true
-	}
-	return 0, false
-}
-
-// heldGroup is what a "for" rule tracks separately: one polled value.
-var heldGroup = []field{fieldDevice, fieldTag, fieldNode}
-
-func (e *Engine) held(ri int32, r *Rule, ev *plcwatch.Event, cond bool) {
-	g := e.group(ri, ev)
-	if !cond {
-		g.since, g.fired = time.Time{}, false
-		return
-	}
-	if g.since.IsZero() {
-		g.since = ev.Time
-	}
-	if !g.fired && ev.Time.Sub(g.since) >= r.hold {
-		g.fired = true
-		e.fire(ri, r, ev, fmt.Sprintf("condition held for %s (since %s)", ev.Time.Sub(g.since).Round(time.Millisecond), g.since.UTC().Format(time.RFC3339)))
-	}
-}
-
-func (e *Engine) changeHit(ri int32, r *Rule, ev *plcwatch.Event) {
-	g := e.group(ri, ev)
-	if !g.hasValue {
-		// The first value is the reference changes are measured from.
-		g.value, g.hasValue = ev.Value, true
-		return
-	}
-	// Measured from the reference, not from the last value: a setpoint
-	// walked up in small steps still alerts once it is delta away.
-	ref := g.value
-	d := math.Abs(ev.Value - ref)
-	if (r.change.by == 0 && ev.Value != ref) || (r.change.by > 0 && d > r.change.by) {
-		g.value = ev.Value
-		e.fire(ri, r, ev, fmt.Sprintf("value changed from %g to %g (by %g)", ref, ev.Value, ev.Value-ref))
-	}
-}
-
-func (e *Engine) baselineHit(ri int32, r *Rule, ev *plcwatch.Event) {
-	spec := r.baseline
-	lr := e.baseline.rule(r.ID, spec, ev.Time)
-	learning := ev.Time.Before(lr.Started.Add(spec.learn))
-	var first string
-	n := 0
-	e.eachKey(ev, spec.key, func(key []byte) {
-		if _, known := lr.Keys[string(key)]; known {
-			return
-		}
-		if len(lr.Keys) < e.opts.MaxBaselineKeys {
-			lr.Keys[string(key)] = ev.Time.UTC()
-			e.baseline.dirty = true
-		} else {
-			e.hits[ri].Overflow++
-		}
-		if !learning {
-			if n == 0 {
-				first = string(key)
-			}
-			n++
-		}
-	})
-	if n == 1 {
-		e.fire(ri, r, ev, "first seen after learning: "+first)
-	} else if n > 1 {
-		e.fire(ri, r, ev, fmt.Sprintf("%d tuples first seen after learning, the first: %s", n, first))
-	}
-}
-
-// eachKey calls fn with the key of every tuple ev carries: one, or one per
-// address of a multi-address write when the key names address.
-func (e *Engine) eachKey(ev *plcwatch.Event, fields []field, fn func([]byte)) {
-	addr := -1
-	for i, f := range fields {
-		if f == fieldAddress {
-			addr = i
-		}
-	}
-	if addr < 0 || ev.Table == plcwatch.TableNone || ev.Count <= 1 {
-		e.key = keyText(e.key[:0], ev, fields)
-		fn(e.key)
-		return
-	}
-	base := *ev
-	for a := int(ev.Address); a < int(ev.Address)+int(ev.Count) && a <= 0xffff; a++ {
-		base.Address = uint16(a)
-		e.key = keyText(e.key[:0], &base, fields)
-		fn(e.key)
-	}
-}
-
-// fire raises an alert for r, or folds it into the one raised for the same
-// rule and the same client, server, unit, function, table, address,
-// device, tag and node within the fold window.
-func (e *Engine) fire(ri int32, r *Rule, ev *plcwatch.Event, msg string) {
-	if r.fold <= 0 {
-		e.emit(ri, r, ev, 1, msg)
-		return
-	}
-	st := &e.states[ri]
-	key := e.foldKey(ev)
-	if f, ok := st.folds[string(key)]; ok {
-		if ev.Time.Sub(f.start) < r.fold {
-			f.pending++
-			f.last = *ev
-			f.msg = msg
-			e.hits[ri].Folded++
-			return
-		}
-		e.flushFold(ri, r, f)
-		delete(st.folds, string(key))
-	}
-	if st.folds == nil {
-		st.folds = map[string]*fold{}
-	}
-	if len(st.folds) >= e.opts.MaxGroups {
-		// Full: raise it unfolded rather than forget an open fold's count.
-		e.hits[ri].Overflow++
-		e.emit(ri, r, ev, 1, msg)
-		return
-	}
-	st.folds[string(key)] = &fold{start: ev.Time}
-	e.emit(ri, r, ev, 1, msg)
-}
-
-// foldFields are what makes two alerts of a rule identical.
-var foldFields = []field{fieldClient, fieldServer, fieldUnit, fieldFunction, fieldSubfunction, fieldTable, fieldAddress, fieldDevice, fieldTag, fieldNode}
-
-func (e *Engine) foldKey(ev *plcwatch.Event) []byte { return e.groupKey(ev, foldFields) }
-
-func (e *Engine) flushFold(ri int32, r *Rule, f *fold) {
-	if f.pending == 0 {
-		return
-	}
-	msg := fmt.Sprintf("%d more identical alerts since %s", f.pending, f.start.UTC().Format(time.RFC3339))
-	if f.msg != "" {
-		msg = f.msg + "; " + msg
-	}
-	e.emit(ri, r, &f.last, f.pending, msg)
-}
-
-// Tick flushes folds whose window has passed by now. Process calls it as
-// event time moves; a daemon also calls it on a timer so that a folded
-// count goes out even when the wire falls quiet.
-func (e *Engine) Tick(now time.Time) {
-	e.tickAt = now.Add(time.Second)
-	for i, r := range e.set.enabled {
-		st := &e.states[i]
-		for k, f := range st.folds {
-			if now.Sub(f.start) >= r.fold {
-				e.flushFold(int32(i), r, f)
-				delete(st.folds, k)
-			}
-		}
-	}
-}
-
-// Close flushes every pending fold: the replay or the daemon is ending.
-func (e *Engine) Close() {
-	for i, r := range e.set.enabled {
-		st := &e.states[i]
-		for k, f := range st.folds {
-			e.flushFold(int32(i), r, f)
-			delete(st.folds, k)
-		}
-	}
-}
-
-func (e *Engine) emit(ri int32, r *Rule, ev *plcwatch.Event, count int, msg string) {
-	e.alerts++
-	e.hits[ri].Alerts++
-	a := &e.scratch
-	*a = plcwatch.Alert{
-		ID:      e.alertID(r, ev),
-		Time:    ev.Time,
-		Site:    e.opts.Site,
-		Gateway: e.opts.Gateway,
-		Rule:    r.alertRule,
-		Event:   *ev,
-		Count:   count,
-		Message: msg,
-	}
-	e.raise(a)
-}
-
-// alertID is unique per alert and reproducible: the same capture replayed
-// with the same rules gives the same ids, so golden files and consumers'
-// de-duplication both work.
-func (e *Engine) alertID(r *Rule, ev *plcwatch.Event) string {
-	b := e.idBuf[:0]
-	b = append(b, e.opts.Gateway...)
-	b = append(b, 0)
-	b = append(b, r.ID...)
-	b = append(b, 0)
-	b = binary.BigEndian.AppendUint64(b, uint64(ev.Time.UnixNano()))
-	b = binary.BigEndian.AppendUint64(b, e.alerts)
-	b = ev.Client.AppendTo(b)
-	b = append(b, 0)
-	b = ev.Server.AppendTo(b)
-	b = append(b, 0)
-	b = append(b, ev.Device...)
-	b = append(b, 0)
-	b = append(b, ev.Tag...)
-	e.idBuf = b
-	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:16])
-}

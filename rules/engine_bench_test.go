@@ -21,6 +21,15 @@ func manyRules(tb testing.TB, n int) *Set { return rulesOfKinds(tb, n, false) }
 // rulesOfKinds adds, when flagged, rules about malformed, exception and
 // orphan events.
 func rulesOfKinds(tb testing.TB, n int, flagged bool) *Set {
+	set, err := Load(writeManyRules(tb, n, flagged))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return set
+}
+
+// writeManyRules writes the rules rulesOfKinds loads and returns the file.
+func writeManyRules(tb testing.TB, n int, flagged bool) string {
 	rng := rand.New(rand.NewPCG(uint64(n), 7))
 	var b strings.Builder
 	b.WriteString("rules:\n")
@@ -63,11 +72,7 @@ func rulesOfKinds(tb testing.TB, n int, flagged bool) *Set {
 	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
 		tb.Fatal(err)
 	}
-	set, err := Load(path)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return set
+	return path
 }
 
 // quietEvents are events no rule of set matches: a read of input registers

@@ -10,43 +10,70 @@ import (
 // docs/events.md under the same names, with client and server split into
 // address and port. The engine fills one Env per event, and only when a
 // rule with an expression is a candidate.
+//
+// value and raw are rounded to 15 significant digits (what float64
+// arithmetic adds beyond them is noise: value == 98.6 holds for 986 × 0.1).
+// An event without a value (a bad tag, a NaN reading, a status event) has
+// has_value false, and an expression that names value or raw without
+// has_value is false for it without being run (issue 9 §8).
 type Env struct {
-	Time        time.Time `expr:"time"`
-	Source      string    `expr:"source"`
-	Protocol    string    `expr:"protocol"`
-	Op          string    `expr:"op"`
-	Device      string    `expr:"device"`
-	Client      string    `expr:"client"` // address only
-	ClientPort  int       `expr:"client_port"`
-	Server      string    `expr:"server"` // address only
-	ServerPort  int       `expr:"server_port"`
-	TID         int       `expr:"tid"`
-	Unit        int       `expr:"unit"`
-	Function    int       `expr:"function"`
-	SubFunction int       `expr:"subfunction"`
-	Table       string    `expr:"table"`
-	Address     int       `expr:"address"`
-	Count       int       `expr:"count"`
-	ReadAddress int       `expr:"read_address"`
-	ReadCount   int       `expr:"read_count"`
-	AndMask     int       `expr:"and_mask"`
-	OrMask      int       `expr:"or_mask"`
-	Values      []int     `expr:"values"`
-	Response    []int     `expr:"response"`
-	Exception   int       `expr:"exception"`
-	Malformed   string    `expr:"malformed"`
-	Unanswered  string    `expr:"unanswered"`
-	Orphan      bool      `expr:"orphan"`
-	RTTMillis   float64   `expr:"rtt_ms"`
-	Tag         string    `expr:"tag"`
-	Value       float64   `expr:"value"`
-	Raw         float64   `expr:"raw"`
-	Text        string    `expr:"text"`
-	Quality     string    `expr:"quality"`
-	Error       string    `expr:"error"`
-	Service     string    `expr:"service"`
-	Node        string    `expr:"node"`
-	Status      int       `expr:"status"`
+	Time           time.Time `expr:"time"`
+	Source         string    `expr:"source"`
+	Protocol       string    `expr:"protocol"`
+	Op             string    `expr:"op"`
+	Device         string    `expr:"device"`
+	Client         string    `expr:"client"` // address only
+	ClientPort     int       `expr:"client_port"`
+	Server         string    `expr:"server"` // address only
+	ServerPort     int       `expr:"server_port"`
+	Frame          int       `expr:"frame"`
+	Conn           int       `expr:"conn"`
+	TID            int       `expr:"tid"`
+	Unit           int       `expr:"unit"`
+	Function       int       `expr:"function"`
+	SubFunction    int       `expr:"subfunction"`
+	Table          string    `expr:"table"`
+	Address        int       `expr:"address"`
+	Count          int       `expr:"count"`
+	ReadAddress    int       `expr:"read_address"`
+	ReadCount      int       `expr:"read_count"`
+	AndMask        int       `expr:"and_mask"`
+	OrMask         int       `expr:"or_mask"`
+	File           int       `expr:"file"`
+	Values         []float64 `expr:"values"`
+	Response       []float64 `expr:"response"`
+	Exception      int       `expr:"exception"`
+	Malformed      string    `expr:"malformed"`
+	Unanswered     string    `expr:"unanswered"`
+	Orphan         bool      `expr:"orphan"`
+	RTTMillis      float64   `expr:"rtt_ms"`
+	Tag            string    `expr:"tag"`
+	HasValue       bool      `expr:"has_value"`
+	Value          float64   `expr:"value"`
+	Raw            float64   `expr:"raw"`
+	Text           string    `expr:"text"`
+	Quality        string    `expr:"quality"`
+	Error          string    `expr:"error"`
+	Service        string    `expr:"service"`
+	Node           string    `expr:"node"`
+	Namespace      string    `expr:"namespace"` // "2" of ns=2;..., the URI of nsu=URI;..., "0"
+	Attribute      int       `expr:"attribute"`
+	IndexRange     string    `expr:"index_range"`
+	ValueType      string    `expr:"value_type"`
+	Status         int       `expr:"status"`
+	StatusName     string    `expr:"status_name"`
+	RequestID      int       `expr:"request_id"`
+	Index          int       `expr:"index"`
+	Channel        int       `expr:"channel"`
+	SecurityPolicy string    `expr:"security_policy"`
+	SecurityMode   string    `expr:"security_mode"`
+	Identity       string    `expr:"identity"`
+	User           string    `expr:"user"`
+	SessionName    string    `expr:"session_name"`
+	Endpoint       string    `expr:"endpoint"`
+	Thumbprint     string    `expr:"thumbprint"`
+	SourceTime     time.Time `expr:"source_time"`
+	ServerTime     time.Time `expr:"server_time"`
 }
 
 // fill sets env from ev, reusing env's slices.
@@ -55,13 +82,24 @@ func (env *Env) fill(ev *plcwatch.Event) {
 	*env = Env{
 		Time: ev.Time, Source: ev.Source.String(), Protocol: ev.Protocol.String(), Op: ev.Op.String(),
 		Device: ev.Device, ClientPort: int(ev.Client.Port()), ServerPort: int(ev.Server.Port()),
+		Frame: int(ev.Frame), Conn: int(ev.Conn),
 		TID: int(ev.TID), Unit: int(ev.Unit), Function: int(ev.Function), SubFunction: int(ev.SubFunction),
 		Table: ev.Table.String(), Address: int(ev.Address), Count: int(ev.Count),
 		ReadAddress: int(ev.ReadAddress), ReadCount: int(ev.ReadCount), AndMask: int(ev.AndMask), OrMask: int(ev.OrMask),
-		Values: ev.Values.Ints(values), Response: ev.Response.Ints(response),
+		File:   int(ev.File),
+		Values: floats(values, &ev.Values), Response: floats(response, &ev.Response),
 		Exception: int(ev.Exception), Malformed: ev.Malformed, Unanswered: ev.Unanswered, Orphan: ev.Orphan,
 		RTTMillis: float64(ev.RTT) / float64(time.Millisecond),
-		Tag:       ev.Tag, Value: ev.Value, Raw: ev.Raw, Text: ev.Text, Quality: ev.Quality, Error: ev.Error, Service: ev.Service, Node: ev.Node, Status: int(ev.Status),
+		Tag:       ev.Tag, Text: ev.Text, Quality: ev.Quality, Error: ev.Error,
+		Service: ev.Service, Node: ev.Node, Namespace: namespaceText(ev.Node),
+		Attribute: int(ev.Attribute), IndexRange: ev.IndexRange, ValueType: ev.ValueType,
+		Status: int(ev.Status), StatusName: ev.StatusName, RequestID: int(ev.RequestID), Index: ev.Index,
+		Channel: int(ev.Channel), SecurityPolicy: ev.SecurityPolicy, SecurityMode: ev.SecurityMode,
+		Identity: ev.Identity, User: ev.User, SessionName: ev.SessionName, Endpoint: ev.Endpoint,
+		Thumbprint: ev.Thumbprint, SourceTime: ev.SourceTime, ServerTime: ev.ServerTime,
+	}
+	if hasValue(ev) {
+		env.HasValue, env.Value, env.Raw = true, round15(ev.Value), round15(ev.Raw)
 	}
 	if ev.Client.IsValid() {
 		env.Client = ev.Client.Addr().String()
@@ -69,4 +107,13 @@ func (env *Env) fill(ev *plcwatch.Event) {
 	if ev.Server.IsValid() {
 		env.Server = ev.Server.Addr().String()
 	}
+}
+
+// floats appends v's values as numbers: registers and bits as they are,
+// OPC UA numbers (Floats) as written.
+func floats(dst []float64, v *plcwatch.Values) []float64 {
+	for i := 0; i < v.Len(); i++ {
+		dst = append(dst, v.Float(i))
+	}
+	return dst
 }

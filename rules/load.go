@@ -2,12 +2,13 @@ package rules
 
 import (
 	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"net/netip"
 	"os"
+	"path"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -16,7 +17,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/file"
 	"gopkg.in/yaml.v3"
 
@@ -53,26 +53,32 @@ func (ps Problems) Error() string {
 // .yaml and .yml file below them) and glob patterns. It reports every
 // problem it finds, not only the first, as Problems; a Set comes back only
 // when there is none.
+//
+// Load holds one file's text and one rule's YAML nodes at a time beside
+// the rules it compiled (see split.go): a reload of a large file costs the
+// new set, not a node tree many times its size.
 func Load(paths ...string) (*Set, error) {
 	files, probs := expand(paths)
-	l := &loader{lists: map[string]listDef{}, ids: map[string]Problem{}}
+	l := &loader{lists: map[string]listDef{}, ids: map[string]Problem{}, exprs: newExprCompiler()}
+	l.probs = probs
 	var docs []*doc
 	for _, f := range files {
-		d, err := parseFile(f)
-		if err != nil {
-			l.probs = append(l.probs, *err)
+		d, p := openFile(f)
+		if p != nil {
+			l.probs = append(l.probs, *p)
 			continue
 		}
 		docs = append(docs, d)
 	}
-	l.probs = append(probs, l.probs...)
 	for _, d := range docs {
 		l.collectLists(d)
 	}
 	var rules []*Rule
-	for _, d := range docs {
+	for i, d := range docs {
 		rules = append(rules, l.rules(d)...)
+		docs[i] = nil // its text and nodes can go
 	}
+	l.d = nil
 	if len(l.probs) > 0 {
 		sort.SliceStable(l.probs, func(i, j int) bool {
 			a, b := l.probs[i], l.probs[j]
@@ -138,36 +144,6 @@ func expand(paths []string) ([]string, []Problem) {
 	return slices.Compact(files), probs
 }
 
-// doc is one parsed rule file.
-type doc struct {
-	file  string
-	lines []string
-	root  *yaml.Node
-}
-
-var yamlLine = regexp.MustCompile(`line (\d+)`)
-
-func parseFile(path string) (*doc, *Problem) {
-	src, err := os.ReadFile(path)
-	if err != nil {
-		return nil, &Problem{File: path, Line: 1, Col: 1, Msg: "cannot read: " + err.Error()}
-	}
-	var root yaml.Node
-	if err := yaml.Unmarshal(src, &root); err != nil {
-		p := &Problem{File: path, Line: 1, Col: 1, Msg: strings.TrimPrefix(err.Error(), "yaml: ")}
-		if m := yamlLine.FindStringSubmatch(err.Error()); m != nil {
-			p.Line, _ = strconv.Atoi(m[1])
-			p.Msg = strings.TrimPrefix(p.Msg, "line "+m[1]+": ")
-		}
-		return nil, p
-	}
-	d := &doc{file: path, lines: strings.Split(string(src), "\n"), root: &root}
-	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
-		d.root = root.Content[0]
-	}
-	return d, nil
-}
-
 type listDef struct {
 	items []*yaml.Node
 	where Problem
@@ -178,7 +154,9 @@ type loader struct {
 	probs []Problem
 	lists map[string]listDef
 	ids   map[string]Problem
+	idLog []string // ids in the order they were defined, to undo a file's
 	d     *doc
+	exprs *exprCompiler
 }
 
 func (l *loader) errf(n *yaml.Node, format string, a ...any) {
@@ -289,8 +267,39 @@ func (l *loader) rules(d *doc) []*Rule {
 		l.errf(d.root, "a rule file is a mapping with rules: (and lists:), or a list of rules")
 		return nil
 	}
+	if seq == d.seq && d.pieces != nil {
+		return l.rulesInPieces(d)
+	}
 	var out []*Rule
 	for _, n := range seq.Content {
+		if r := l.rule(n); r != nil {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// rulesInPieces compiles the rules of a file opened in pieces, parsing
+// each rule's text in turn. A piece that is not one rule of the list means
+// the file is not what it looked like: it is then parsed whole (which
+// reports a syntax error where it is) and its rules compiled again.
+func (l *loader) rulesInPieces(d *doc) []*Rule {
+	probs, ids := len(l.probs), len(l.idLog)
+	var out []*Rule
+	for i := range d.pieces {
+		n, _, ok := d.piece(i)
+		if !ok {
+			l.probs = l.probs[:probs]
+			for _, id := range l.idLog[ids:] {
+				delete(l.ids, id)
+			}
+			l.idLog = l.idLog[:ids]
+			if p := d.parseWhole(); p != nil {
+				l.probs = append(l.probs, *p)
+				return nil
+			}
+			return l.rules(d)
+		}
 		if r := l.rule(n); r != nil {
 			out = append(out, r)
 		}
@@ -302,7 +311,7 @@ func (l *loader) rule(n *yaml.Node) *Rule {
 	before := len(l.probs)
 	k := l.keys(n, "a rule", "id", "title", "description", "severity", "attack", "tags", "enabled",
 		"match", "when", "threshold", "for", "change", "schedule", "baseline", "fold")
-	r := &Rule{File: l.d.file, Line: n.Line, Enabled: true, fold: DefaultFold}
+	r := &Rule{File: l.d.file, Line: n.Line, Enabled: true}
 	if v := k["id"]; v == nil {
 		l.errf(n, "rule has no id")
 	} else if r.ID = l.str(v); r.ID != "" {
@@ -312,6 +321,7 @@ func (l *loader) rule(n *yaml.Node) *Rule {
 			l.errf(v, "duplicate id %q (first defined at %s:%d:%d)", r.ID, first.File, first.Line, first.Col)
 		} else {
 			l.ids[r.ID] = Problem{File: l.d.file, Line: v.Line, Col: v.Column}
+			l.idLog = append(l.idLog, r.ID)
 		}
 	}
 	if v := k["title"]; v == nil {
@@ -346,13 +356,15 @@ func (l *loader) rule(n *yaml.Node) *Rule {
 	if v := k["match"]; v != nil {
 		l.match(v, &r.match)
 	}
+	var seen names // what the rule looks at: when it is evaluated
 	if v := k["when"]; v != nil {
 		r.whenSrc = l.str(v)
-		prog, err := expr.Compile(r.whenSrc, expr.Env(Env{}), expr.AsBool())
-		if err != nil {
-			l.exprError(v, err)
+		c := l.exprs.compile(r.whenSrc)
+		if c.err != nil {
+			l.exprError(v, c.err)
 		}
-		r.when = prog
+		r.when, seen = c.prog, c.names
+		r.needsValue = seen.value && !seen.hasValue
 	}
 	stateful := 0
 	if v := k["threshold"]; v != nil {
@@ -369,9 +381,6 @@ func (l *loader) rule(n *yaml.Node) *Rule {
 	if v := k["change"]; v != nil {
 		stateful++
 		r.change = l.change(v)
-		if r.match.source == plcwatch.Wire {
-			l.errf(v, "change compares polled values: it cannot apply to source: wire")
-		}
 	}
 	if v := k["baseline"]; v != nil {
 		stateful++
@@ -383,12 +392,12 @@ func (l *loader) rule(n *yaml.Node) *Rule {
 	if v := k["schedule"]; v != nil {
 		r.schedule = l.schedule(v)
 	}
-	if v := k["fold"]; v != nil {
-		r.fold = l.duration(v, "fold (0 turns folding off)", true)
-	}
+	r.fold = l.fold(k["fold"], r)
 	if len(l.probs) > before {
 		return nil
 	}
+	r.stages, r.seesMalformedResponse = stagesOf(r, seen)
+	r.foldOnGroup = r.threshold != nil && slices.Equal(r.fold.by, r.threshold.by) && r.fold.window > 0
 	r.digest = l.digest(n)
 	r.alertRule = plcwatch.AlertRule{ID: r.ID, Title: r.Title, Severity: r.Severity.String(), Attack: r.Attack, Tags: r.Tags}
 	if r.alertRule.Attack == nil {
@@ -401,18 +410,68 @@ func (l *loader) rule(n *yaml.Node) *Rule {
 }
 
 // digest identifies the rule as written, lists it uses included: a reload
-// keeps the state of rules whose digest did not change.
-func (l *loader) digest(n *yaml.Node) string {
-	text, _ := yaml.Marshal(n)
+// keeps the state of rules whose digest did not change. It hashes the
+// rule's nodes (not their positions or comments), so moving a rule or
+// editing its comment keeps its state.
+func (l *loader) digest(n *yaml.Node) [12]byte {
 	h := sha256.New()
-	h.Write(text)
-	for _, name := range listRefs.FindAllStringSubmatch(string(text), -1) {
-		h.Write([]byte(l.lists[name[1]].text))
+	var buf []byte
+	var walk func(n *yaml.Node)
+	walk = func(n *yaml.Node) {
+		buf = append(buf[:0], byte(n.Kind), byte(len(n.Content)))
+		buf = append(buf, n.Tag...)
+		buf = append(buf, 0)
+		buf = append(buf, n.Value...)
+		buf = append(buf, 0)
+		h.Write(buf)
+		if n.Kind == yaml.ScalarNode {
+			for _, m := range listRefs.FindAllStringSubmatch(n.Value, -1) {
+				h.Write([]byte(l.lists[m[1]].text))
+			}
+		}
+		for _, c := range n.Content {
+			walk(c)
+		}
 	}
-	return hex.EncodeToString(h.Sum(nil)[:12])
+	walk(n)
+	var d [12]byte
+	copy(d[:], h.Sum(nil))
+	return d
 }
 
 var listRefs = regexp.MustCompile(`\$([A-Za-z0-9_-]+)`)
+
+// stagesOf decides, once, at which stages of a wire request a rule is
+// evaluated (issue 9 §4): a rule that names something only the response
+// tells — exception, unanswered, response values, rtt, an OPC UA status —
+// in match, when, threshold, change, baseline or fold waits for the
+// response; every other rule fires on the request as soon as it is
+// complete on the wire. Both see StageWhole events (polls, orphans,
+// framing errors). malformed can come from either side: a rule that names
+// it is a request rule that also looks at a response that was malformed
+// when its request was not (see Rule.seesMalformedResponse).
+func stagesOf(r *Rule, seen names) (uint8, bool) {
+	resp := seen.response || r.match.exceptions != nil || r.match.unanswered != nil || r.match.statuses != nil
+	fields := [][]field{r.fold.by}
+	if r.threshold != nil {
+		fields = append(fields, r.threshold.by, []field{r.threshold.distinct})
+	}
+	if r.change != nil {
+		fields = append(fields, r.change.group)
+	}
+	if r.baseline != nil {
+		fields = append(fields, r.baseline.key)
+	}
+	for _, fs := range fields {
+		for _, f := range fs {
+			resp = resp || responseField(f)
+		}
+	}
+	if resp {
+		return onWhole | onResponse, false
+	}
+	return onWhole | onRequest, seen.malformed || r.match.malformed != 0
+}
 
 func (l *loader) str(n *yaml.Node) string {
 	if n.Kind != yaml.ScalarNode {
@@ -499,9 +558,7 @@ func (l *loader) items(n *yaml.Node, what string) []*yaml.Node {
 }
 
 func (l *loader) match(n *yaml.Node, m *match) {
-	k := l.keys(n, "match", "protocol", "source", "op", "function", "subfunction", "unit", "table",
-		"address", "register", "client", "server", "port", "device", "tag", "node", "namespace", "service",
-		"malformed", "exception", "orphan", "unanswered")
+	k := l.keys(n, "match", matchKeys...)
 	if v := k["protocol"]; v != nil {
 		switch l.str(v) {
 		case "modbus":
@@ -525,7 +582,11 @@ func (l *loader) match(n *yaml.Node, m *match) {
 	for _, v := range l.items(k["op"], "op") {
 		op, ok := plcwatch.ParseOp(v.Value)
 		if !ok {
-			l.errf(v, "op %q: want read, write, diagnostic, identify, other, session or call", v.Value)
+			msg := fmt.Sprintf("op %q: want one of %s", v.Value, strings.Join(opNames(), ", "))
+			if s := Suggest(v.Value, opNames()); s != "" {
+				msg += fmt.Sprintf(" (did you mean %q?)", s)
+			}
+			l.errf(v, "%s", msg)
 			continue
 		}
 		m.ops |= 1 << op
@@ -595,7 +656,33 @@ func (l *loader) match(n *yaml.Node, m *match) {
 	m.nodes = l.patterns(k["node"], "node")
 	m.services = l.patterns(k["service"], "service")
 	for _, v := range l.items(k["namespace"], "namespace") {
-		m.namespaces = append(m.namespaces, uint16(l.integer(v, 0, 65535)))
+		// An index (2) matches node ids written ns=2;...; a URI matches
+		// expanded node ids written nsu=URI;... (docs/rules.md).
+		if i, err := strconv.ParseUint(v.Value, 10, 16); err == nil {
+			m.namespaces = append(m.namespaces, strconv.FormatUint(i, 10))
+		} else if strings.ContainsAny(v.Value, ";") || v.Value == "" {
+			l.errf(v, "namespace %q: want an index (0-65535) or a namespace URI", v.Value)
+		} else {
+			m.namespaces = append(m.namespaces, v.Value)
+		}
+	}
+	m.securityModes = l.enum(k["security_mode"], "security_mode", "None", "Sign", "SignAndEncrypt")
+	m.securityPolicies = l.patterns(k["security_policy"], "security_policy")
+	m.identities = l.enum(k["identity"], "identity", "anonymous", "username", "certificate", "issued")
+	m.users = l.patterns(k["user"], "user")
+	for _, v := range l.items(k["status"], "status") {
+		// A status is a name or glob (BadUserAccessDenied, Bad*), or a
+		// numeric StatusCode (0x801F0000).
+		if c, err := strconv.ParseUint(v.Value, 0, 32); err == nil {
+			m.statusCodes = append(m.statusCodes, uint32(c))
+			m.statuses = append(m.statuses, "")
+			continue
+		}
+		if _, err := path.Match(v.Value, ""); err != nil {
+			l.errf(v, "status %q: bad pattern: %v", v.Value, err)
+			continue
+		}
+		m.statuses = append(m.statuses, v.Value)
 	}
 	if v := k["malformed"]; v != nil {
 		m.malformed = tri(l.boolean(v))
@@ -632,7 +719,39 @@ func (l *loader) match(n *yaml.Node, m *match) {
 		}
 	}
 	m.extra = m.subs != nil || m.ports != nil || m.devices != nil || m.tags != nil || m.nodes != nil ||
-		m.namespaces != nil || m.services != nil || m.unanswered != nil
+		m.namespaces != nil || m.services != nil || m.unanswered != nil || m.securityModes != nil ||
+		m.securityPolicies != nil || m.identities != nil || m.users != nil || m.statuses != nil
+}
+
+// matchKeys are the keys of match:, in the order docs/rules.md lists them.
+var matchKeys = []string{"protocol", "source", "op", "function", "subfunction", "unit", "table",
+	"address", "register", "client", "server", "port", "device", "tag", "node", "namespace", "service",
+	"security_mode", "security_policy", "identity", "user", "status",
+	"malformed", "exception", "orphan", "unanswered"}
+
+func opNames() []string {
+	var out []string
+	for op := plcwatch.OpRead; op.String() != "unknown"; op++ {
+		out = append(out, op.String())
+	}
+	return out
+}
+
+// enum reads values that must be one of allowed (with a suggestion).
+func (l *loader) enum(n *yaml.Node, what string, allowed ...string) []string {
+	var out []string
+	for _, v := range l.items(n, what) {
+		if !slices.Contains(allowed, v.Value) {
+			msg := fmt.Sprintf("%s %q: want %s", what, v.Value, strings.Join(allowed, ", "))
+			if s := Suggest(v.Value, allowed); s != "" {
+				msg += fmt.Sprintf(" (did you mean %q?)", s)
+			}
+			l.errf(v, "%s", msg)
+			continue
+		}
+		out = append(out, v.Value)
+	}
+	return out
 }
 
 func tri(b bool) int8 {
@@ -689,7 +808,11 @@ func (l *loader) fields(n *yaml.Node, what string) []field {
 	for _, v := range l.items(n, what) {
 		f, ok := fieldNames[v.Value]
 		if !ok {
-			l.errf(v, "%s: %q is not an event field (%s)", what, v.Value, fieldList())
+			if s := Suggest(v.Value, fieldNameList()); s != "" {
+				l.errf(v, "%s: %q is not an event field (did you mean %q?)", what, v.Value, s)
+			} else {
+				l.errf(v, "%s: %q is not an event field (%s)", what, v.Value, fieldList())
+			}
 			continue
 		}
 		out = append(out, f)
@@ -723,24 +846,78 @@ func (l *loader) threshold(n *yaml.Node) *threshold {
 	return t
 }
 
+// changeGroup is what a change rule follows by default: one polled value
+// (device, tag, node) or one written register, coil or node (server,
+// unit, table, address, node).
+var changeGroup = []field{fieldDevice, fieldTag, fieldNode, fieldServer, fieldUnit, fieldTable, fieldAddress}
+
 func (l *loader) change(n *yaml.Node) *change {
-	c := &change{group: []field{fieldDevice, fieldTag, fieldNode}}
+	c := &change{group: changeGroup}
 	if n.Kind == yaml.ScalarNode {
 		if n.Value != "any" {
-			l.errf(n, "change: want any, or a mapping with delta:")
+			l.errf(n, "change: want any, or a mapping with delta:, count:, window:, by:")
 		}
 		return c
 	}
-	k := l.keys(n, "change", "delta")
+	k := l.keys(n, "change", "delta", "count", "window", "by")
 	if v := k["delta"]; v != nil {
 		d, err := strconv.ParseFloat(l.str(v), 64)
-		if err != nil || d < 0 {
+		if err != nil || d < 0 || math.IsInf(d, 0) {
 			l.errf(v, "delta %q: want a number of engineering units, 0 or more", v.Value)
 		}
-		c.by = d
+		c.delta = d
+	}
+	if v := k["count"]; v != nil {
+		c.count = l.integer(v, 1, 1000)
+		if k["window"] == nil {
+			l.errf(v, "count needs a window: how many changes within how long (like count: 10, window: 10s)")
+		}
+	}
+	if v := k["window"]; v != nil {
+		c.window = l.duration(v, "window", false)
+		if k["count"] == nil {
+			l.errf(v, "window needs a count: how many changes within it")
+		}
+	}
+	if v := k["by"]; v != nil {
+		if c.group = l.fields(v, "by"); len(c.group) == 0 {
+			l.errf(v, "by names the fields that identify one value")
+		}
 	}
 	return c
 }
+
+// fold reads fold: — a window (fold: 1m; 0 turns folding off) or a
+// mapping {window, by} — and applies the defaults: a one-minute window,
+// by the threshold's by for a threshold rule, else by defaultFoldBy.
+func (l *loader) fold(n *yaml.Node, r *Rule) foldSpec {
+	f := foldSpec{window: DefaultFold, by: defaultFoldBy}
+	if r.threshold != nil {
+		f.by = r.threshold.by
+	}
+	if n == nil {
+		return f
+	}
+	if n.Kind == yaml.ScalarNode {
+		f.window = l.duration(n, "fold (0 turns folding off)", true)
+		return f
+	}
+	k := l.keys(n, "fold", "window", "by")
+	if v := k["window"]; v != nil {
+		f.window = l.duration(v, "fold window (0 turns folding off)", true)
+	}
+	if v := k["by"]; v != nil {
+		f.by = l.fields(v, "fold by")
+	}
+	return f
+}
+
+// defaultFoldBy is what identifies an alert of a rule that does not say:
+// the actor and what it acts on — client and server on the wire, the
+// device and tag of a polled value. The function codes, units, addresses
+// and nodes a sweep varies are not part of it: they are what the folded
+// alert's activity reports (issue 9 §10).
+var defaultFoldBy = []field{fieldClient, fieldServer, fieldDevice, fieldTag}
 
 func (l *loader) baseline(n *yaml.Node) *baselineSpec {
 	k := l.keys(n, "baseline", "learn", "key")
@@ -804,8 +981,7 @@ func (l *loader) exprError(n *yaml.Node, err error) {
 			// The text starts on the line after the | or >; YAML strips
 			// the block's indentation, which is the first line's.
 			line = n.Line + fe.Line
-			if n.Line < len(l.d.lines) {
-				first := l.d.lines[n.Line]
+			if first := l.d.line(n.Line + 1); first != "" {
 				col = len(first) - len(strings.TrimLeft(first, " \t")) + fe.Column + 1
 			}
 		case yaml.DoubleQuotedStyle, yaml.SingleQuotedStyle:
@@ -820,7 +996,7 @@ func (l *loader) exprError(n *yaml.Node, err error) {
 			}
 		}
 	}
-	l.probs = append(l.probs, Problem{File: l.d.file, Line: line, Col: col, Msg: "when: " + msg})
+	l.probs = append(l.probs, Problem{File: l.d.file, Line: line, Col: col, Msg: "when: " + explain(msg)})
 }
 
 // rangeOf reads "v" or "lo-hi" with parse for each end.

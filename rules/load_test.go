@@ -51,7 +51,7 @@ func TestLintPositions(t *testing.T) {
 		{"expression error", "rules:\n  - id: a\n    title: t\n    severity: low\n    when: value > 1 and nosuchfield\n",
 			[]string{`5:25: when: unknown name nosuchfield`}},
 		{"expression error in a block", "rules:\n  - id: a\n    title: t\n    severity: low\n    when: |\n      value > 1 and\n        values[0] == \"x\"\n",
-			[]string{`7:19: when: invalid operation: == (mismatched types int and string)`}},
+			[]string{`7:19: when: invalid operation: == (mismatched types float64 and string)`}},
 		{"duplicate ids", "rules:\n  - id: a\n    title: t\n    severity: low\n  - id: a\n    title: t2\n    severity: low\n",
 			[]string{`5:9: duplicate id "a" (first defined at `}},
 		{"missing fields", "rules:\n  - id: a\n",

@@ -44,13 +44,20 @@ type match struct {
 	devices    []string // glob patterns
 	tags       []string
 	nodes      []string
-	namespaces []uint16
+	namespaces []string // indexes as text ("2") or URIs
 	services   []string
+	// OPC UA channel and session.
+	securityModes    []string
+	securityPolicies []string // globs
+	identities       []string
+	users            []string // globs
+	statuses         []string // status name globs; "" where statusCodes holds a number
+	statusCodes      []uint32
 	malformed  int8 // 1: must be malformed, -1: must not, 0: either
 	orphan     int8
 	exceptions *bits256 // exception codes (0 = none)
 	unanswered []string
-	extra      bool // any of subs, ports, devices, tags, nodes, namespaces, services, unanswered is set
+	extra      bool // any of subs, ports, devices, tags, nodes, namespaces, services, unanswered or an OPC UA key is set
 	decided    bool // the index alone decides every condition: matches need not run
 }
 
@@ -110,7 +117,7 @@ func (m *match) matchesExtra(ev *plcwatch.Event) bool {
 	if m.nodes != nil && !globs(m.nodes, ev.Node) {
 		return false
 	}
-	if m.namespaces != nil && !containsU16(m.namespaces, namespaceOf(ev.Node)) {
+	if m.namespaces != nil && (ev.Node == "" || !containsStr(m.namespaces, namespaceText(ev.Node))) {
 		return false
 	}
 	if m.services != nil && !globs(m.services, ev.Service) {
@@ -119,7 +126,53 @@ func (m *match) matchesExtra(ev *plcwatch.Event) bool {
 	if m.unanswered != nil && !containsStr(m.unanswered, ev.Unanswered) {
 		return false
 	}
+	if m.securityModes != nil && !containsStr(m.securityModes, ev.SecurityMode) {
+		return false
+	}
+	if m.securityPolicies != nil && !globs(m.securityPolicies, ev.SecurityPolicy) {
+		return false
+	}
+	if m.identities != nil && !containsStr(m.identities, ev.Identity) {
+		return false
+	}
+	if m.users != nil && !globs(m.users, ev.User) {
+		return false
+	}
+	if m.statuses != nil && !m.status(ev) {
+		return false
+	}
 	return true
+}
+
+// status reports whether ev's status is one of the rule's: a name glob
+// against StatusName ("Good" when the code is 0 and no name was given), or
+// a number against Status.
+func (m *match) status(ev *plcwatch.Event) bool {
+	name := ev.StatusName
+	if name == "" && ev.Status == 0 {
+		name = "Good"
+	}
+	for _, p := range m.statuses {
+		if p == "" {
+			if containsU32(m.statusCodes, ev.Status) {
+				return true
+			}
+			continue
+		}
+		if ok, _ := path.Match(p, name); ok {
+			return true
+		}
+	}
+	return false
+}
+
+func containsU32(list []uint32, v uint32) bool {
+	for _, x := range list {
+		if x == v {
+			return true
+		}
+	}
+	return false
 }
 
 // overlaps reports whether the addresses ev touches overlap a range: a
@@ -200,15 +253,4 @@ func containsStr(list []string, v string) bool {
 	return false
 }
 
-// namespaceOf returns the namespace index of an OPC UA node id written
-// "ns=2;s=Tank.Level" (0 when there is no ns= part).
-func namespaceOf(node string) uint16 {
-	if len(node) < 4 || node[:3] != "ns=" {
-		return 0
-	}
-	var n uint16
-	for i := 3; i < len(node) && node[i] >= '0' && node[i] <= '9'; i++ {
-		n = n*10 + uint16(node[i]-'0')
-	}
-	return n
-}
+

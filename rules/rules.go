@@ -70,10 +70,53 @@ type Rule struct {
 	change    *change
 	schedule  *schedule
 	baseline  *baselineSpec
-	fold      time.Duration
-	index     int    // position among the set's enabled rules
-	digest    string // the rule as written: state survives a reload when it is unchanged
+	fold      foldSpec
+	index     int      // position among the set's enabled rules
+	digest    [12]byte // the rule as written: state survives a reload when it is unchanged
 	alertRule plcwatch.AlertRule
+
+	// stages has a bit per plcwatch.Stage the rule is evaluated at: a rule
+	// that looks at the response waits for it (StageResponse), every
+	// other rule fires on the request (StageRequest); both see
+	// StageWhole (issue 9 §4; docs/rules.md "When a rule is evaluated").
+	stages uint8
+	// seesMalformedResponse: a request rule that names malformed is also
+	// evaluated on the StageResponse event of a request whose response is
+	// malformed (Malformed "response: ..."), unless it matched the request
+	// already: the request was well formed, the response may not be.
+	seesMalformedResponse bool
+	// needsValue: when names value or raw (and not has_value). For an
+	// event without a value it is false without running, and a held
+	// condition neither starts nor ends (issue 9 §8).
+	needsValue bool
+	// foldOnGroup: the rule folds by the fields it counts by (a threshold
+	// with the default fold), so the group's open fold notes every
+	// matching event, not only those that fire.
+	foldOnGroup bool
+}
+
+// stage bits of Rule.stages.
+const (
+	onWhole    = 1 << plcwatch.StageWhole
+	onRequest  = 1 << plcwatch.StageRequest
+	onResponse = 1 << plcwatch.StageResponse
+)
+
+// Stage says when the rule is evaluated: "request" for a rule that fires
+// as soon as a request is complete on the wire, "response" for one that
+// looks at the response and waits for it.
+func (r *Rule) Stage() string {
+	if r.stages&onResponse != 0 {
+		return "response"
+	}
+	return "request"
+}
+
+// foldSpec says which alerts of a rule fold into one: those with the same
+// values of by within window of the first.
+type foldSpec struct {
+	window time.Duration // 0: every alert goes out
+	by     []field
 }
 
 // Kind says which of the stateful forms a rule takes.
@@ -120,11 +163,15 @@ type threshold struct {
 	distinct field // 0: count events
 }
 
-// change fires when a polled value moves by more than By (any change when
-// By is 0), per group of By fields (default device and tag).
+// change fires when a value — polled, or written on the wire — moves by
+// more than delta from its reference (any change when delta is 0), per
+// group; with count, when it changed count times within window (a value
+// flapping, an output toggled: brute force I/O).
 type change struct {
-	by    float64
-	group []field
+	delta  float64
+	group  []field
+	count  int
+	window time.Duration
 }
 
 // baselineSpec learns the Key tuples seen during Learn, then fires on the
@@ -154,6 +201,21 @@ const (
 	fieldService
 	fieldOp
 	fieldProtocol
+	fieldSource
+	fieldException
+	fieldQuality
+	fieldUser
+	fieldIdentity
+	fieldSecurityPolicy
+	fieldSecurityMode
+	fieldSessionName
+	fieldEndpoint
+	fieldThumbprint
+	fieldChannel
+	fieldStatus
+	fieldStatusName
+	fieldNamespace
+	fieldLast // not a field: one past the last
 )
 
 var fieldNames = map[string]field{
@@ -161,10 +223,21 @@ var fieldNames = map[string]field{
 	"unit": fieldUnit, "function": fieldFunction, "subfunction": fieldSubfunction,
 	"table": fieldTable, "address": fieldAddress, "device": fieldDevice, "tag": fieldTag,
 	"node": fieldNode, "service": fieldService, "op": fieldOp, "protocol": fieldProtocol,
+	"source": fieldSource, "exception": fieldException, "quality": fieldQuality,
+	"user": fieldUser, "identity": fieldIdentity, "security_policy": fieldSecurityPolicy,
+	"security_mode": fieldSecurityMode, "session_name": fieldSessionName, "endpoint": fieldEndpoint,
+	"thumbprint": fieldThumbprint, "channel": fieldChannel, "status": fieldStatus,
+	"status_name": fieldStatusName, "namespace": fieldNamespace,
 }
 
-var fieldText = func() [fieldProtocol + 1]string {
-	var t [fieldProtocol + 1]string
+// responseField reports whether a field comes from a request's response:
+// a rule that groups or counts by it waits for the response.
+func responseField(f field) bool {
+	return f == fieldException || f == fieldStatus || f == fieldStatusName
+}
+
+var fieldText = func() [fieldLast]string {
+	var t [fieldLast]string
 	for n, f := range fieldNames {
 		t[f] = n
 	}
@@ -203,21 +276,76 @@ func appendFieldKey(b []byte, ev *plcwatch.Event, f field) []byte {
 		return append(b, byte(ev.Op))
 	case fieldProtocol:
 		return append(b, byte(ev.Protocol))
+	case fieldSource:
+		return append(b, byte(ev.Source))
+	case fieldException:
+		return append(b, ev.Exception)
+	case fieldChannel:
+		return binary.BigEndian.AppendUint32(b, ev.Channel)
+	case fieldStatus:
+		return binary.BigEndian.AppendUint32(b, ev.Status)
 	}
 	// Strings: length-prefixed so that two fields cannot run together.
-	var s string
-	switch f {
-	case fieldDevice:
-		s = ev.Device
-	case fieldTag:
-		s = ev.Tag
-	case fieldNode:
-		s = ev.Node
-	case fieldService:
-		s = ev.Service
-	}
+	s := stringField(ev, f)
 	b = binary.AppendUvarint(b, uint64(len(s)))
 	return append(b, s...)
+}
+
+// stringField returns the value of a field held as a string.
+func stringField(ev *plcwatch.Event, f field) string {
+	switch f {
+	case fieldDevice:
+		return ev.Device
+	case fieldTag:
+		return ev.Tag
+	case fieldNode:
+		return ev.Node
+	case fieldService:
+		return ev.Service
+	case fieldQuality:
+		return ev.Quality
+	case fieldUser:
+		return ev.User
+	case fieldIdentity:
+		return ev.Identity
+	case fieldSecurityPolicy:
+		return ev.SecurityPolicy
+	case fieldSecurityMode:
+		return ev.SecurityMode
+	case fieldSessionName:
+		return ev.SessionName
+	case fieldEndpoint:
+		return ev.Endpoint
+	case fieldThumbprint:
+		return ev.Thumbprint
+	case fieldStatusName:
+		return ev.StatusName
+	case fieldNamespace:
+		return namespaceText(ev.Node)
+	}
+	return ""
+}
+
+// namespaceText is the namespace part of a node id: the index ("2") of
+// "ns=2;s=A", the URI of "nsu=urn:x;s=A", "0" for a node in namespace 0,
+// "" when there is no node.
+func namespaceText(node string) string {
+	if node == "" {
+		return ""
+	}
+	if rest, ok := strings.CutPrefix(node, "ns="); ok {
+		if i := strings.IndexByte(rest, ';'); i >= 0 {
+			return rest[:i]
+		}
+		return rest
+	}
+	if rest, ok := strings.CutPrefix(node, "nsu="); ok {
+		if i := strings.IndexByte(rest, ';'); i >= 0 {
+			return rest[:i]
+		}
+		return rest
+	}
+	return "0"
 }
 
 // appendAddrKey appends an address as 4 bytes (IPv4) or 16 (IPv6) after a
@@ -231,13 +359,15 @@ func appendAddrKey(b []byte, a netip.Addr) []byte {
 	return append(append(b, 6), v[:]...)
 }
 
-func fieldList() string {
+func fieldList() string { return strings.Join(fieldNameList(), ", ") }
+
+func fieldNameList() []string {
 	names := make([]string, 0, len(fieldNames))
 	for n := range fieldNames {
 		names = append(names, n)
 	}
 	slices.Sort(names)
-	return strings.Join(names, ", ")
+	return names
 }
 
 // appendField appends an event field's value as text: the key of stateful
@@ -273,8 +403,16 @@ func appendField(b []byte, ev *plcwatch.Event, f field) []byte {
 		return append(b, ev.Op.String()...)
 	case fieldProtocol:
 		return append(b, ev.Protocol.String()...)
+	case fieldSource:
+		return append(b, ev.Source.String()...)
+	case fieldException:
+		return appendUint(b, uint64(ev.Exception))
+	case fieldChannel:
+		return appendUint(b, uint64(ev.Channel))
+	case fieldStatus:
+		return appendUint(b, uint64(ev.Status))
 	}
-	return b
+	return append(b, stringField(ev, f)...)
 }
 
 func appendUint(b []byte, v uint64) []byte { return strconv.AppendUint(b, v, 10) }

@@ -1,0 +1,193 @@
+package rules
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/plcwatch/plcwatch"
+)
+
+// Folding (issue 9 §10: one activity, one alert). A rule's alerts that
+// agree on its fold fields (fold.by: by default the actor and its target —
+// client and server, device and tag; a threshold's own by) within the fold
+// window fold into one: the first goes out at once, the rest go out as one
+// alert when the window ends, with their count and the activity they
+// covered — the function codes, units, address range, nodes and clients
+// the sweep varied, first and last time.
+
+// fire raises an alert for r, or folds it into the open fold of its key.
+func (e *Engine) fire(ri int32, r *Rule, ev *plcwatch.Event, msg string) {
+	if r.fold.window <= 0 {
+		e.emit(ri, r, ev, 1, msg, nil)
+		return
+	}
+	st := &e.states[ri]
+	key := e.groupKey(ev, r.fold.by)
+	if f, ok := st.folds[string(key)]; ok {
+		// Inside the window, by the event's own time; an event from
+		// before the fold opened (a step back) closes it and opens anew.
+		if d := e.now - f.start; d >= 0 && d < int64(r.fold.window) {
+			f.pending++
+			f.last = *ev
+			f.msg = msg
+			if !r.foldOnGroup {
+				f.act.Note(ev) // a group's fold notes every event itself
+			}
+			e.hits[ri].Folded++
+			return
+		}
+		e.flushFold(ri, r, f)
+		delete(st.folds, string(key))
+	}
+	if st.folds == nil {
+		st.folds = map[string]*fold{}
+	}
+	if len(st.folds) >= e.opts.MaxGroups {
+		// Full: raise it unfolded rather than forget an open fold's count.
+		e.hits[ri].Overflow++
+		e.emit(ri, r, ev, 1, msg, nil)
+		return
+	}
+	f := &fold{start: e.now, open: true}
+	f.act.Note(ev)
+	st.folds[string(key)] = f
+	e.folds++
+	if r.foldOnGroup {
+		e.group(ri, ev).fold = f
+	}
+	e.emit(ri, r, ev, 1, msg, nil)
+}
+
+// flushFold closes a fold, raising its folded alerts as one.
+func (e *Engine) flushFold(ri int32, r *Rule, f *fold) {
+	f.open = false
+	e.folds--
+	if f.pending == 0 {
+		return
+	}
+	msg := fmt.Sprintf("%d more since %s", f.pending, time.Unix(0, f.start).UTC().Format(time.RFC3339))
+	if s := activityText(&f.act); s != "" {
+		msg += ": " + s
+	}
+	if f.msg != "" {
+		msg = f.msg + "; " + msg
+	}
+	e.emit(ri, r, &f.last, f.pending, msg, &f.act)
+}
+
+// activityText is the activity in a few words, for the alert's message.
+func activityText(a *plcwatch.Activity) string {
+	var parts []string
+	if n := a.Functions.Len(); n > 1 {
+		parts = append(parts, "functions "+string(a.Functions.AppendText(nil)))
+	}
+	if n := a.Units.Len(); n > 1 {
+		parts = append(parts, "units "+string(a.Units.AppendText(nil)))
+	}
+	if a.HasAddr && a.AddrHi != a.AddrLo {
+		parts = append(parts, "addresses "+strconv.Itoa(int(a.AddrLo))+"-"+strconv.Itoa(int(a.AddrHi)))
+	}
+	if a.Nodes.N > 1 {
+		s := fmt.Sprintf("%d nodes", a.Nodes.N)
+		if a.Nodes.More {
+			s = fmt.Sprintf("more than %d nodes", a.Nodes.N)
+		}
+		parts = append(parts, s)
+	}
+	if a.Clients.N > 1 {
+		s := fmt.Sprintf("%d clients", a.Clients.N)
+		if a.Clients.More {
+			s = fmt.Sprintf("more than %d clients", a.Clients.N)
+		}
+		parts = append(parts, s)
+	}
+	return strings.Join(parts, "; ")
+}
+
+// Tick flushes folds whose window has passed by now. Process calls it as
+// event time moves; a daemon also calls it on a timer so that a folded
+// count goes out even when the wire falls quiet.
+func (e *Engine) Tick(now time.Time) { e.tick(nanos(now)) }
+
+// tick flushes the folds whose window has passed by clock, and those that
+// opened more than a window after it: a step back (a late stamp that
+// opened a fold, a clock set back) must not hold a fold open until time
+// catches up with it.
+func (e *Engine) tick(clock int64) {
+	e.tickAt = clock + tickEvery
+	if e.folds == 0 {
+		return
+	}
+	for i, r := range e.set.enabled {
+		st := &e.states[i]
+		if len(st.folds) == 0 {
+			continue
+		}
+		w := int64(r.fold.window)
+		for k, f := range st.folds {
+			if d := clock - f.start; d >= w || d <= -w {
+				e.flushFold(int32(i), r, f)
+				delete(st.folds, k)
+			}
+		}
+	}
+}
+
+// Close flushes every pending fold: the replay or the daemon is ending.
+func (e *Engine) Close() {
+	for i, r := range e.set.enabled {
+		st := &e.states[i]
+		for k, f := range st.folds {
+			e.flushFold(int32(i), r, f)
+			delete(st.folds, k)
+		}
+	}
+}
+
+func (e *Engine) emit(ri int32, r *Rule, ev *plcwatch.Event, count int, msg string, act *plcwatch.Activity) {
+	e.alerts++
+	e.hits[ri].Alerts++
+	a := &e.scratch
+	*a = plcwatch.Alert{
+		ID:      e.alertID(r, ev),
+		Time:    ev.Time,
+		Site:    e.opts.Site,
+		Gateway: e.opts.Gateway,
+		Rule:    r.alertRule,
+		Event:   *ev,
+		Count:   count,
+		Message: msg,
+	}
+	if act != nil {
+		a.Activity = *act
+	}
+	e.raise(a)
+}
+
+// alertID is unique per alert and reproducible: the same capture replayed
+// with the same rules gives the same ids, so golden files and consumers'
+// de-duplication both work.
+func (e *Engine) alertID(r *Rule, ev *plcwatch.Event) string {
+	b := e.idBuf[:0]
+	b = append(b, e.opts.Gateway...)
+	b = append(b, 0)
+	b = append(b, r.ID...)
+	b = append(b, 0)
+	b = binary.BigEndian.AppendUint64(b, uint64(ev.Time.UnixNano()))
+	b = binary.BigEndian.AppendUint64(b, e.alerts)
+	b = ev.Client.AppendTo(b)
+	b = append(b, 0)
+	b = ev.Server.AppendTo(b)
+	b = append(b, 0)
+	b = append(b, ev.Device...)
+	b = append(b, 0)
+	b = append(b, ev.Tag...)
+	e.idBuf = b
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:16])
+}

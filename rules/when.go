@@ -1,0 +1,145 @@
+package rules
+
+import (
+	"errors"
+	"fmt"
+	"reflect"
+	"regexp"
+	"strings"
+
+	"github.com/expr-lang/expr"
+	"github.com/expr-lang/expr/ast"
+	"github.com/expr-lang/expr/checker"
+	"github.com/expr-lang/expr/compiler"
+	"github.com/expr-lang/expr/conf"
+	"github.com/expr-lang/expr/file"
+	"github.com/expr-lang/expr/optimizer"
+	"github.com/expr-lang/expr/vm"
+)
+
+// compiled is a when expression, compiled once per distinct text: rules
+// that say the same thing share one program (programs are read-only; each
+// engine runs them on its own VM).
+type compiled struct {
+	prog  *vm.Program
+	names names
+	err   error
+}
+
+// names is what an expression looks at, for deciding when a rule is
+// evaluated (issue 9 §4) and how it treats a missing value (§8).
+type names struct {
+	response  bool // a field that comes from the response, or the whole env
+	malformed bool // malformed
+	value     bool // value or raw
+	hasValue  bool // has_value: the expression handles a missing value itself
+}
+
+// responseNames are the env fields a request's response fills in: a rule
+// whose expression names one waits for the response. orphan is not one:
+// an orphan response is a StageWhole event that every rule sees, and a
+// request is never an orphan, so "not orphan" is known at the request.
+var responseNames = map[string]bool{
+	"response": true, "exception": true, "rtt_ms": true, "unanswered": true,
+	"status": true, "status_name": true, "objects": true,
+}
+
+// envNames lists the names a when expression can use, for "did you mean".
+var envNames = func() []string {
+	var out []string
+	t := reflect.TypeOf(Env{})
+	for i := 0; i < t.NumField(); i++ {
+		if n := t.Field(i).Tag.Get("expr"); n != "" && n != "-" {
+			out = append(out, n)
+		}
+	}
+	return out
+}()
+
+// exprCompiler compiles when expressions with one configuration: making
+// expr's configuration (builtins, the Env's types) for every rule was most
+// of the work and the garbage of loading a large rule file.
+type exprCompiler struct {
+	config *conf.Config
+	cache  map[string]*compiled
+}
+
+func newExprCompiler() *exprCompiler {
+	c := conf.CreateNew()
+	expr.Env(Env{})(c)
+	expr.AsBool()(c)
+	for name := range c.Disabled {
+		delete(c.Builtins, name)
+	}
+	c.Check()
+	return &exprCompiler{config: c, cache: map[string]*compiled{}}
+}
+
+// compile compiles src, or returns the program compiled for the same text.
+func (x *exprCompiler) compile(src string) *compiled {
+	if c, ok := x.cache[src]; ok {
+		return c
+	}
+	c := &compiled{}
+	x.cache[src] = c
+	tree, err := checker.ParseCheck(src, x.config)
+	if err != nil {
+		c.err = err
+		return c
+	}
+	walker := nameWalker{}
+	ast.Walk(&tree.Node, &walker)
+	c.names = walker.names
+	if x.config.Optimize {
+		if err := optimizer.Optimize(&tree.Node, x.config); err != nil {
+			var fe *file.Error
+			if errors.As(err, &fe) {
+				err = fe.Bind(tree.Source)
+			}
+			c.err = err
+			return c
+		}
+	}
+	c.prog, c.err = compiler.Compile(tree, x.config)
+	return c
+}
+
+// nameWalker collects the env fields an expression names.
+type nameWalker struct{ names names }
+
+func (w *nameWalker) Visit(n *ast.Node) {
+	id, ok := (*n).(*ast.IdentifierNode)
+	if !ok {
+		return
+	}
+	switch name := id.Value; {
+	case name == "$env":
+		// $env.field or $env["field"]: it may look at anything.
+		w.names.response, w.names.malformed = true, true
+	case responseNames[name]:
+		w.names.response = true
+	case name == "malformed":
+		w.names.malformed = true
+	case name == "value" || name == "raw":
+		w.names.value = true
+	case name == "has_value":
+		w.names.hasValue = true
+	}
+}
+
+var unknownName = regexp.MustCompile(`^unknown name ([A-Za-z_][A-Za-z0-9_]*)`)
+
+// explain turns an expression error into the rule author's terms: an
+// unknown name gets a suggestion.
+func explain(msg string) string {
+	if m := unknownName.FindStringSubmatch(msg); m != nil {
+		if s := Suggest(m[1], envNames); s != "" {
+			return fmt.Sprintf("%s (did you mean %s?)", strings.TrimSpace(msg), s)
+		}
+		return fmt.Sprintf("%s (the fields are those of docs/events.md: %s)", strings.TrimSpace(msg), strings.Join(envNames, ", "))
+	}
+	if strings.Contains(msg, "% (mismatched types float64") {
+		return msg + " (values, response and value are numbers with a fraction: write int(values[0]) % 2)"
+	}
+	return msg
+}
