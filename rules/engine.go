@@ -440,10 +440,11 @@ func (e *Engine) responseMalformed(r *Rule, ev *plcwatch.Event) bool {
 }
 
 // hasValue reports whether ev carries a value (a polled tag's, an OPC UA
-// value): Value is not NaN, and there is a tag or a value type to say it
-// is one (the Modbus dissector leaves Value 0 on events without one).
+// value): Value is not NaN, there is a tag or a value type to say it is
+// one (the Modbus dissector leaves Value 0 on events without one), and the
+// tag is not bad (a bad tag's value is null, whatever Value holds).
 func hasValue(ev *plcwatch.Event) bool {
-	return ev.HasValue() && (ev.Tag != "" || ev.ValueType != "")
+	return ev.HasValue() && (ev.Tag != "" || ev.ValueType != "") && ev.Quality != "bad"
 }
 
 // groupKey builds the binary key of ev's group from fields, in e.key.
@@ -513,4 +514,3 @@ func (e *Engine) group(ri int32, ev *plcwatch.Event) *group {
 	}
 	return &gs.cur.slots[st.slot]
 }
-

@@ -18,7 +18,10 @@ import (
 // window fold into one: the first goes out at once, the rest go out as one
 // alert when the window ends, with their count and the activity they
 // covered — the function codes, units, address range, nodes and clients
-// the sweep varied, first and last time.
+// the sweep varied, first and last time. An activity that goes on into
+// the next window goes on folding: one alert per window while it lasts,
+// each with the activity since its start; only after a quiet window does
+// the next alert go out at once again.
 
 // fire raises an alert for r, or folds it into the open fold of its key.
 func (e *Engine) fire(ri int32, r *Rule, ev *plcwatch.Event, msg string) {
@@ -29,9 +32,17 @@ func (e *Engine) fire(ri int32, r *Rule, ev *plcwatch.Event, msg string) {
 	st := &e.states[ri]
 	key := e.groupKey(ev, r.fold.by)
 	if f, ok := st.folds[string(key)]; ok {
-		// Inside the window, by the event's own time; an event from
-		// before the fold opened (a step back) closes it and opens anew.
-		if d := e.now - f.start; d >= 0 && d < int64(r.fold.window) {
+		// Inside the window, by the event's own time, or in the next one
+		// while the activity goes on. An event from before the fold
+		// opened (a step back) or after a quiet window opens anew.
+		w := int64(r.fold.window)
+		d := e.now - f.start
+		if d >= w && d < 2*w && f.pending > 0 {
+			e.emitFold(ri, r, f)
+			f.start += w
+			d -= w
+		}
+		if d >= 0 && d < w {
 			f.pending++
 			f.last = *ev
 			f.msg = msg
@@ -41,7 +52,8 @@ func (e *Engine) fire(ri int32, r *Rule, ev *plcwatch.Event, msg string) {
 			e.hits[ri].Folded++
 			return
 		}
-		e.flushFold(ri, r, f)
+		e.emitFold(ri, r, f)
+		e.closeFold(f)
 		delete(st.folds, string(key))
 	}
 	if st.folds == nil {
@@ -63,14 +75,18 @@ func (e *Engine) fire(ri int32, r *Rule, ev *plcwatch.Event, msg string) {
 	e.emit(ri, r, ev, 1, msg, nil)
 }
 
-// flushFold closes a fold, raising its folded alerts as one.
-func (e *Engine) flushFold(ri int32, r *Rule, f *fold) {
+func (e *Engine) closeFold(f *fold) {
 	f.open = false
 	e.folds--
+}
+
+// emitFold raises a fold's folded alerts as one, if there are any.
+func (e *Engine) emitFold(ri int32, r *Rule, f *fold) {
 	if f.pending == 0 {
 		return
 	}
-	msg := fmt.Sprintf("%d more since %s", f.pending, time.Unix(0, f.start).UTC().Format(time.RFC3339))
+	defer func() { f.pending, f.msg = 0, "" }()
+	msg := fmt.Sprintf("%d more since %s", f.pending, f.act.First.UTC().Format(time.RFC3339))
 	if s := activityText(&f.act); s != "" {
 		msg += ": " + s
 	}
@@ -117,7 +133,8 @@ func (e *Engine) Tick(now time.Time) { e.tick(nanos(now)) }
 // tick flushes the folds whose window has passed by clock, and those that
 // opened more than a window after it: a step back (a late stamp that
 // opened a fold, a clock set back) must not hold a fold open until time
-// catches up with it.
+// catches up with it. A fold that folded something goes on for another
+// window, in case the activity goes on; one that folded nothing closes.
 func (e *Engine) tick(clock int64) {
 	e.tickAt = clock + tickEvery
 	if e.folds == 0 {
@@ -130,10 +147,18 @@ func (e *Engine) tick(clock int64) {
 		}
 		w := int64(r.fold.window)
 		for k, f := range st.folds {
-			if d := clock - f.start; d >= w || d <= -w {
-				e.flushFold(int32(i), r, f)
-				delete(st.folds, k)
+			d := clock - f.start
+			if d < w && d > -w {
+				continue
 			}
+			if d >= w && d < 2*w && f.pending > 0 {
+				e.emitFold(int32(i), r, f)
+				f.start += w
+				continue
+			}
+			e.emitFold(int32(i), r, f)
+			e.closeFold(f)
+			delete(st.folds, k)
 		}
 	}
 }
@@ -143,7 +168,8 @@ func (e *Engine) Close() {
 	for i, r := range e.set.enabled {
 		st := &e.states[i]
 		for k, f := range st.folds {
-			e.flushFold(int32(i), r, f)
+			e.emitFold(int32(i), r, f)
+			e.closeFold(f)
 			delete(st.folds, k)
 		}
 	}

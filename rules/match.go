@@ -53,12 +53,12 @@ type match struct {
 	users            []string // globs
 	statuses         []string // status name globs; "" where statusCodes holds a number
 	statusCodes      []uint32
-	malformed  int8 // 1: must be malformed, -1: must not, 0: either
-	orphan     int8
-	exceptions *bits256 // exception codes (0 = none)
-	unanswered []string
-	extra      bool // any of subs, ports, devices, tags, nodes, namespaces, services, unanswered or an OPC UA key is set
-	decided    bool // the index alone decides every condition: matches need not run
+	malformed        int8 // 1: must be malformed, -1: must not, 0: either
+	orphan           int8
+	exceptions       *bits256 // exception codes (0 = none)
+	unanswered       []string
+	extra            bool // any of subs, ports, devices, tags, nodes, namespaces, services, unanswered or an OPC UA key is set
+	decided          bool // the index alone decides every condition: matches need not run
 }
 
 // matches reports whether ev meets every condition. It does not allocate.
@@ -252,5 +252,3 @@ func containsStr(list []string, v string) bool {
 	}
 	return false
 }
-
-

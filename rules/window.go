@@ -51,7 +51,7 @@ func (e *Engine) thresholdHit(ri int32, r *Rule, ev *plcwatch.Event) {
 	if r.foldOnGroup && g.fold != nil && g.fold.open {
 		// The group's alert is folding: what this event touched belongs
 		// to the activity the folded alert will report.
-		if d := now - g.fold.start; d >= 0 && d < int64(r.fold.window) {
+		if d := now - g.fold.start; d >= 0 && d < 2*int64(r.fold.window) {
 			g.fold.act.Note(ev)
 		}
 	}
@@ -268,15 +268,19 @@ var heldGroup = []field{fieldDevice, fieldTag, fieldNode}
 // step forward more than ten times the value's usual interval (and over a
 // second): a late stamp, a wall clock stepped forward — is not time the
 // condition was seen to hold: the hold starts again at that event. A
+// genuine change of pace costs one interval: the interval after it is the
+// new usual one. A
 // stretch raises one alert; it ends when the condition is false.
 func (e *Engine) held(ri int32, r *Rule, ev *plcwatch.Event, cond bool) {
 	g := e.group(ri, ev)
 	now := e.now
 	jump := false
 	if g.seenOnce {
+		// The value's usual interval is known from its second event on:
+		// the first interval of a value always counts.
 		gap := now - g.seenAt
-		jump = gap < 0 || (gap > int64(time.Second) && gap > 10*g.gap)
-		if gap >= 0 {
+		jump = gap < 0 || (g.gap > 0 && gap > int64(time.Second) && gap > 10*g.gap)
+		if gap > 0 {
 			g.gap = gap
 		}
 	}
