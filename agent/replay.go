@@ -102,7 +102,9 @@ func (p *pipeline) write() {
 }
 
 func (p *pipeline) event(ev *plcwatch.Event) {
-	if p.opts.Events {
+	// One event per request in what a user reads: the request's early
+	// copy (StageRequest) is for the rules only (issue 9 §4).
+	if p.opts.Events && ev.Stage != plcwatch.StageRequest {
 		p.buf = ev.AppendJSON(p.buf[:0])
 		p.write()
 	}

@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"gopkg.in/yaml.v3"
 )
@@ -115,7 +116,7 @@ var notBlock = regexp.MustCompile(`(?m)(^|[\s\[{,])[&*][^\s\[\]{},&*]|^---|^\.\.
 // file must be parsed whole.
 func (d *doc) openPieces() bool {
 	src := d.src
-	if notBlock.Match(src) {
+	if notBlock.Match(src) || !printable(src) {
 		return false
 	}
 	var (
@@ -240,6 +241,26 @@ type section struct {
 	line  int
 	start int
 	rules bool // a block list of rules: its pieces are the rules
+}
+
+// printable reports whether src is UTF-8 with only the characters YAML
+// allows in a stream (YAML 1.2 §5.1): the parser reports any other, even
+// in a comment, which the pieces would not all show it.
+func printable(src []byte) bool {
+	for i := 0; i < len(src); {
+		r, n := utf8.DecodeRune(src[i:])
+		switch {
+		case r == utf8.RuneError && n <= 1:
+			return false
+		case r == '\t' || r == '\n' || r == '\r' || r == 0x85:
+		case r < 0x20 || (r >= 0x7f && r <= 0x9f) || (r >= 0xd800 && r <= 0xdfff) || r == 0xfffe || r == 0xffff:
+			return false
+		case r == 0xfeff && i > 0:
+			return false
+		}
+		i += n
+	}
+	return true
 }
 
 func hasRulesSection(sections []section) bool {
