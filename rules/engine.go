@@ -11,7 +11,7 @@ import (
 )
 
 // DefaultMaxGroups bounds the groups (clients, devices, tags ...) one
-// stateful rule tracks; beyond it the group idle the longest is forgotten.
+// stateful rule tracks; beyond it one of the idlest groups is forgotten.
 const DefaultMaxGroups = 10000
 
 // DefaultMaxBaselineKeys bounds the tuples one baseline rule learns and
@@ -490,18 +490,7 @@ func (e *Engine) group(ri int32, ev *plcwatch.Event) *group {
 		ent, ok := gs.table[string(key)]
 		if !ok {
 			if len(gs.table) >= e.opts.MaxGroups {
-				var idle string
-				var idleAt int64
-				first := true
-				for k, g := range gs.table {
-					if first || g.last < idleAt {
-						idle, idleAt, first = k, g.last, false
-					}
-				}
-				delete(gs.table, idle)
-				if gs.byConn != nil {
-					*gs.byConn = [connCache]connEntry{} // it may hold the evicted entry
-				}
+				e.evictIdle(gs)
 			}
 			ent = &groupEntry{slots: make([]group, len(gs.rules))}
 			gs.table[string(key)] = ent
@@ -513,4 +502,29 @@ func (e *Engine) group(ri int32, ev *plcwatch.Event) *group {
 		gs.stamp, gs.cur = e.stamp, ent
 	}
 	return &gs.cur.slots[st.slot]
+}
+
+// evictSample is how many groups evictIdle looks at.
+const evictSample = 16
+
+// evictIdle forgets a group of a full set: the idlest of a sample of them
+// (map iteration starts at a random place), as Redis evicts. Finding the
+// idlest of all would cost a scan of every group for each new one — a
+// sweep over addresses or spoofed clients would make every event pay it.
+func (e *Engine) evictIdle(gs *groupSet) {
+	var idle string
+	var idleAt int64
+	n := 0
+	for k, g := range gs.table {
+		if n == 0 || g.last < idleAt {
+			idle, idleAt = k, g.last
+		}
+		if n++; n == evictSample {
+			break
+		}
+	}
+	delete(gs.table, idle)
+	if gs.byConn != nil {
+		*gs.byConn = [connCache]connEntry{} // it may hold the evicted entry
+	}
 }

@@ -220,3 +220,32 @@ func tableOfForTest(fc uint8) plcwatch.Table {
 	}
 	return plcwatch.TableHolding
 }
+
+// BenchmarkGroupSweep is a write sweep over addresses against a rule that
+// keeps state per address: once the rule's groups are full, every event
+// makes a new group and evicts one. Its cost must not grow with the bound
+// (it scanned every group per event once).
+func BenchmarkGroupSweep(b *testing.B) {
+	dir := b.TempDir()
+	path := filepath.Join(dir, "r.yaml")
+	os.WriteFile(path, []byte("rules:\n  - id: toggled\n    title: t\n    severity: low\n    match: {op: write}\n    change: {count: 10, window: 10s}\n"), 0o644)
+	set, err := Load(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	e := NewEngine(set, Options{}, func(*plcwatch.Alert) {})
+	ev := plcwatch.Event{Time: time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC), Source: plcwatch.Wire, Protocol: plcwatch.ProtoModbus,
+		Op: plcwatch.OpWrite, Function: 6, Table: plcwatch.TableHolding, Count: 1,
+		Client: netip.MustParseAddrPort("10.0.0.5:40000"), Server: netip.MustParseAddrPort("10.9.9.9:502"), Unit: 1}
+	ev.Values.SetWord(1)
+	for i := 0; i < DefaultMaxGroups; i++ { // fill the groups
+		ev.Address, ev.Unit = uint16(i), uint8(i>>16)
+		e.Process(&ev)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		ev.Address, ev.Unit = uint16(i), uint8(1+i>>16)
+		e.Process(&ev)
+	}
+}
