@@ -54,6 +54,14 @@ func TestLintPositions(t *testing.T) {
 			[]string{`7:19: when: invalid operation: == (mismatched types float64 and string)`}},
 		{"duplicate ids", "rules:\n  - id: a\n    title: t\n    severity: low\n  - id: a\n    title: t2\n    severity: low\n",
 			[]string{`5:9: duplicate id "a" (first defined at `}},
+		{"unclosed flow mapping: the line it opens", "rules:\n  - id: a\n    title: t\n    severity: low\n    match: {unit: 1,\n      function: 3\n  - id: b\n",
+			[]string{`5:1: did not find expected ',' or '}' (a { opened on this line`}},
+		{"unclosed flow list", "rules:\n  - id: a\n    title: t\n    severity: low\n    match:\n      unit: 1\n      function: [3\n  - id: b\n",
+			[]string{`7:1: did not find expected ',' or ']'`}},
+		{"bad indentation", "rules:\n  - id: a\n    title: t\n    severity: low\n    match:\n      unit: 1\n     function: 3\n",
+			[]string{`2:1: did not find expected key (in the mapping that starts on this line`}},
+		{"scanner error keeps its line", "rules:\n  - id: a\n    title: t: x\n",
+			[]string{`3:1: mapping values are not allowed in this context`}},
 		{"missing fields", "rules:\n  - id: a\n",
 			[]string{`2:5: rule "a" has no title`, `2:5: rule "a" has no severity`}},
 		{"bad severity and duration", "rules:\n  - id: a\n    title: t\n    severity: urgent\n    threshold: {count: 5, window: soon}\n",
@@ -68,7 +76,7 @@ func TestLintPositions(t *testing.T) {
 			[]string{`5:23: window "weekdays 8:00-17:00": "weekdays" is not a day`}},
 		// yaml.v3 reports the line where the broken block starts.
 		{"yaml syntax", "rules:\n  - id: a\n    title: [t\n",
-			[]string{`2:1: did not find expected ',' or ']'`}},
+			[]string{`3:1: did not find expected ',' or ']'`}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

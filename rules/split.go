@@ -45,6 +45,20 @@ type span struct {
 
 var yamlLine = regexp.MustCompile(`line (\d+)`)
 
+// parserErrors are yaml.v3's parser errors (as opposed to its scanner and
+// decoder errors, whose lines count from 1), with what they usually mean:
+// the line they give is where the construct began, not the problem.
+var parserErrors = map[string]string{
+	"did not find expected ',' or '}'":       " (a { opened on this line is not closed, or an entry in it is broken)",
+	"did not find expected ',' or ']'":       " (a [ opened on this line is not closed, or an item in it is broken)",
+	"did not find expected key":              " (in the mapping that starts on this line: a line below is indented differently, or a value stands where a key should)",
+	"did not find expected '-' indicator":    " (in the list that starts on this line: an item is indented differently)",
+	"did not find expected node content":     " (a value is missing, or starts with a character that cannot start one: quote it)",
+	"did not find expected <document start>": "",
+	"found undefined tag handle":             "",
+	"found incompatible YAML document":       "",
+}
+
 // openFile reads a rule file and parses its top level (its lists and
 // other sections), leaving the rules of a block-style list for later.
 func openFile(path string) (*doc, *Problem) {
@@ -84,11 +98,21 @@ func parseSpan(file string, src []byte, s span) (*yaml.Node, *Problem) {
 	var root yaml.Node
 	if err := yaml.Unmarshal(src[s.start:s.end], &root); err != nil {
 		p := &Problem{File: file, Line: s.line, Col: 1, Msg: strings.TrimPrefix(err.Error(), "yaml: ")}
+		n := 1
 		if m := yamlLine.FindStringSubmatch(err.Error()); m != nil {
-			n, _ := strconv.Atoi(m[1])
-			p.Line = s.line + n - 1
+			n, _ = strconv.Atoi(m[1])
 			p.Msg = strings.TrimPrefix(p.Msg, "line "+m[1]+": ")
 		}
+		if hint, ok := parserErrors[p.Msg]; ok {
+			// yaml.v3 gives a parser error's line counted from 0 — the
+			// line of the construct it was reading, one line early —
+			// and none at all for line 0 (issue 9 §2).
+			if m := yamlLine.FindStringSubmatch(err.Error()); m != nil {
+				n++
+			}
+			p.Msg += hint
+		}
+		p.Line = s.line + n - 1
 		return nil, p
 	}
 	n := &root
