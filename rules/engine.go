@@ -67,7 +67,7 @@ type Engine struct {
 	cand     []int32
 	env      Env
 	envOf    *plcwatch.Event
-	alt      plcwatch.Event // the request half of a StageResponse event, see asRequest
+	alt      plcwatch.Event // the request half of a StageResponse event, see responseMalformed
 	altOf    *plcwatch.Event
 	vm       vm.VM
 	key      []byte

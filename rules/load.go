@@ -452,6 +452,11 @@ var listRefs = regexp.MustCompile(`\$([A-Za-z0-9_-]+)`)
 // when its request was not (see Rule.seesMalformedResponse).
 func stagesOf(r *Rule, seen names) (uint8, bool) {
 	resp := seen.response || r.match.exceptions != nil || r.match.unanswered != nil || r.match.statuses != nil
+	if r.change != nil && r.match.source != plcwatch.Poll && (r.match.ops == 0 || r.match.ops&^(1<<plcwatch.OpWrite) != 0) {
+		// A change rule follows what a write writes, known at the request;
+		// one that may follow what a read reads waits for the answer.
+		resp = true
+	}
 	fields := [][]field{r.fold.by}
 	if r.threshold != nil {
 		fields = append(fields, r.threshold.by, []field{r.threshold.distinct})
