@@ -60,9 +60,11 @@ func (a *Activity) Note(ev *Event) {
 		a.Last = ev.Time
 	}
 	a.Events++
-	if ev.Protocol == ProtoModbus && ev.Op != OpStatus {
-		a.Functions.Add(ev.Function)
-		a.Units.Add(ev.Unit)
+	if ev.Protocol == ProtoModbus {
+		if ev.Op != OpStatus {
+			a.Functions.Add(ev.Function)
+		}
+		a.Units.Add(ev.Unit) // a status event's unit is the unit that went down or up
 	}
 	if ev.Table != TableNone && !(ev.Orphan && ev.Op == OpRead) {
 		lo := ev.Address

@@ -159,3 +159,19 @@ func TestDefaultsQuietOnBenignPolling(t *testing.T) {
 		t.Errorf("alerts on benign polling: %v", r.byRule())
 	}
 }
+
+// TestUnitsOfAGatewayDownFold: the units of one gateway going down are one
+// alert at once and one with the other units.
+func TestUnitsOfAGatewayDownFold(t *testing.T) {
+	set := defaultSet(t)
+	var evs []plcwatch.Event
+	for u := 1; u <= 3; u++ {
+		evs = append(evs, plcwatch.Event{Time: t0.Add(time.Duration(u) * time.Second), Source: plcwatch.Poll,
+			Protocol: plcwatch.ProtoModbus, Op: plcwatch.OpStatus, Device: "gw", Unit: uint8(u), Quality: "down",
+			Error: "timed out: no answer within 1s", Value: math.NaN()})
+	}
+	_, r := run(t, set, evs)
+	if len(r.alerts) != 2 || r.alerts[1].Count != 2 || string(r.alerts[1].Activity.Units.AppendText(nil)) != "1-3" {
+		t.Fatalf("alerts %v (%d), want one at once and one for units 2-3 with activity units 1-3", r.byRule(), len(r.alerts))
+	}
+}
