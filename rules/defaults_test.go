@@ -94,3 +94,31 @@ func findCapture(t *testing.T, name string) string {
 	}
 	return p
 }
+
+// TestDefaultRuleSetSweeps: one activity, one alert (issue 9 §10). The
+// function-code sweep of iti_modbus_test_data_part2 raised 109
+// modbus-reserved-function and 20 modbus-function-code-scan alerts; a
+// sweep is now one alert at once and one per minute it lasts, and the
+// folded alerts still account for every event.
+func TestDefaultRuleSetSweeps(t *testing.T) {
+	set, err := rules.Load("../configs/rules")
+	if err != nil {
+		t.Fatal(err)
+	}
+	alerts, events := map[string]int{}, map[string]int{}
+	eng := rules.NewEngine(set, rules.Options{}, func(a *plcwatch.Alert) { alerts[a.Rule.ID]++; events[a.Rule.ID] += a.Count })
+	var cfg capture.Config
+	cfg.Defaults()
+	if err := capture.ReadFile(context.Background(), findCapture(t, "iti_modbus_test_data_part2"), capture.NewEngine(cfg, eng.Process)); err != nil {
+		t.Fatal(err)
+	}
+	eng.Close()
+	for id, most := range map[string]int{"modbus-reserved-function": 3, "modbus-function-code-scan": 3, "modbus-exception-storm": 3, "modbus-malformed": 3} {
+		if alerts[id] < 1 || alerts[id] > most {
+			t.Errorf("%s: %d alerts, want 1 to %d", id, alerts[id], most)
+		}
+	}
+	if events["modbus-reserved-function"] != 109 {
+		t.Errorf("modbus-reserved-function alerts stand for %d requests, want all 109", events["modbus-reserved-function"])
+	}
+}
