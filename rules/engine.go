@@ -59,6 +59,7 @@ type Engine struct {
 	raise    func(*plcwatch.Alert)
 	scratch  plcwatch.Alert // the alert being raised: reused, see NewEngine
 	idBuf    []byte
+	due      []keyedFold // dueFolds' buffer
 	states   []ruleState
 	gsets    []groupSet
 	hits     []RuleHits
@@ -181,6 +182,7 @@ type group struct {
 // fold holds the alerts of a rule that share its fold fields within the
 // fold window: the first went out at once, the rest go out as one alert
 // with their count and what they touched.
+// fold is an open fold of a rule (fold.go).
 type fold struct {
 	start   int64 // time of the event that opened it
 	pending int

@@ -1,10 +1,12 @@
 package rules
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -146,31 +148,55 @@ func (e *Engine) tick(clock int64) {
 			continue
 		}
 		w := int64(r.fold.window)
-		for k, f := range st.folds {
-			d := clock - f.start
-			if d < w && d > -w {
-				continue
-			}
-			if d >= w && d < 2*w && f.pending > 0 {
+		due := e.dueFolds(st.folds, func(f *fold) bool { d := clock - f.start; return d >= w || d <= -w })
+		for _, kf := range due {
+			f := kf.f
+			if d := clock - f.start; d >= w && d < 2*w && f.pending > 0 {
 				e.emitFold(int32(i), r, f)
 				f.start += w
 				continue
 			}
 			e.emitFold(int32(i), r, f)
 			e.closeFold(f)
-			delete(st.folds, k)
+			delete(st.folds, kf.k)
 		}
 	}
+}
+
+// keyedFold is a fold and its key in the rule's fold map.
+type keyedFold struct {
+	k string
+	f *fold
+}
+
+// dueFolds returns the folds of m for which due holds, oldest first (ties
+// by key): alerts go out in the same order, and with the same ids, on
+// every run of the same capture, which ranging over the map would not give.
+func (e *Engine) dueFolds(m map[string]*fold, due func(*fold) bool) []keyedFold {
+	out := e.due[:0]
+	for k, f := range m {
+		if due(f) {
+			out = append(out, keyedFold{k, f})
+		}
+	}
+	slices.SortFunc(out, func(a, b keyedFold) int {
+		if c := cmp.Compare(a.f.start, b.f.start); c != 0 {
+			return c
+		}
+		return strings.Compare(a.k, b.k)
+	})
+	e.due = out[:0]
+	return out
 }
 
 // Close flushes every pending fold: the replay or the daemon is ending.
 func (e *Engine) Close() {
 	for i, r := range e.set.enabled {
 		st := &e.states[i]
-		for k, f := range st.folds {
-			e.emitFold(int32(i), r, f)
-			e.closeFold(f)
-			delete(st.folds, k)
+		for _, kf := range e.dueFolds(st.folds, func(*fold) bool { return true }) {
+			e.emitFold(int32(i), r, kf.f)
+			e.closeFold(kf.f)
+			delete(st.folds, kf.k)
 		}
 	}
 }
