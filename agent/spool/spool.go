@@ -1,35 +1,46 @@
 // Package spool is plcwatch's outbox: an ordered queue of records on disk.
-// An alert counts as raised once Append returns; the publisher reads records
+// An alert counts as spooled once Append returns; the publisher reads records
 // in order from the head and acknowledges them once the broker has them.
 // Records survive agent crashes (kill -9: written data is in the page cache)
 // and, with SyncAlways or SyncInterval, power loss (up to the interval).
-// The spool is bounded: when full, the oldest records make room and are
-// counted as dropped.
 //
-// On disk it is a folder of segment files, each a run of records
+// What must hold (issue 8): the spool never stops delivering, and damage
+// costs exactly the damaged records.
 //
-//	length uint32 | crc32c uint32 | seq uint64 | appended unixnano int64 | payload
+//   - Every record is framed so that it can be found again (format.go): a
+//     reader that meets damage skips to the next valid record, counts the
+//     records lost (their sequence numbers are the gap), logs once per
+//     segment, and goes on. Damage is never an error for the reader.
+//   - Files in the folder that are not the spool's are ignored with a
+//     warning, never fatal; a segment of an older format is migrated.
+//   - A disk that refuses writes (full, failing) does not lose alerts
+//     silently: records wait in a bounded memory queue, are read from there
+//     like any other, and go to disk when it takes writes again. Only when
+//     that queue is full are records dropped, oldest first, counted by
+//     reason.
+//   - The spool is bounded by MaxBytes: when full, the oldest records make
+//     room and are counted as dropped.
 //
-// named by the sequence number of its first record, and an "acked" file
-// holding the sequence number of the last acknowledged record. Losing an
-// ack (it is not fsynced) only means a record is delivered again — with the
-// same content, so consumers drop the duplicate — never that one is lost.
+// On disk it is a folder of segment files, each a run of records named by
+// the sequence number of its first (%016x.seg), an "acked" file holding the
+// sequence number of the last acknowledged record and of the last record
+// written, and the dead-letter file (records the publisher set aside).
+// Losing an ack (it is not fsynced) only means a record is delivered again —
+// with the same content, so consumers drop the duplicate — never that one is
+// lost.
 package spool
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/crc32"
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
-	"slices"
-	"strconv"
-	"strings"
 	"sync"
+	"syscall"
 	"time"
+
+	"github.com/plcwatch/plcwatch/agent/rotate"
 )
 
 // Sync says when appended records are flushed to stable storage.
@@ -61,59 +72,161 @@ type Options struct {
 	SegmentBytes int64 // a segment is closed beyond this (default MaxBytes/16, at least 64 KiB)
 	Sync         Sync
 	SyncInterval time.Duration // default 1s
-	Logger       *slog.Logger
+	// MemoryBytes bounds the records held in memory while the disk
+	// refuses writes (default DefaultMemoryBytes; at least MaxRecord).
+	MemoryBytes int64
+	// DeadLetterBytes: the dead-letter file is rotated beyond this, one
+	// old file kept (default DefaultDeadLetterBytes).
+	DeadLetterBytes int64
+	Logger          *slog.Logger
 }
+
+// Defaults of Options.
+const (
+	DefaultMemoryBytes     = 8 << 20
+	DefaultDeadLetterBytes = 16 << 20
+)
+
+// DeadLetterFile is the name, in the spool's folder, of the file of records
+// set aside (SetAside): JSON lines, one per record.
+const DeadLetterFile = "dead-letters.jsonl"
 
 // Record is one queued record.
 type Record struct {
 	Seq      uint64
 	Appended time.Time
-	Data     []byte
+	Data     []byte // the caller may keep it; it must not change it
 }
+
+// DropReason says why records were dropped undelivered.
+type DropReason int
+
+const (
+	// DropMaxBytes: the spool reached MaxBytes; the oldest records made room.
+	DropMaxBytes DropReason = iota
+	// DropNoSpace: the filesystem is full and the memory queue too; the
+	// oldest records made room.
+	DropNoSpace
+	// DropWriteError: the disk refuses writes (not for lack of space) and
+	// the memory queue is full; its oldest records made room.
+	DropWriteError
+	NumDropReasons
+)
+
+var dropReasonNames = [NumDropReasons]string{"max_bytes", "no_space", "write_error"}
+
+func (r DropReason) String() string { return dropReasonNames[r] }
 
 // Stats describe the spool.
 type Stats struct {
-	Depth     uint64        // records not yet acknowledged
-	Bytes     int64         // on disk
-	OldestAge time.Duration // age of the oldest unacknowledged record
-	Appended  uint64        // records appended since open
-	Acked     uint64        // records acknowledged since open
-	Dropped   uint64        // records dropped unacknowledged because the spool was full
+	Depth       uint64        // records not yet acknowledged (on disk and in memory)
+	Bytes       int64         // segments on disk
+	OldestAge   time.Duration // age of the oldest unacknowledged record
+	Appended    uint64        // records accepted since open
+	Spooled     uint64        // records written to disk since open (at once, or from memory later)
+	Acked       uint64        // records acknowledged since open
+	Dropped     uint64        // records dropped unacknowledged, all reasons
+	DroppedBy   [NumDropReasons]uint64
+	Corrupt     uint64 // records lost to damage: found at open or while reading
+	Memory      int    // records held in memory because the disk refused them
+	MemoryBytes int64
+	WriteErrors uint64 // failed writes to disk
+	// WriteError is why the disk refuses writes, while it does; "" when
+	// records go to disk.
+	WriteError  string
+	DeadLetters uint64 // records set aside since open
 }
 
-const headerLen = 4 + 4 + 8 + 8
-
-// MaxRecord bounds one record.
-const MaxRecord = 1 << 20
-
 var (
-	crcTable = crc32.MakeTable(crc32.Castagnoli)
 	// ErrTooLarge is returned for a record bigger than MaxRecord.
 	ErrTooLarge = errors.New("spool: record too large")
 	// ErrClosed is returned after Close.
 	ErrClosed = errors.New("spool: closed")
+	// ErrStorage wraps errors reading the spool's files (not damage, which
+	// is skipped, but a file that cannot be read at all). The caller waits
+	// and tries again; the spool skips a segment that keeps failing.
+	ErrStorage = errors.New("spool: storage error")
 )
 
 type segment struct {
-	first uint64 // seq of its first record
-	count uint64 // records in it
-	size  int64
-	path  string
+	name   uint64 // the sequence number in its file name: no record in it is older
+	suffix int    // >0 when the plain name was taken by something not ours
+	path   string
+	first  uint64 // seq of its first valid record (count 0: none)
+	last   uint64 // seq of its last valid record
+	count  uint64 // valid records
+	size   int64  // bytes to read; for the segment being written, where the next record goes
 }
 
-// Spool is safe for one appender and one reader in different goroutines.
+// pos is where a record is: in a segment at an offset, or in memory.
+type pos struct {
+	mem bool
+	seg string // segment path
+	off int64
+}
+
+// cursor is a reading position: the next record is looked for at at, and
+// every record up to prev is behind it.
+type cursor struct {
+	at   pos
+	prev uint64
+	ok   bool
+}
+
+// readEntry is a record handed out by Read and not yet acknowledged.
+type readEntry struct {
+	seq      uint64
+	at       pos
+	appended int64
+}
+
+type memRecord struct {
+	seq      uint64
+	appended int64
+	data     []byte
+}
+
+// Spool is safe for concurrent use; it is meant for one appender and one
+// reader.
 type Spool struct {
-	opts   Options
-	log    *slog.Logger
-	mu     sync.Mutex
-	segs   []segment          // oldest first; the last one is written
-	w      *os.File           // the last segment, open for appending
-	next   uint64             // seq of the next record
-	acked  uint64             // seq of the last acknowledged record (0: none)
-	head   readPos            // where the first unacknowledged record is, when known
-	after  readPos            // where the record after the last one read is
-	pos    map[uint64]readPos // positions of records read, not yet acknowledged
-	total  int64
+	opts Options
+	log  *slog.Logger
+	mu   sync.Mutex
+
+	segs  []segment // ours, oldest first; the last one is written
+	w     *os.File  // the last segment, open for writing
+	next  uint64    // seq of the next record
+	acked uint64    // seq of the last acknowledged record (0: none)
+	holes spans     // seqs after acked that hold no record: lost, dropped or skipped
+	total int64
+	// diskLast is the last seq written to disk; it goes to the acked file,
+	// so that records that vanish from the end of the spool are noticed.
+	diskLast  uint64
+	stateLast uint64 // diskLast when the acked file was last written
+	stateErr  string // the last error writing the acked file, logged once
+
+	// pendingDrop: records dropped while handed to the reader, by
+	// reason; acknowledged, they were delivered after all, else they
+	// count as dropped when the reader starts again from the head.
+	pendingDrop [NumDropReasons]spans
+
+	mem      []memRecord // records the disk refused, oldest first
+	memBytes int64
+	failing  error     // the last write error, while writes fail
+	lastTry  time.Time // the last attempt to move memory to disk
+
+	rd       segReader
+	after    cursor      // where the last Read stopped
+	fifo     []readEntry // records read and not acknowledged, in order
+	readErrs map[string]int
+	occupied map[string]bool // segment-like paths taken by things that are not ours
+
+	// failInject, set by tests, fails writes with this error: a disk
+	// failing with EIO is hard to come by (a full one is not: the full
+	// disk test uses a real tmpfs).
+	failInject error
+
+	dead   *rotate.File
 	stats  Stats
 	notify chan struct{}
 	synced time.Time
@@ -122,16 +235,11 @@ type Spool struct {
 	buf    []byte
 }
 
-// readPos caches the file offset of record seq in segment seg.
-type readPos struct {
-	seq    uint64
-	seg    uint64 // first seq of the segment
-	offset int64
-	ok     bool
-}
-
-// Open opens (creating) the spool in opts.Dir, recovering what a crash left:
-// a record torn at the end of the last segment is cut off.
+// Open opens (creating) the spool in opts.Dir and recovers what is there:
+// damaged records are skipped and counted, a record torn at the end of the
+// last segment is cut off, files that are not the spool's are ignored with
+// a warning, format 1 segments are migrated. It fails only when the folder
+// cannot be used at all (cannot be created, read or written).
 func Open(opts Options) (*Spool, error) {
 	if opts.MaxBytes <= 0 {
 		return nil, errors.New("spool: MaxBytes must be positive")
@@ -142,6 +250,13 @@ func Open(opts Options) (*Spool, error) {
 	if opts.SyncInterval <= 0 {
 		opts.SyncInterval = time.Second
 	}
+	if opts.MemoryBytes <= 0 {
+		opts.MemoryBytes = DefaultMemoryBytes
+	}
+	opts.MemoryBytes = max(opts.MemoryBytes, MaxRecord)
+	if opts.DeadLetterBytes <= 0 {
+		opts.DeadLetterBytes = DefaultDeadLetterBytes
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -149,135 +264,55 @@ func Open(opts Options) (*Spool, error) {
 		return nil, fmt.Errorf("spool: %w", err)
 	}
 	s := &Spool{opts: opts, log: opts.Logger, notify: make(chan struct{}, 1), next: 1, synced: time.Now(),
-		pos: map[uint64]readPos{}}
+		readErrs: map[string]int{}, occupied: map[string]bool{}}
 	if err := s.recover(); err != nil {
+		s.rd.close()
 		return nil, err
 	}
+	s.checkFreeSpace()
 	return s, nil
 }
 
-func (s *Spool) segPath(first uint64) string {
-	return filepath.Join(s.opts.Dir, fmt.Sprintf("%016x.seg", first))
+// plausible is the most records the spool can hold: a gap in sequence
+// numbers wider than this is not records lost (a stray file), and a
+// segment named beyond it is not ours.
+func (s *Spool) plausible() uint64 {
+	return uint64(s.opts.MaxBytes/headerLen) + uint64(s.opts.MemoryBytes/headerLen) + 1
 }
 
-// recover reads the folder: segments, records, the ack.
-func (s *Spool) recover() error {
-	entries, err := os.ReadDir(s.opts.Dir)
-	if err != nil {
-		return fmt.Errorf("spool: %w", err)
+func (s *Spool) segPath(name uint64, suffix int) string {
+	if suffix > 0 {
+		return filepath.Join(s.opts.Dir, fmt.Sprintf("%016x-%d.seg", name, suffix))
 	}
-	var firsts []uint64
-	for _, e := range entries {
-		name, ok := strings.CutSuffix(e.Name(), ".seg")
-		if !ok {
-			continue
-		}
-		first, err := strconv.ParseUint(name, 16, 64)
-		if err != nil {
-			continue
-		}
-		firsts = append(firsts, first)
-	}
-	slices.Sort(firsts)
-	if b, err := os.ReadFile(filepath.Join(s.opts.Dir, "acked")); err == nil && len(b) == 12 &&
-		crc32.Checksum(b[:8], crcTable) == binary.BigEndian.Uint32(b[8:]) {
-		s.acked = binary.BigEndian.Uint64(b)
-	}
-	for i, first := range firsts {
-		seg, err := s.scan(first, i == len(firsts)-1)
-		if err != nil {
-			return err
-		}
-		if seg.count == 0 && i < len(firsts)-1 {
-			os.Remove(seg.path)
-			continue
-		}
-		s.segs = append(s.segs, seg)
-		s.total += seg.size
-		s.next = seg.first + seg.count
-	}
-	// Segments wholly acknowledged are finished.
-	for len(s.segs) > 1 && s.segs[0].first+s.segs[0].count-1 <= s.acked {
-		os.Remove(s.segs[0].path)
-		s.total -= s.segs[0].size
-		s.segs = s.segs[1:]
-	}
-	if len(s.segs) > 0 && s.acked < s.segs[0].first-1 {
-		s.acked = s.segs[0].first - 1
-	}
-	if s.acked >= s.next {
-		s.acked = s.next - 1
-	}
-	if len(s.segs) == 0 {
-		s.next = max(s.next, s.acked+1)
-		return s.startSegment()
-	}
-	last := s.segs[len(s.segs)-1]
-	w, err := os.OpenFile(last.path, os.O_WRONLY|os.O_APPEND, 0o640)
-	if err != nil {
-		return fmt.Errorf("spool: %w", err)
-	}
-	s.w = w
-	s.stats.Depth = s.next - 1 - s.acked
-	if s.stats.Depth > 0 {
-		s.log.Info("spool recovered undelivered records", "records", s.stats.Depth, "bytes", s.total)
-	}
-	return nil
+	return filepath.Join(s.opts.Dir, fmt.Sprintf("%016x.seg", name))
 }
 
-// scan counts the valid records of a segment; in the last segment a broken
-// tail (a crash mid-write) is cut off.
-func (s *Spool) scan(first uint64, last bool) (segment, error) {
-	path := s.segPath(first)
-	f, err := os.Open(path)
-	if err != nil {
-		return segment{}, fmt.Errorf("spool: %w", err)
-	}
-	defer f.Close()
-	seg := segment{first: first, path: path}
-	var off int64
-	hdr := make([]byte, headerLen)
-	for {
-		if _, err := f.ReadAt(hdr, off); err != nil {
-			break
-		}
-		n := binary.BigEndian.Uint32(hdr)
-		if n > MaxRecord || binary.BigEndian.Uint64(hdr[8:]) != first+seg.count {
-			break
-		}
-		payload := make([]byte, n)
-		if _, err := f.ReadAt(payload, off+headerLen); err != nil {
-			break
-		}
-		if crc32.Checksum(payload, crcTable) != binary.BigEndian.Uint32(hdr[4:]) {
-			break
-		}
-		off += headerLen + int64(n)
-		seg.count++
-	}
-	st, err := f.Stat()
-	if err != nil {
-		return segment{}, fmt.Errorf("spool: %w", err)
-	}
-	if st.Size() > off {
-		s.log.Warn("spool segment has a broken tail: cut off", "segment", path, "valid_bytes", off, "size", st.Size(), "last", last)
-		if err := os.Truncate(path, off); err != nil {
-			return segment{}, fmt.Errorf("spool: %w", err)
-		}
-	}
-	seg.size = off
-	return seg, nil
-}
-
+// startSegment closes the segment being written and starts one named by
+// the next sequence number.
 func (s *Spool) startSegment() error {
 	if s.w != nil {
-		if err := s.w.Sync(); err != nil {
-			return fmt.Errorf("spool: %w", err)
+		if s.opts.Sync != SyncNever && s.dirty {
+			if err := s.w.Sync(); err != nil {
+				return fmt.Errorf("spool: fsync: %w", err)
+			}
 		}
 		s.w.Close()
+		s.w = nil
 	}
-	seg := segment{first: s.next, path: s.segPath(s.next)}
-	w, err := os.OpenFile(seg.path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|os.O_APPEND, 0o640)
+	seg := segment{name: s.next}
+	for {
+		seg.path = s.segPath(seg.name, seg.suffix)
+		if !s.occupied[seg.path] {
+			if _, err := os.Lstat(seg.path); errors.Is(err, os.ErrNotExist) {
+				break
+			}
+			// Something is there that we do not know of: leave it.
+			s.occupied[seg.path] = true
+			s.log.Warn("spool: a file that is not the spool's has the name of the next segment: left alone, the segment takes another name", "path", seg.path)
+		}
+		seg.suffix++
+	}
+	w, err := os.OpenFile(seg.path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o640)
 	if err != nil {
 		return fmt.Errorf("spool: %w", err)
 	}
@@ -287,72 +322,37 @@ func (s *Spool) startSegment() error {
 	return nil
 }
 
-// Append queues a record. When it returns nil, the record is in the file
-// (and, with SyncAlways, on stable storage).
-func (s *Spool) Append(data []byte) error {
-	if len(data) > MaxRecord {
-		return ErrTooLarge
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return ErrClosed
-	}
-	need := int64(headerLen + len(data))
-	cur := &s.segs[len(s.segs)-1]
-	if cur.size > 0 && cur.size+need > s.opts.SegmentBytes {
-		if err := s.startSegment(); err != nil {
-			return err
-		}
-		cur = &s.segs[len(s.segs)-1]
-	}
-	for s.total+need > s.opts.MaxBytes && len(s.segs) > 1 {
-		s.dropOldest()
-	}
-	b := s.buf[:0]
-	b = binary.BigEndian.AppendUint32(b, uint32(len(data)))
-	b = binary.BigEndian.AppendUint32(b, crc32.Checksum(data, crcTable))
-	b = binary.BigEndian.AppendUint64(b, s.next)
-	b = binary.BigEndian.AppendUint64(b, uint64(time.Now().UnixNano()))
-	b = append(b, data...)
-	s.buf = b
-	if _, err := s.w.Write(b); err != nil {
-		// A short write leaves a torn record; cut it off so the file
-		// stays a clean sequence of records.
-		_ = s.w.Truncate(cur.size)
-		return fmt.Errorf("spool: append: %w", err)
-	}
-	cur.size += need
-	cur.count++
-	s.total += need
-	s.next++
-	s.stats.Appended++
-	s.stats.Depth++
-	s.dirty = true
-	if err := s.maybeSync(); err != nil {
-		return err
-	}
+// Notify returns a channel that receives when records are appended.
+func (s *Spool) Notify() <-chan struct{} { return s.notify }
+
+func (s *Spool) wake() {
 	select {
 	case s.notify <- struct{}{}:
 	default:
 	}
-	return nil
 }
 
-func (s *Spool) maybeSync() error {
-	switch s.opts.Sync {
-	case SyncNever:
+// Sync flushes appended records to stable storage (unless the spool syncs
+// never), records the acknowledgement mark, and tries again to move records
+// held in memory to disk. The agent calls it every second.
+func (s *Spool) Sync() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
 		return nil
-	case SyncInterval:
-		if time.Since(s.synced) < s.opts.SyncInterval {
-			return nil
-		}
 	}
-	return s.syncLocked()
+	if len(s.mem) > 0 {
+		s.flushMem(true)
+	}
+	err := s.syncLocked()
+	if s.stateLast != s.diskLast {
+		s.writeState()
+	}
+	return err
 }
 
 func (s *Spool) syncLocked() error {
-	if !s.dirty {
+	if !s.dirty || s.opts.Sync == SyncNever {
 		return nil
 	}
 	if err := s.w.Sync(); err != nil {
@@ -363,235 +363,33 @@ func (s *Spool) syncLocked() error {
 	return nil
 }
 
-// Sync flushes appended records to stable storage now (SyncInterval calls
-// it on a timer too, through Tick).
-func (s *Spool) Sync() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return nil
-	}
-	return s.syncLocked()
-}
-
-// dropOldest deletes the oldest segment to make room, counting the records
-// it held that were never acknowledged.
-func (s *Spool) dropOldest() {
-	old := s.segs[0]
-	lost := uint64(0)
-	if end := old.first + old.count - 1; end > s.acked {
-		lost = end - max(s.acked, old.first-1)
-		s.acked = end
-		s.stats.Depth -= lost
-	}
-	s.stats.Dropped += lost
-	s.log.Warn("spool full: dropped the oldest undelivered alerts", "dropped", lost, "dropped_total", s.stats.Dropped)
-	os.Remove(old.path)
-	s.total -= old.size
-	s.segs = s.segs[1:]
-	s.head.ok, s.after.ok = false, false
-	clear(s.pos)
-	s.writeAcked()
-}
-
-// Notify returns a channel that receives when records are appended.
-func (s *Spool) Notify() <-chan struct{} { return s.notify }
-
-// Peek returns up to max records from the head, oldest first, without
-// removing them. It returns the same records until they are acknowledged.
-func (s *Spool) Peek(max int) ([]Record, error) { return s.Read(0, max) }
-
-// Read returns up to max records starting at sequence number from (or at
-// the head, when from is 0 or already acknowledged), without removing them:
-// a publisher with records in flight reads what comes after them.
-func (s *Spool) Read(from uint64, max int) ([]Record, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return nil, ErrClosed
-	}
-	first := max64(from, s.acked+1)
-	if first >= s.next || max <= 0 {
-		return nil, nil
-	}
-	// The writer's data must be visible to our reads.
-	var out []Record
-	seq := first
-	si := s.segIndex(seq)
-	offset := int64(0)
-	switch {
-	case s.head.ok && s.head.seq == seq && si >= 0 && s.head.seg == s.segs[si].first:
-		offset = s.head.offset
-	case s.after.ok && s.after.seq == seq && si >= 0 && s.after.seg == s.segs[si].first:
-		offset = s.after.offset // reading on from where the last read stopped
-	case si >= 0:
-		var err error
-		if offset, err = s.offsetOf(s.segs[si], seq); err != nil {
-			return nil, err
-		}
-		if seq == s.acked+1 {
-			s.head = readPos{seq: seq, seg: s.segs[si].first, offset: offset, ok: true}
-		}
-	}
-	for si >= 0 && si < len(s.segs) && len(out) < max && seq < s.next {
-		recs, end, err := s.readSegment(s.segs[si], offset, seq, max-len(out))
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, recs...)
-		seq += uint64(len(recs))
-		s.after = readPos{seq: seq, seg: s.segs[si].first, offset: end, ok: true}
-		if seq == s.segs[si].first+s.segs[si].count {
-			s.after.ok = false // the next record starts the next segment, at 0
-		}
-		si++
-		offset = 0
-	}
-	return out, nil
-}
-
-func (s *Spool) segIndex(seq uint64) int {
-	for i, g := range s.segs {
-		if seq >= g.first && seq < g.first+g.count {
-			return i
-		}
-	}
-	return -1
-}
-
-// offsetOf walks a segment's headers to the offset of record seq.
-func (s *Spool) offsetOf(g segment, seq uint64) (int64, error) {
-	f, err := os.Open(g.path)
-	if err != nil {
-		return 0, fmt.Errorf("spool: %w", err)
-	}
-	defer f.Close()
-	var off int64
-	hdr := make([]byte, headerLen)
-	for cur := g.first; cur < seq; cur++ {
-		if _, err := f.ReadAt(hdr, off); err != nil {
-			return 0, fmt.Errorf("spool: %s: %w", g.path, err)
-		}
-		off += headerLen + int64(binary.BigEndian.Uint32(hdr))
-	}
-	return off, nil
-}
-
-// readSegment reads up to max records of g from offset (record seq) and
-// returns them and the offset after the last.
-func (s *Spool) readSegment(g segment, offset int64, seq uint64, max int) ([]Record, int64, error) {
-	f, err := os.Open(g.path)
-	if err != nil {
-		return nil, 0, fmt.Errorf("spool: %w", err)
-	}
-	defer f.Close()
-	var out []Record
-	hdr := make([]byte, headerLen)
-	for len(out) < max && seq < g.first+g.count {
-		s.pos[seq] = readPos{seq: seq, seg: g.first, offset: offset, ok: true}
-		if _, err := f.ReadAt(hdr, offset); err != nil {
-			return nil, 0, fmt.Errorf("spool: %s: %w", g.path, err)
-		}
-		n := binary.BigEndian.Uint32(hdr)
-		data := make([]byte, n)
-		if _, err := f.ReadAt(data, offset+headerLen); err != nil && !errors.Is(err, io.EOF) {
-			return nil, 0, fmt.Errorf("spool: %s: %w", g.path, err)
-		}
-		if crc32.Checksum(data, crcTable) != binary.BigEndian.Uint32(hdr[4:]) || binary.BigEndian.Uint64(hdr[8:]) != seq {
-			return nil, 0, fmt.Errorf("spool: %s: record %d is corrupt", g.path, seq)
-		}
-		out = append(out, Record{Seq: seq, Appended: time.Unix(0, int64(binary.BigEndian.Uint64(hdr[16:]))), Data: data})
-		offset += headerLen + int64(n)
-		seq++
-	}
-	return out, offset, nil
-}
-
-// Ack acknowledges every record up to and including seq: they are gone.
-func (s *Spool) Ack(seq uint64) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return ErrClosed
-	}
-	if seq <= s.acked {
-		return nil
-	}
-	if seq >= s.next {
-		return fmt.Errorf("spool: ack %d beyond the last record %d", seq, s.next-1)
-	}
-	n := seq - s.acked
-	// The head moves to the next record read, or to where the last read
-	// stopped; failing both, it is found again when needed.
-	switch p, ok := s.pos[seq+1]; {
-	case ok:
-		s.head = p
-	case s.after.ok && s.after.seq == seq+1:
-		s.head = s.after
-	default:
-		s.head.ok = false
-	}
-	for q := s.acked + 1; q <= seq; q++ {
-		delete(s.pos, q)
-	}
-	s.acked = seq
-	s.stats.Depth -= n
-	s.stats.Acked += n
-	for len(s.segs) > 1 && s.segs[0].first+s.segs[0].count-1 <= s.acked {
-		os.Remove(s.segs[0].path)
-		s.total -= s.segs[0].size
-		s.segs = s.segs[1:]
-	}
-	return s.writeAcked()
-}
-
-// writeAcked records the ack without fsync: losing it redelivers, it never
-// loses.
-func (s *Spool) writeAcked() error {
-	var b [12]byte
-	binary.BigEndian.PutUint64(b[:], s.acked)
-	binary.BigEndian.PutUint32(b[8:], crc32.Checksum(b[:8], crcTable))
-	tmp := filepath.Join(s.opts.Dir, "acked.tmp")
-	if err := os.WriteFile(tmp, b[:], 0o640); err != nil {
-		return fmt.Errorf("spool: %w", err)
-	}
-	if err := os.Rename(tmp, filepath.Join(s.opts.Dir, "acked")); err != nil {
-		return fmt.Errorf("spool: %w", err)
-	}
-	return nil
-}
-
 // Stats returns the spool's counters.
 func (s *Spool) Stats() Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st := s.stats
 	st.Bytes = s.total
+	st.Depth = s.depth()
+	st.Memory = len(s.mem)
+	st.MemoryBytes = s.memBytes
+	if s.failing != nil {
+		st.WriteError = s.failing.Error()
+	}
 	if st.Depth > 0 && !s.closed {
-		if recs, err := s.peekOneLocked(); err == nil && len(recs) == 1 {
-			st.OldestAge = time.Since(recs[0].Appended)
+		if t, ok := s.oldestLocked(); ok {
+			st.OldestAge = time.Since(time.Unix(0, t))
 		}
 	}
 	return st
 }
 
-func (s *Spool) peekOneLocked() ([]Record, error) {
-	seq := s.acked + 1
-	si := s.segIndex(seq)
-	if si < 0 {
-		return nil, nil
+// depth counts the records not acknowledged: every sequence number after
+// the ack that is not a hole.
+func (s *Spool) depth() uint64 {
+	if s.next <= s.acked+1 {
+		return 0
 	}
-	off := int64(0)
-	if s.head.ok && s.head.seq == seq && s.head.seg == s.segs[si].first {
-		off = s.head.offset
-	} else {
-		var err error
-		if off, err = s.offsetOf(s.segs[si], seq); err != nil {
-			return nil, err
-		}
-	}
-	recs, _, err := s.readSegment(s.segs[si], off, seq, 1)
-	return recs, err
+	return s.next - 1 - s.acked - s.holes.count(s.acked+1, s.next-1)
 }
 
 // Close syncs and closes the spool.
@@ -601,10 +399,22 @@ func (s *Spool) Close() error {
 	if s.closed {
 		return nil
 	}
+	if len(s.mem) > 0 {
+		s.flushMem(true)
+		if len(s.mem) > 0 {
+			s.log.Error("spool: closing with alerts the disk would not take: they are lost", "alerts", len(s.mem), "err", s.failing)
+		}
+	}
 	s.closed = true
+	s.settleDrops()
 	err := s.syncLocked()
+	s.writeState()
 	if cerr := s.w.Close(); err == nil {
 		err = cerr
+	}
+	s.rd.close()
+	if s.dead != nil {
+		s.dead.Close()
 	}
 	return err
 }
@@ -616,9 +426,7 @@ func syncDir(dir string) {
 	}
 }
 
-func max64(a, b uint64) uint64 {
-	if a > b {
-		return a
-	}
-	return b
+// noSpace tells a full filesystem (or quota) from other write errors.
+func noSpace(err error) bool {
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
 }
