@@ -53,7 +53,7 @@ func (s *Spool) write(seq uint64, at int64, data []byte) (pos, error) {
 	need := int64(headerLen + len(data))
 	cur := &s.segs[len(s.segs)-1]
 	if cur.size > 0 && cur.size+need > s.opts.SegmentBytes {
-		if err := s.startSegment(); err != nil {
+		if err := s.startSegment(seq); err != nil {
 			s.writeFailed(err)
 			return pos{}, err
 		}
@@ -116,10 +116,20 @@ func (s *Spool) writeFailed(err error) {
 // the oldest records in memory that are not being delivered.
 func (s *Spool) keep(m memRecord) {
 	for s.memBytes+int64(len(m.data)) > s.opts.MemoryBytes && len(s.mem) > 0 {
-		if noSpace(s.failing) && len(s.segs) > 1 {
-			s.dropOldest(DropNoSpace)
-			s.flushMem(true)
-			continue
+		if noSpace(s.failing) {
+			if len(s.segs) == 1 && s.segs[0].count > 0 {
+				// The oldest records are in the segment being written:
+				// start another (an empty file takes no room) so that it
+				// can go.
+				if err := s.startSegment(s.mem[0].seq); err != nil {
+					s.log.Debug("spool: cannot start a segment on a full disk", "err", err)
+				}
+			}
+			if len(s.segs) > 1 {
+				s.dropOldest(DropNoSpace)
+				s.flushMem(true)
+				continue
+			}
 		}
 		reason := DropWriteError
 		if noSpace(s.failing) {

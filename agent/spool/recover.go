@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -112,7 +113,7 @@ func (s *Spool) recover() error {
 		switch {
 		case name == ackedName:
 			continue
-		case name == ackedName+".tmp", strings.HasSuffix(name, ".seg.migrating"):
+		case name == ackedName+".tmp", strings.HasSuffix(name, ".seg.migrating"), strings.HasSuffix(name, ".seg.merging"):
 			// Left by a crash while writing them; the originals stand.
 			if e.Type().IsRegular() {
 				os.Remove(path)
@@ -148,7 +149,22 @@ func (s *Spool) recover() error {
 		s.log.Warn("spool: the folder holds entries that are not the spool's: ignored", "dir", s.opts.Dir,
 			"entries", strings.Join(foreign[:min(len(foreign), 10)], " "), "count", len(foreign))
 	}
+	// In the order of their records (a copy named after a later record
+	// than its first must not come before the records it follows), then
+	// of their names.
+	key := func(sc scan) uint64 {
+		if sc.count > 0 {
+			return sc.first
+		}
+		return sc.name
+	}
 	slices.SortFunc(scans, func(a, b scan) int {
+		if ka, kb := key(a), key(b); ka != kb {
+			if ka < kb {
+				return -1
+			}
+			return 1
+		}
 		if a.name != b.name {
 			if a.name < b.name {
 				return -1
@@ -157,6 +173,8 @@ func (s *Spool) recover() error {
 		}
 		return a.suffix - b.suffix
 	})
+
+	scans = s.mergeOverlaps(scans)
 
 	// The highest sequence number the spool can have used.
 	hi := max(st.acked, st.written)
@@ -242,7 +260,7 @@ func (s *Spool) recover() error {
 			return fmt.Errorf("spool: %w", err)
 		}
 		s.w = w
-	} else if err := s.startSegment(); err != nil {
+	} else if err := s.startSegment(s.next); err != nil {
 		return err
 	}
 	s.after = cursor{at: pos{seg: s.segs[0].path}, prev: s.acked, ok: true}
@@ -320,6 +338,103 @@ func (s *Spool) account(ours []scan, st state) {
 	}
 }
 
+// mergeOverlaps merges segments whose records overlap (copies of a
+// segment, put back from a backup or a stray copy: each may hold records
+// the other lost) into one file, each record once, in order. Overlaps do
+// not happen otherwise; reading assumes segments follow each other.
+func (s *Spool) mergeOverlaps(scans []scan) []scan {
+	var out []scan
+	for i := 0; i < len(scans); {
+		j := i + 1
+		if scans[i].count > 0 {
+			end := scans[i].last
+			for j < len(scans) && scans[j].count > 0 && scans[j].first <= end {
+				end = max(end, scans[j].last)
+				j++
+			}
+		}
+		if j == i+1 {
+			out = append(out, scans[i])
+			i++
+			continue
+		}
+		merged, err := s.merge(scans[i:j])
+		if err != nil {
+			s.log.Error("spool: segments overlap and could not be merged: read as they are", "err", err)
+			out = append(out, scans[i:j]...)
+		} else {
+			out = append(out, merged)
+		}
+		i = j
+	}
+	return out
+}
+
+func (s *Spool) merge(group []scan) (scan, error) {
+	recs := map[uint64][]byte{}
+	var paths []string
+	for _, sc := range group {
+		paths = append(paths, filepath.Base(sc.path))
+		f, err := os.Open(sc.path)
+		if err != nil {
+			return scan{}, err
+		}
+		r := segReader{f: f, name: sc.path, size: sc.fileSize}
+		for off := int64(0); ; {
+			fd, ok, err := r.next(off)
+			if err != nil {
+				r.close()
+				return scan{}, err
+			}
+			if !ok {
+				break
+			}
+			off = fd.end
+			if _, dup := recs[fd.h.seq]; !dup {
+				recs[fd.h.seq] = appendRecord(nil, fd.h.seq, fd.h.appended, fd.data)
+			}
+		}
+		r.close()
+	}
+	seqs := slices.Sorted(maps.Keys(recs))
+	var out []byte
+	for _, q := range seqs {
+		out = append(out, recs[q]...)
+	}
+	g := segment{name: seqs[0]}
+	tmp := filepath.Join(s.opts.Dir, fmt.Sprintf("%016x.seg.merging", g.name))
+	if err := writeFileSync(tmp, out); err != nil {
+		os.Remove(tmp)
+		return scan{}, err
+	}
+	// The merged file replaces a member, atomically, before the others
+	// go: a crash leaves the members, or the merge and some members
+	// (merged again at the next start), never less.
+	members := map[string]bool{}
+	for _, sc := range group {
+		members[sc.path] = true
+	}
+	for {
+		g.path = s.segPath(g.name, g.suffix)
+		if _, err := os.Lstat(g.path); members[g.path] || errors.Is(err, os.ErrNotExist) {
+			break
+		}
+		g.suffix++
+	}
+	if err := os.Rename(tmp, g.path); err != nil {
+		os.Remove(tmp)
+		return scan{}, err
+	}
+	syncDir(s.opts.Dir)
+	for _, sc := range group {
+		if sc.path != g.path {
+			os.Remove(sc.path)
+		}
+	}
+	s.log.Warn("spool: segments hold the same records (copies?): merged into one, each record once", "segments", strings.Join(paths, " "), "into", filepath.Base(g.path), "records", len(seqs))
+	return s.scanV2(g)
+}
+
 // scanSegment reads a segment file whole: its valid records, its damage.
 // A segment in format 1 is migrated to format 2 first.
 func (s *Spool) scanSegment(g segment) (scan, error) {
@@ -383,23 +498,6 @@ func (s *Spool) scanV2(g segment) (scan, error) {
 		sc.runs.add(fd.h.seq, fd.h.seq)
 		sc.lastEnd = fd.end
 		prev = fd.h.seq
-	}
-	if sc.count > 0 && sc.first < sc.name {
-		// Records older than the name says: a copied or renamed file.
-		// Named after its first record it sorts where it belongs.
-		sc.name, sc.suffix = sc.first, 0
-		for {
-			p := s.segPath(sc.name, sc.suffix)
-			if _, err := os.Lstat(p); errors.Is(err, os.ErrNotExist) {
-				if err := os.Rename(g.path, p); err != nil {
-					return scan{}, err
-				}
-				s.log.Warn("spool: segment named after a later record than its first: renamed", "from", g.path, "to", p)
-				sc.path = p
-				break
-			}
-			sc.suffix++
-		}
 	}
 	return sc, nil
 }

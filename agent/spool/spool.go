@@ -288,8 +288,8 @@ func (s *Spool) segPath(name uint64, suffix int) string {
 }
 
 // startSegment closes the segment being written and starts one named by
-// the next sequence number.
-func (s *Spool) startSegment() error {
+// the sequence number of the first record that will go in it.
+func (s *Spool) startSegment(first uint64) error {
 	if s.w != nil {
 		if s.opts.Sync != SyncNever && s.dirty {
 			if err := s.w.Sync(); err != nil {
@@ -299,7 +299,7 @@ func (s *Spool) startSegment() error {
 		s.w.Close()
 		s.w = nil
 	}
-	seg := segment{name: s.next}
+	seg := segment{name: first}
 	for {
 		seg.path = s.segPath(seg.name, seg.suffix)
 		if !s.occupied[seg.path] {
