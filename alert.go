@@ -26,6 +26,9 @@ type Alert struct {
 	// closes a fold (issue 9 §10: one activity, one alert); zero (and
 	// left out of the JSON) for an alert raised at once.
 	Activity Activity
+	// Truncated names the fields cut to keep the alert one bounded
+	// message ("event.values", "event.response", ...); empty when whole.
+	Truncated []string
 }
 
 // MaxActivityNames is how many distinct nodes, services, clients or tags
@@ -311,6 +314,10 @@ func (a *Alert) AppendJSON(b []byte) []byte {
 	if a.Activity.Events > 0 {
 		b = append(b, `,"activity":`...)
 		b = a.Activity.AppendJSON(b)
+	}
+	if len(a.Truncated) > 0 {
+		b = append(b, `,"truncated":`...)
+		b = appendStrings(b, a.Truncated)
 	}
 	return append(b, '}')
 }

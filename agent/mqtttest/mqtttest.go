@@ -13,6 +13,8 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -64,6 +66,62 @@ func Broker(t testing.TB, opts *BrokerOptions) string {
 	}
 	return scheme + "://" + addr
 }
+
+// Mosquitto starts a Mosquitto broker of the test's own on a free port of
+// 127.0.0.1, with conf added to a private mosquitto.conf (for example
+// "max_packet_size 1024"), and returns its URL and a function returning its
+// log so far. It is stopped at the end of the test. Without the mosquitto
+// binary the test skips, and fails in CI (CI=true), where it is installed.
+func Mosquitto(t testing.TB, conf string) (url string, log func() string) {
+	t.Helper()
+	bin, err := exec.LookPath("mosquitto")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("mosquitto is not installed (CI installs it: .ci/run)")
+		}
+		t.Skip("mosquitto is not installed (apt-get install mosquitto)")
+	}
+	addr := FreeAddr(t)
+	host, port, _ := net.SplitHostPort(addr)
+	dir := t.TempDir()
+	path := filepath.Join(dir, "mosquitto.conf")
+	text := fmt.Sprintf("listener %s %s\nallow_anonymous true\npersistence false\nlog_dest stderr\nlog_type all\n%s\n", port, host, conf)
+	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var out bytes.Buffer
+	cmd := exec.Command(bin, "-c", path)
+	w := writerFunc(func(p []byte) (int, error) { mu.Lock(); defer mu.Unlock(); return out.Write(p) })
+	cmd.Stdout, cmd.Stderr = w, w
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	t.Cleanup(func() { cmd.Process.Kill(); <-done })
+	logText := func() string { mu.Lock(); defer mu.Unlock(); return out.String() }
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			break
+		}
+		select {
+		case <-done:
+			t.Fatalf("mosquitto exited: %s", logText())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("mosquitto does not listen on %s: %s", addr, logText())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return "tcp://" + addr, logText
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
 
 // FreeAddr returns a 127.0.0.1 address nobody listens on.
 func FreeAddr(t testing.TB) string {

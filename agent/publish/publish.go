@@ -8,6 +8,23 @@
 // connection that fails once is thrown away: the next attempt is a new
 // client, and what was not acknowledged is sent again from the spool, with
 // the same content (and alert id).
+//
+// Delivery never stalls on one message or one name (issue 8 §8):
+//
+//   - A message the broker refuses (an MQTT 3.1.1 broker refuses by closing
+//     the connection: Mosquitto past its max_packet_size) is found by
+//     sending the messages that were in flight one at a time; one that fails
+//     MaxAttempts times alone on a working connection is set aside in the
+//     spool's dead-letter file, and delivery goes on.
+//   - Connections that end soon after they were made back off like failed
+//     connects, so a broker that takes the connection and drops it is not
+//     hammered.
+//   - A connection taken over by another client with the same client id
+//     (lost soon after connect, repeatedly, with no message at fault) is
+//     said to be one, in the log and in Stats.
+//
+// Storage errors of the spool are never taken for connection errors: the
+// publisher keeps its connection and reads again after a pause.
 package publish
 
 import (
@@ -18,6 +35,8 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net/url"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -25,24 +44,39 @@ import (
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/plcwatch/plcwatch"
 	"github.com/plcwatch/plcwatch/agent/spool"
 )
 
 // Config configures a Publisher.
 type Config struct {
-	Brokers        []string // tcp://, ssl://, ws://, wss:// URLs; tried in order (failover)
-	ClientID       string
-	Username       string
-	Password       string
-	TLS            *tls.Config
-	TopicPrefix    string
-	QoS            byte
+	Brokers  []string // tcp://, ssl://, ws://, wss:// URLs; tried in order (failover)
+	ClientID string
+	Username string
+	Password string
+	TLS      *tls.Config
+	// TopicPrefix: alerts go to <prefix>/alerts/<severity>, status to
+	// <prefix>/status.
+	TopicPrefix string
+	QoS         byte
+	// KeepAlive is MQTT's keep alive, in whole seconds (MQTT 3.1.1 §3.1.2.10;
+	// at most 65535 s); 0 turns it off: no PINGREQ, and the broker never
+	// times the agent out. A dead connection is then noticed at the next
+	// publish, within PublishTimeout.
 	KeepAlive      time.Duration
-	ConnectTimeout time.Duration
-	PublishTimeout time.Duration // bound on every wait for the broker
-	Window         int           // publishes in flight at once
+	ConnectTimeout time.Duration // default 10s
+	PublishTimeout time.Duration // bound on every wait for the broker; default 10s
+	Window         int           // publishes in flight at once; default 256
 	Heartbeat      time.Duration // 0: none
-	Logger         *slog.Logger
+	// MaxAttempts: a message that fails this many times alone on a
+	// connection that works (it connected and took the status) is set
+	// aside (spool.SetAside). 0 never sets one aside: delivery then waits
+	// for the broker to take it, for ever.
+	MaxAttempts int
+	// StableAfter: a connection that lives this long resets the backoff
+	// (default 10s); one that ends sooner backs off like a failed connect.
+	StableAfter time.Duration
+	Logger      *slog.Logger
 	// HeartbeatPayload returns the heartbeat message (counters, as JSON).
 	HeartbeatPayload func() []byte
 	// Published is told each publish's round trip to the broker.
@@ -51,38 +85,62 @@ type Config struct {
 	TelemetryQoS byte
 }
 
+// BrokerState is a configured broker and whether the agent is connected to
+// it.
+type BrokerState struct {
+	URL       string // as configured, the password replaced by xxxxx
+	Connected bool
+}
+
 // Stats are the publisher's counters.
 type Stats struct {
 	Connected     bool
-	Broker        string // the broker connected to
-	Published     uint64 // records the broker acknowledged
-	Failures      uint64 // publishes that failed or timed out (sent again later)
+	Broker        string        // the broker connected to (credentials redacted); "" while disconnected
+	Brokers       []BrokerState // every configured broker, in order
+	Published     uint64        // records the broker acknowledged
+	Failures      uint64        // publishes that failed or timed out (sent again later)
+	Connects      uint64        // connections made (the status published)
 	ConnectErrors uint64
 	LastError     string
 	ErrorsByKind  map[string]uint64 // auth, tls, network, timeout, other
+	SetAside      uint64            // messages set aside (dead letters)
+	Takeovers     uint64            // connections lost soon after connect with no message at fault
+	StorageErrors uint64            // spool reads that failed (retried)
 }
 
 // Publisher sends what the spool holds.
 type Publisher struct {
-	cfg   Config
-	sp    *spool.Spool
-	log   *slog.Logger
-	drain chan struct{} // closed: deliver what is left, then stop
+	cfg     Config
+	sp      *spool.Spool
+	log     *slog.Logger
+	drain   chan struct{} // closed: deliver what is left, then stop
+	brokers []string      // configured, redacted
 
 	connected atomic.Bool
 	published atomic.Uint64
 	failures  atomic.Uint64
+	connects  atomic.Uint64
+	setAside  atomic.Uint64
+	takeovers atomic.Uint64
+	storage   atomic.Uint64
 
 	tele        chan telemetryMsg
 	teleSent    atomic.Uint64
 	teleDropped atomic.Uint64
 
-	mu         sync.Mutex
-	broker     string
-	connErrs   uint64
-	lastErr    string
-	errKinds   map[string]uint64
-	lastLogged map[string]time.Time
+	// Owned by Run's goroutine.
+	probeUntil  uint64      // send one message at a time up to this seq
+	strikeSeq   uint64      // the message alone in flight when a connection failed
+	strikes     int         // how many times in a row
+	lostAt      []time.Time // recent connections lost soon after connect with nothing at fault
+	takeoverLog time.Time
+
+	mu       sync.Mutex
+	broker   int // index of the broker connected to; -1 none
+	connErrs uint64
+	lastErr  string
+	errKinds map[string]uint64
+	logs     map[string]*repeat // repeated log lines, by kind
 }
 
 // New returns a publisher for sp.
@@ -99,11 +157,31 @@ func New(cfg Config, sp *spool.Spool) *Publisher {
 	if cfg.ConnectTimeout <= 0 {
 		cfg.ConnectTimeout = 10 * time.Second
 	}
-	if cfg.KeepAlive <= 0 {
-		cfg.KeepAlive = 30 * time.Second
+	if cfg.KeepAlive < 0 {
+		cfg.KeepAlive = 0
 	}
-	return &Publisher{cfg: cfg, sp: sp, log: cfg.Logger, drain: make(chan struct{}),
-		errKinds: map[string]uint64{}, lastLogged: map[string]time.Time{}, tele: make(chan telemetryMsg, telemetryQueue)}
+	if cfg.StableAfter <= 0 {
+		cfg.StableAfter = 10 * time.Second
+	}
+	p := &Publisher{cfg: cfg, sp: sp, log: cfg.Logger, drain: make(chan struct{}), broker: -1,
+		errKinds: map[string]uint64{}, logs: map[string]*repeat{}, tele: make(chan telemetryMsg, telemetryQueue)}
+	for _, b := range cfg.Brokers {
+		p.brokers = append(p.brokers, Redact(b))
+	}
+	return p
+}
+
+// Redact returns a broker URL with its password replaced by xxxxx (issue 8
+// §5): for logs, metrics labels and errors.
+func Redact(broker string) string {
+	u, err := url.Parse(broker)
+	if err != nil {
+		if i := strings.LastIndexByte(broker, '@'); i >= 0 {
+			return "xxxxx" + broker[i:]
+		}
+		return broker
+	}
+	return u.Redacted()
 }
 
 // telemetryQueue bounds the telemetry messages waiting for the broker.
@@ -190,10 +268,20 @@ func (p *Publisher) Stats() Stats {
 	for k, v := range p.errKinds {
 		kinds[k] = v
 	}
-	return Stats{
-		Connected: p.connected.Load(), Broker: p.broker, Published: p.published.Load(), Failures: p.failures.Load(),
-		ConnectErrors: p.connErrs, LastError: p.lastErr, ErrorsByKind: kinds,
+	connected := p.connected.Load()
+	st := Stats{
+		Connected: connected, Published: p.published.Load(), Failures: p.failures.Load(), Connects: p.connects.Load(),
+		ConnectErrors: p.connErrs, LastError: p.lastErr, ErrorsByKind: kinds, SetAside: p.setAside.Load(),
+		Takeovers: p.takeovers.Load(), StorageErrors: p.storage.Load(),
 	}
+	for i, b := range p.brokers {
+		on := connected && i == p.broker
+		st.Brokers = append(st.Brokers, BrokerState{URL: b, Connected: on})
+		if on {
+			st.Broker = b
+		}
+	}
+	return st
 }
 
 // Drain asks Run to deliver what the spool holds and then stop, cleanly:
@@ -216,36 +304,59 @@ func (p *Publisher) draining() bool {
 	}
 }
 
+const (
+	minBackoff = 500 * time.Millisecond
+	maxBackoff = 30 * time.Second
+)
+
 // Run connects, publishes and reconnects until ctx ends or, after Drain,
 // the spool is empty.
 func (p *Publisher) Run(ctx context.Context) error {
-	backoff := 500 * time.Millisecond
+	backoff := minBackoff
+	pause := func() {
+		d := backoff/2 + rand.N(backoff/2+1)
+		backoff = min(2*backoff, maxBackoff)
+		select {
+		case <-time.After(d):
+		case <-ctx.Done():
+		case <-p.drain:
+		}
+	}
 	for ctx.Err() == nil {
 		c, lost, err := p.connect(ctx)
 		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
 			p.connectFailed(err)
 			if p.draining() {
 				return fmt.Errorf("stopping with the broker unreachable: %w", err)
 			}
-			wait := backoff/2 + rand.N(backoff/2+1)
-			backoff = min(2*backoff, 30*time.Second)
-			select {
-			case <-time.After(wait):
-			case <-ctx.Done():
-			case <-p.drain:
-			}
+			pause()
 			continue
 		}
-		backoff = 500 * time.Millisecond
-		done, err := p.serve(ctx, c, lost)
+		start := time.Now()
+		done, fault, err := p.serve(ctx, c, lost)
 		p.connected.Store(false)
 		if done {
 			return nil
 		}
-		if err != nil && ctx.Err() == nil {
-			p.log.Warn("mqtt connection failed; reconnecting and sending the unacknowledged alerts again", "err", err)
-		}
+		lived := time.Since(start)
 		c.Disconnect(0)
+		if err != nil && ctx.Err() == nil {
+			p.disconnected(err, lived, fault)
+		}
+		if lived >= p.cfg.StableAfter {
+			backoff = minBackoff
+			continue
+		}
+		// Gone soon after it was made: back off as for a failed connect
+		// (issue 8: 1,325 connects in 15 s against a broker that dropped
+		// each at once).
+		if p.draining() {
+			continue
+		}
+		pause()
 	}
 	return nil
 }
@@ -257,6 +368,7 @@ func (p *Publisher) connect(ctx context.Context) (mqtt.Client, <-chan error, err
 	for _, b := range p.cfg.Brokers {
 		o.AddBroker(b)
 	}
+	servers := o.Servers
 	o.SetClientID(p.cfg.ClientID)
 	if p.cfg.Username != "" {
 		o.SetUsername(p.cfg.Username)
@@ -268,8 +380,12 @@ func (p *Publisher) connect(ctx context.Context) (mqtt.Client, <-chan error, err
 	o.SetCleanSession(true)
 	o.SetAutoReconnect(false)
 	o.SetConnectRetry(false)
+	// 0 is "off" in MQTT and in paho (no keepalive goroutine, 0 sent in
+	// CONNECT): honoured, not replaced by a default (issue 8).
 	o.SetKeepAlive(p.cfg.KeepAlive)
-	o.SetPingTimeout(min(p.cfg.PublishTimeout, p.cfg.KeepAlive))
+	if p.cfg.KeepAlive > 0 {
+		o.SetPingTimeout(min(p.cfg.PublishTimeout, p.cfg.KeepAlive))
+	}
 	o.SetConnectTimeout(p.cfg.ConnectTimeout)
 	o.SetWriteTimeout(p.cfg.PublishTimeout)
 	o.SetWill(p.StatusTopic(), "offline", 1, true)
@@ -283,16 +399,24 @@ func (p *Publisher) connect(ctx context.Context) (mqtt.Client, <-chan error, err
 	// paho tells which broker it tries and why one failed; its own error
 	// for "every broker failed" says no more than "network error".
 	var nmu sync.Mutex
-	var tried string
+	tried := -1
 	var failures []string
+	index := func(u *url.URL) int {
+		for i, s := range servers {
+			if s == u {
+				return i
+			}
+		}
+		return -1
+	}
 	o.SetConnectionNotificationHandler(func(_ mqtt.Client, n mqtt.ConnectionNotification) {
 		nmu.Lock()
 		defer nmu.Unlock()
 		switch n := n.(type) {
 		case mqtt.ConnectionNotificationBroker:
-			tried = n.Broker.String()
+			tried = index(n.Broker)
 		case mqtt.ConnectionNotificationBrokerFailed:
-			failures = append(failures, fmt.Sprintf("%s: %v", n.Broker, n.Reason))
+			failures = append(failures, fmt.Sprintf("%s: %v", n.Broker.Redacted(), n.Reason))
 		}
 	})
 	c := mqtt.NewClient(o)
@@ -305,8 +429,8 @@ func (p *Publisher) connect(ctx context.Context) (mqtt.Client, <-chan error, err
 		if len(failures) > 0 {
 			return nil, nil, fmt.Errorf("%w (%s)", err, strings.Join(failures, "; "))
 		}
-		if tried != "" {
-			return nil, nil, fmt.Errorf("%s: %w", tried, err)
+		if tried >= 0 {
+			return nil, nil, fmt.Errorf("%s: %w", p.brokers[tried], err)
 		}
 		return nil, nil, err
 	}
@@ -321,27 +445,40 @@ func (p *Publisher) connect(ctx context.Context) (mqtt.Client, <-chan error, err
 	p.broker = broker
 	p.mu.Unlock()
 	p.connected.Store(true)
-	p.log.Info("connected to mqtt broker", "broker", broker, "client_id", p.cfg.ClientID)
+	p.connects.Add(1)
+	name := ""
+	if broker >= 0 {
+		name = p.brokers[broker]
+	}
+	p.connectedOK(name)
 	return c, lost, nil
 }
 
 // inflight is a publish waiting for its PUBACK.
 type inflight struct {
-	seq  uint64
-	tok  mqtt.Token
-	sent time.Time
+	seq   uint64
+	tok   mqtt.Token
+	sent  time.Time
+	topic string
+	data  []byte // the payload, for a dead letter
 }
 
 // ackEvery batches spool acknowledgements: an acknowledgement lost in a
 // crash only means the same alerts are delivered again.
 const ackEvery = 128
 
+// errLost is a connection paho saw lost.
+var errLost = errors.New("connection lost")
+
 // serve publishes from the spool until the connection fails (done false),
 // or the drain finished or ctx ended (done true). It keeps up to Window
 // publishes in flight and sends more as PUBACKs come back, so the link
 // stays busy: waiting for a whole batch before the next stalls on TCP's
 // delayed ACKs (about 40 ms a batch against a broker with Nagle on).
-func (p *Publisher) serve(ctx context.Context, c mqtt.Client, lost <-chan error) (done bool, err error) {
+//
+// fault says whether messages were in flight when the connection failed
+// (they may be why).
+func (p *Publisher) serve(ctx context.Context, c mqtt.Client, lost <-chan error) (done, fault bool, err error) {
 	teleCtx, stopTele := context.WithCancel(ctx)
 	defer stopTele()
 	go p.sendTelemetry(teleCtx, c)
@@ -359,59 +496,99 @@ func (p *Publisher) serve(ctx context.Context, c mqtt.Client, lost <-chan error)
 	unacked := 0
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
-	ack := func() error {
+	var retryRead <-chan time.Time // set while the spool cannot be read
+	readBackoff := 100 * time.Millisecond
+	ack := func() {
 		if unacked == 0 {
-			return nil
+			return
 		}
 		p.published.Add(uint64(unacked))
 		unacked = 0
-		return p.sp.Ack(pendingAck)
-	}
-	defer func() {
-		if aerr := ack(); err == nil && aerr != nil {
-			err = aerr
+		if err := p.sp.Ack(pendingAck); err != nil && !errors.Is(err, spool.ErrClosed) {
+			p.logRepeat("ack", slog.LevelError, "spool: cannot acknowledge delivered alerts", "err", err)
 		}
-	}()
+	}
+	defer ack()
+	// fail ends the connection. A message alone in flight is the
+	// suspect; with more in flight, the next messages go one at a time
+	// until the suspects are past.
+	fail := func(e error) (bool, bool, error) {
+		p.failures.Add(1)
+		if n == 0 {
+			return false, false, e
+		}
+		f := &ring[head]
+		last := ring[(head+n-1)%w].seq
+		if n == 1 {
+			p.strike(f, e)
+		} else {
+			p.strikeSeq, p.strikes = 0, 0
+		}
+		p.probeUntil = max(p.probeUntil, last)
+		return false, true, e
+	}
 	for {
 		if ctx.Err() != nil {
-			return true, nil
+			return true, false, nil
 		}
-		if n <= w/2 {
-			recs, err := p.sp.Read(next, w-n)
-			if err != nil {
-				return false, err
+		limit := w
+		if p.probeUntil > 0 && (next == 0 || next <= p.probeUntil) {
+			limit = 1 // finding the message the broker refuses
+		}
+		if n < limit && (n <= w/2 || limit == 1) && retryRead == nil {
+			recs, err := p.sp.Read(next, limit-n)
+			switch {
+			case errors.Is(err, spool.ErrClosed):
+				return true, false, nil
+			case err != nil:
+				// The disk, not the broker: keep the connection, read
+				// again after a pause (issue 8: a reader error taken for
+				// a connection failure made a reconnect loop).
+				p.storage.Add(1)
+				p.logRepeat("storage", slog.LevelError, "spool cannot be read: trying again", "err", err)
+				retryRead = time.After(readBackoff)
+				readBackoff = min(2*readBackoff, 10*time.Second)
+			default:
+				readBackoff = 100 * time.Millisecond
 			}
 			now := time.Now()
 			for _, r := range recs {
 				topic, payload := splitRecord(r.Data)
-				ring[(head+n)%w] = inflight{seq: r.Seq, tok: c.Publish(topic, p.cfg.QoS, false, payload), sent: now}
+				ring[(head+n)%w] = inflight{seq: r.Seq, tok: c.Publish(topic, p.cfg.QoS, false, payload), sent: now, topic: topic, data: payload}
 				n++
 				next = r.Seq + 1
 			}
 		}
 		if n == 0 {
-			if err := ack(); err != nil {
-				return false, err
-			}
-			if p.draining() {
+			ack()
+			if p.draining() && retryRead == nil && p.sp.Stats().Depth == 0 {
 				p.stop(c)
-				return true, nil
+				return true, false, nil
+			}
+			if p.draining() && retryRead == nil {
+				// Records the reader cannot see yet (memory moving to
+				// disk): look again shortly.
+				retryRead = time.After(50 * time.Millisecond)
 			}
 			select {
 			case <-p.sp.Notify():
+			case <-retryRead:
+				retryRead = nil
 			case <-beat:
 				p.heartbeat(c)
 			case err := <-lost:
-				return false, fmt.Errorf("connection lost: %w", err)
+				return fail(fmt.Errorf("%w: %w", errLost, err))
 			case <-p.drain:
 			case <-ctx.Done():
-				return true, nil
+				return true, false, nil
 			}
 			continue
 		}
 		select {
 		case <-beat:
 			p.heartbeat(c)
+		case <-retryRead:
+			retryRead = nil
 		default:
 		}
 		f := &ring[head]
@@ -419,17 +596,14 @@ func (p *Publisher) serve(ctx context.Context, c mqtt.Client, lost <-chan error)
 		select {
 		case <-f.tok.Done():
 			if err := f.tok.Error(); err != nil {
-				p.failures.Add(1)
-				return false, err
+				return fail(err)
 			}
 		case <-timer.C:
-			p.failures.Add(1)
-			return false, errTimeout
+			return fail(errTimeout)
 		case err := <-lost:
-			p.failures.Add(1)
-			return false, fmt.Errorf("connection lost: %w", err)
+			return fail(fmt.Errorf("%w: %w", errLost, err))
 		case <-ctx.Done():
-			return true, nil
+			return true, false, nil
 		}
 		if !timer.Stop() {
 			select {
@@ -440,17 +614,86 @@ func (p *Publisher) serve(ctx context.Context, c mqtt.Client, lost <-chan error)
 		if p.cfg.Published != nil {
 			p.cfg.Published(time.Since(f.sent))
 		}
+		if f.seq == p.strikeSeq {
+			p.strikeSeq, p.strikes = 0, 0
+		}
+		if f.seq >= p.probeUntil {
+			p.probeUntil = 0 // the suspects are past
+		}
 		pendingAck = f.seq
 		unacked++
 		*f = inflight{}
 		head = (head + 1) % w
 		n--
-		if unacked >= ackEvery {
-			if err := ack(); err != nil {
-				return false, err
-			}
+		if unacked >= ackEvery || p.probeUntil > 0 {
+			ack()
 		}
 	}
+}
+
+// strike counts a failure of a message alone in flight on a connection
+// that had connected and taken the status; at MaxAttempts the message is
+// set aside.
+func (p *Publisher) strike(f *inflight, cause error) {
+	if f.seq != p.strikeSeq {
+		p.strikeSeq, p.strikes = f.seq, 0
+	}
+	p.strikes++
+	if p.cfg.MaxAttempts <= 0 || p.strikes < p.cfg.MaxAttempts {
+		return
+	}
+	id := alertID(f.data)
+	line := deadLetter(f, p.strikes, cause)
+	if err := p.sp.SetAside(f.seq, line); err != nil {
+		p.log.Error("cannot set the refused message aside", "seq", f.seq, "id", id, "err", err)
+		return
+	}
+	p.setAside.Add(1)
+	p.log.Error("the broker refuses a message again and again: set aside in the dead-letter file, delivery goes on",
+		"id", id, "topic", f.topic, "bytes", len(f.data), "attempts", p.strikes, "err", cause, "file", spool.DeadLetterFile)
+	p.strikeSeq, p.strikes = 0, 0
+}
+
+// deadLetter is the dead-letter file's line for f: when, why, and the
+// message itself.
+func deadLetter(f *inflight, attempts int, cause error) []byte {
+	b := []byte(`{"time":"`)
+	b = time.Now().UTC().AppendFormat(b, plcwatch.TimeFormat)
+	b = append(b, `","seq":`...)
+	b = fmt.Appendf(b, "%d", f.seq)
+	b = append(b, `,"id":`...)
+	b = plcwatch.AppendJSONString(b, alertID(f.data))
+	b = append(b, `,"topic":`...)
+	b = plcwatch.AppendJSONString(b, f.topic)
+	b = append(b, `,"attempts":`...)
+	b = fmt.Appendf(b, "%d", attempts)
+	b = append(b, `,"error":`...)
+	b = plcwatch.AppendJSONString(b, cause.Error())
+	b = append(b, `,"bytes":`...)
+	b = fmt.Appendf(b, "%d", len(f.data))
+	if isJSONObject(f.data) {
+		b = append(b, `,"message":`...)
+		b = append(b, f.data...)
+	} else {
+		b = append(b, `,"message_text":`...)
+		b = plcwatch.AppendJSONString(b, string(f.data))
+	}
+	return append(b, '}')
+}
+
+func isJSONObject(b []byte) bool {
+	b = bytes.TrimSpace(b)
+	return len(b) >= 2 && b[0] == '{' && b[len(b)-1] == '}' && bytes.IndexByte(b, '\n') < 0 && jsonValid(b)
+}
+
+var idRE = regexp.MustCompile(`"id":"([0-9a-zA-Z_-]{1,64})"`)
+
+// alertID is the id of an alert's JSON, "" if it has none.
+func alertID(payload []byte) string {
+	if m := idRE.FindSubmatch(payload); m != nil {
+		return string(m[1])
+	}
+	return ""
 }
 
 func (p *Publisher) heartbeat(c mqtt.Client) {
@@ -481,41 +724,4 @@ func wait(ctx context.Context, tok mqtt.Token, d time.Duration) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-}
-
-// connectFailed counts and logs a failed connection: once per distinct
-// error every few minutes, so that a wrong password is a clear log line and
-// a metric, not a flood.
-func (p *Publisher) connectFailed(err error) {
-	kind := classify(err)
-	msg := err.Error()
-	p.mu.Lock()
-	p.connErrs++
-	p.lastErr = msg
-	p.errKinds[kind]++
-	logIt := time.Since(p.lastLogged[msg]) > 5*time.Minute
-	if logIt {
-		p.lastLogged[msg] = time.Now()
-	}
-	p.mu.Unlock()
-	if logIt {
-		p.log.Error("cannot connect to mqtt broker; alerts stay in the spool until it works", "brokers", p.cfg.Brokers, "kind", kind, "err", msg)
-	}
-}
-
-// classify sorts connection errors for the metric.
-func classify(err error) string {
-	s := strings.ToLower(err.Error())
-	switch {
-	case errors.Is(err, errTimeout) || strings.Contains(s, "timeout") || strings.Contains(s, "timed out"):
-		return "timeout"
-	case strings.Contains(s, "not authori") || strings.Contains(s, "bad user name or password") || strings.Contains(s, "identifier rejected"):
-		return "auth"
-	case strings.Contains(s, "x509") || strings.Contains(s, "tls") || strings.Contains(s, "certificate"):
-		return "tls"
-	case strings.Contains(s, "connection refused") || strings.Contains(s, "no route") || strings.Contains(s, "network") ||
-		strings.Contains(s, "reset by peer") || strings.Contains(s, "eof") || strings.Contains(s, "no such host"):
-		return "network"
-	}
-	return "other"
 }
