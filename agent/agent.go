@@ -19,7 +19,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/plcwatch/plcwatch"
+	"github.com/plcwatch/plcwatch/agent/eventlog"
 	"github.com/plcwatch/plcwatch/agent/publish"
+	"github.com/plcwatch/plcwatch/agent/rotate"
 	"github.com/plcwatch/plcwatch/agent/spool"
 	"github.com/plcwatch/plcwatch/collectors/capture"
 	"github.com/plcwatch/plcwatch/collectors/modbus"
@@ -44,7 +46,8 @@ type Agent struct {
 	pub      *publish.Publisher
 	broker   *mochi.Server
 	httpLn   net.Listener
-	alertLog *rotatingLog
+	alertLog *rotate.File
+	eventLog *eventlog.Log
 	events   chan plcwatch.Event
 	polled   chan plcwatch.Event // pollers' events: apart, so a poll burst never fills capture's queue
 	stopping chan struct{}       // closed when the sources are told to stop
@@ -53,13 +56,14 @@ type Agent struct {
 	jsonBuf  []byte // raise's buffers; only the rules goroutine touches them
 	recBuf   []byte
 
-	ready     atomic.Bool
-	accepted  atomic.Uint64 // events into the pipeline
-	dropped   atomic.Uint64 // events dropped because the pipeline was full
-	alerts    atomic.Uint64
-	spoolErrs atomic.Uint64
-	hits      atomic.Pointer[[]rules.RuleHits]
-	rulesN    atomic.Int64
+	ready        atomic.Bool
+	accepted     atomic.Uint64 // events into the pipeline
+	dropped      atomic.Uint64 // events dropped because the pipeline was full
+	alerts       atomic.Uint64
+	spoolErrs    atomic.Uint64
+	alertLogErrs atomic.Uint64
+	hits         atomic.Pointer[[]rules.RuleHits]
+	rulesN       atomic.Int64
 }
 
 // New builds an agent from a validated configuration and opens everything
@@ -89,7 +93,7 @@ func New(cfg *Config, log *slog.Logger) (*Agent, error) {
 	sync, _ := spool.ParseSync(cfg.Spool.Fsync)
 	a.sp, err = spool.Open(spool.Options{Dir: cfg.Spool.Dir, MaxBytes: int64(cfg.Spool.MaxBytes),
 		SegmentBytes: int64(cfg.Spool.SegmentBytes), Sync: sync, SyncInterval: cfg.Spool.FsyncEvery,
-		Logger: log.With("component", "spool")})
+		MemoryBytes: int64(cfg.Spool.MemoryBytes), Logger: log.With("component", "spool")})
 	if err != nil {
 		return nil, err
 	}
@@ -114,7 +118,7 @@ func New(cfg *Config, log *slog.Logger) (*Agent, error) {
 		TopicPrefix: cfg.MQTT.TopicPrefix, QoS: byte(cfg.MQTT.QoS), KeepAlive: cfg.MQTT.KeepAlive,
 		ConnectTimeout: cfg.MQTT.ConnectTimeout, PublishTimeout: cfg.MQTT.PublishTimeout, Window: cfg.MQTT.Window,
 		Heartbeat: cfg.MQTT.Heartbeat, HeartbeatPayload: a.heartbeat, Published: a.metrics.observePublish,
-		TelemetryQoS: byte(cfg.Telemetry.QoS), Logger: log.With("component", "mqtt"),
+		TelemetryQoS: byte(cfg.Telemetry.QoS), MaxAttempts: cfg.MQTT.MaxAttempts, Logger: log.With("component", "mqtt"),
 	}, a.sp)
 	for _, d := range cfg.Modbus.Devices {
 		opts := modbus.Options{Logger: log.With("component", "modbus"), Site: cfg.Site, Gateway: cfg.Gateway}
@@ -147,8 +151,15 @@ func New(cfg *Config, log *slog.Logger) (*Agent, error) {
 		}
 	}
 	if cfg.Alerts.Path != "" {
-		if a.alertLog, err = openRotatingLog(cfg.Alerts.Path, int64(cfg.Alerts.MaxBytes), cfg.Alerts.Keep); err != nil {
-			return nil, err
+		if a.alertLog, err = rotate.Open(cfg.Alerts.Path, rotate.Options{MaxBytes: int64(cfg.Alerts.MaxBytes), Keep: cfg.Alerts.Keep}); err != nil {
+			return nil, fmt.Errorf("alert log: %w", err)
+		}
+	}
+	if e := cfg.Events; e.Path != "" {
+		a.eventLog, err = eventlog.Open(eventlog.Config{Path: e.Path, MaxBytes: int64(e.MaxBytes), Keep: e.Keep, Ops: e.Ops,
+			Protocols: e.Protocols, Sources: e.Sources, Queue: e.Queue, Logger: log.With("component", "event_log")})
+		if err != nil {
+			return nil, fmt.Errorf("event log: %w", err)
 		}
 	}
 	ok = true
@@ -350,11 +361,17 @@ func (a *Agent) evaluate() {
 				events = nil
 				continue
 			}
+			if a.eventLog != nil {
+				a.eventLog.Offer(&ev)
+			}
 			engine.Process(&ev)
 		case ev, ok = <-polled:
 			if !ok {
 				polled = nil
 				continue
+			}
+			if a.eventLog != nil {
+				a.eventLog.Offer(&ev)
 			}
 			engine.Process(&ev)
 		case set := <-a.reloads:
@@ -392,24 +409,29 @@ func (a *Agent) saveBaseline() {
 	}
 }
 
-// raise takes an alert from the rules: it counts as raised once it is in
-// the spool.
+// raise takes an alert from the rules: it is raised (counted) and queued
+// for delivery — in the spool, or, while the disk refuses writes, in the
+// spool's memory queue (the spool counts what it could not keep).
 func (a *Agent) raise(al *plcwatch.Alert) {
+	// One bounded MQTT message (issue 8 §8): long fields cut, and said.
+	al = publish.Bound(al)
 	// Both buffers are reused: the spool and the alert log copy what they
 	// keep, and raise runs only on the rules goroutine.
 	a.jsonBuf = al.AppendJSON(a.jsonBuf[:0])
 	payload := a.jsonBuf
 	a.recBuf = publish.AppendRecord(a.recBuf[:0], publish.AlertTopic(a.cfg.MQTT.TopicPrefix, al.Rule.Severity), payload)
-	if err := a.sp.Append(a.recBuf); err != nil {
-		if n := a.spoolErrs.Add(1); n&(n-1) == 0 {
-			a.log.Error("cannot spool alert", "rule", al.Rule.ID, "err", err, "errors_total", n)
-		}
-	}
 	a.alerts.Add(1)
 	a.metrics.alerts.WithLabelValues(al.Rule.ID, al.Rule.Severity).Inc()
+	if err := a.sp.Append(a.recBuf); err != nil {
+		if n := a.spoolErrs.Add(1); n&(n-1) == 0 {
+			a.log.Error("cannot queue alert for delivery", "rule", al.Rule.ID, "id", al.ID, "err", err, "errors_total", n)
+		}
+	}
 	if a.alertLog != nil {
-		if err := a.alertLog.Write(payload); err != nil {
-			a.log.Error("alert log", "err", err)
+		if err := a.alertLog.WriteLine(payload); err != nil {
+			if n := a.alertLogErrs.Add(1); n&(n-1) == 0 {
+				a.log.Error("alert log", "err", err, "errors_total", n)
+			}
 		}
 	}
 }
@@ -422,7 +444,8 @@ func (a *Agent) heartbeat() []byte {
 		"time": time.Now().UTC().Format(plcwatch.TimeFormat), "site": a.cfg.Site, "gateway": a.cfg.Gateway,
 		"version": Version, "uptime_s": int64(time.Since(a.started).Seconds()),
 		"events": a.accepted.Load(), "events_dropped": a.dropped.Load(), "alerts": a.alerts.Load(),
-		"spool_depth": st.Depth, "spool_dropped": st.Dropped, "mqtt_published": p.Published,
+		"spool_depth": st.Depth, "spool_dropped": st.Dropped, "spool_memory": st.Memory, "spool_corrupt": st.Corrupt,
+		"spool_writable": st.WriteError == "", "dead_letters": st.DeadLetters, "mqtt_published": p.Published,
 		"rules": a.rulesN.Load(), "devices": len(a.pollers), "devices_up": a.devicesUp(),
 	})
 	return b
@@ -473,6 +496,9 @@ func (a *Agent) closeAll() {
 	}
 	if a.alertLog != nil {
 		a.alertLog.Close()
+	}
+	if a.eventLog != nil {
+		a.eventLog.Close()
 	}
 	if a.sp != nil {
 		a.sp.Close()

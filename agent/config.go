@@ -20,6 +20,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/plcwatch/plcwatch"
 	"github.com/plcwatch/plcwatch/agent/spool"
 	"github.com/plcwatch/plcwatch/collectors/capture"
 	"github.com/plcwatch/plcwatch/collectors/modbus"
@@ -37,6 +38,7 @@ type Config struct {
 	Spool   SpoolConfig   `yaml:"spool"`
 	HTTP    HTTPConfig    `yaml:"http"`
 	Alerts  AlertLog      `yaml:"alert_log"`
+	Events  EventLog      `yaml:"event_log"`
 	Queue   int           `yaml:"queue"`
 	Modbus  ModbusConfig  `yaml:"modbus"`
 	// Telemetry publishes polled values.
@@ -80,6 +82,9 @@ type MQTTConfig struct {
 	Heartbeat      time.Duration `yaml:"heartbeat"`
 	Embedded       EmbeddedMQTT  `yaml:"embedded"`
 	DrainTimeout   time.Duration `yaml:"drain_timeout"`
+	// MaxAttempts: a message the broker refuses this many times, alone on
+	// a working connection, goes to the dead-letter file; 0 never.
+	MaxAttempts int `yaml:"max_attempts"`
 }
 
 // TLSConfig is TLS toward the broker.
@@ -116,6 +121,9 @@ type SpoolConfig struct {
 	Fsync        string        `yaml:"fsync"` // always, interval, never
 	FsyncEvery   time.Duration `yaml:"fsync_interval"`
 	SegmentBytes ByteSize      `yaml:"segment_bytes"`
+	// MemoryBytes bounds the alerts kept in memory while the disk refuses
+	// writes (full or failing).
+	MemoryBytes ByteSize `yaml:"memory_bytes"`
 }
 
 // HTTPConfig is health and metrics.
@@ -131,6 +139,18 @@ type AlertLog struct {
 	Path     string   `yaml:"path"`
 	MaxBytes ByteSize `yaml:"max_bytes"`
 	Keep     int      `yaml:"keep"`
+}
+
+// EventLog is an optional log of every decoded event, as JSON lines
+// (docs/config.md): what Zeek's modbus.log and Suricata's eve.json give.
+type EventLog struct {
+	Path      string   `yaml:"path"`
+	MaxBytes  ByteSize `yaml:"max_bytes"`
+	Keep      int      `yaml:"keep"`
+	Ops       []string `yaml:"ops"`       // only these ops (read, write, ...); empty: all
+	Protocols []string `yaml:"protocols"` // only these protocols (modbus, opcua); empty: all
+	Sources   []string `yaml:"sources"`   // only these sources (wire, poll); empty: all
+	Queue     int      `yaml:"queue"`     // events waiting for the writer; beyond, dropped and counted
 }
 
 // ByteSize reads 1048576, "64KiB", "256MiB", "1GiB" (and KB, MB, GB as
@@ -327,7 +347,7 @@ func (c *Config) resolve(dir string) {
 		abs(&c.Rules.Paths[i])
 	}
 	for _, p := range []*string{&c.Rules.BaselineFile, &c.Spool.Dir, &c.MQTT.PasswordFile, &c.MQTT.TLS.CAFile,
-		&c.MQTT.TLS.CertFile, &c.MQTT.TLS.KeyFile, &c.Alerts.Path} {
+		&c.MQTT.TLS.CertFile, &c.MQTT.TLS.KeyFile, &c.Alerts.Path, &c.Events.Path} {
 		abs(p)
 	}
 	for i := range c.Modbus.Devices {
@@ -354,7 +374,9 @@ func (c *Config) Defaults() {
 	}
 	c.Capture.Defaults()
 	if c.MQTT.ClientID == "" {
-		c.MQTT.ClientID = "plcwatch-" + c.Gateway
+		// The site too: two gateways named alike at two sites on one
+		// broker must not take each other's connection (issue 8).
+		c.MQTT.ClientID = "plcwatch-" + c.Site + "-" + c.Gateway
 	}
 	if c.MQTT.TopicPrefix == "" {
 		c.MQTT.TopicPrefix = "plcwatch/" + c.Site + "/" + c.Gateway
@@ -362,8 +384,11 @@ func (c *Config) Defaults() {
 	if c.nodes["mqtt.qos"] == nil {
 		c.MQTT.QoS = 1
 	}
-	if c.MQTT.KeepAlive == 0 {
-		c.MQTT.KeepAlive = 30 * time.Second
+	if c.nodes["mqtt.keepalive"] == nil {
+		c.MQTT.KeepAlive = 30 * time.Second // 0, written, turns it off (MQTT 3.1.1 §3.1.2.10)
+	}
+	if c.nodes["mqtt.max_attempts"] == nil {
+		c.MQTT.MaxAttempts = 5
 	}
 	if c.MQTT.ConnectTimeout == 0 {
 		c.MQTT.ConnectTimeout = 10 * time.Second
@@ -392,6 +417,9 @@ func (c *Config) Defaults() {
 	if c.Spool.FsyncEvery == 0 {
 		c.Spool.FsyncEvery = time.Second
 	}
+	if c.Spool.MemoryBytes == 0 {
+		c.Spool.MemoryBytes = spool.DefaultMemoryBytes
+	}
 	if c.nodes["http.listen"] == nil {
 		c.HTTP.Listen = "127.0.0.1:9108"
 	}
@@ -401,6 +429,17 @@ func (c *Config) Defaults() {
 		}
 		if c.Alerts.Keep == 0 {
 			c.Alerts.Keep = 5
+		}
+	}
+	if c.Events.Path != "" {
+		if c.Events.MaxBytes == 0 {
+			c.Events.MaxBytes = 100 << 20
+		}
+		if c.Events.Keep == 0 {
+			c.Events.Keep = 5
+		}
+		if c.Events.Queue == 0 {
+			c.Events.Queue = 4096
 		}
 	}
 	if c.Queue == 0 {
@@ -491,6 +530,15 @@ func (c *Config) Validate() error {
 	if c.MQTT.Heartbeat < 0 {
 		bad("mqtt.heartbeat", "must not be negative (0 turns it off)")
 	}
+	switch ka := c.MQTT.KeepAlive; {
+	case ka < 0 || ka > 65535*time.Second:
+		bad("mqtt.keepalive", "%s: want 0 (off) or 1s to 18h12m15s (MQTT counts it in seconds, at most 65535)", ka)
+	case ka%time.Second != 0:
+		bad("mqtt.keepalive", "%s: want whole seconds (MQTT counts it in seconds); 0 turns it off", ka)
+	}
+	if c.MQTT.MaxAttempts < 0 || c.MQTT.MaxAttempts > 1000 {
+		bad("mqtt.max_attempts", "%d: want 1 to 1000, or 0 to never set a message aside", c.MQTT.MaxAttempts)
+	}
 	if len(c.MQTT.Brokers) == 0 {
 		if _, _, err := net.SplitHostPort(c.MQTT.Embedded.Listen); err != nil {
 			bad("mqtt.embedded.listen", "%q: want host:port", c.MQTT.Embedded.Listen)
@@ -502,6 +550,9 @@ func (c *Config) Validate() error {
 	if c.Spool.MaxBytes < 1<<20 {
 		bad("spool.max_bytes", "%d: at least 1MiB", c.Spool.MaxBytes)
 	}
+	if c.Spool.MemoryBytes < 1<<20 || c.Spool.MemoryBytes > 1<<30 {
+		bad("spool.memory_bytes", "%d: want 1MiB to 1GiB", c.Spool.MemoryBytes)
+	}
 	if c.HTTP.Listen != "" && c.HTTP.Listen != "off" {
 		if _, _, err := net.SplitHostPort(c.HTTP.Listen); err != nil {
 			bad("http.listen", "%q: want host:port, or off", c.HTTP.Listen)
@@ -509,6 +560,31 @@ func (c *Config) Validate() error {
 	}
 	if c.Alerts.Path != "" && (c.Alerts.Keep < 1 || c.Alerts.MaxBytes < 1024) {
 		bad("alert_log", "keep must be at least 1 and max_bytes at least 1KiB")
+	}
+	if c.Events.Path != "" {
+		if c.Events.Keep < 0 || c.Events.Keep > 1000 || c.Events.MaxBytes < 1024 {
+			bad("event_log", "keep must be 0 to 1000 and max_bytes at least 1KiB")
+		}
+		if c.Events.Queue < 64 || c.Events.Queue > 1<<20 {
+			bad("event_log.queue", "%d: want 64 to 1048576", c.Events.Queue)
+		}
+		for i, op := range c.Events.Ops {
+			if _, ok := plcwatch.ParseOp(op); !ok {
+				bad(fmt.Sprintf("event_log.ops[%d]", i), "%q is not an op (read, write, diagnostic, identify, other, session, call, status, browse, manage, asset)", op)
+			}
+		}
+		for i, p := range c.Events.Protocols {
+			if p != "modbus" && p != "opcua" {
+				bad(fmt.Sprintf("event_log.protocols[%d]", i), "%q: want modbus or opcua", p)
+			}
+		}
+		for i, src := range c.Events.Sources {
+			if src != "wire" && src != "poll" {
+				bad(fmt.Sprintf("event_log.sources[%d]", i), "%q: want wire or poll", src)
+			}
+		}
+	} else if len(c.Events.Ops)+len(c.Events.Protocols)+len(c.Events.Sources) > 0 {
+		bad("event_log.path", "the event log's filters are set but not its path")
 	}
 	if c.Queue < 64 {
 		bad("queue", "%d: at least 64", c.Queue)

@@ -11,6 +11,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/plcwatch/plcwatch/agent/spool"
 )
 
 // metrics are the agent's Prometheus metrics. Counters that the event path
@@ -25,7 +27,7 @@ type metrics struct {
 func newMetrics(a *Agent) *metrics {
 	m := &metrics{
 		alerts: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "plcwatch_alerts_total",
-			Help: "Alerts raised (written to the spool), by rule and severity."}, []string{"rule", "severity"}),
+			Help: "Alerts raised, by rule and severity (plcwatch_alerts_spooled_total: those written to disk)."}, []string{"rule", "severity"}),
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "plcwatch_rule_reloads_total",
 			Help: "Rule reloads (SIGHUP), by result: ok or refused."}, []string{"result"}),
 		publishTime: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "plcwatch_mqtt_publish_seconds",
@@ -61,9 +63,19 @@ var (
 	descSpoolDepth     = prometheus.NewDesc("plcwatch_spool_depth", "Alerts in the spool, not yet acknowledged by the broker.", nil, nil)
 	descSpoolBytes     = prometheus.NewDesc("plcwatch_spool_bytes", "Bytes the spool takes on disk.", nil, nil)
 	descSpoolOldest    = prometheus.NewDesc("plcwatch_spool_oldest_age_seconds", "Age of the oldest undelivered alert.", nil, nil)
-	descSpoolDropped   = prometheus.NewDesc("plcwatch_spool_dropped_total", "Alerts dropped undelivered because the spool was full.", nil, nil)
-	descSpoolErrors    = prometheus.NewDesc("plcwatch_spool_errors_total", "Alerts that could not be written to the spool.", nil, nil)
-	descMQTTConnected  = prometheus.NewDesc("plcwatch_mqtt_connected", "1 while connected to the broker.", []string{"broker"}, nil)
+	descSpoolDropped   = prometheus.NewDesc("plcwatch_spool_dropped_total", "Alerts dropped undelivered, by reason: max_bytes (the spool was full), no_space (the disk and the memory queue were full), write_error (the disk failed and the memory queue was full).", []string{"reason"}, nil)
+	descSpoolErrors    = prometheus.NewDesc("plcwatch_spool_errors_total", "Alerts that could not be queued at all (larger than a spool record, or raised while stopping).", nil, nil)
+	descSpooled        = prometheus.NewDesc("plcwatch_alerts_spooled_total", "Alerts written to the spool on disk (at once, or from the memory queue when the disk took writes again).", nil, nil)
+	descSpoolCorrupt   = prometheus.NewDesc("plcwatch_spool_corrupt_records_total", "Spooled alerts lost to damage on disk, found at start or while reading.", nil, nil)
+	descSpoolMemory    = prometheus.NewDesc("plcwatch_spool_memory_alerts", "Alerts waiting in memory because the disk refuses writes.", nil, nil)
+	descSpoolWritable  = prometheus.NewDesc("plcwatch_spool_writable", "1 while the spool's disk takes writes, 0 while it refuses them (full or failing).", nil, nil)
+	descSpoolWriteErrs = prometheus.NewDesc("plcwatch_spool_write_errors_total", "Writes to the spool's disk that failed.", nil, nil)
+	descSpoolReadErrs  = prometheus.NewDesc("plcwatch_spool_read_errors_total", "Reads of the spool's files that failed (retried; a segment that keeps failing is skipped).", nil, nil)
+	descDeadLetters    = prometheus.NewDesc("plcwatch_mqtt_dead_letters_total", "Alerts the broker refused again and again, set aside in the dead-letter file.", nil, nil)
+	descMQTTConnected  = prometheus.NewDesc("plcwatch_mqtt_connected", "1 while connected to this configured broker, 0 otherwise (credentials redacted).", []string{"broker"}, nil)
+	descMQTTConnects   = prometheus.NewDesc("plcwatch_mqtt_connects_total", "Connections made to the broker (CONNACK and status taken).", nil, nil)
+	descMQTTTakeovers  = prometheus.NewDesc("plcwatch_mqtt_takeovers_total", "Connections lost soon after they were made with no message at fault, again and again: another client with the same client id.", nil, nil)
+	descEventLog       = prometheus.NewDesc("plcwatch_event_log_events_total", "Events in the event log, by result: written, dropped (the writer was behind), failed (could not be written).", []string{"result"}, nil)
 	descMQTTPublished  = prometheus.NewDesc("plcwatch_mqtt_published_total", "Alerts the broker acknowledged.", nil, nil)
 	descMQTTFailures   = prometheus.NewDesc("plcwatch_mqtt_publish_failures_total", "Publishes that failed or timed out (sent again).", nil, nil)
 	descPollUp         = prometheus.NewDesc("plcwatch_poll_up", "1 while the device answers (any of its units), 0 while it is down (absent before its first cycle).", []string{"device"}, nil)
@@ -91,7 +103,9 @@ func (s *snapshot) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descInfo, descPackets, descBytes, descKernelPackets, descKernelDrops, descFlows,
 		descActiveFlows, descFlowEvictions, descGaps, descModbusPDUs, descEvents, descMalformed, descPipeline,
 		descPipelineDrops, descRules, descRuleMatches, descRuleErrors, descRuleOverflow, descSpoolDepth, descSpoolBytes, descSpoolOldest,
-		descSpoolDropped, descSpoolErrors, descMQTTConnected, descMQTTPublished, descMQTTFailures, descMQTTConnErrors,
+		descSpoolDropped, descSpoolErrors, descSpooled, descSpoolCorrupt, descSpoolMemory, descSpoolWritable, descSpoolWriteErrs,
+		descSpoolReadErrs, descDeadLetters, descMQTTConnects, descMQTTTakeovers, descEventLog,
+		descMQTTConnected, descMQTTPublished, descMQTTFailures, descMQTTConnErrors,
 		descPollUp, descPollCycles, descPollSeconds, descPollLast, descPollRequests, descPollPlanned, descPollExceptions,
 		descPollTimeouts, descPollConnects, descPollOverruns, descPollUnitUp, descPollDiscarded, descTelemetry} {
 		ch <- d
@@ -167,14 +181,31 @@ func (s *snapshot) Collect(ch chan<- prometheus.Metric) {
 	gauge(descSpoolDepth, float64(st.Depth))
 	gauge(descSpoolBytes, float64(st.Bytes))
 	gauge(descSpoolOldest, st.OldestAge.Seconds())
-	counter(descSpoolDropped, float64(st.Dropped))
-	counter(descSpoolErrors, float64(a.spoolErrs.Load()))
-	p := a.pub.Stats()
-	connected := 0.0
-	if p.Connected {
-		connected = 1
+	for r := spool.DropReason(0); r < spool.NumDropReasons; r++ {
+		counter(descSpoolDropped, float64(st.DroppedBy[r]), r.String())
 	}
-	gauge(descMQTTConnected, connected, p.Broker)
+	counter(descSpoolErrors, float64(a.spoolErrs.Load()))
+	counter(descSpooled, float64(st.Spooled))
+	counter(descSpoolCorrupt, float64(st.Corrupt))
+	gauge(descSpoolMemory, float64(st.Memory))
+	gauge(descSpoolWritable, b2f(st.WriteError == ""))
+	counter(descSpoolWriteErrs, float64(st.WriteErrors))
+	counter(descDeadLetters, float64(st.DeadLetters))
+	p := a.pub.Stats()
+	counter(descSpoolReadErrs, float64(p.StorageErrors))
+	// One series per configured broker, at all times (issue 9: the label
+	// was empty while disconnected).
+	for _, b := range p.Brokers {
+		gauge(descMQTTConnected, b2f(b.Connected), b.URL)
+	}
+	counter(descMQTTConnects, float64(p.Connects))
+	counter(descMQTTTakeovers, float64(p.Takeovers))
+	if a.eventLog != nil {
+		el := a.eventLog.Stats()
+		counter(descEventLog, float64(el.Written), "written")
+		counter(descEventLog, float64(el.Dropped), "dropped")
+		counter(descEventLog, float64(el.Errors), "failed")
+	}
 	counter(descMQTTPublished, float64(p.Published))
 	counter(descMQTTFailures, float64(p.Failures))
 	for _, kind := range []string{"auth", "tls", "network", "timeout", "other"} {
@@ -182,9 +213,9 @@ func (s *snapshot) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-// handler serves /healthz (the process answers), /readyz (sources running
-// and rules loaded; the broker is not required: the spool holds alerts) and
-// /metrics.
+// handler serves /healthz (the process answers), /readyz (sources running,
+// rules loaded, and the spool writing to disk; the broker is not required:
+// the spool holds alerts) and /metrics.
 func (a *Agent) handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -193,10 +224,14 @@ func (a *Agent) handler() http.Handler {
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
 		p := a.pub.Stats()
 		st := a.sp.Stats()
-		body := map[string]any{"ready": a.ready.Load(), "rules": a.rulesN.Load(), "mqtt_connected": p.Connected,
-			"mqtt_last_error": p.LastError, "spool_depth": st.Depth, "devices": len(a.pollers), "devices_up": a.devicesUp()}
+		// The spool failing to write is not ready (issue 8 §2): alerts
+		// then live in memory only, and go when it is full.
+		ready := a.ready.Load() && st.WriteError == ""
+		body := map[string]any{"ready": ready, "rules": a.rulesN.Load(), "mqtt_connected": p.Connected,
+			"mqtt_broker": p.Broker, "mqtt_last_error": p.LastError, "spool_depth": st.Depth, "spool_ok": st.WriteError == "",
+			"spool_error": st.WriteError, "spool_memory": st.Memory, "devices": len(a.pollers), "devices_up": a.devicesUp()}
 		w.Header().Set("Content-Type", "application/json")
-		if !a.ready.Load() {
+		if !ready {
 			w.WriteHeader(http.StatusServiceUnavailable)
 		}
 		json.NewEncoder(w).Encode(body)
