@@ -25,6 +25,8 @@ usage:
   plcwatch rules lint PATH...        check rule files: file:line:col: message per problem
   plcwatch rules test --rules PATH (--pcap FILE | --events FILE)
                                      alerts as JSON lines, hits per rule on stderr
+  plcwatch alerts --broker URL [--topic FILTER]... [--json]
+                                     print the alerts of a broker as readable lines, as they come
   plcwatch baseline show --baseline FILE
                                      what baseline rules have learned
   plcwatch sim pcap -o FILE [--packets N]
@@ -63,6 +65,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return cmdRules(ctx, args[1:], stdout, stderr)
 	case "baseline":
 		return cmdBaseline(args[1:], stdout, stderr)
+	case "alerts":
+		return cmdAlerts(ctx, args[1:], stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "plcwatch", versionString())
 		return 0
