@@ -562,8 +562,8 @@ func (c *Config) Validate() error {
 		bad("alert_log", "keep must be at least 1 and max_bytes at least 1KiB")
 	}
 	if c.Events.Path != "" {
-		if c.Events.Keep < 0 || c.Events.Keep > 1000 || c.Events.MaxBytes < 1024 {
-			bad("event_log", "keep must be 0 to 1000 and max_bytes at least 1KiB")
+		if c.Events.Keep < 1 || c.Events.Keep > 1000 || c.Events.MaxBytes < 1024 {
+			bad("event_log", "keep must be 1 to 1000 and max_bytes at least 1KiB")
 		}
 		if c.Events.Queue < 64 || c.Events.Queue > 1<<20 {
 			bad("event_log.queue", "%d: want 64 to 1048576", c.Events.Queue)
