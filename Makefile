@@ -92,6 +92,8 @@ fuzz:
 	$(GO) test ./collectors/capture/reassembly/ -run '^$$' -fuzz '^FuzzReassembler$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10s -timeout 0
 	$(GO) test ./collectors/capture/modbustcp/ -run '^$$' -fuzz '^FuzzDissector$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10s -timeout 0
 	$(GO) test ./collectors/capture/modbustcp/ -run '^$$' -fuzz '^FuzzDecodePDU$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10s -timeout 0
+	TMPDIR=$${TMPDIR:-/dev/shm} $(GO) test ./agent/spool/ -run '^$$' -fuzz '^FuzzSpoolDamage$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10s -timeout 0
+	$(GO) test ./agent/alertsub/ -run '^$$' -fuzz '^FuzzSummary$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10s -timeout 0
 
 clean:
 	rm -rf bin .bench

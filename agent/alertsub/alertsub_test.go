@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/url"
 	"strings"
 	"sync"
@@ -170,3 +171,33 @@ func TestNeedsABroker(t *testing.T) {
 		t.Errorf("a password file that cannot be read: exit %d", code)
 	}
 }
+
+// FuzzSummary: whatever a broker delivers on an alert topic, the printer
+// prints a line (or the message as it is) and never panics.
+func FuzzSummary(f *testing.F) {
+	f.Add([]byte(alertJSON("id1", "high", 1)))
+	f.Add([]byte(`{"schema":"x","event":{"unit":null,"subfunction":-1,"values":[{"a":1},null,"s"],"value":1e308}}`))
+	f.Add([]byte(`{"schema":"plcwatch.alert/v1","time":"not a time","rule":{"severity":"\u0000"},"count":-5}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var a Alert
+		if json.Unmarshal(b, &a) != nil {
+			return
+		}
+		line := Summary(&a, true)
+		if strings.Contains(line, "\n") && !strings.Contains(string(b), `\n`) && !strings.Contains(string(b), "\n") {
+			t.Errorf("a summary over two lines: %q", line)
+		}
+		p := &printer{out: io.Discard, seen: newSeen(4)}
+		p.handle(nil, fakeMessage{b})
+	})
+}
+
+type fakeMessage struct{ b []byte }
+
+func (m fakeMessage) Duplicate() bool   { return false }
+func (m fakeMessage) Qos() byte         { return 1 }
+func (m fakeMessage) Retained() bool    { return false }
+func (m fakeMessage) Topic() string     { return "t/alerts/high" }
+func (m fakeMessage) MessageID() uint16 { return 1 }
+func (m fakeMessage) Payload() []byte   { return m.b }
+func (m fakeMessage) Ack()              {}
