@@ -110,8 +110,14 @@ func fill(t *testing.T, path string) {
 
 // pollConfig is a daemon polling one simulated device of n registers every
 // interval, with a rule alerting on every value read.
-func pollConfig(t *testing.T, dir, site, broker, pfx, plc string, n int, extra string) string {
+// The client id is the test's own, unless defaultID: then the default
+// (plcwatch-<site>-<gateway>).
+func pollConfig(t *testing.T, dir, site, broker, pfx, plc string, n int, extra string, defaultID bool) string {
 	t.Helper()
+	id := ", client_id: " + clientID(pfx)
+	if defaultID {
+		id = ""
+	}
 	writeRules(t, dir, `rules:
   - id: every-value
     title: A value was read
@@ -127,7 +133,7 @@ func pollConfig(t *testing.T, dir, site, broker, pfx, plc string, n int, extra s
 	return fmt.Sprintf(`site: %s
 gateway: gw-1
 rules: {paths: [rules]}
-mqtt: {brokers: [%s], topic_prefix: %s, heartbeat: 0s}
+mqtt: {brokers: [%s], topic_prefix: %s, heartbeat: 0s%s}
 spool: {dir: spool}
 http: {listen: %q}
 modbus:
@@ -136,7 +142,7 @@ modbus:
       address: %s
       interval: 100ms
       tags:
-%s%s`, site, broker, pfx, mqtttest.FreeAddr(t), plc, tags.String(), extra)
+%s%s`, site, broker, pfx, id, mqtttest.FreeAddr(t), plc, tags.String(), extra)
 }
 
 func httpAddr(cfg string) string {
@@ -161,7 +167,7 @@ func TestDaemonFullDisk(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	cfg := pollConfig(t, dir, "lab", proxy.URL("tcp"), pfx, plc.Addr, 50, "")
+	cfg := pollConfig(t, dir, "lab", proxy.URL("tcp"), pfx, plc.Addr, 50, "", false)
 	cfg = strings.Replace(cfg, "spool: {dir: spool}", fmt.Sprintf("spool: {dir: %s, max_bytes: 64MiB, memory_bytes: 1MiB}", filepath.Join(mnt, "spool")), 1)
 	addr := httpAddr(cfg)
 	d := startDaemon(t, dir, cfg)
@@ -238,7 +244,7 @@ func TestDaemonsOneGatewayNameTwoSites(t *testing.T) {
 	run := fmt.Sprint(time.Now().UnixNano()) // sites apart from other runs on a shared broker
 	for _, site := range []string{"north", "south"} {
 		dir := t.TempDir()
-		cfg := pollConfig(t, dir, site+run, broker, pfx+"/"+site, plc.Addr, 2, "")
+		cfg := pollConfig(t, dir, site+run, broker, pfx+"/"+site, plc.Addr, 2, "", true)
 		cfg = strings.Replace(cfg, "interval: 100ms", "interval: 500ms", 1)
 		addrs = append(addrs, httpAddr(cfg))
 		startDaemon(t, dir, cfg)
@@ -276,7 +282,7 @@ func TestDaemonEventLog(t *testing.T) {
 	}
 	dir := t.TempDir()
 	cfg := pollConfig(t, dir, "lab", broker, pfx, plc.Addr, 3,
-		"event_log: {path: log/events.jsonl, max_bytes: 1MiB, keep: 2, sources: [poll], ops: [read, status]}\n")
+		"event_log: {path: log/events.jsonl, max_bytes: 1MiB, keep: 2, sources: [poll], ops: [read, status]}\n", false)
 	addr := httpAddr(cfg)
 	startDaemon(t, dir, cfg)
 	path := filepath.Join(dir, "log", "events.jsonl")

@@ -187,13 +187,18 @@ rules:
 mqtt:
   brokers: [%s]
   topic_prefix: %s
+  client_id: %s
   heartbeat: 0s
 spool:
   dir: %s
 http:
   listen: %s
-`, port, broker, pfx, filepath.Join(dir, "spool"), "127.0.0.1:0")
+`, port, broker, pfx, clientID(pfx), filepath.Join(dir, "spool"), "127.0.0.1:0")
 }
+
+// clientID is a client id of the test's own: tests share the machine's
+// Mosquitto, where one id means one connection.
+func clientID(pfx string) string { return "plcwatch-" + strings.NewReplacer("/", "-", " ", "-").Replace(pfx) }
 
 func writeRules(t *testing.T, dir, text string) {
 	t.Helper()
@@ -346,7 +351,7 @@ func TestDaemonKill9WhileDrainingLosesNothing(t *testing.T) {
 	}
 	sp.Close()
 	sub := mqtttest.Subscribe(t, broker, pfx+"/alerts/#")
-	cfg := fmt.Sprintf("rules: {paths: [rules]}\nmqtt:\n  brokers: [%s]\n  topic_prefix: %s\nspool: {dir: spool}\nhttp: {listen: \"off\"}\n", broker, pfx)
+	cfg := fmt.Sprintf("rules: {paths: [rules]}\nmqtt:\n  brokers: [%s]\n  topic_prefix: %s\n  client_id: %s\nspool: {dir: spool}\nhttp: {listen: \"off\"}\n", broker, pfx, clientID(pfx))
 	d := startDaemon(t, dir, cfg)
 	if _, err := sub.WaitFor(30*time.Second, func(m []mqtttest.Message) bool { return len(m) >= 2000 }); err != nil {
 		t.Fatal("delivery did not start")
@@ -446,7 +451,7 @@ func TestDaemonPollsModbus(t *testing.T) {
 	cfg := fmt.Sprintf(`site: lab
 gateway: gw-test
 rules: {paths: [rules]}
-mqtt: {brokers: [%s], topic_prefix: %s, heartbeat: 0s}
+mqtt: {brokers: [%s], topic_prefix: %s, heartbeat: 0s, client_id: %s}
 spool: {dir: spool}
 http: {listen: %q}
 telemetry: {enabled: true}
@@ -464,7 +469,7 @@ modbus:
       retries: 0
       tags:
         - {name: level, table: input, address: 0}
-`, broker, pfx, httpAddr, plc.Addr, lateAddr)
+`, broker, pfx, clientID(pfx), httpAddr, plc.Addr, lateAddr)
 	d := startDaemon(t, dir, cfg)
 	msgs, err := sub.WaitFor(10*time.Second, func(m []mqtttest.Message) bool {
 		rules := map[string]bool{}
@@ -570,13 +575,21 @@ func BenchmarkWireToSubscriber(b *testing.B) {
 	cfgPath := filepath.Join(dir, "plcwatch.yaml")
 	os.WriteFile(cfgPath, []byte(captureConfig(dir, broker, pfx, peer.port)), 0o644)
 	cmd := exec.Command(binary, "run", "--config", cfgPath)
-	var logBuf bytes.Buffer
-	cmd.Stderr = &logBuf
+	d := &daemon{done: make(chan struct{})}
+	cmd.Stderr = d
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)
 	}
 	defer func() { cmd.Process.Kill(); cmd.Wait() }()
-	time.Sleep(time.Second) // running and connected
+	// Running (capturing) and connected: a fixed pause was not enough on
+	// a loaded machine, and the first write went by before capture began.
+	for deadline := time.Now().Add(30 * time.Second); !strings.Contains(d.Log(), "plcwatch running") ||
+		!strings.Contains(d.Log(), "connected to mqtt broker"); {
+		if time.Now().After(deadline) {
+			b.Fatalf("the daemon did not start: %s", d.Log())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	if err := peer.client.Open(); err != nil {
 		b.Fatal(err)
 	}
@@ -591,7 +604,7 @@ func BenchmarkWireToSubscriber(b *testing.B) {
 		}
 		msgs, err := sub.WaitFor(5*time.Second, func(m []mqtttest.Message) bool { return len(m) > before })
 		if err != nil {
-			b.Fatalf("alert %d never arrived: %s", i, logBuf.String())
+			b.Fatalf("alert %d never arrived: %s", i, d.Log())
 		}
 		lat = append(lat, msgs[before].At.Sub(start))
 	}
