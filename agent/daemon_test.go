@@ -198,7 +198,9 @@ http:
 
 // clientID is a client id of the test's own: tests share the machine's
 // Mosquitto, where one id means one connection.
-func clientID(pfx string) string { return "plcwatch-" + strings.NewReplacer("/", "-", " ", "-").Replace(pfx) }
+func clientID(pfx string) string {
+	return "plcwatch-" + strings.NewReplacer("/", "-", " ", "-").Replace(pfx)
+}
 
 func writeRules(t *testing.T, dir, text string) {
 	t.Helper()
