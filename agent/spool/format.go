@@ -127,9 +127,6 @@ func (r *segReader) close() {
 	r.f, r.name, r.bufLen = nil, "", 0
 }
 
-// forget drops the window: the file changed under it (it was cut back).
-func (r *segReader) forget() { r.bufLen = 0 }
-
 // window returns up to n bytes at off (fewer at the end of the valid
 // extent). The slice is valid until the next call.
 func (r *segReader) window(off int64, n int) ([]byte, error) {
