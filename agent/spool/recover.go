@@ -316,7 +316,7 @@ func (s *Spool) account(ours []scan, st state) {
 		s.stats.Corrupt += n
 		switch {
 		case n == 0 && sc.damaged > 0 && i == len(ours)-1 && !sc.headBad && sc.damaged == sc.fileSize-sc.lastEnd:
-			s.log.Warn("spool: cut off an incomplete record at the end of the spool (a write cut short by a crash?)",
+			s.log.Warn("spool: cut off bytes at the end of the spool that are not a whole record (a write cut short by a crash, or damage)",
 				"segment", sc.path, "bytes", sc.damaged)
 		case n > 0 || sc.damaged > 0:
 			s.log.Warn("spool: damaged segment: its valid records are delivered, the damaged ones are lost",
