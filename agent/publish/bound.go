@@ -1,6 +1,7 @@
 package publish
 
 import (
+	"slices"
 	"unicode/utf8"
 
 	"github.com/plcwatch/plcwatch"
@@ -15,7 +16,7 @@ import (
 const (
 	MaxAlertValues  = 32   // values and response: the first 32
 	MaxAlertObjects = 8    // device identification objects: the first 8
-	MaxAlertString  = 256  // bytes of a free-text event field (text, error, node, ...)
+	MaxAlertString  = 256  // bytes of a free-text event field (text, error, node, ...) and of each activity name
 	MaxAlertMessage = 1024 // bytes of the alert's message
 )
 
@@ -55,6 +56,16 @@ func Bound(al *plcwatch.Alert) *plcwatch.Alert {
 		c.Message = cutString(c.Message, MaxAlertMessage)
 		cut = append(cut, "message")
 	}
+	for _, ns := range activityNames(&c.Activity) {
+		for i := 0; i < ns.set.N; i++ {
+			if len(ns.set.Names[i]) > MaxAlertString {
+				ns.set.Names[i] = cutString(ns.set.Names[i], MaxAlertString)
+				if !slices.Contains(cut, "activity."+ns.name) {
+					cut = append(cut, "activity."+ns.name)
+				}
+			}
+		}
+	}
 	c.Truncated = append(append([]string(nil), al.Truncated...), cut...)
 	return &c
 }
@@ -70,7 +81,25 @@ func oversized(al *plcwatch.Alert) bool {
 			return true
 		}
 	}
+	for _, ns := range activityNames(&al.Activity) {
+		for i := 0; i < ns.set.N; i++ {
+			if len(ns.set.Names[i]) > MaxAlertString {
+				return true
+			}
+		}
+	}
 	return false
+}
+
+type nameSet struct {
+	name string
+	set  *plcwatch.NameSet
+}
+
+// activityNames are the lists of names a folded alert's activity carries
+// (up to plcwatch.MaxActivityNames each, of free length).
+func activityNames(a *plcwatch.Activity) [3]nameSet {
+	return [...]nameSet{{"nodes", &a.Nodes}, {"services", &a.Services}, {"tags", &a.Tags}}
 }
 
 func objectsLong(objs []plcwatch.DeviceObject) bool {

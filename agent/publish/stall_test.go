@@ -322,8 +322,12 @@ func TestBound(t *testing.T) {
 	for i := range 20 {
 		ident.Event.Objects = append(ident.Event.Objects, plcwatch.DeviceObject{ID: uint8(i), Value: strings.Repeat("v", 400)})
 	}
+	var fold plcwatch.Alert
+	fold.Event.Source, fold.Event.Protocol, fold.Event.Op = plcwatch.Wire, plcwatch.ProtoOPCUA, plcwatch.OpWrite
+	fold.Activity.Note(&plcwatch.Event{Protocol: plcwatch.ProtoOPCUA, Node: "ns=2;s=" + strings.Repeat("n", 1000), Service: "WriteRequest"})
 	type doc struct {
 		Truncated []string
+		Activity  struct{ Nodes []string }
 		Event     struct {
 			Response []int
 			Count    int
@@ -342,6 +346,9 @@ func TestBound(t *testing.T) {
 		}},
 		{&ident, "event.objects", func(d doc) bool {
 			return len(d.Event.Objects) == MaxAlertObjects && len(d.Event.Objects[7].Value) == MaxAlertString
+		}},
+		{&fold, "activity.nodes", func(d doc) bool {
+			return len(d.Activity.Nodes) == 1 && len(d.Activity.Nodes[0]) == MaxAlertString
 		}},
 	} {
 		before, _ := tc.al.MarshalJSON()
