@@ -70,6 +70,7 @@ type Event struct {
 	// binary encoding). Strings are empty and numbers 0 when not known.
 	Service        string    // wire: the service's encoding name (WriteRequest), or its numeric type id when unknown; poll: the service used (Read, Publish)
 	Node           string    // node id in its text form (ns=2;s=Tank.Level, i=85, nsu=urn:x;s=a)
+	Object         string    // Call: the ObjectId the method is called on (Node is the MethodId)
 	Attribute      uint32    // AttributeId (OPC 10000-6 A.1); 13 is Value, 0 when none
 	IndexRange     string    // NumericRange of an array write or read ("2:4")
 	ValueType      string    // built-in type of the value (Boolean, Int32, Double, String, ...); "" when no value
@@ -84,6 +85,9 @@ type Event struct {
 	User           string    // the user name of a UserNameIdentityToken (never the password)
 	SessionName    string    // CreateSession's SessionName
 	Endpoint       string    // endpoint URL of a Hello or CreateSession, or of a polled server
+	Application    string    // CreateSession: the client's ApplicationUri; ReverseHello: the server's
+	Messages       uint64    // encrypted secure channels: messages seen since the channel's previous OPN (wire)
+	Bytes          uint64    // encrypted secure channels: their bytes, headers included (wire)
 	Thumbprint     string    // SHA-1 thumbprint (hex) of the client certificate (OPN) or the X.509 identity token
 	SourceTime     time.Time // poll: the value's SourceTimestamp; zero when the server gave none
 	ServerTime     time.Time // poll: the value's ServerTimestamp; zero when the server gave none

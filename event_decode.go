@@ -31,8 +31,8 @@ type eventJSON struct {
 	ReadCount   uint16       `json:"read_count"`
 	AndMask     uint16       `json:"and_mask"`
 	OrMask      uint16       `json:"or_mask"`
-	Values      []uint16     `json:"values"`
-	Response    []uint16     `json:"response"`
+	Values      []float64    `json:"values"`
+	Response    []float64    `json:"response"`
 	Objects     []objectJSON `json:"objects"`
 	Exception   uint8        `json:"exception"`
 	Malformed   string       `json:"malformed"`
@@ -47,6 +47,7 @@ type eventJSON struct {
 	Error       string       `json:"error"`
 	Service     string       `json:"service"`
 	Node        string       `json:"node"`
+	Object      string       `json:"object"`
 	Status      uint32       `json:"status"`
 
 	Attribute      uint32    `json:"attribute"`
@@ -63,6 +64,9 @@ type eventJSON struct {
 	SessionName    string    `json:"session_name"`
 	Endpoint       string    `json:"endpoint"`
 	Thumbprint     string    `json:"thumbprint"`
+	Application    string    `json:"application"`
+	Messages       uint64    `json:"messages"`
+	Bytes          uint64    `json:"bytes"`
 	SourceTime     time.Time `json:"source_time"`
 	ServerTime     time.Time `json:"server_time"`
 }
@@ -91,6 +95,7 @@ func (e *Event) UnmarshalJSON(b []byte) error {
 		RequestID: j.RequestID, Index: j.Index, Channel: j.Channel, SecurityPolicy: j.SecurityPolicy,
 		SecurityMode: j.SecurityMode, Identity: j.Identity, User: j.User, SessionName: j.SessionName,
 		Endpoint: j.Endpoint, Thumbprint: j.Thumbprint, SourceTime: j.SourceTime, ServerTime: j.ServerTime,
+		Object: j.Object, Application: j.Application, Messages: j.Messages, Bytes: j.Bytes,
 		Value: NoValue,
 	}
 	var ok bool
@@ -146,14 +151,25 @@ func (e *Event) UnmarshalJSON(b []byte) error {
 	if j.Raw != nil {
 		e.Raw = *j.Raw
 	}
-	if j.Values != nil {
-		if err := setValues(&e.Values, j.Values, valueKind(e.Function, false)); err != nil {
-			return fmt.Errorf("event: values: %w", err)
+	for _, v := range []struct {
+		name string
+		in   []float64
+		dst  *Values
+		resp bool
+	}{{"values", j.Values, &e.Values, false}, {"response", j.Response, &e.Response, true}} {
+		if v.in == nil {
+			continue
 		}
-	}
-	if j.Response != nil {
-		if err := setValues(&e.Response, j.Response, valueKind(e.Function, true)); err != nil {
-			return fmt.Errorf("event: response: %w", err)
+		if e.Protocol == ProtoOPCUA {
+			// OPC UA values are numbers of any kind (Floats).
+			if len(v.in) > MaxFloats {
+				return fmt.Errorf("event: %s: %d numbers, at most %d", v.name, len(v.in), MaxFloats)
+			}
+			v.dst.SetFloats(v.in)
+			continue
+		}
+		if err := setValues(v.dst, v.in, valueKind(e.Function, v.resp)); err != nil {
+			return fmt.Errorf("event: %s: %w", v.name, err)
 		}
 	}
 	for _, o := range j.Objects {
@@ -176,7 +192,14 @@ func valueKind(fc uint8, response bool) ValueKind {
 	return Bytes
 }
 
-func setValues(v *Values, in []uint16, kind ValueKind) error {
+func setValues(v *Values, vals []float64, kind ValueKind) error {
+	in := make([]uint16, len(vals))
+	for i, x := range vals {
+		if x != float64(uint16(x)) {
+			return fmt.Errorf("value %d is %v, not a whole number 0..65535", i, x)
+		}
+		in[i] = uint16(x)
+	}
 	switch kind {
 	case Bits:
 		if len(in) > 8*MaxValueBytes {

@@ -90,11 +90,16 @@ func (e *Event) AppendJSON(b []byte) []byte {
 func (e *Event) appendOPCUA(b []byte) []byte {
 	b = appendStr(b, "service", e.Service)
 	b = appendStr(b, "node", e.Node)
+	b = appendStr(b, "object", e.Object)
 	if e.Attribute != 0 {
 		b = appendKey(b, "attribute")
 		b = strconv.AppendUint(b, uint64(e.Attribute), 10)
 	}
 	b = appendStr(b, "index_range", e.IndexRange)
+	if e.Count != 0 {
+		b = appendKey(b, "count")
+		b = strconv.AppendUint(b, uint64(e.Count), 10)
+	}
 	if e.Tag == "" && e.ValueType != "" { // a polled tag's value is written with the tag
 		b = appendStr(b, "value_type", e.ValueType)
 		switch {
@@ -107,6 +112,10 @@ func (e *Event) appendOPCUA(b []byte) []byte {
 			b = appendKey(b, "value")
 			b = appendFloat(b, e.Value)
 		}
+	}
+	if e.Response.Kind() != NoValues {
+		b = appendKey(b, "response")
+		b = e.Response.appendJSON(b)
 	}
 	b = appendKey(b, "status")
 	b = strconv.AppendUint(b, uint64(e.Status), 10)
@@ -125,7 +134,14 @@ func (e *Event) appendOPCUA(b []byte) []byte {
 	b = appendStr(b, "user", e.User)
 	b = appendStr(b, "session_name", e.SessionName)
 	b = appendStr(b, "endpoint", e.Endpoint)
+	b = appendStr(b, "application", e.Application)
 	b = appendStr(b, "thumbprint", e.Thumbprint)
+	if e.Messages != 0 || e.Bytes != 0 {
+		b = appendKey(b, "messages")
+		b = strconv.AppendUint(b, e.Messages, 10)
+		b = appendKey(b, "bytes")
+		b = strconv.AppendUint(b, e.Bytes, 10)
+	}
 	if !e.SourceTime.IsZero() {
 		b = append(b, `,"source_time":"`...)
 		b = e.SourceTime.UTC().AppendFormat(b, TimeFormat)

@@ -52,6 +52,7 @@ var (
 	descFlowEvictions  = prometheus.NewDesc("plcwatch_capture_flow_evictions_total", "Connections dropped to make room (max_flows).", []string{"interface"}, nil)
 	descGaps           = prometheus.NewDesc("plcwatch_capture_gaps_total", "Holes in TCP streams skipped (capture loss).", []string{"interface"}, nil)
 	descModbusPDUs     = prometheus.NewDesc("plcwatch_modbus_pdus_total", "Modbus/TCP ADUs framed, by direction.", []string{"interface", "direction"}, nil)
+	descOPCUAMessages  = prometheus.NewDesc("plcwatch_opcua_messages_total", "OPC UA service messages decoded, by direction, and chunks of encrypted channels counted.", []string{"interface", "direction"}, nil)
 	descEvents         = prometheus.NewDesc("plcwatch_events_total", "Events decoded from the wire.", []string{"interface", "protocol"}, nil)
 	descMalformed      = prometheus.NewDesc("plcwatch_malformed_total", "Malformed events.", []string{"interface", "protocol"}, nil)
 	descPipeline       = prometheus.NewDesc("plcwatch_pipeline_events_total", "Events accepted into the rules pipeline.", nil, nil)
@@ -101,7 +102,7 @@ type snapshot struct{ a *Agent }
 // before the parts the collector reads exist.
 func (s *snapshot) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descInfo, descPackets, descBytes, descKernelPackets, descKernelDrops, descFlows,
-		descActiveFlows, descFlowEvictions, descGaps, descModbusPDUs, descEvents, descMalformed, descPipeline,
+		descActiveFlows, descFlowEvictions, descGaps, descModbusPDUs, descOPCUAMessages, descEvents, descMalformed, descPipeline,
 		descPipelineDrops, descRules, descRuleMatches, descRuleErrors, descRuleOverflow, descSpoolDepth, descSpoolBytes, descSpoolOldest,
 		descSpoolDropped, descSpoolErrors, descSpooled, descSpoolCorrupt, descSpoolMemory, descSpoolWritable, descSpoolWriteErrs,
 		descSpoolReadErrs, descDeadLetters, descMQTTConnects, descMQTTTakeovers, descEventLog,
@@ -139,6 +140,11 @@ func (s *snapshot) Collect(ch chan<- prometheus.Metric) {
 			counter(descModbusPDUs, float64(st.Stats.Modbus.Responses), i, "response")
 			counter(descEvents, float64(st.Stats.Modbus.Events), i, "modbus")
 			counter(descMalformed, float64(st.Stats.Modbus.Malformed), i, "modbus")
+			counter(descOPCUAMessages, float64(st.Stats.OPCUA.Requests), i, "request")
+			counter(descOPCUAMessages, float64(st.Stats.OPCUA.Responses), i, "response")
+			counter(descOPCUAMessages, float64(st.Stats.OPCUA.Encrypted), i, "encrypted")
+			counter(descEvents, float64(st.Stats.OPCUA.Events), i, "opcua")
+			counter(descMalformed, float64(st.Stats.OPCUA.Malformed), i, "opcua")
 		}
 	}
 	counter(descPipeline, float64(a.accepted.Load()))

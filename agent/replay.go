@@ -156,9 +156,9 @@ func Replay(ctx context.Context, path string, opts ReplayOptions, out io.Writer)
 	sum := ReplaySummary{
 		Packets:   st.Packets,
 		Bytes:     st.Bytes,
-		PDUs:      st.Modbus.Requests + st.Modbus.Responses,
-		Events:    st.Modbus.Events,
-		Malformed: st.Modbus.Malformed,
+		PDUs:      st.Modbus.Requests + st.Modbus.Responses + st.OPCUA.Requests + st.OPCUA.Responses,
+		Events:    st.Modbus.Events + st.OPCUA.Events,
+		Malformed: st.Modbus.Malformed + st.OPCUA.Malformed,
 		Flows:     st.Flows,
 	}
 	if errors.Is(err, capture.ErrTruncatedFile) {

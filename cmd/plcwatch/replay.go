@@ -21,6 +21,7 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	fs.BoolVar(&opts.Events, "events", false, "print every decoded event as a JSON line")
 	format := fs.String("format", "jsonl", "output format (jsonl)")
 	fs.Var((*portList)(&opts.Capture.ModbusPorts), "modbus-ports", "comma-separated TCP ports of Modbus/TCP servers (default 502)")
+	fs.Var((*portList)(&opts.Capture.OPCUAPorts), "opcua-ports", "comma-separated TCP ports of OPC UA servers (default 4840)")
 	fs.DurationVar(&opts.Capture.ResponseTimeout, "response-timeout", 0, "how long a request waits for its response before it is a timeout event (default 5s)")
 	var rulePaths stringList
 	fs.Var(&rulePaths, "rules", "rule file, folder or glob to evaluate (repeatable); alerts go to stdout")

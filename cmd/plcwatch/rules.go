@@ -78,6 +78,7 @@ func cmdRulesTest(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fs.StringVar(&opts.Site, "site", "", "site name in alerts")
 	fs.StringVar(&opts.Gateway, "gateway", "", "gateway name in alerts")
 	fs.Var((*portList)(&opts.Capture.ModbusPorts), "modbus-ports", "comma-separated TCP ports of Modbus/TCP servers (default 502)")
+	fs.Var((*portList)(&opts.Capture.OPCUAPorts), "opcua-ports", "comma-separated TCP ports of OPC UA servers (default 4840)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0

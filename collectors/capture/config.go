@@ -26,6 +26,8 @@ type Config struct {
 	SocketBuffer int `yaml:"socket_buffer"`
 	// ModbusPorts are the TCP ports Modbus/TCP servers listen on.
 	ModbusPorts []uint16 `yaml:"modbus_ports"`
+	// OPCUAPorts are the TCP ports OPC UA servers listen on (opc.tcp).
+	OPCUAPorts []uint16 `yaml:"opcua_ports"`
 	// ResponseTimeout is how long a request waits for its response before
 	// it becomes a timeout event.
 	ResponseTimeout time.Duration `yaml:"response_timeout"`
@@ -54,6 +56,9 @@ func (c *Config) Defaults() {
 	if len(c.ModbusPorts) == 0 {
 		c.ModbusPorts = []uint16{502}
 	}
+	if len(c.OPCUAPorts) == 0 {
+		c.OPCUAPorts = []uint16{4840}
+	}
 	if c.ResponseTimeout == 0 {
 		c.ResponseTimeout = 5 * time.Second
 	}
@@ -72,6 +77,12 @@ func (c *Config) Defaults() {
 	if c.MaxBuffer == 0 {
 		c.MaxBuffer = 32 << 20
 	}
+}
+
+// Ports returns every server port capture listens for, all protocols:
+// the kernel filter's ports.
+func (c *Config) Ports() []uint16 {
+	return append(append([]uint16(nil), c.ModbusPorts...), c.OPCUAPorts...)
 }
 
 // maxFilterPorts keeps the kernel filter's jumps within classic BPF's reach.
@@ -98,19 +109,26 @@ func (c *Config) Validate() error {
 	if c.SocketBuffer < 0 {
 		bad("socket_buffer", "%d: must not be negative", c.SocketBuffer)
 	}
-	seen := map[uint16]bool{}
-	for i, p := range c.ModbusPorts {
-		field := fmt.Sprintf("modbus_ports[%d]", i)
-		if p == 0 {
-			bad(field, "port 0 is not a port")
+	seen := map[uint16]string{}
+	for _, list := range []struct {
+		key   string
+		ports []uint16
+	}{{"modbus_ports", c.ModbusPorts}, {"opcua_ports", c.OPCUAPorts}} {
+		for i, p := range list.ports {
+			field := fmt.Sprintf("%s[%d]", list.key, i)
+			switch {
+			case p == 0:
+				bad(field, "port 0 is not a port")
+			case seen[p] == list.key:
+				bad(field, "port %d listed twice", p)
+			case seen[p] != "":
+				bad(field, "port %d is in %s too: a port has one protocol", p, seen[p])
+			}
+			seen[p] = list.key
 		}
-		if seen[p] {
-			bad(field, "port %d listed twice", p)
-		}
-		seen[p] = true
 	}
 	if len(seen) > maxFilterPorts {
-		bad("modbus_ports", "%d ports, at most %d", len(seen), maxFilterPorts)
+		bad("opcua_ports", "%d ports in modbus_ports and opcua_ports together, at most %d", len(seen), maxFilterPorts)
 	}
 	if c.ResponseTimeout < 10*time.Millisecond {
 		bad("response_timeout", "%s: must be at least 10ms", c.ResponseTimeout)

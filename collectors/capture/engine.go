@@ -11,6 +11,7 @@ import (
 
 	"github.com/plcwatch/plcwatch"
 	"github.com/plcwatch/plcwatch/collectors/capture/modbustcp"
+	"github.com/plcwatch/plcwatch/collectors/capture/opcua"
 	"github.com/plcwatch/plcwatch/collectors/capture/reassembly"
 )
 
@@ -63,6 +64,7 @@ type Stats struct {
 	IdleFlows     uint64 // connections dropped for idleness
 	Reassembly    reassembly.Stats
 	Modbus        modbustcp.Stats
+	OPCUA         opcua.Stats
 }
 
 // Dissector turns the TCP connections to its servers' ports into events:
@@ -105,6 +107,13 @@ func (d modbusDissector) Limits() reassembly.Limits {
 	}
 }
 
+// opcuaDissector adapts opcua to Dissector.
+type opcuaDissector struct{ *opcua.Dissector }
+
+func (d opcuaDissector) NewConn(id uint64, client, server netip.AddrPort, emit plcwatch.Emit) Conn {
+	return d.Dissector.NewConn(id, client, server, emit)
+}
+
 // flowKey names a connection by its client and server ends. IPv4 addresses
 // are stored IPv4-mapped so both families share one comparable key.
 type flowKey struct {
@@ -128,6 +137,7 @@ type Engine struct {
 	cfg        Config
 	emit       plcwatch.Emit
 	modbus     *modbustcp.Dissector
+	opcua      *opcua.Dissector
 	dissectors []Dissector
 	limits     []reassembly.Limits // by dissector
 	server     [65536]uint8        // 1 + the index of the dissector for a server port; 0: none
@@ -165,10 +175,15 @@ func NewEngine(cfg Config, emit plcwatch.Emit) *Engine {
 			ResponseTimeout: cfg.ResponseTimeout,
 			MaxOutstanding:  cfg.MaxOutstanding,
 		}),
+		opcua: opcua.New(opcua.Config{
+			ResponseTimeout: cfg.ResponseTimeout,
+			MaxOutstanding:  cfg.MaxOutstanding,
+		}),
 		budget:  reassembly.Budget{Max: cfg.MaxBuffer},
 		decoded: make([]gopacket.LayerType, 0, 8),
 	}
 	e.register(modbusDissector{e.modbus}, cfg.ModbusPorts)
+	e.register(opcuaDissector{e.opcua}, cfg.OPCUAPorts)
 	decoders := []gopacket.DecodingLayer{&e.eth, &e.dot1q, &e.sll, &e.loop, &e.ip4, &e.ip6, &e.tcp}
 	e.parsers = make(map[LinkType]*gopacket.DecodingLayerParser)
 	for lt, first := range map[LinkType]gopacket.LayerType{
@@ -208,6 +223,7 @@ func (e *Engine) Stats() Stats {
 	s := e.stats
 	s.ActiveFlows = uint64(len(e.flows))
 	s.Modbus = e.modbus.Stats
+	s.OPCUA = e.opcua.Stats
 	return s
 }
 

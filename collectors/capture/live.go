@@ -75,7 +75,7 @@ func (l *Live) Open() error {
 	if l.handles != nil {
 		return nil
 	}
-	filter, err := Filter(l.cfg.ModbusPorts, l.cfg.Snaplen)
+	filter, err := Filter(l.cfg.Ports(), l.cfg.Snaplen)
 	if err != nil {
 		return err
 	}
@@ -225,7 +225,7 @@ func (l *Live) capture(ctx context.Context, i int, h *liveHandle, emit plcwatch.
 		l.mu.Unlock()
 	}
 	defer func() { publishAt = time.Time{}; publish(time.Now()) }()
-	log.Info("capturing", "ports", l.cfg.ModbusPorts, "promiscuous", l.cfg.Promiscuous)
+	log.Info("capturing", "modbus_ports", l.cfg.ModbusPorts, "opcua_ports", l.cfg.OPCUAPorts, "promiscuous", l.cfg.Promiscuous)
 	var deadline time.Time
 	for ctx.Err() == nil {
 		// A deadline bounds each wait so that the loop sees cancellation and
