@@ -21,14 +21,20 @@ func cmdSim(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return cmdSimModbus(ctx, args[1:], stdout, stderr)
 	}
 	if len(args) == 0 || args[0] != "pcap" {
-		fmt.Fprintln(stderr, "usage: plcwatch sim pcap -o FILE [flags]   (write a synthetic Modbus/TCP polling capture)")
+		fmt.Fprintln(stderr, "usage: plcwatch sim pcap -o FILE [-protocol modbus|opcua] [flags]   (write a synthetic polling capture)")
 		fmt.Fprintln(stderr, "       plcwatch sim modbus [flags]         (serve simulated Modbus/TCP devices)")
 		return 2
 	}
 	fs := flag.NewFlagSet("sim pcap", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	o := pcapgen.DefaultPoll
+	u := pcapgen.DefaultOPCUA
 	out := fs.String("o", "", "capture file to write")
+	protocol := fs.String("protocol", "modbus", "modbus (Modbus/TCP polling) or opcua (OPC UA Read/Publish polling with writes, calls and chunked responses)")
+	fs.Float64Var(&u.Publish, "publish", u.Publish, "opcua: share of requests that are PublishRequests")
+	fs.Float64Var(&u.Calls, "calls", u.Calls, "opcua: share of requests that are CallRequests")
+	fs.Float64Var(&u.Chunked, "chunked", u.Chunked, "opcua: share of ReadResponses sent in several chunks")
+	fs.IntVar(&u.Nodes, "nodes", u.Nodes, "opcua: nodes per ReadRequest")
 	fs.IntVar(&o.Packets, "packets", o.Packets, "data segments to write")
 	fs.IntVar(&o.Conns, "conns", o.Conns, "client-server connections")
 	fs.Float64Var(&o.Writes, "writes", o.Writes, "share of requests that are writes")
@@ -52,14 +58,38 @@ func cmdSim(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	w, _ := pcapgen.NewWriter(f, pcapgen.Options{PCAPNG: *ng})
-	st := pcapgen.Poll(w, o)
+	var summary string
+	switch *protocol {
+	case "modbus":
+		st := pcapgen.Poll(w, o)
+		summary = fmt.Sprintf("packets=%d requests=%d writes=%d", st.Packets, st.Requests, st.Writes)
+	case "opcua":
+		u.Packets, u.Conns, u.Writes, u.Seed = o.Packets, o.Conns, o.Writes, o.Seed
+		if !set(fs, "writes") {
+			u.Writes = pcapgen.DefaultOPCUA.Writes
+		}
+		st := pcapgen.OPCUA(w, u)
+		summary = fmt.Sprintf("packets=%d messages=%d requests=%d reads=%d publishes=%d writes=%d calls=%d chunked=%d",
+			st.Packets, st.Messages, st.Requests, st.Reads, st.Publishes, st.Writes, st.Calls, st.Chunked)
+	default:
+		f.Close()
+		fmt.Fprintf(stderr, "plcwatch sim pcap: -protocol %q: modbus or opcua\n", *protocol)
+		return 2
+	}
 	err = errors.Join(w.Flush(), f.Close())
 	if err != nil {
 		fmt.Fprintln(stderr, "plcwatch sim pcap:", err)
 		return 1
 	}
-	fmt.Fprintf(stderr, "wrote %s: packets=%d requests=%d writes=%d\n", *out, st.Packets, st.Requests, st.Writes)
+	fmt.Fprintf(stderr, "wrote %s: %s\n", *out, summary)
 	return 0
+}
+
+// set reports whether flag name was given on the command line.
+func set(fs *flag.FlagSet, name string) bool {
+	found := false
+	fs.Visit(func(f *flag.Flag) { found = found || f.Name == name })
+	return found
 }
 
 // cmdSimModbus serves simulated Modbus/TCP devices on consecutive ports

@@ -61,8 +61,8 @@ func (r *reader) fail(why string) {
 	r.off = len(r.b)
 }
 
-func (r *reader) ok() bool      { return r.why == "" }
-func (r *reader) rest() int     { return len(r.b) - r.off }
+func (r *reader) ok() bool  { return r.why == "" }
+func (r *reader) rest() int { return len(r.b) - r.off }
 func (r *reader) take(n int) []byte {
 	if r.why != "" {
 		return nil
@@ -503,24 +503,24 @@ func (r *reader) diagnosticInfo(depth int) {
 // ExpandedNodeId type id, an encoding byte (0 no body, 2 XML, anything else
 // binary), and a body whose length a 0 or -1 leaves out. A body gopcua has
 // a type for is walked with that type's schema, within the body's bounds.
-func (r *reader) extensionObject(depth int, cost *budget) (typeID nodeID, body []byte) {
+func (r *reader) extensionObject(depth int, cost *budget) (typeID nodeID, enc byte, body []byte) {
 	cost.spend(48)
 	if depth > maxDepth {
 		r.fail(errDepth)
 		return
 	}
 	r.nodeID(&typeID, true)
-	enc := r.u8()
+	enc = r.u8()
 	if enc == 0 || !r.ok() {
-		return typeID, nil
+		return typeID, enc, nil
 	}
 	n := r.u32()
 	if n == 0 || n == 0xffffffff || !r.ok() {
-		return typeID, nil
+		return typeID, enc, nil
 	}
 	if int64(n) > int64(r.rest()) {
 		r.fail(errShort)
-		return typeID, nil
+		return typeID, enc, nil
 	}
 	body = r.take(int(n))
 	cost.spend(len(body))
@@ -533,5 +533,5 @@ func (r *reader) extensionObject(depth int, cost *budget) (typeID nodeID, body [
 	if !sub.ok() {
 		r.fail(sub.why)
 	}
-	return typeID, body
+	return typeID, enc, body
 }

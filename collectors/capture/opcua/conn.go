@@ -105,8 +105,12 @@ type dirState struct {
 	bigN  int
 	skip  int
 	asm   []assembly
+	spare []byte // a message buffer kept for reuse (within the budget)
 	limit limits
 }
+
+// spareMax is the largest message buffer a direction keeps for reuse.
+const spareMax = 256 << 10
 
 // assembly is a message whose chunks are arriving (§6.7.2.2).
 type assembly struct {
@@ -658,6 +662,8 @@ func (c *Conn) Close(why string) {
 	}
 	for d := range c.dirs {
 		c.Gap(reassembly.Dir(d), reassembly.Meta{})
+		c.d.release(cap(c.dirs[d].spare))
+		c.dirs[d].spare = nil
 	}
 }
 

@@ -89,7 +89,9 @@ type Dissector struct {
 	nodes    *interner
 	held     int            // bytes held by all connections' buffers
 	scratch  plcwatch.Event // events emitted at once
-	text     []byte         // scratch for building texts
+	rv       readValue      // the fast readers' scratch: kept here so that nothing escapes
+	dv       dataValue
+	tap      func(dir reassembly.Dir, msg []byte) // tests: every complete message
 }
 
 // New returns a dissector.

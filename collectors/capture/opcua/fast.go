@@ -30,7 +30,7 @@ func (d *Dissector) readRequest(r *reader, ev *plcwatch.Event, cost *budget, eac
 	r.skip(8) // MaxAge
 	r.u32()   // TimestampsToReturn
 	n := r.arrayLen(15)
-	var v readValue
+	v := &d.rv
 	for i := 0; i < n && r.ok(); i++ {
 		r.nodeID(&v.node, false)
 		v.attr = r.u32()
@@ -48,7 +48,7 @@ func (d *Dissector) readRequest(r *reader, ev *plcwatch.Event, cost *budget, eac
 			}
 		}
 		if each != nil {
-			each(i, &v)
+			each(i, v)
 		}
 	}
 	ev.Count = count16(n)
@@ -62,9 +62,9 @@ func count16(n int) uint16 { return uint16(min(n, math.MaxUint16)) }
 // event carries the value read if it is a number or a Boolean.
 func (d *Dissector) readResponse(r *reader, ev *plcwatch.Event, cost *budget, each func(i int, dv *dataValue)) (int, bool) {
 	n := r.arrayLen(1)
-	var dv dataValue
+	dv := &d.dv
 	for i := 0; i < n && r.ok(); i++ {
-		r.dataValue(1, &dv, cost)
+		r.dataValue(1, dv, cost)
 		if !r.ok() {
 			break
 		}
@@ -76,7 +76,7 @@ func (d *Dissector) readResponse(r *reader, ev *plcwatch.Event, cost *budget, ea
 			setScalar(ev, &dv.vh, dv.val)
 		}
 		if each != nil {
-			each(i, &dv)
+			each(i, dv)
 		}
 	}
 	m := r.arrayLen(1)
@@ -171,9 +171,9 @@ func (d *Dissector) publishResponse(r *reader, ev *plcwatch.Event, cost *budget,
 	r.skip(8) // PublishTime
 	s.notes = r.arrayLen(2)
 	for i := 0; i < s.notes && r.ok(); i++ {
-		tid, body := r.extensionObject(1, cost)
-		if !r.ok() || tid.kind > nodeNumeric || tid.ns != 0 || body == nil {
-			continue
+		tid, enc, body := r.extensionObject(1, cost)
+		if !r.ok() || enc == 2 || tid.kind > nodeNumeric || tid.ns != 0 || body == nil {
+			continue // XML bodies gopcua does not decode either
 		}
 		b := reader{b: body}
 		switch tid.num {

@@ -60,6 +60,9 @@ func (c *Conn) settle(ch *channel, ok bool, trailing int, info msgInfo) bool {
 // message handles one complete message of a secure channel: a service
 // request or response (or, from an OPN or CLO, the channel's own).
 func (c *Conn) message(dir reassembly.Dir, ch *channel, kind uint32, reqID uint32, body []byte, m reassembly.Meta, info msgInfo) {
+	if c.d.tap != nil {
+		c.d.tap(dir, body)
+	}
 	r := reader{b: body}
 	var tid nodeID
 	r.nodeID(&tid, true)

@@ -241,6 +241,9 @@ func (c *Conn) addChunk(st *dirState, i int, body []byte, size int) {
 		a.tooBig = errTooLarge
 		return
 	}
+	if a.buf == nil && st.spare != nil {
+		a.buf, st.spare = st.spare[:0], nil
+	}
 	if len(a.buf)+len(body) > cap(a.buf) {
 		grow := max(2*cap(a.buf), len(a.buf)+len(body), 4096)
 		if !c.d.reserve(grow - cap(a.buf)) {
@@ -255,7 +258,13 @@ func (c *Conn) addChunk(st *dirState, i int, body []byte, size int) {
 }
 
 func (c *Conn) freeAssembly(st *dirState, i int) {
-	c.d.release(cap(st.asm[i].buf))
+	// The buffer of a message of ordinary size is kept for the next one:
+	// a client that polls with chunked responses reuses it.
+	if buf := st.asm[i].buf; st.spare == nil && cap(buf) > 0 && cap(buf) <= spareMax {
+		st.spare = buf[:0]
+	} else {
+		c.d.release(cap(buf))
+	}
 	copy(st.asm[i:], st.asm[i+1:])
 	st.asm[len(st.asm)-1] = assembly{}
 	st.asm = st.asm[:len(st.asm)-1]
