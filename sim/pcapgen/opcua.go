@@ -334,4 +334,3 @@ func callPair(rng *rand.Rand, tok *ua.NodeID, t time.Time) (req, resp []byte) {
 		StatusCode: 0, OutputArguments: []*ua.Variant{ua.MustVariant(int32(1))}}}})
 	return req, resp
 }
-
