@@ -56,7 +56,9 @@ func (v *conv) send(dir reassembly.Dir, b []byte) {
 	v.buf[dir] = append(v.buf[dir][:0], buf[n:]...)
 }
 
-func (v *conv) req(id uint32, msg any) { v.send(reassembly.ClientToServer, v.c2s.Message(id, pcapgen.Encode(msg), 0)) }
+func (v *conv) req(id uint32, msg any) {
+	v.send(reassembly.ClientToServer, v.c2s.Message(id, pcapgen.Encode(msg), 0))
+}
 func (v *conv) resp(id uint32, msg any) {
 	v.send(reassembly.ServerToClient, v.s2c.Message(id, pcapgen.Encode(msg), 0))
 }
