@@ -168,6 +168,17 @@ func TestOPCUAAgreesWithTshark(t *testing.T) {
 			if st.OPCUA.Panics != 0 {
 				t.Errorf("gopcua panicked %d times", st.OPCUA.Panics)
 			}
+			// The open62541 client of these captures activates its
+			// session as user1 with the password "password", in clear
+			// text on the wire: it must not be in any event.
+			for _, ev := range evs {
+				js := string(ev.AppendJSON(nil))
+				for _, secret := range []string{"password", "70617373776f7264", "cGFzc3dvcmQ"} {
+					if strings.Contains(js, secret) {
+						t.Fatalf("a password is in an event: %s", js)
+					}
+				}
+			}
 			rows := tsharkRows(t, filepath.Join(truthDir, c.name+".tsv"))
 			port := strconv.Itoa(int(c.port))
 			want := map[int][]int{}
