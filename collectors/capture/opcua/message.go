@@ -2,6 +2,7 @@ package opcua
 
 import (
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gopcua/opcua/ua"
@@ -346,18 +347,27 @@ func statusName(code uint32) string {
 	if code == 0 {
 		return ""
 	}
-	d, ok := ua.StatusCodes[ua.StatusCode(code)]
-	if !ok {
-		// The low 16 bits are flags (§7.39 of OPC 10000-4): name the code.
-		d, ok = ua.StatusCodes[ua.StatusCode(code&0xffff0000)]
+	names := loadStatusNames()
+	if n, ok := names[code]; ok {
+		return n
 	}
-	if !ok {
-		return ""
-	}
-	// gopcua prefixes its Go names with Status; the specification's
-	// names (BadUserAccessDenied) are what rules and SOCs use.
-	return strings.TrimPrefix(d.Name, "Status")
+	// The low 16 bits are flags (§7.39 of OPC 10000-4): name the code.
+	return names[code&0xffff0000]
 }
+
+// loadStatusNames maps every status code gopcua knows to its name as the
+// specification spells it (OPC 10000-6 Annex A): gopcua's Go names are
+// prefixed with Status and capitalise initialisms (StatusBadNodeIDUnknown
+// for BadNodeIdUnknown); rules and SOCs use the standard's names. Built
+// once, read-only after.
+var loadStatusNames = sync.OnceValue(func() map[uint32]string {
+	fix := strings.NewReplacer("ID", "Id", "URI", "Uri", "URL", "Url", "TCP", "Tcp")
+	m := make(map[uint32]string, len(ua.StatusCodes))
+	for code, d := range ua.StatusCodes {
+		m[uint32(code)] = fix.Replace(strings.TrimPrefix(d.Name, "Status"))
+	}
+	return m
+})
 
 // findSession returns the index of the session whose token has text tok,
 // or -1.
