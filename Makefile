@@ -8,6 +8,7 @@
 #   make bench        Go benchmarks with allocations
 #   make bench-data   the synthetic 1,000,000-packet capture for replay benchmarks
 #   make bench-replay replay vs a bare gopacket loop vs tshark on that capture
+#   make bench-opcua  replay of a synthetic 1,000,000-packet OPC UA capture at GOMAXPROCS=1
 #   make bench-poll   the daemon polling 100 simulated devices × 100 tags: CPU, RSS, requests
 #   make fuzz         run every fuzz target for FUZZTIME each
 #   make node-opcua   install node-opcua (the OPC UA test peer) into tools/node-opcua
@@ -18,8 +19,9 @@ LDFLAGS     := -s -w -X main.version=$(VERSION)
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 FUZZTIME    ?= 10m
 BENCH_PCAP  ?= .bench/poll-1m.pcap
+OPCUA_PCAP  ?= .bench/opcua-1m.pcap
 
-.PHONY: all demo build build-all test test-race lint bench bench-data bench-replay bench-poll fuzz clean node-opcua
+.PHONY: all demo build build-all test test-race lint bench bench-data bench-replay bench-opcua bench-poll fuzz clean node-opcua
 
 all: lint test build
 
@@ -85,6 +87,19 @@ bench-replay: build $(BENCH_PCAP)
 		/usr/bin/time -f 'tshark: %e s, peak RSS %M KB' tshark -r $(BENCH_PCAP) -Y modbus -T fields -e modbus.func_code >/dev/null; \
 	else echo "tshark not installed (apt-get install -y tshark)"; fi
 
+$(OPCUA_PCAP):
+	@mkdir -p $(dir $@)
+	$(GO) run ./cmd/plcwatch sim pcap -protocol opcua -o $@ -packets 1000000
+
+# OPC UA replay at GOMAXPROCS=1 (wall and CPU time: messages/s is the
+# service messages of the capture over them), then the engine benchmark:
+# read-publish (hand-read services only: 0 allocs/op) and the mix.
+bench-opcua: build $(OPCUA_PCAP)
+	@echo "== plcwatch replay $(OPCUA_PCAP) (GOMAXPROCS=1)"
+	@GOMAXPROCS=1 /usr/bin/time -f 'peak RSS %M KB, %e s wall, %U s user, %S s sys' bin/plcwatch replay --pcap $(OPCUA_PCAP)
+	@echo "== engine per packet (Go benchmark, -cpu 1)"
+	@$(GO) test -run '^$$' -bench 'EngineOPCUA' -benchmem -benchtime 400000x -cpu 1 ./collectors/capture/
+
 bench-poll: build
 	bash sim/bench-poll.sh
 
@@ -94,6 +109,9 @@ fuzz:
 	$(GO) test ./collectors/capture/modbustcp/ -run '^$$' -fuzz '^FuzzDecodePDU$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10s -timeout 0
 	TMPDIR=$${TMPDIR:-/dev/shm} $(GO) test ./agent/spool/ -run '^$$' -fuzz '^FuzzSpoolDamage$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10s -timeout 0
 	$(GO) test ./agent/alertsub/ -run '^$$' -fuzz '^FuzzSummary$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10s -timeout 0
+	$(GO) test ./collectors/capture/opcua/ -run '^$$' -fuzz '^FuzzConn$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10s -timeout 0
+	$(GO) test ./collectors/capture/opcua/ -run '^$$' -fuzz '^FuzzService$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10s -timeout 0
+	$(GO) test ./collectors/capture/opcua/ -run '^$$' -fuzz '^FuzzFastAgreesWithGopcua$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10s -timeout 0
 
 clean:
 	rm -rf bin .bench
