@@ -118,8 +118,6 @@ func (r *reader) u64() uint64 {
 	return v
 }
 
-func (r *reader) f64() float64 { return math.Float64frombits(r.u64()) }
-
 // bytes reads a String or ByteString (§5.2.2.4, .7): an Int32 length, -1
 // for null, then the bytes. Null and empty both give nil. Like gopcua, a
 // length that does not fit is an error, whatever its sign.
@@ -176,11 +174,6 @@ type nodeID struct {
 	nsURI  []byte // ExpandedNodeId with flagNamespaceURI
 	server uint32 // ExpandedNodeId with flagServerIndex
 	hasSrv bool
-}
-
-// isNumeric reports whether n is ns=0;i=v.
-func (n *nodeID) isNumeric(v uint32) bool {
-	return n.kind <= nodeNumeric && n.ns == 0 && n.num == v && n.nsURI == nil
 }
 
 // nodeID reads a NodeId; expanded reads an ExpandedNodeId (§5.2.2.10),
