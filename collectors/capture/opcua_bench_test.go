@@ -2,7 +2,9 @@ package capture_test
 
 import (
 	"bytes"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/plcwatch/plcwatch"
 	"github.com/plcwatch/plcwatch/collectors/capture"
@@ -51,6 +53,7 @@ func benchOPCUA(b *testing.B, o pcapgen.OPCUAOptions) {
 	}
 	start()
 	b.ReportAllocs()
+	cpu0 := cpuTime()
 	b.ResetTimer()
 	k := warm
 	for i := 0; i < b.N; i++ {
@@ -64,8 +67,22 @@ func benchOPCUA(b *testing.B, o pcapgen.OPCUAOptions) {
 		k++
 	}
 	b.StopTimer()
+	cpu := cpuTime() - cpu0
 	if events == 0 {
 		b.Fatal("no events")
 	}
 	b.ReportMetric(float64(b.N)*msgsPerPacket/b.Elapsed().Seconds(), "messages/s")
+	// On a shared machine wall time measures the neighbours too: the
+	// process's CPU time (with -cpu 1, the loop's, warm-ups included when
+	// the capture wraps) is the figure to compare.
+	b.ReportMetric(float64(b.N)*msgsPerPacket/cpu.Seconds(), "messages/cpu-s")
+}
+
+// cpuTime is the CPU time (user and system) the process has used.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
