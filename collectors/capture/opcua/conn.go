@@ -625,6 +625,11 @@ func (c *Conn) remove(i int) {
 }
 
 func (c *Conn) send(ev *plcwatch.Event) {
+	if ev.Stage == plcwatch.StageRequest {
+		// The early copy of a request: counted once, with its response.
+		c.emit(ev)
+		return
+	}
 	c.d.Stats.Events++
 	if ev.Malformed != "" {
 		c.d.Stats.Malformed++

@@ -61,8 +61,8 @@ type Stats struct {
 	Chunks       uint64 // UACP messages and secure conversation chunks framed
 	Requests     uint64 // service requests (complete messages to the server)
 	Responses    uint64 // service responses
-	Events       uint64 // events emitted (both stages of a request count)
-	Malformed    uint64 // events whose Malformed is set
+	Events       uint64 // events emitted, one per request (its StageRequest copy is not counted)
+	Malformed    uint64 // of those, the ones whose Malformed is set
 	Faults       uint64 // ServiceFault responses
 	Orphans      uint64 // responses that matched no request
 	Timeouts     uint64 // requests that got no response in time
