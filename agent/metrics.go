@@ -53,6 +53,7 @@ var (
 	descGaps           = prometheus.NewDesc("plcwatch_capture_gaps_total", "Holes in TCP streams skipped (capture loss).", []string{"interface"}, nil)
 	descModbusPDUs     = prometheus.NewDesc("plcwatch_modbus_pdus_total", "Modbus/TCP ADUs framed, by direction.", []string{"interface", "direction"}, nil)
 	descOPCUAMessages  = prometheus.NewDesc("plcwatch_opcua_messages_total", "OPC UA service messages decoded, by direction, and chunks of encrypted channels counted.", []string{"interface", "direction"}, nil)
+	descOPCUALimits    = prometheus.NewDesc("plcwatch_opcua_limits_total", "OPC UA messages beyond a limit, by kind: negotiated (larger than Hello/Acknowledge allowed), dropped (beyond plcwatch's own), rejected (unsafe to decode), panics (gopcua, recovered), framing (stream lost UACP framing).", []string{"interface", "kind"}, nil)
 	descEvents         = prometheus.NewDesc("plcwatch_events_total", "Events decoded from the wire.", []string{"interface", "protocol"}, nil)
 	descMalformed      = prometheus.NewDesc("plcwatch_malformed_total", "Malformed events.", []string{"interface", "protocol"}, nil)
 	descPipeline       = prometheus.NewDesc("plcwatch_pipeline_events_total", "Events accepted into the rules pipeline.", nil, nil)
@@ -102,7 +103,7 @@ type snapshot struct{ a *Agent }
 // before the parts the collector reads exist.
 func (s *snapshot) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descInfo, descPackets, descBytes, descKernelPackets, descKernelDrops, descFlows,
-		descActiveFlows, descFlowEvictions, descGaps, descModbusPDUs, descOPCUAMessages, descEvents, descMalformed, descPipeline,
+		descActiveFlows, descFlowEvictions, descGaps, descModbusPDUs, descOPCUAMessages, descOPCUALimits, descEvents, descMalformed, descPipeline,
 		descPipelineDrops, descRules, descRuleMatches, descRuleErrors, descRuleOverflow, descSpoolDepth, descSpoolBytes, descSpoolOldest,
 		descSpoolDropped, descSpoolErrors, descSpooled, descSpoolCorrupt, descSpoolMemory, descSpoolWritable, descSpoolWriteErrs,
 		descSpoolReadErrs, descDeadLetters, descMQTTConnects, descMQTTTakeovers, descEventLog,
@@ -143,6 +144,11 @@ func (s *snapshot) Collect(ch chan<- prometheus.Metric) {
 			counter(descOPCUAMessages, float64(st.Stats.OPCUA.Requests), i, "request")
 			counter(descOPCUAMessages, float64(st.Stats.OPCUA.Responses), i, "response")
 			counter(descOPCUAMessages, float64(st.Stats.OPCUA.Encrypted), i, "encrypted")
+			counter(descOPCUALimits, float64(st.Stats.OPCUA.Oversized), i, "negotiated")
+			counter(descOPCUALimits, float64(st.Stats.OPCUA.TooLarge), i, "dropped")
+			counter(descOPCUALimits, float64(st.Stats.OPCUA.Rejected), i, "rejected")
+			counter(descOPCUALimits, float64(st.Stats.OPCUA.Panics), i, "panics")
+			counter(descOPCUALimits, float64(st.Stats.OPCUA.FramingLost), i, "framing")
 			counter(descEvents, float64(st.Stats.OPCUA.Events), i, "opcua")
 			counter(descMalformed, float64(st.Stats.OPCUA.Malformed), i, "opcua")
 		}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -186,6 +187,42 @@ func TestOPCUARulesOnScenarios(t *testing.T) {
 			}
 		})
 		if got := fire(t, set, evs); !slices.Equal(got, []string{"opcua-write-burst"}) {
+			t.Errorf("fired %v", got)
+		}
+	})
+	t.Run("site rules", func(t *testing.T) {
+		// opcua-site.yaml with its rules enabled and the lists filled: a
+		// workstation allowed to write (10.0.0.5) and a server that must
+		// be secured (10.0.0.10). 10.0.0.66 writes over a channel of
+		// policy None to it.
+		dir := t.TempDir()
+		site, err := os.ReadFile(filepath.Join(repoRoot(t), "configs", "rules", "opcua-site.yaml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		site = bytes.ReplaceAll(site, []byte("enabled: false"), []byte("enabled: true"))
+		lists := "lists:\n  engineering_workstations: [10.0.0.5]\n  opcua_secure_servers: [10.0.0.10]\n"
+		for name, body := range map[string][]byte{"opcua-site.yaml": site, "lists.yaml": []byte(lists)} {
+			if err := os.WriteFile(filepath.Join(dir, name), body, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		siteSet, err := rules.Load(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		evs := decode(t, func(w *pcapgen.Writer) {
+			c, c2s, s2c, tok := session(w, &ua.UserNameIdentityToken{UserName: "operator"})
+			c.Send(pcapgen.ToServer, c2s.Open(2, pcapgen.Encode(&ua.OpenSecureChannelRequest{RequestHeader: pcapgen.RequestHeader(nil, 2, t0),
+				RequestType: ua.SecurityTokenRequestTypeRenew, SecurityMode: ua.MessageSecurityModeNone, ClientNonce: []byte{}, RequestedLifetime: 60000})))
+			c.Send(pcapgen.ToClient, s2c.Open(2, pcapgen.Encode(&ua.OpenSecureChannelResponse{ResponseHeader: pcapgen.ResponseHeader(2, 0, t0),
+				SecurityToken: &ua.ChannelSecurityToken{ChannelID: 4, TokenID: 2}, ServerNonce: []byte{}})))
+			c.Send(pcapgen.ToServer, c2s.Message(3, pcapgen.Encode(&ua.WriteRequest{RequestHeader: pcapgen.RequestHeader(tok, 3, t0),
+				NodesToWrite: []*ua.WriteValue{{NodeID: ua.NewStringNodeID(2, "Setpoint"), AttributeID: ua.AttributeIDValue,
+					Value: &ua.DataValue{EncodingMask: ua.DataValueValue, Value: ua.MustVariant(80.0)}}}}), 0))
+			c.Send(pcapgen.ToClient, s2c.Message(3, pcapgen.Encode(&ua.WriteResponse{ResponseHeader: pcapgen.ResponseHeader(3, 0, t0), Results: []ua.StatusCode{0}}), 0))
+		})
+		if got := fire(t, siteSet, evs); !slices.Equal(got, []string{"opcua-security-none", "opcua-write-unauthorized-host"}) {
 			t.Errorf("fired %v", got)
 		}
 	})
