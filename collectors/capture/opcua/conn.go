@@ -151,6 +151,7 @@ type pending struct {
 	deadline time.Time
 	obj      any    // multi: the decoded request (*ua.WriteRequest, *ua.CallRequest)
 	resp     any    // multi: the decoded response
+	result   uint32 // the response's ServiceResult
 	token    string // the AuthenticationToken the request names, as text
 	session  int    // index into Conn.sessions, -1 none
 	kind     pendKind

@@ -453,6 +453,20 @@ func TestFaultsAndErrors(t *testing.T) {
 			t.Errorf("faults %d", v.d.Stats.Faults)
 		}
 	})
+	t.Run("bad service result fails every operation", func(t *testing.T) {
+		v := newConv(t, Config{})
+		v.open(nil)
+		v.req(45, &ua.WriteRequest{RequestHeader: v.rh(45), NodesToWrite: []*ua.WriteValue{
+			{NodeID: ua.NewNumericNodeID(2, 1), AttributeID: 13, Value: &ua.DataValue{EncodingMask: 1, Value: ua.MustVariant(true)}},
+			{NodeID: ua.NewNumericNodeID(2, 2), AttributeID: 13, Value: &ua.DataValue{EncodingMask: 1, Value: ua.MustVariant(false)}}}})
+		v.resp(45, &ua.WriteResponse{ResponseHeader: pcapgen.ResponseHeader(45, ua.StatusBadTooManyOperations, v.now())})
+		v.check()
+		for _, w := range v.find("WriteRequest") {
+			if w.StatusName != "BadTooManyOperations" {
+				t.Errorf("write %d: status %q", w.Index, w.StatusName)
+			}
+		}
+	})
 	t.Run("unknown service", func(t *testing.T) {
 		v := newConv(t, Config{})
 		v.open(nil)

@@ -407,9 +407,13 @@ func (c *Conn) emitOperations(p *pending, stage plcwatch.Stage) {
 }
 
 // operationStatus makes a failed service's result every operation's status:
-// a ServiceFault or a Bad ServiceResult means no operation was done.
+// a ServiceFault or a Bad ServiceResult means no operation was done, and
+// so does an Error or abort that ended the request.
 func (c *Conn) operationStatus(ev *plcwatch.Event, p *pending) {
-	if isBad(p.ev.Status) && p.resp == nil {
+	switch {
+	case isBad(p.result):
+		ev.Status, ev.StatusName = p.result, statusName(p.result)
+	case p.resp == nil && isBad(p.ev.Status):
 		ev.Status, ev.StatusName = p.ev.Status, p.ev.StatusName
 	}
 }

@@ -321,6 +321,9 @@ func (c *Conn) responseMessage(ch *channel, kind uint32, reqID uint32, body []by
 	if h.result != 0 && (ev.Status == 0 || mt.fault || isBad(h.result)) {
 		c.setStatus(ev, h.result)
 	}
+	if p != nil {
+		p.result = h.result
+	}
 	if p == nil {
 		setChannel(ev, ch)
 		ev.Orphan = true
