@@ -15,7 +15,7 @@ func TestReplayOPCUANonStandardPort(t *testing.T) {
 	const pcap = "../../testdata/pcaps/opcua/icsnpp_open62541_client-server_mainloop-not-localhost-non-standard-port.pcap"
 	code, out, errOut := plcwatch(t, "replay", "--pcap", pcap, "--events")
 	if code != 0 || strings.TrimSpace(out) != "" {
-		t.Fatalf("without --opcua-ports: exit %d, events %q", code, out)
+		t.Fatalf("without --opcua-ports: exit %d, events %q, %s", code, out, errOut)
 	}
 	code, out, errOut = plcwatch(t, "replay", "--pcap", pcap, "--events", "--opcua-ports", "48010")
 	if code != 0 {
