@@ -23,6 +23,8 @@ const (
 	// maxVariantArray is gopcua's MaxVariantArrayLength: longer Variant
 	// arrays are rejected by both readers alike.
 	maxVariantArray = 0xffff
+	// maxDims bounds the dimensions of a Variant matrix.
+	maxDims = 32
 )
 
 // Why a message could not be read. Constants, so that setting one never
@@ -336,7 +338,10 @@ func (r *reader) variant(depth int, h *variantHead, cost *budget) (val []byte) {
 	}
 	if mask&variantDimensions != 0 {
 		dims := int32(r.u32())
-		if dims < 0 || int64(dims)*4 > int64(r.rest()) {
+		// gopcua splits a matrix recursively, one level per dimension:
+		// a million dimensions of length 1 would be a million frames deep.
+		// No data type has more than a handful.
+		if dims < 0 || dims > maxDims || int64(dims)*4 > int64(r.rest()) {
 			r.fail(errDims)
 			return nil
 		}

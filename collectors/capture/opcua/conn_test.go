@@ -665,3 +665,50 @@ func TestSecurity(t *testing.T) {
 		}
 	})
 }
+
+// TestHostileEncodings: messages built to exhaust a decoder — a matrix of
+// a million dimensions, Variants nested a thousand deep, an array length
+// of 2^31 — are reported malformed, without reaching gopcua.
+func TestHostileEncodings(t *testing.T) {
+	header := pcapgen.Encode(&ua.WriteRequest{RequestHeader: pcapgen.RequestHeader(nil, 1, t0)})
+	header = header[:len(header)-4] // without the NodesToWrite length
+	oneWrite := func(value []byte) []byte {
+		b := append([]byte(nil), header...)
+		b = binary.LittleEndian.AppendUint32(b, 1)
+		b = append(b, 2, 2, 0, 1, 0, 0, 0)                  // NodeId ns=2;i=1, numeric encoding
+		b = binary.LittleEndian.AppendUint32(b, 13)         // AttributeId
+		b = binary.LittleEndian.AppendUint32(b, 0xffffffff) // IndexRange null
+		b = append(b, 1)                                    // DataValue: value only
+		return append(b, value...)
+	}
+	matrix := []byte{vtBoolean | variantArray | variantDimensions}
+	matrix = binary.LittleEndian.AppendUint32(matrix, 1)
+	matrix = append(matrix, 1)
+	matrix = binary.LittleEndian.AppendUint32(matrix, 1<<20)
+	for i := 0; i < 1<<20; i++ {
+		matrix = binary.LittleEndian.AppendUint32(matrix, 1)
+	}
+	var nested []byte
+	for i := 0; i < 1000; i++ {
+		nested = append(nested, vtVariant)
+	}
+	nested = append(nested, vtNull)
+	huge := append([]byte(nil), header...)
+	huge = binary.LittleEndian.AppendUint32(huge, 0x7fffffff)
+	for _, tc := range []struct {
+		name, why string
+		msg       []byte
+	}{
+		{"million dimensions", errDims, oneWrite(matrix)},
+		{"nested variants", errDepth, oneWrite(nested)},
+		{"huge array", errArrayLen, huge},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := New(Config{})
+			_, _, why := d.decodeService(tc.msg, idWriteReq)
+			if why != tc.why || d.Stats.Rejected != 1 {
+				t.Errorf("why %q (want %q), rejected %d", why, tc.why, d.Stats.Rejected)
+			}
+		})
+	}
+}

@@ -241,13 +241,13 @@ func extSchema(typeID *nodeID) *schema {
 // estimate, as walk counts slices, pointees and strings the way gopcua's
 // decoder creates them. A legitimate message costs a small multiple of its
 // size; maxCost caps it.
-type budget struct{ used, max int }
+type budget struct{ used, max int64 }
 
-func maxCost(msgLen int) int { return min(max(8*msgLen, 1<<20), 64<<20) }
+func maxCost(msgLen int) int64 { return min(max(8*int64(msgLen), 1<<20), 64<<20) }
 
 // spend adds n and reports whether the budget still holds.
 func (b *budget) spend(n int) bool {
-	b.used += n
+	b.used += int64(n)
 	return b.used <= b.max
 }
 
