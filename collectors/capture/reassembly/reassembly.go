@@ -29,8 +29,20 @@ func (d Dir) String() string {
 
 // Meta describes the packet whose arrival caused a delivery.
 type Meta struct {
-	Time  time.Time
-	Frame uint64 // 1-based packet number in the capture
+	Time  time.Time // the packet's own time stamp: what its messages' events carry
+	Frame uint64    // 1-based packet number in the capture
+	// Clock is the owner's clock at this packet, for timers (response
+	// timeouts, holes): packet time made robust against outlier stamps, so
+	// it may differ from Time. Zero: timers run on Time.
+	Clock time.Time
+}
+
+// clock is the time timers use at m.
+func (m *Meta) clock() time.Time {
+	if !m.Clock.IsZero() {
+		return m.Clock
+	}
+	return m.Time
 }
 
 // Consumer receives a connection's reassembled bytes.
@@ -154,7 +166,7 @@ func (c *Conn) Add(dir Dir, seg *Segment, m Meta) {
 	}
 	delta := seqDiff(seq, s.next)
 	if delta < 0 {
-		old := int(-delta)
+		old := -int(delta)
 		if old >= len(data)+seg.Missing {
 			c.Stats.Retransmitted++
 			return
@@ -264,7 +276,7 @@ func (c *Conn) keepEarly(dir Dir, seq uint32, data []byte, m Meta) {
 		i--
 	}
 	if len(s.early) == 0 {
-		s.waiting = m.Time
+		s.waiting = m.clock()
 	}
 	if len(data) > 0 {
 		e := early{seq: seq, data: append([]byte(nil), data...), meta: m}
@@ -301,23 +313,24 @@ func (c *Conn) drainEarly(dir Dir, m Meta) {
 		if c.Budget != nil {
 			c.Budget.Used -= len(e.data)
 		}
-		if int(-d) >= len(e.data) {
+		if -int(d) >= len(e.data) {
 			c.Stats.OverlapBytes += uint64(len(e.data))
 			continue
 		}
-		c.Stats.OverlapBytes += uint64(-d)
+		c.Stats.OverlapBytes += uint64(-int64(d))
 		c.deliver(dir, e.data[-d:], e.meta)
 	}
 	if len(s.early) == 0 {
 		s.early = nil // let the backing array go
 	} else {
-		s.waiting = m.Time // a new hole starts now
+		s.waiting = m.clock() // a new hole starts now
 	}
 }
 
 // SkipStaleHoles gives up on holes that have held segments back since
-// before t: the retransmission that would fill them is not coming (a
-// capture that lost packets without the receiver's ACK showing it).
+// before t, on the Meta clock: the retransmission that would fill them is
+// not coming (a capture that lost packets without the receiver's ACK
+// showing it).
 func (c *Conn) SkipStaleHoles(t time.Time, m Meta) {
 	for dir := ClientToServer; dir <= ServerToClient; dir++ {
 		s := &c.streams[dir]
