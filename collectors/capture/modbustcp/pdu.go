@@ -26,6 +26,60 @@ const (
 	RespBadProtocolID   = "response: MBAP protocol id is not 0"
 	RespBadMBAPLength   = "response: MBAP length outside 2..254"
 	RespDeviceIDObjects = "response: device identification objects overrun the PDU"
+	// RespExceptionNoCode is an exception response (function code with the
+	// 0x80 bit) that ends before its exception code, RespExceptionZero one
+	// whose code is 0, which is no exception code. Either way the event's
+	// Function keeps the 0x80 bit: Exception cannot say "an exception, code
+	// unknown", and the event must not read as a normal answer (issue 9).
+	RespExceptionNoCode = "response: exception code missing"
+	RespExceptionZero   = "response: exception code 0"
+)
+
+// A PDU cut short: the reason names the first field that is not all there.
+// Every field before it is in the event as it was on the wire, and lists
+// (values, record data, sub-requests) keep their complete items (issue 9).
+// Each starts with Truncated (RespTruncated for responses).
+const (
+	MissingAddress       = Truncated + ": address missing"
+	MissingQuantity      = Truncated + ": quantity missing"
+	MissingOutputValue   = Truncated + ": output value missing"
+	MissingRegisterValue = Truncated + ": register value missing"
+	MissingByteCount     = Truncated + ": byte count missing"
+	ValuesCutShort       = Truncated + ": values cut short"
+	MissingSubFunction   = Truncated + ": sub-function missing"
+	MissingData          = Truncated + ": data missing"
+	DataCutShort         = Truncated + ": data cut short"
+	MissingAndMask       = Truncated + ": AND mask missing"
+	MissingOrMask        = Truncated + ": OR mask missing"
+	MissingReadAddress   = Truncated + ": read address missing"
+	MissingReadQuantity  = Truncated + ": read quantity missing"
+	MissingWriteAddress  = Truncated + ": write address missing"
+	MissingWriteQuantity = Truncated + ": write quantity missing"
+	MissingReferenceType = Truncated + ": reference type missing"
+	MissingFileNumber    = Truncated + ": file number missing"
+	MissingRecordNumber  = Truncated + ": record number missing"
+	MissingRecordLength  = Truncated + ": record length missing"
+	RecordDataCutShort   = Truncated + ": record data cut short"
+	SubRequestCutShort   = Truncated + ": sub-request cut short"
+	MissingMEIType       = Truncated + ": MEI type missing"
+	MissingDeviceIDCode  = Truncated + ": read device id code missing"
+	MissingObjectID      = Truncated + ": object id missing"
+
+	RespMissingByteCount     = RespTruncated + ": byte count missing"
+	RespValuesCutShort       = RespTruncated + ": values cut short"
+	RespMissingAddress       = RespTruncated + ": address missing"
+	RespMissingQuantity      = RespTruncated + ": quantity missing"
+	RespMissingOutputValue   = RespTruncated + ": output value missing"
+	RespMissingRegisterValue = RespTruncated + ": register value missing"
+	RespMissingAndMask       = RespTruncated + ": AND mask missing"
+	RespMissingOrMask        = RespTruncated + ": OR mask missing"
+	RespMissingSubFunction   = RespTruncated + ": sub-function missing"
+	RespMissingData          = RespTruncated + ": data missing"
+	RespDataCutShort         = RespTruncated + ": data cut short"
+	RespMissingFIFOCount     = RespTruncated + ": FIFO count missing"
+	RespMissingMEIType       = RespTruncated + ": MEI type missing"
+	RespMissingDeviceIDHead  = RespTruncated + ": device identification header missing"
+	RespSubResponseCutShort  = RespTruncated + ": sub-response cut short"
 )
 
 // Maximum quantities per request (specification section 6).
@@ -35,13 +89,69 @@ const (
 	maxWriteBits      = 1968
 	maxWriteRegisters = 123
 	maxRWWrite        = 121
+	maxFIFOCount      = 31
 )
 
 func be16(b []byte) uint16 { return binary.BigEndian.Uint16(b) }
 
+// fields reads a PDU's fields in the order the specification lays them
+// out. When the PDU ends inside a field, Malformed names that field (unless
+// an earlier problem was found first) and every later read fails: what came
+// before the cut stays in the event.
+type fields struct {
+	ev  *plcwatch.Event
+	b   []byte
+	cut bool
+}
+
+func (f *fields) stop(why string) bool {
+	if !f.cut {
+		f.cut = true
+		setMalformed(f.ev, why)
+	}
+	return false
+}
+
+func (f *fields) u8(dst *uint8, why string) bool {
+	if f.cut || len(f.b) < 1 {
+		return f.stop(why)
+	}
+	*dst, f.b = f.b[0], f.b[1:]
+	return true
+}
+
+func (f *fields) u16(dst *uint16, why string) bool {
+	if f.cut || len(f.b) < 2 {
+		return f.stop(why)
+	}
+	*dst, f.b = be16(f.b), f.b[2:]
+	return true
+}
+
+// take returns the next n bytes, or what is left when fewer, and whether
+// all n were there.
+func (f *fields) take(n int) ([]byte, bool) {
+	if n > len(f.b) {
+		b := f.b
+		f.b = nil
+		return b, false
+	}
+	b := f.b[:n]
+	f.b = f.b[n:]
+	return b, true
+}
+
+// end flags bytes left over after the last field.
+func (f *fields) end(why string) {
+	if !f.cut && len(f.b) > 0 {
+		setMalformed(f.ev, why)
+	}
+}
+
 // DecodeRequest fills ev's Modbus fields from a request PDU (function code
 // first). ev's Malformed says what is wrong when the PDU is not well formed;
-// whatever could be decoded is kept. It never allocates.
+// every field that was on the wire is kept, up to where the PDU ends. It
+// never allocates.
 func DecodeRequest(ev *plcwatch.Event, pdu []byte) {
 	if len(pdu) == 0 {
 		ev.Op = plcwatch.OpOther
@@ -49,331 +159,388 @@ func DecodeRequest(ev *plcwatch.Event, pdu []byte) {
 		return
 	}
 	fc := pdu[0]
-	body := pdu[1:]
 	ev.Function = fc
 	ev.Op = OpOf(fc)
 	ev.Table = TableOf(fc)
+	f := fields{ev: ev, b: pdu[1:]}
 	switch fc {
 	case ReadCoils, ReadDiscreteInputs, ReadHoldingRegisters, ReadInputRegisters:
-		if !need(ev, body, 4, Truncated) {
+		if !f.u16(&ev.Address, MissingAddress) || !f.u16(&ev.Count, MissingQuantity) {
 			return
 		}
-		ev.Address, ev.Count = be16(body), be16(body[2:])
 		limit := uint16(maxReadRegisters)
 		if fc <= ReadDiscreteInputs {
 			limit = maxReadBits
 		}
 		checkQuantity(ev, ev.Count, limit)
-		exact(ev, body, 4, TrailingBytes)
+		f.end(TrailingBytes)
 	case WriteSingleCoil:
-		if !need(ev, body, 4, Truncated) {
+		ev.Count = 1 // implied by the function
+		var v uint16
+		if !f.u16(&ev.Address, MissingAddress) || !f.u16(&v, MissingOutputValue) {
 			return
 		}
-		ev.Address, ev.Count = be16(body), 1
-		v := be16(body[2:])
 		ev.Values.SetBit(v == 0xFF00)
 		if v != 0xFF00 && v != 0 {
 			ev.Malformed = IllegalCoilValue
 		}
-		exact(ev, body, 4, TrailingBytes)
+		f.end(TrailingBytes)
 	case WriteSingleRegister:
-		if !need(ev, body, 4, Truncated) {
+		ev.Count = 1
+		var v uint16
+		if !f.u16(&ev.Address, MissingAddress) || !f.u16(&v, MissingRegisterValue) {
 			return
 		}
-		ev.Address, ev.Count = be16(body), 1
-		ev.Values.SetWord(be16(body[2:]))
-		exact(ev, body, 4, TrailingBytes)
+		ev.Values.SetWord(v)
+		f.end(TrailingBytes)
 	case ReadExceptionStatus, GetCommEventCounter, GetCommEventLog, ReportServerID:
-		exact(ev, body, 0, TrailingBytes)
+		f.end(TrailingBytes)
 	case Diagnostics:
-		if !need(ev, body, 2, Truncated) {
+		if !f.u16(&ev.SubFunction, MissingSubFunction) {
 			return
 		}
-		ev.SubFunction, ev.HasSub = be16(body), true
-		ev.Values.SetWords(body[2:])
-		if len(body)%2 != 0 {
-			ev.Malformed = TrailingBytes
+		ev.HasSub = true
+		// Every sub-function carries data: one word, or N words for
+		// Return Query Data (specification 6.8).
+		data := f.b
+		ev.Values.SetWords(data)
+		switch {
+		case len(data) == 0:
+			ev.Malformed = MissingData
+		case len(data)%2 != 0:
+			ev.Malformed = DataCutShort
 		}
 	case WriteMultipleCoils, WriteMultipleRegisters:
-		if !need(ev, body, 5, Truncated) {
+		var bc uint8
+		if !f.u16(&ev.Address, MissingAddress) || !f.u16(&ev.Count, MissingQuantity) || !f.u8(&bc, MissingByteCount) {
 			return
 		}
-		ev.Address, ev.Count = be16(body), be16(body[2:])
-		bc := int(body[4])
-		data := body[5:]
+		data := f.b
 		want := int(ev.Count) * 2
 		limit := uint16(maxWriteRegisters)
 		if fc == WriteMultipleCoils {
 			want = (int(ev.Count) + 7) / 8
 			limit = maxWriteBits
-		}
-		if fc == WriteMultipleCoils {
 			ev.Values.SetBits(data, int(ev.Count))
 		} else {
 			ev.Values.SetWords(data[:min(len(data), want)])
 		}
 		checkQuantity(ev, ev.Count, limit)
-		switch {
-		case ev.Malformed != "":
-		case bc != want:
-			ev.Malformed = ByteCountQuantity
-		case len(data) < bc:
-			ev.Malformed = Truncated
-		case len(data) > bc:
-			ev.Malformed = TrailingBytes
-		}
+		byteCounted(ev, int(bc), want, len(data), ValuesCutShort, ByteCountQuantity, TrailingBytes)
 	case ReadFileRecord:
-		if !need(ev, body, 1, Truncated) {
+		var bc, ref uint8
+		if !f.u8(&bc, MissingByteCount) {
 			return
 		}
-		bc := int(body[0])
-		subs := body[1:]
-		if len(subs) >= 7 {
-			ev.File, ev.Address, ev.Count = be16(subs[1:]), be16(subs[3:]), be16(subs[5:])
+		cut := len(f.b) < int(bc)
+		// The event names the first sub-request: reference type, file,
+		// record number, record length.
+		if !f.u8(&ref, MissingReferenceType) || !f.u16(&ev.File, MissingFileNumber) ||
+			!f.u16(&ev.Address, MissingRecordNumber) || !f.u16(&ev.Count, MissingRecordLength) {
+			return
 		}
+		subs := f.b
 		switch {
-		case bc != len(subs):
+		case cut:
+			ev.Malformed = SubRequestCutShort
+		case int(bc) != 7+len(subs):
 			ev.Malformed = ByteCountLength
-		case bc < 7 || bc > 0xF5 || bc%7 != 0:
+		case bc > 0xF5 || bc%7 != 0:
 			ev.Malformed = ByteCountLength
-		default:
-			for i := 0; i < len(subs); i += 7 {
-				if subs[i] != 6 {
-					ev.Malformed = BadReferenceType
-					break
-				}
+		}
+		if ref != 6 {
+			setMalformed(ev, BadReferenceType)
+		}
+		for i := 0; i+7 <= len(subs); i += 7 {
+			if subs[i] != 6 {
+				setMalformed(ev, BadReferenceType)
 			}
 		}
 	case WriteFileRecord:
-		if !need(ev, body, 1, Truncated) {
+		var bc, ref uint8
+		if !f.u8(&bc, MissingByteCount) {
 			return
 		}
-		bc := int(body[0])
-		subs := body[1:]
-		if bc != len(subs) {
+		cut := len(f.b) < int(bc)
+		after := len(f.b)
+		if !f.u8(&ref, MissingReferenceType) || !f.u16(&ev.File, MissingFileNumber) ||
+			!f.u16(&ev.Address, MissingRecordNumber) || !f.u16(&ev.Count, MissingRecordLength) {
+			return
+		}
+		data, whole := f.take(2 * int(ev.Count))
+		ev.Values.SetWords(data)
+		switch {
+		case !whole:
+			ev.Malformed = RecordDataCutShort
+		case cut:
+			ev.Malformed = SubRequestCutShort
+		case int(bc) != after:
 			ev.Malformed = ByteCountLength
 		}
-		if len(subs) < 7 {
-			ev.Malformed = Truncated
-			return
+		if ref != 6 {
+			setMalformed(ev, BadReferenceType)
 		}
-		if subs[0] != 6 {
-			ev.Malformed = BadReferenceType
-		}
-		ev.File, ev.Address, ev.Count = be16(subs[1:]), be16(subs[3:]), be16(subs[5:])
-		data := subs[7:]
-		n := 2 * int(ev.Count)
-		if n > len(data) {
-			n = len(data)
-			if ev.Malformed == "" {
-				ev.Malformed = Truncated
-			}
-		}
-		ev.Values.SetWords(data[:n])
 	case MaskWriteRegister:
-		if !need(ev, body, 6, Truncated) {
+		ev.Count = 1
+		if !f.u16(&ev.Address, MissingAddress) || !f.u16(&ev.AndMask, MissingAndMask) || !f.u16(&ev.OrMask, MissingOrMask) {
 			return
 		}
-		ev.Address, ev.Count = be16(body), 1
-		ev.AndMask, ev.OrMask = be16(body[2:]), be16(body[4:])
-		exact(ev, body, 6, TrailingBytes)
+		f.end(TrailingBytes)
 	case ReadWriteMultipleRegisters:
-		if len(body) >= 4 {
-			ev.ReadAddress, ev.ReadCount = be16(body), be16(body[2:])
-		}
-		if !need(ev, body, 9, Truncated) {
+		var bc uint8
+		if !f.u16(&ev.ReadAddress, MissingReadAddress) || !f.u16(&ev.ReadCount, MissingReadQuantity) ||
+			!f.u16(&ev.Address, MissingWriteAddress) || !f.u16(&ev.Count, MissingWriteQuantity) ||
+			!f.u8(&bc, MissingByteCount) {
 			return
 		}
-		ev.Address, ev.Count = be16(body[4:]), be16(body[6:])
-		bc := int(body[8])
-		data := body[9:]
-		ev.Values.SetWords(data[:min(len(data), 2*int(ev.Count))])
+		data := f.b
+		want := 2 * int(ev.Count)
+		ev.Values.SetWords(data[:min(len(data), want)])
 		checkQuantity(ev, ev.ReadCount, maxReadRegisters)
 		checkQuantity(ev, ev.Count, maxRWWrite)
-		switch {
-		case ev.Malformed != "":
-		case bc != 2*int(ev.Count):
-			ev.Malformed = ByteCountQuantity
-		case len(data) < bc:
-			ev.Malformed = Truncated
-		case len(data) > bc:
-			ev.Malformed = TrailingBytes
-		}
+		byteCounted(ev, int(bc), want, len(data), ValuesCutShort, ByteCountQuantity, TrailingBytes)
 	case ReadFIFOQueue:
-		if !need(ev, body, 2, Truncated) {
+		if !f.u16(&ev.Address, MissingAddress) {
 			return
 		}
-		ev.Address = be16(body)
-		exact(ev, body, 2, TrailingBytes)
+		f.end(TrailingBytes)
 	case EncapsulatedInterface:
-		if !need(ev, body, 1, Truncated) {
+		var mei uint8
+		if !f.u8(&mei, MissingMEIType) {
 			return
 		}
-		ev.SubFunction, ev.HasSub = uint16(body[0]), true
-		switch body[0] {
-		case MEIDeviceIdent:
-			ev.Op = plcwatch.OpIdentify
-			if !need(ev, body, 3, Truncated) {
-				return
-			}
-			// Read device id code and object id: what the client asks for.
-			ev.Values.SetBytes(body[1:3])
-			if body[1] < 1 || body[1] > 4 {
-				ev.Malformed = BadDeviceIDCode
-			}
-			exact(ev, body, 3, TrailingBytes)
-		default:
-			ev.Values.SetBytes(body[1:])
+		ev.SubFunction, ev.HasSub = uint16(mei), true
+		if mei != MEIDeviceIdent {
+			ev.Values.SetBytes(f.b)
+			return
 		}
+		ev.Op = plcwatch.OpIdentify
+		// Read device id code and object id: what the client asks for.
+		ev.Values.SetBytes(f.b[:min(len(f.b), 2)])
+		var code, obj uint8
+		if !f.u8(&code, MissingDeviceIDCode) || !f.u8(&obj, MissingObjectID) {
+			return
+		}
+		if code < 1 || code > 4 {
+			ev.Malformed = BadDeviceIDCode
+		}
+		f.end(TrailingBytes)
 	default:
 		// Unknown, reserved and user-defined codes: kept whole so an
 		// analyst (or a rule) can see what was sent.
-		ev.Values.SetBytes(body)
+		ev.Values.SetBytes(f.b)
+	}
+}
+
+// byteCounted checks a list that a byte count announces: the data present
+// (have) against the count (bc), and the count against what the quantity
+// needs (want). A list shorter than its count was cut; the first problem
+// found is the one reported.
+func byteCounted(ev *plcwatch.Event, bc, want, have int, cut, disagree, trailing string) {
+	switch {
+	case bc != want:
+		setMalformed(ev, disagree)
+	case have < bc:
+		setMalformed(ev, cut)
+	case have > bc:
+		setMalformed(ev, trailing)
 	}
 }
 
 // DecodeResponse fills ev — the request's event — with what its response
-// PDU says: exception, read values, identification objects. A response that
-// is not well formed sets Malformed (prefixed "response:") unless the
-// request already was.
+// PDU says: exception, read values, identification objects. An orphan
+// (ev.Orphan: no request seen) also takes the fields a response echoes:
+// address, quantity, value, masks, sub-function. A response that is not well
+// formed sets Malformed (prefixed "response:") unless the request already
+// was; a response cut short keeps every field before the cut, as requests do.
 func DecodeResponse(ev *plcwatch.Event, pdu []byte) {
 	if len(pdu) == 0 {
-		respMalformed(ev, RespTruncated)
+		setMalformed(ev, RespTruncated)
 		return
 	}
 	fc := pdu[0]
-	body := pdu[1:]
+	f := fields{ev: ev, b: pdu[1:]}
 	if fc&0x80 != 0 {
-		if len(body) < 1 {
-			respMalformed(ev, RespTruncated)
+		var code uint8
+		if !f.u8(&code, RespExceptionNoCode) {
+			ev.Function = fc
 			return
 		}
-		ev.Exception = body[0]
-		if len(body) > 1 {
-			respMalformed(ev, RespTrailingBytes)
+		if code == 0 {
+			ev.Function = fc
+			setMalformed(ev, RespExceptionZero)
 		}
+		ev.Exception = code
+		f.end(RespTrailingBytes)
 		return
 	}
+	orphan := ev.Orphan
 	switch fc {
 	case ReadCoils, ReadDiscreteInputs:
-		data, ok := byteCounted(ev, body)
-		if !ok {
+		var bc uint8
+		if !f.u8(&bc, RespMissingByteCount) {
 			return
 		}
+		data, _ := f.take(int(bc))
 		n := int(ev.Count)
-		if ev.Orphan {
-			n = 8 * len(data)
-		} else if len(data) != (n+7)/8 {
-			respMalformed(ev, RespByteCountQty)
+		if orphan {
+			n = 8 * int(bc)
 		}
 		ev.Response.SetBits(data, n)
+		if int(bc) > len(data) {
+			setMalformed(ev, RespValuesCutShort)
+		}
+		f.end(RespByteCountLength)
+		if !orphan && int(bc) != (n+7)/8 {
+			setMalformed(ev, RespByteCountQty)
+		}
 	case ReadHoldingRegisters, ReadInputRegisters, ReadWriteMultipleRegisters:
-		data, ok := byteCounted(ev, body)
-		if !ok {
+		var bc uint8
+		if !f.u8(&bc, RespMissingByteCount) {
 			return
 		}
+		data, _ := f.take(int(bc))
+		ev.Response.SetWords(data)
+		if int(bc) > len(data) {
+			setMalformed(ev, RespValuesCutShort)
+		}
+		f.end(RespByteCountLength)
 		want := ev.Count
 		if fc == ReadWriteMultipleRegisters {
 			want = ev.ReadCount
 		}
-		if !ev.Orphan && len(data) != 2*int(want) {
-			respMalformed(ev, RespByteCountQty)
-		} else if len(data)%2 != 0 {
-			respMalformed(ev, RespByteCountLength)
+		switch {
+		case !orphan && int(bc) != 2*int(want):
+			setMalformed(ev, RespByteCountQty)
+		case bc%2 != 0:
+			setMalformed(ev, RespByteCountLength)
 		}
-		ev.Response.SetWords(data)
-	case WriteSingleCoil, WriteSingleRegister, WriteMultipleCoils, WriteMultipleRegisters:
-		if ev.Orphan && len(body) >= 4 {
-			ev.Address = be16(body)
-			switch fc {
-			case WriteSingleCoil:
-				ev.Count = 1
-				ev.Values.SetBit(be16(body[2:]) == 0xFF00)
-			case WriteSingleRegister:
-				ev.Count = 1
-				ev.Values.SetWord(be16(body[2:]))
-			default:
-				ev.Count = be16(body[2:])
+	case WriteSingleCoil, WriteSingleRegister, WriteMultipleCoils, WriteMultipleRegisters, MaskWriteRegister:
+		// An echo of the request's address and value, quantity or masks.
+		var addr, a, b uint16
+		ok := f.u16(&addr, RespMissingAddress)
+		if orphan && ok {
+			ev.Address = addr
+			if fc != WriteMultipleCoils && fc != WriteMultipleRegisters {
+				ev.Count = 1 // implied by the function
 			}
 		}
-		respExact(ev, body, 4)
-	case MaskWriteRegister:
-		if ev.Orphan && len(body) >= 6 {
-			ev.Address, ev.Count = be16(body), 1
-			ev.AndMask, ev.OrMask = be16(body[2:]), be16(body[4:])
+		switch fc {
+		case WriteSingleCoil:
+			if ok = ok && f.u16(&a, RespMissingOutputValue); orphan && ok {
+				ev.Values.SetBit(a == 0xFF00)
+			}
+		case WriteSingleRegister:
+			if ok = ok && f.u16(&a, RespMissingRegisterValue); orphan && ok {
+				ev.Values.SetWord(a)
+			}
+		case MaskWriteRegister:
+			if ok = ok && f.u16(&a, RespMissingAndMask); orphan && ok {
+				ev.AndMask = a
+			}
+			if ok = ok && f.u16(&b, RespMissingOrMask); orphan && ok {
+				ev.OrMask = b
+			}
+		default:
+			if ok = ok && f.u16(&a, RespMissingQuantity); orphan && ok {
+				ev.Count = a
+			}
 		}
-		respExact(ev, body, 6)
+		f.end(RespTrailingBytes)
 	case ReadExceptionStatus:
-		if respExact(ev, body, 1) {
-			ev.Response.SetBytes(body)
+		var status uint8
+		if f.u8(&status, RespMissingData) {
+			ev.Response.SetBytes(pdu[1:2])
+			f.end(RespTrailingBytes)
 		}
 	case Diagnostics:
-		if len(body) < 2 {
-			respMalformed(ev, RespTruncated)
+		var sub uint16
+		if !f.u16(&sub, RespMissingSubFunction) {
 			return
 		}
-		if ev.Orphan {
-			ev.SubFunction, ev.HasSub = be16(body), true
+		if orphan {
+			ev.SubFunction, ev.HasSub = sub, true
 		}
-		ev.Response.SetWords(body[2:])
+		ev.Response.SetWords(f.b)
+		switch {
+		case len(f.b) == 0:
+			setMalformed(ev, RespMissingData)
+		case len(f.b)%2 != 0:
+			setMalformed(ev, RespDataCutShort)
+		}
 	case GetCommEventCounter:
-		if respExact(ev, body, 4) {
-			ev.Response.SetWords(body)
+		// Status and event count.
+		data, whole := f.take(4)
+		ev.Response.SetWords(data)
+		if !whole {
+			setMalformed(ev, RespDataCutShort)
+			return
 		}
-	case GetCommEventLog, ReportServerID:
-		if data, ok := byteCounted(ev, body); ok {
+		f.end(RespTrailingBytes)
+	case GetCommEventLog, ReportServerID, WriteFileRecord:
+		var bc uint8
+		if !f.u8(&bc, RespMissingByteCount) {
+			return
+		}
+		data, whole := f.take(int(bc))
+		if fc != WriteFileRecord { // an echo of the request
 			ev.Response.SetBytes(data)
 		}
+		if !whole {
+			setMalformed(ev, RespDataCutShort)
+		}
+		f.end(RespByteCountLength)
 	case ReadFileRecord:
-		data, ok := byteCounted(ev, body)
-		if !ok {
+		var bc uint8
+		if !f.u8(&bc, RespMissingByteCount) {
 			return
 		}
+		data, whole := f.take(int(bc))
+		f.end(RespByteCountLength)
 		// Sub-responses: length, reference type, record data. The event
 		// keeps the first one's registers, as it names the first request.
-		if len(data) < 2 || int(data[0]) < 1 || int(data[0])+1 > len(data) {
-			respMalformed(ev, RespTruncated)
+		if len(data) < 2 || int(data[0]) < 1 {
+			setMalformed(ev, RespSubResponseCutShort)
 			return
 		}
-		ev.Response.SetWords(data[2 : 1+int(data[0])])
-	case WriteFileRecord:
-		// An echo of the request.
-		if _, ok := byteCounted(ev, body); !ok {
-			return
+		l := int(data[0])
+		ev.Response.SetWords(data[2:min(len(data), 1+l)])
+		if !whole || 1+l > len(data) {
+			setMalformed(ev, RespSubResponseCutShort)
 		}
 	case ReadFIFOQueue:
-		if len(body) < 4 {
-			respMalformed(ev, RespTruncated)
+		var bc, n uint16
+		if !f.u16(&bc, RespMissingByteCount) || !f.u16(&n, RespMissingFIFOCount) {
 			return
 		}
-		bc, n := int(be16(body)), int(be16(body[2:]))
-		data := body[4:]
-		ev.Count = uint16(n)
+		ev.Count = n
+		ev.Response.SetWords(f.b)
 		switch {
-		case bc != len(body)-2:
-			respMalformed(ev, RespByteCountLength)
-		case bc != 2+2*n || n > 31:
-			respMalformed(ev, RespByteCountQty)
+		case int(bc) > 2+len(f.b):
+			setMalformed(ev, RespValuesCutShort)
+		case int(bc) != 2+len(f.b):
+			setMalformed(ev, RespByteCountLength)
+		case int(bc) != 2+2*int(n) || n > maxFIFOCount:
+			setMalformed(ev, RespByteCountQty)
 		}
-		ev.Response.SetWords(data)
 	case EncapsulatedInterface:
-		if len(body) < 1 {
-			respMalformed(ev, RespTruncated)
+		var mei uint8
+		if !f.u8(&mei, RespMissingMEIType) {
 			return
 		}
-		if ev.Orphan {
-			ev.SubFunction, ev.HasSub = uint16(body[0]), true
-			if body[0] == MEIDeviceIdent {
+		if orphan {
+			ev.SubFunction, ev.HasSub = uint16(mei), true
+			if mei == MEIDeviceIdent {
 				ev.Op = plcwatch.OpIdentify
 			}
 		}
-		if body[0] != MEIDeviceIdent {
-			ev.Response.SetBytes(body[1:])
+		if mei != MEIDeviceIdent {
+			ev.Response.SetBytes(f.b)
 			return
 		}
-		decodeDeviceID(ev, body[1:])
+		decodeDeviceID(ev, f.b)
 	default:
-		ev.Response.SetBytes(body)
+		ev.Response.SetBytes(f.b)
 	}
 }
 
@@ -383,7 +550,7 @@ func DecodeResponse(ev *plcwatch.Event, pdu []byte) {
 // allocation the dissector makes, and only for this rare function.
 func decodeDeviceID(ev *plcwatch.Event, b []byte) {
 	if len(b) < 5 {
-		respMalformed(ev, RespTruncated)
+		setMalformed(ev, RespMissingDeviceIDHead)
 		return
 	}
 	n := int(b[4])
@@ -391,7 +558,7 @@ func decodeDeviceID(ev *plcwatch.Event, b []byte) {
 	ev.Objects = make([]plcwatch.DeviceObject, 0, min(n, 16))
 	for i := 0; i < n; i++ {
 		if len(objs) < 2 || int(objs[1])+2 > len(objs) {
-			respMalformed(ev, RespDeviceIDObjects)
+			setMalformed(ev, RespDeviceIDObjects)
 			return
 		}
 		l := int(objs[1])
@@ -399,61 +566,19 @@ func decodeDeviceID(ev *plcwatch.Event, b []byte) {
 		objs = objs[2+l:]
 	}
 	if len(objs) > 0 {
-		respMalformed(ev, RespTrailingBytes)
+		setMalformed(ev, RespTrailingBytes)
 	}
-}
-
-// byteCounted returns the data of a response that starts with a one-byte
-// byte count, checking the count against the PDU.
-func byteCounted(ev *plcwatch.Event, body []byte) ([]byte, bool) {
-	if len(body) < 1 {
-		respMalformed(ev, RespTruncated)
-		return nil, false
-	}
-	data := body[1:]
-	if bc := int(body[0]); bc != len(data) {
-		respMalformed(ev, RespByteCountLength)
-		if bc < len(data) {
-			data = data[:bc]
-		}
-	}
-	return data, true
-}
-
-func need(ev *plcwatch.Event, body []byte, n int, why string) bool {
-	if len(body) < n {
-		ev.Malformed = why
-		return false
-	}
-	return true
-}
-
-func exact(ev *plcwatch.Event, body []byte, n int, why string) {
-	if len(body) > n && ev.Malformed == "" {
-		ev.Malformed = why
-	}
-}
-
-func respExact(ev *plcwatch.Event, body []byte, n int) bool {
-	switch {
-	case len(body) < n:
-		respMalformed(ev, RespTruncated)
-		return false
-	case len(body) > n:
-		respMalformed(ev, RespTrailingBytes)
-	}
-	return true
 }
 
 func checkQuantity(ev *plcwatch.Event, q, limit uint16) {
-	if (q == 0 || q > limit) && ev.Malformed == "" {
-		ev.Malformed = IllegalQuantity
+	if q == 0 || q > limit {
+		setMalformed(ev, IllegalQuantity)
 	}
 }
 
-// respMalformed records a problem with the response unless the request
-// already had one: the first problem is the one worth reading.
-func respMalformed(ev *plcwatch.Event, why string) {
+// setMalformed records a problem unless one was found already: the first
+// problem (the request's before its response's) is the one worth reading.
+func setMalformed(ev *plcwatch.Event, why string) {
 	if ev.Malformed == "" {
 		ev.Malformed = why
 	}
