@@ -43,6 +43,15 @@ type Config struct {
 	MaxFlowBuffer int `yaml:"max_flow_buffer"`
 	// MaxBuffer bounds the out-of-order bytes kept by all connections.
 	MaxBuffer int `yaml:"max_buffer"`
+
+	// EarlyRequests makes the dissectors emit every request twice: as
+	// plcwatch.StageRequest the moment it is complete on the wire, and as
+	// StageResponse when it is answered or given up on; off, once, as
+	// StageWhole, at the second moment. Whoever consumes the events sets
+	// it when it honours Event.Stage — the daemon and replay with rules do,
+	// so that an alert on a request never waits for its response (issue 9).
+	// Not a configuration key.
+	EarlyRequests bool `yaml:"-"`
 }
 
 // Defaults fills the zero fields of c.

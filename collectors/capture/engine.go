@@ -126,8 +126,8 @@ type flow struct {
 	key        flowKey
 	asm        reassembly.Conn
 	conn       Conn
-	last       time.Time
-	closeAt    time.Time // when an ended connection is dropped; zero while open
+	last       time.Time // on the engine's clock
+	closeAt    time.Time // on the engine's clock: when an ended connection is dropped; zero while open
 	prev, next *flow     // LRU list, most recent at the head
 }
 
@@ -148,8 +148,8 @@ type Engine struct {
 	connBase   uint64 // high bits of connection ids: tells the engines of several interfaces apart
 	budget     reassembly.Budget
 	stats      Stats
-	now        time.Time
-	sweepAt    time.Time
+	clock      clock     // timers: response timeouts, holes, lingering and idle connections
+	sweepAt    time.Time // on clock
 
 	// Decoding: layers allocated once and reused for every packet.
 	eth     layers.Ethernet
@@ -162,6 +162,7 @@ type Engine struct {
 	decoded []gopacket.LayerType
 	parsers map[LinkType]*gopacket.DecodingLayerParser
 	seg     reassembly.Segment
+	meta    reassembly.Meta // of the packet being handled
 }
 
 // NewEngine returns an engine that emits events to emit. cfg must have had
@@ -174,6 +175,7 @@ func NewEngine(cfg Config, emit plcwatch.Emit) *Engine {
 		modbus: modbustcp.New(modbustcp.Config{
 			ResponseTimeout: cfg.ResponseTimeout,
 			MaxOutstanding:  cfg.MaxOutstanding,
+			EarlyRequests:   cfg.EarlyRequests,
 		}),
 		opcua: opcua.New(opcua.Config{
 			ResponseTimeout: cfg.ResponseTimeout,
@@ -270,13 +272,15 @@ func (e *Engine) parserFor(lt LinkType, data []byte) (*gopacket.DecodingLayerPar
 
 // Packet feeds one captured packet. data may be reused by the caller after
 // Packet returns.
+//
+// ts is the packet's own time: the events it completes carry it, whatever
+// the packets before it said. Timers run on a clock that one outlier stamp
+// does not move (see clock).
 func (e *Engine) Packet(data []byte, ts time.Time, lt LinkType) {
 	e.stats.Packets++
 	e.stats.Bytes += uint64(len(data))
-	if ts.After(e.now) {
-		e.now = ts
-	}
-	if !e.now.Before(e.sweepAt) {
+	e.meta = reassembly.Meta{Time: ts, Frame: e.stats.Packets, Clock: e.clock.tick(ts)}
+	if !e.clock.now.Before(e.sweepAt) {
 		e.sweep()
 	}
 	p, data, link := e.parserFor(lt, data)
@@ -390,7 +394,7 @@ func (e *Engine) segment(src, dst [16]byte, t *tcpHeader, missing int) {
 		}
 		f = e.newFlow(key)
 	}
-	f.last = e.now
+	f.last = e.meta.Clock
 	e.last = f
 	e.touch(f)
 	e.seg = reassembly.Segment{
@@ -398,10 +402,9 @@ func (e *Engine) segment(src, dst [16]byte, t *tcpHeader, missing int) {
 		SYN: syn, FIN: t.flags&flagFIN != 0, RST: rst, HasAck: ack,
 		Payload: t.payload, Missing: missing,
 	}
-	m := reassembly.Meta{Time: e.now, Frame: e.stats.Packets}
-	f.asm.Add(dir, &e.seg, m)
+	f.asm.Add(dir, &e.seg, e.meta)
 	if (rst || f.asm.Closed()) && f.closeAt.IsZero() {
-		f.closeAt = e.now.Add(closeLinger)
+		f.closeAt = e.meta.Clock.Add(closeLinger)
 	}
 }
 
@@ -468,27 +471,30 @@ func (e *Engine) drop(f *flow, why string) {
 	delete(e.flows, f.key)
 }
 
-// sweep expires response timeouts and idle connections at packet time.
+// sweep expires response timeouts, stale holes, ended and idle connections
+// on the engine's clock. Whatever a flush delivers keeps the meta of the
+// packet that carried it; e.meta only tells a consumer when a gap was found.
 func (e *Engine) sweep() {
-	e.sweepAt = e.now.Add(sweepEvery)
-	idle := e.now.Add(-e.cfg.FlowIdleTimeout)
+	now := e.clock.now
+	e.sweepAt = now.Add(sweepEvery)
+	m := e.meta
+	idle := now.Add(-e.cfg.FlowIdleTimeout)
 	for e.tail != nil && e.tail.last.Before(idle) {
 		e.stats.IdleFlows++
 		f := e.tail
-		f.asm.Flush(reassembly.Meta{Time: e.now, Frame: e.stats.Packets})
+		f.asm.Flush(m)
 		e.drop(f, plcwatch.UnansweredIdle)
 	}
-	m := reassembly.Meta{Time: e.now, Frame: e.stats.Packets}
-	stale := e.now.Add(-holeTimeout)
+	stale := now.Add(-holeTimeout)
 	for f := e.head; f != nil; {
 		next := f.next
 		if f.asm.Waiting() {
 			f.asm.SkipStaleHoles(stale, m)
 		}
 		if f.conn.Outstanding() > 0 {
-			f.conn.Expire(e.now)
+			f.conn.Expire(now)
 		}
-		if !f.closeAt.IsZero() && !e.now.Before(f.closeAt) {
+		if !f.closeAt.IsZero() && !now.Before(f.closeAt) {
 			f.asm.Flush(m)
 			e.drop(f, plcwatch.UnansweredClosed)
 		}
@@ -497,25 +503,82 @@ func (e *Engine) sweep() {
 }
 
 // Advance moves the engine's clock when no packet does: live capture calls
-// it when the wire is quiet so that timeouts still fire.
+// it with the wall clock when the wire is quiet, so that timeouts still
+// fire. The wall clock goes through the same filter as packet stamps.
 func (e *Engine) Advance(now time.Time) {
-	if now.After(e.now) {
-		e.now = now
-	}
-	if !e.now.Before(e.sweepAt) {
+	e.meta.Clock = e.clock.tick(now)
+	if !e.clock.now.Before(e.sweepAt) {
 		e.sweep()
 	}
 }
 
 // Finish ends every connection, emitting outstanding requests with reason
-// why (plcwatch.UnansweredEOF at the end of a file).
+// why (plcwatch.UnansweredEOF at the end of a file) — or closed, for a
+// connection that had ended and was lingering.
 func (e *Engine) Finish(why string) {
-	m := reassembly.Meta{Time: e.now, Frame: e.stats.Packets}
 	for e.head != nil {
 		f := e.head
-		f.asm.Flush(m)
-		e.drop(f, why)
+		f.asm.Flush(e.meta)
+		if f.closeAt.IsZero() {
+			e.drop(f, why)
+		} else {
+			e.drop(f, plcwatch.UnansweredClosed)
+		}
 	}
+}
+
+// clock is the engine's time for timers. Packet stamps are not trusted one
+// by one: a capture can hold one packet stamped an hour late, stamps that
+// step back, or none at all (pcapfix writes zeros), and a timer run on the
+// latest stamp seen expires every request and connection at the outlier
+// (issue 9). So the clock moves to a stamp only once the next stamp is at
+// least as late — two packets in a row agree — and never back: one outlier,
+// late or early, moves nothing. Two stamps in a row well behind the clock
+// are a step back, taken as a new start: later stamps are shifted onto the
+// clock, which runs on at their pace.
+type clock struct {
+	now     time.Time     // what timers expire on
+	prev    time.Time     // the previous stamp, shifted
+	shift   time.Duration // added to stamps since the last step back
+	started bool
+}
+
+// stepBack is how far behind the clock two stamps in a row must be to make
+// a step back; less is jitter (interfaces merged in one file), which only
+// holds the clock still for a moment.
+const stepBack = time.Second
+
+// tick takes a stamp and returns the time timers started by its packet
+// start from: the stamp, shifted past steps back, and never before the
+// clock.
+func (c *clock) tick(ts time.Time) time.Time {
+	at := ts.Add(c.shift)
+	if !c.started {
+		c.started = true
+		c.now, c.prev = at, at
+		return at
+	}
+	floor := c.now.Add(-stepBack)
+	if at.Before(floor) && c.prev.Before(floor) {
+		d := c.now.Sub(earlier(c.prev, at))
+		c.shift += d
+		at, c.prev = at.Add(d), c.prev.Add(d)
+	}
+	if both := earlier(c.prev, at); both.After(c.now) {
+		c.now = both
+	}
+	c.prev = at
+	if at.Before(c.now) {
+		return c.now
+	}
+	return at
+}
+
+func earlier(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
 }
 
 // TCP flags.

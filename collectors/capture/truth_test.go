@@ -285,7 +285,7 @@ func TestAgreesWithTshark(t *testing.T) {
 			want := tsharkRequests(t, truth)
 			got := map[int][]request{}
 			for _, ev := range decodeRequests(t, pcap) {
-				if ev.Malformed == modbustcp.BadProtocolID || ev.Malformed == modbustcp.BadMBAPLength {
+				if modbustcp.IsFramingError(ev.Malformed) {
 					// plcwatch says these bytes are not a Modbus/TCP ADU
 					// (an impossible MBAP header); tshark must not have
 					// decoded a request from them either.

@@ -21,6 +21,13 @@ type Config struct {
 	// MaxOutstanding bounds the requests a connection may have waiting for
 	// a response; beyond it the oldest is emitted as evicted.
 	MaxOutstanding int
+	// EarlyRequests emits every request twice: as plcwatch.StageRequest
+	// the moment it is complete on the wire, and as StageResponse when it is
+	// answered or given up on. Off, it is emitted once, StageWhole, at the
+	// second moment. Set it when the consumer honours Event.Stage: it is
+	// what lets an alert on a request never wait for a response that may
+	// never come (issue 9).
+	EarlyRequests bool
 }
 
 // DefaultConfig is what the dissector uses when nothing is configured.
@@ -29,16 +36,20 @@ var DefaultConfig = Config{ResponseTimeout: 5 * time.Second, MaxOutstanding: 64}
 // Stats count what the dissector saw. They are plain counters owned by the
 // goroutine that feeds the dissector; the owner publishes snapshots.
 type Stats struct {
-	Requests    uint64 // request ADUs framed
-	Responses   uint64 // response ADUs framed
-	Events      uint64 // events emitted
-	Malformed   uint64 // events whose Malformed is set
-	Exceptions  uint64 // exception responses
-	Orphans     uint64 // responses that matched no request
-	Timeouts    uint64 // requests that got no response in time
-	Unanswered  uint64 // requests emitted without a response for any reason
-	ResyncBytes uint64 // bytes skipped while looking for an MBAP header
-	Resyncs     uint64 // times the framing was found again after a loss
+	Requests       uint64 // request ADUs framed
+	Responses      uint64 // response ADUs framed
+	Events         uint64 // events emitted, StageRequest ones aside: one per request, orphan or framing error
+	EarlyRequests  uint64 // StageRequest events emitted (Config.EarlyRequests)
+	Malformed      uint64 // events whose Malformed is set
+	Exceptions     uint64 // exception responses
+	Orphans        uint64 // responses that matched no request
+	Timeouts       uint64 // requests that got no response in time
+	Unanswered     uint64 // requests emitted without a response for any reason
+	ResyncBytes    uint64 // bytes skipped while looking for an MBAP header
+	Resyncs        uint64 // times the framing was found again after a loss
+	Confirmed      uint64 // connections a request and its response confirmed as Modbus/TCP
+	NotModbus      uint64 // connections that showed they are not Modbus/TCP
+	NotModbusBytes uint64 // bytes of such connections left undecoded
 }
 
 // Dissector makes Conns that share a configuration and statistics. It is
@@ -60,15 +71,37 @@ func New(cfg Config) *Dissector {
 	return &Dissector{cfg: cfg}
 }
 
+// What a connection has shown about itself, after Zeek's protocol
+// confirmation and violation: a request and a response that agree confirm
+// Modbus/TCP; an impossible MBAP header before that shows the connection is
+// something else (TLS, SSH, HTTP, a scanner's probe on port 502).
+type connState uint8
+
+const (
+	stateUnknown   connState = iota // decoded as Modbus/TCP: how every real connection starts
+	stateConfirmed                  // a request and its response agreed
+	stateNotModbus                  // reported once, then its bytes are counted, not decoded
+)
+
+// request is a request waiting for its response.
+type request struct {
+	due  time.Time // the engine's clock after which it times out
+	held bool      // framed on a connection that is not Modbus: emitted only if a response confirms it
+	ev   plcwatch.Event
+}
+
 // Conn is the dissector's state for one TCP connection. It implements
 // reassembly.Consumer.
 type Conn struct {
 	d       *Dissector
 	emit    plcwatch.Emit
 	base    plcwatch.Event // the fields every event of this connection shares
-	lost    [2]bool        // framing lost: looking for an MBAP header
-	fresh   [2]bool        // lost, and the next data starts a segment
-	pending []plcwatch.Event
+	state   connState
+	lost    [2]bool // framing lost: looking for an MBAP header
+	fresh   [2]bool // lost, and the next data starts a segment
+	tail    [2]int  // bytes left unconsumed by the last Data: the reassembler offers them again first
+	tailM   [2]reassembly.Meta
+	pending []request
 }
 
 var _ reassembly.Consumer = (*Conn)(nil)
@@ -90,44 +123,102 @@ func (d *Dissector) NewConn(id uint64, client, server netip.AddrPort, emit plcwa
 // may start in the middle of an ADU.
 func (c *Conn) Gap(dir reassembly.Dir, _ reassembly.Meta) {
 	c.lost[dir], c.fresh[dir] = true, true
+	c.tail[dir] = 0
+}
+
+// later returns the meta of the packet that arrived last: by frame number
+// (capture order), whatever the time stamps say.
+func later(a, b reassembly.Meta) reassembly.Meta {
+	if a.Frame != b.Frame {
+		if a.Frame > b.Frame {
+			return a
+		}
+		return b
+	}
+	if a.Time.After(b.Time) {
+		return a
+	}
+	return b
+}
+
+// clock is the engine's clock at m, for timeouts; a consumer fed without
+// one (tests) runs on packet time.
+func clock(m reassembly.Meta) time.Time {
+	if !m.Clock.IsZero() {
+		return m.Clock
+	}
+	return m.Time
 }
 
 // Data implements reassembly.Consumer: it frames and handles every complete
-// ADU in data and returns how many bytes it used.
+// ADU in data and returns how many bytes it used. An ADU's event takes the
+// meta of the packet that completed it: m, or for an ADU that began in
+// bytes an earlier call left unconsumed, whichever of the two packets came
+// last — out-of-order segments are delivered with their own packet's meta
+// after the one that filled the hole before them (issue 9).
 func (c *Conn) Data(dir reassembly.Dir, data []byte, m reassembly.Meta) int {
 	off := 0
 	fresh := c.fresh[dir]
 	c.fresh[dir] = false
+	old, oldM := c.tail[dir], c.tailM[dir]
+	if old > 0 {
+		oldM = later(oldM, m)
+	}
+loop:
 	for {
 		rest := data[off:]
+		at := m
+		if off < old {
+			at = oldM
+		}
 		if c.lost[dir] {
-			skip, found := resync(rest, dir, fresh && off == 0)
-			c.d.Stats.ResyncBytes += uint64(skip)
+			// A connection that showed it is not Modbus is not taken at
+			// its word at a segment start: what it frames is held until a
+			// response confirms it.
+			skip, found := resync(rest, dir, fresh && off == 0 && c.state != stateNotModbus)
+			c.skipped(skip)
 			off += skip
 			if !found {
-				return off
+				break loop
 			}
 			c.lost[dir] = false
 			c.d.Stats.Resyncs++
 			continue
 		}
 		if len(rest) < mbapLen {
-			return off
+			break
 		}
 		length := int(be16(rest[4:]))
 		if be16(rest[2:]) != 0 || length < 2 || length > 254 {
-			c.framingError(dir, rest, m)
+			c.framingError(dir, rest, at)
 			c.lost[dir] = true
 			off++ // look for the next header after this byte
-			c.d.Stats.ResyncBytes++
+			c.skipped(1)
 			continue
 		}
 		total := 6 + length
 		if len(rest) < total {
-			return off
+			break
 		}
-		c.adu(dir, rest[:total], m)
+		c.adu(dir, rest[:total], at)
 		off += total
+	}
+	// What is left is offered again with the next bytes: remember which
+	// packet its latest byte came in.
+	c.tail[dir] = len(data) - off
+	if off < old {
+		c.tailM[dir] = oldM
+	} else {
+		c.tailM[dir] = m
+	}
+	return off
+}
+
+// skipped counts n bytes passed over while looking for an ADU.
+func (c *Conn) skipped(n int) {
+	c.d.Stats.ResyncBytes += uint64(n)
+	if c.state == stateNotModbus {
+		c.d.Stats.NotModbusBytes += uint64(n)
 	}
 }
 
@@ -218,10 +309,35 @@ func plausible(b []byte, dir reassembly.Dir) (int, bool) {
 	return 6 + length, true
 }
 
-// framingError emits one event for an ADU whose MBAP header is impossible:
-// the stream is not Modbus/TCP here (a scanner, another protocol on the port,
-// or an attack on the parser). The reason goes once per loss of framing.
+// framingError handles an impossible MBAP header at an ADU boundary. On a
+// connection not confirmed as Modbus/TCP it is a protocol violation (Zeek's
+// model): the connection is reported once and its bytes are no longer
+// decoded as requests until a request and its response agree again. A
+// header whose protocol id is not 0 is not Modbus at all (TLS, SSH, HTTP, a
+// scanner's probe): the event says so and carries no Modbus field. On a
+// confirmed connection it is a framing error — a broken sender, an attack on
+// parsers — reported once per loss of framing, after which the stream is
+// resynchronised on the next plausible header.
 func (c *Conn) framingError(dir reassembly.Dir, b []byte, m reassembly.Meta) {
+	bad := be16(b[2:]) != 0
+	switch c.state {
+	case stateNotModbus:
+		return
+	case stateUnknown:
+		c.state = stateNotModbus
+		c.d.Stats.NotModbus++
+		// The other direction is no more trusted than this one.
+		c.lost[dir^1] = true
+		if bad {
+			ev := c.newEvent(m)
+			ev.Op = plcwatch.OpOther
+			ev.Malformed = notModbus(b)
+			c.send(ev)
+			return
+		}
+		// A Modbus header with an impossible length: reported as what it
+		// is, an attack on parsers as much as a violation.
+	}
 	ev := c.newEvent(m)
 	ev.TID = be16(b)
 	ev.Unit = b[6]
@@ -229,7 +345,6 @@ func (c *Conn) framingError(dir reassembly.Dir, b []byte, m reassembly.Meta) {
 	if len(b) > mbapLen {
 		ev.Function = b[7] &^ 0x80
 	}
-	bad := be16(b[2:]) != 0
 	switch {
 	case dir == reassembly.ClientToServer && bad:
 		ev.Malformed = BadProtocolID
@@ -264,69 +379,154 @@ func (c *Conn) adu(dir reassembly.Dir, adu []byte, m reassembly.Meta) {
 }
 
 func (c *Conn) request(tid uint16, unit uint8, pdu []byte, m reassembly.Meta) {
-	c.d.Stats.Requests++
+	held := c.state == stateNotModbus
+	if held {
+		// Keep one candidate only: it is evidence waiting for its
+		// response, not a request anybody saw yet.
+		for i := len(c.pending) - 1; i >= 0; i-- {
+			if c.pending[i].held {
+				c.remove(i)
+			}
+		}
+	} else {
+		c.d.Stats.Requests++
+	}
 	for i := range c.pending {
-		if c.pending[i].TID == tid {
+		if c.pending[i].ev.TID == tid {
 			c.finish(i, plcwatch.UnansweredReused)
 			break
 		}
 	}
 	if len(c.pending) >= c.d.cfg.MaxOutstanding {
-		oldest := 0
-		for i := range c.pending {
-			if c.pending[i].Time.Before(c.pending[oldest].Time) {
-				oldest = i
-			}
-		}
-		c.finish(oldest, plcwatch.UnansweredEvicted)
+		c.finish(0, plcwatch.UnansweredEvicted) // the oldest: pending is in arrival order
 	}
-	c.pending = append(c.pending, c.base)
-	ev := &c.pending[len(c.pending)-1]
+	c.pending = append(c.pending, request{due: clock(m).Add(c.d.cfg.ResponseTimeout), held: held})
+	p := &c.pending[len(c.pending)-1]
+	p.ev = c.base
+	ev := &p.ev
 	ev.Time, ev.Frame = m.Time, m.Frame
 	ev.TID, ev.Unit = tid, unit
 	DecodeRequest(ev, pdu)
+	if !held {
+		c.early(p)
+	}
+}
+
+// early emits a request complete on the wire as StageRequest, when asked
+// to; its final event is then StageResponse.
+func (c *Conn) early(p *request) {
+	if !c.d.cfg.EarlyRequests {
+		return
+	}
+	p.ev.Stage = plcwatch.StageRequest
+	c.d.Stats.EarlyRequests++
+	c.emit(&p.ev)
+	p.ev.Stage = plcwatch.StageResponse
 }
 
 func (c *Conn) response(tid uint16, unit uint8, pdu []byte, m reassembly.Meta) {
-	c.d.Stats.Responses++
 	fc := pdu[0]
-	if fc&0x80 != 0 {
-		c.d.Stats.Exceptions++
+	if c.state != stateConfirmed {
+		c.confirmBy(tid, unit, fc&^0x80)
 	}
 	for i := range c.pending {
-		ev := &c.pending[i]
-		if ev.TID != tid || ev.Function != fc&^0x80 {
+		p := &c.pending[i]
+		if p.held || p.ev.TID != tid || p.ev.Function != fc&^0x80 {
 			continue
 		}
+		c.d.Stats.Responses++
+		if fc&0x80 != 0 {
+			c.d.Stats.Exceptions++
+		}
+		ev := &p.ev
 		DecodeResponse(ev, pdu)
-		ev.RTT = m.Time.Sub(ev.Time)
+		ev.RTT = c.rtt(m.Time.Sub(ev.Time))
 		c.send(ev)
 		c.remove(i)
 		return
 	}
+	if c.state == stateNotModbus {
+		return // no more a response than the bytes before it were requests
+	}
 	// A response to no request we saw: the capture started after it, or
 	// somebody is injecting responses. Report it: it is either harmless
 	// context or exactly what a SOC wants to see.
+	c.d.Stats.Responses++
+	if fc&0x80 != 0 {
+		c.d.Stats.Exceptions++
+	}
 	c.d.Stats.Orphans++
 	ev := c.newEvent(m)
 	ev.TID, ev.Unit = tid, unit
+	DecodeOrphan(ev, pdu)
+	c.send(ev)
+}
+
+// DecodeOrphan fills ev from a response PDU whose request was not seen:
+// the function and what the response itself says (see DecodeResponse).
+func DecodeOrphan(ev *plcwatch.Event, pdu []byte) {
+	fc := pdu[0]
 	ev.Function = fc &^ 0x80
 	ev.Op = OpOf(fc)
 	ev.Table = TableOf(fc)
 	ev.Orphan = true
 	DecodeResponse(ev, pdu)
-	c.send(ev)
 }
 
-// finish emits pending request i without a response and removes it.
-func (c *Conn) finish(i int, why string) {
-	ev := &c.pending[i]
-	ev.Unanswered = why
-	c.d.Stats.Unanswered++
-	if why == plcwatch.UnansweredTimeout {
-		c.d.Stats.Timeouts++
+// rtt is a response's time from its request's: the two packets' own
+// stamps. A pair of stamps that runs backwards, or further apart than the
+// response timeout allows twice over, has an outlier in it and gives no
+// rtt (0, left out of the JSON).
+func (c *Conn) rtt(d time.Duration) time.Duration {
+	if d < 0 || d > 2*c.d.cfg.ResponseTimeout {
+		return 0
 	}
-	c.send(ev)
+	return d
+}
+
+// confirmBy confirms the connection as Modbus/TCP when a response agrees
+// with a request waiting for one: the same transaction id and unit — what
+// MBAP pairs by, and what Zeek's confirmation asks of a response — and, on a
+// connection that already showed it is not Modbus, the same function too.
+func (c *Conn) confirmBy(tid uint16, unit, fc uint8) {
+	for i := range c.pending {
+		ev := &c.pending[i].ev
+		if ev.TID == tid && ev.Unit == unit && (c.state != stateNotModbus || ev.Function == fc) {
+			c.confirm()
+			return
+		}
+	}
+}
+
+// confirm records that the connection speaks Modbus/TCP. Requests held
+// while it looked like something else are requests after all.
+func (c *Conn) confirm() {
+	if c.state == stateConfirmed {
+		return
+	}
+	c.state = stateConfirmed
+	c.d.Stats.Confirmed++
+	for i := range c.pending {
+		if p := &c.pending[i]; p.held {
+			p.held = false
+			c.d.Stats.Requests++
+			c.early(p)
+		}
+	}
+}
+
+// finish emits pending request i without a response and removes it; a
+// held candidate goes silently.
+func (c *Conn) finish(i int, why string) {
+	p := &c.pending[i]
+	if !p.held {
+		p.ev.Unanswered = why
+		c.d.Stats.Unanswered++
+		if why == plcwatch.UnansweredTimeout {
+			c.d.Stats.Timeouts++
+		}
+		c.send(&p.ev)
+	}
 	c.remove(i)
 }
 
@@ -336,7 +536,7 @@ func (c *Conn) remove(i int) {
 		// Keep arrival order: timeouts and flushes are emitted oldest first.
 		copy(c.pending[i:], c.pending[i+1:])
 	}
-	c.pending[last].Objects = nil
+	c.pending[last].ev.Objects = nil
 	c.pending = c.pending[:last]
 }
 
@@ -348,11 +548,10 @@ func (c *Conn) send(ev *plcwatch.Event) {
 	c.emit(ev)
 }
 
-// Expire emits the requests that have waited longer than the response
-// timeout at time now (packet time when reading a file).
+// Expire emits the requests whose response timeout has passed at now, on
+// the engine's clock (see reassembly.Meta.Clock).
 func (c *Conn) Expire(now time.Time) {
-	deadline := now.Add(-c.d.cfg.ResponseTimeout)
-	for len(c.pending) > 0 && c.pending[0].Time.Before(deadline) {
+	for len(c.pending) > 0 && now.After(c.pending[0].due) {
 		c.finish(0, plcwatch.UnansweredTimeout)
 	}
 }
@@ -367,3 +566,62 @@ func (c *Conn) Close(why string) {
 
 // Outstanding returns the number of requests waiting for a response.
 func (c *Conn) Outstanding() int { return len(c.pending) }
+
+// NotModbus reports whether the connection showed it is not Modbus/TCP.
+func (c *Conn) NotModbus() bool { return c.state == stateNotModbus }
+
+// Reasons a connection is not Modbus/TCP: the protocol its bytes look like
+// when they are a common one. Each contains "MBAP", as every framing
+// error's reason does.
+const (
+	NotModbus          = "not Modbus/TCP" // the prefix of every reason below
+	NotModbusProtoID   = NotModbus + ": MBAP protocol id is not 0"
+	NotModbusTLS       = NotModbus + " (TLS): MBAP protocol id is not 0"
+	NotModbusSSH       = NotModbus + " (SSH): MBAP protocol id is not 0"
+	NotModbusHTTP      = NotModbus + " (HTTP): MBAP protocol id is not 0"
+	NotModbusDCERPC    = NotModbus + " (DCE/RPC): MBAP protocol id is not 0"
+	NotModbusTPKT      = NotModbus + " (TPKT: S7comm, RDP, ISO-TSAP): MBAP protocol id is not 0"
+	NotModbusOPCUA     = NotModbus + " (OPC UA): MBAP protocol id is not 0"
+	notModbusHTTPVerbs = "GET POSTHEADPUT OPTIDELECONNPATCTRACHTTP"
+)
+
+// notModbus says why the header at b, whose protocol id is not 0, shows a
+// connection is not Modbus/TCP, naming the protocol when its first bytes are
+// a well-known one.
+func notModbus(b []byte) string {
+	switch {
+	case b[0] >= 0x14 && b[0] <= 0x17 && b[1] == 3 && b[2] <= 4: // record type, version 3.x
+		return NotModbusTLS
+	case string(b[:4]) == "SSH-":
+		return NotModbusSSH
+	case b[0] == 5 && b[1] <= 1: // version 5.0 or 5.1
+		return NotModbusDCERPC
+	case b[0] == 3 && b[1] == 0: // RFC 1006 version 3
+		return NotModbusTPKT
+	case (string(b[:3]) == "HEL" || string(b[:3]) == "OPN" || string(b[:3]) == "MSG" || string(b[:3]) == "ACK") && b[3] == 'F':
+		return NotModbusOPCUA
+	}
+	for i := 0; i+4 <= len(notModbusHTTPVerbs); i += 4 {
+		if string(b[:4]) == notModbusHTTPVerbs[i:i+4] {
+			return NotModbusHTTP
+		}
+	}
+	return NotModbusProtoID
+}
+
+// IsNotModbus reports whether a Malformed reason says a connection is not
+// Modbus/TCP.
+func IsNotModbus(reason string) bool {
+	return len(reason) >= len(NotModbus) && reason[:len(NotModbus)] == NotModbus
+}
+
+// IsFramingError reports whether a Malformed reason says the bytes at an
+// ADU boundary were no Modbus/TCP ADU: an impossible MBAP header, or a
+// connection that is not Modbus/TCP.
+func IsFramingError(reason string) bool {
+	switch reason {
+	case BadProtocolID, BadMBAPLength, RespBadProtocolID, RespBadMBAPLength:
+		return true
+	}
+	return IsNotModbus(reason)
+}

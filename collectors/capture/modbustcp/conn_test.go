@@ -2,6 +2,7 @@ package modbustcp
 
 import (
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
@@ -79,24 +80,115 @@ func TestConnResponseWithOtherFunctionIsAnOrphan(t *testing.T) {
 	}
 }
 
-func TestConnFramingErrorThenResync(t *testing.T) {
+func TestConnFramingErrorOnAModbusConnection(t *testing.T) {
 	f := newFeeder(t)
-	// A TLS ClientHello on port 502: not Modbus/TCP.
-	f.feed(c2s, h("16030100a5010000a10303"))
-	if len(f.evs) != 1 || f.evs[0].Malformed != BadProtocolID {
-		t.Fatalf("want one %q event, got %+v", BadProtocolID, f.evs)
+	f.feed(c2s, adu(1, 1, "03 0000 0001"))
+	f.feed(s2c, adu(1, 1, "03 02 0007")) // confirmed: a request and its response agree
+	// A broken ADU on a Modbus connection: a framing error, once ...
+	f.feed(c2s, h("0002 0001 0006 01 06 0001 0002"))
+	if len(f.evs) != 2 || f.evs[1].Malformed != BadProtocolID || f.evs[1].TID != 2 || f.evs[1].Unit != 1 {
+		t.Fatalf("want one %q event with the header's fields, got %+v", BadProtocolID, f.evs[1:])
 	}
-	// More junk in the same stream raises nothing more ...
+	// ... more junk in the same stream raises nothing more ...
 	f.feed(c2s, h("00000000ffff00000000"))
-	if len(f.evs) != 1 {
-		t.Fatalf("junk after a framing error raised %d more events", len(f.evs)-1)
+	if len(f.evs) != 2 {
+		t.Fatalf("junk after a framing error raised %d more events", len(f.evs)-2)
 	}
 	// ... and a real ADU after a segment boundary is found again.
 	f.gap(c2s)
 	f.feed(c2s, adu(9, 1, "05 0001 ff00"))
 	f.feed(s2c, adu(9, 1, "05 0001 ff00"))
-	if len(f.evs) != 2 || f.evs[1].Function != 5 || f.evs[1].Malformed != "" {
+	if len(f.evs) != 3 || f.evs[2].Function != 5 || f.evs[2].Malformed != "" {
 		t.Fatalf("after resync: %+v", f.evs[len(f.evs)-1])
+	}
+}
+
+func TestConnNotModbus(t *testing.T) {
+	f := newFeeder(t)
+	// A TLS ClientHello on port 502: not Modbus/TCP. One event says so,
+	// with no Modbus field a rule could take for a request's.
+	f.feed(c2s, h("16030100a5010000a10303"))
+	if len(f.evs) != 1 || f.evs[0].Malformed != NotModbusTLS || f.evs[0].Function != 0 || f.evs[0].TID != 0 {
+		t.Fatalf("want one %q event, got %+v", NotModbusTLS, f.evs)
+	}
+	// Bytes that frame as a plausible request, even at a segment start,
+	// are not taken for one ...
+	f.gap(c2s)
+	f.feed(c2s, adu(9, 1, "09 0102"))
+	f.feed(s2c, h("1603030031020000"))
+	f.feed(s2c, adu(8, 1, "09 00")) // a response to another request
+	if len(f.evs) != 1 {
+		t.Fatalf("a connection that is not Modbus gave events: %+v", f.evs[1:])
+	}
+	if f.d.Stats.NotModbus != 1 || f.d.Stats.NotModbusBytes == 0 || f.d.Stats.Requests != 0 {
+		t.Errorf("stats %+v", f.d.Stats)
+	}
+	// ... unless a response agrees with one: then it was Modbus after all.
+	f.gap(c2s)
+	f.feed(c2s, adu(10, 1, "06 0001 0005"))
+	f.feed(s2c, adu(10, 1, "06 0001 0005"))
+	if len(f.evs) != 2 || f.evs[1].Function != 6 || f.evs[1].Malformed != "" || f.evs[1].RTT == 0 {
+		t.Fatalf("after confirmation: %+v", f.evs[1:])
+	}
+	if f.d.Stats.Confirmed != 1 || f.d.Stats.Requests != 1 {
+		t.Errorf("stats %+v", f.d.Stats)
+	}
+}
+
+func TestConnStages(t *testing.T) {
+	f := newFeeder(t)
+	f.d.cfg.EarlyRequests = true
+	var stages []plcwatch.Stage
+	emit := f.c.emit
+	f.c.emit = func(ev *plcwatch.Event) { stages = append(stages, ev.Stage); emit(ev) }
+	f.feed(c2s, adu(1, 1, "08 0004 0000")) // force listen only: no answer will come
+	if len(f.evs) != 1 || stages[0] != plcwatch.StageRequest || f.evs[0].SubFunction != 4 || f.evs[0].Time != t0.Add(time.Millisecond) {
+		t.Fatalf("the request was not emitted when complete: %v %+v", stages, f.evs)
+	}
+	f.feed(c2s, adu(2, 1, "03 0000 0001"))
+	f.feed(s2c, adu(2, 1, "03 02 002a"))
+	f.feed(s2c, adu(3, 1, "03 02 002b"))
+	f.c.Expire(t0.Add(time.Hour))
+	want := []plcwatch.Stage{plcwatch.StageRequest, plcwatch.StageRequest, plcwatch.StageResponse, plcwatch.StageWhole, plcwatch.StageResponse}
+	if !slices.Equal(stages, want) {
+		t.Fatalf("stages %v, want %v", stages, want)
+	}
+	if ev := f.evs[1]; ev.Response.Len() != 0 || ev.RTT != 0 {
+		t.Errorf("a StageRequest event carries response fields: %+v", ev)
+	}
+	if ev := f.evs[2]; ev.Response.At(0) != 42 || ev.RTT != time.Millisecond || ev.Time != t0.Add(2*time.Millisecond) {
+		t.Errorf("paired: %+v", ev)
+	}
+	if ev := f.evs[4]; ev.TID != 1 || ev.Unanswered != plcwatch.UnansweredTimeout {
+		t.Errorf("timeout: %+v", ev)
+	}
+	if st := f.d.Stats; st.EarlyRequests != 2 || st.Events != 3 {
+		t.Errorf("early %d events %d, want 2 and 3", st.EarlyRequests, st.Events)
+	}
+}
+
+func TestConnTimeIsTheCompletingPacket(t *testing.T) {
+	// The reassembler offers bytes a packet left unconsumed again with the
+	// next packet's; when out-of-order segments are drained, that next
+	// packet can be an earlier one. The ADU completes with whichever came
+	// last.
+	d := New(Config{})
+	var evs []plcwatch.Event
+	c := d.NewConn(1, netip.MustParseAddrPort("10.0.0.1:40000"), netip.MustParseAddrPort("10.0.0.2:502"),
+		func(ev *plcwatch.Event) { evs = append(evs, *ev) })
+	req := adu(1, 1, "06 0001 0005")
+	next := adu(2, 1, "06 0002 0006")
+	m := func(frame uint64) reassembly.Meta {
+		return reassembly.Meta{Time: t0.Add(time.Duration(frame) * time.Second), Frame: frame}
+	}
+	// Frame 5 filled the hole with the first 4 bytes; frame 3 had arrived
+	// early with the rest and the whole next ADU.
+	n := c.Data(c2s, req[:4], m(5))
+	rest := append(append(append([]byte(nil), req[n:4]...), req[4:]...), next...)
+	c.Data(c2s, rest, m(3))
+	c.Close(plcwatch.UnansweredEOF)
+	if len(evs) != 2 || evs[0].Frame != 5 || !evs[0].Time.Equal(m(5).Time) || evs[1].Frame != 3 || !evs[1].Time.Equal(m(3).Time) {
+		t.Fatalf("frames and times: %d %s, %d %s; want 5 and 3", evs[0].Frame, evs[0].Time, evs[1].Frame, evs[1].Time)
 	}
 }
 
