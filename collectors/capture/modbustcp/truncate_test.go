@@ -21,10 +21,10 @@ type field struct {
 }
 
 type list struct {
-	start    int  // offset of the first item
-	size     int  // bytes per item; 0: bits, packed
-	n        int  // items in the whole PDU
-	orphanN  int  // items of a response decoded without its request (bits: 8 per byte), when not n
+	start    int    // offset of the first item
+	size     int    // bytes per item; 0: bits, packed
+	n        int    // items in the whole PDU
+	orphanN  int    // items of a response decoded without its request (bits: 8 per byte), when not n
 	none     string // reason when the PDU ends before the first item's bytes start coming
 	cut      string // reason when it ends inside the list
 	response bool   // the list is Event.Response, not Event.Values
