@@ -138,7 +138,9 @@ func New(cfg *Config, log *slog.Logger) (*Agent, error) {
 	kept.Modbus.Devices = nil
 	a.cfg = &kept
 	if len(cfg.Capture.Interfaces) > 0 {
-		if a.live, err = capture.NewLive(cfg.Capture.Config, log.With("component", "capture")); err != nil {
+		capCfg := cfg.Capture.Config
+		capCfg.EarlyRequests = true // the rules honour Event.Stage: alerts never wait for a response (issue 9)
+		if a.live, err = capture.NewLive(capCfg, log.With("component", "capture")); err != nil {
 			return nil, err
 		}
 		if err := a.live.Open(); err != nil {
@@ -331,7 +333,9 @@ func (a *Agent) telemetry(device string, payload []byte) {
 func (a *Agent) emit(ev *plcwatch.Event) {
 	select {
 	case a.events <- *ev:
-		a.accepted.Add(1)
+		if ev.Stage != plcwatch.StageRequest { // one event per request, as replay counts them
+			a.accepted.Add(1)
+		}
 	default:
 		if n := a.dropped.Add(1); n&(n-1) == 0 { // 1, 2, 4, 8 ...: warn without flooding
 			a.log.Warn("event pipeline full: events dropped", "dropped_total", n)

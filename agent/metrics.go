@@ -51,6 +51,7 @@ var (
 	descActiveFlows    = prometheus.NewDesc("plcwatch_capture_flows", "TCP connections tracked now.", []string{"interface"}, nil)
 	descFlowEvictions  = prometheus.NewDesc("plcwatch_capture_flow_evictions_total", "Connections dropped to make room (max_flows).", []string{"interface"}, nil)
 	descGaps           = prometheus.NewDesc("plcwatch_capture_gaps_total", "Holes in TCP streams skipped (capture loss).", []string{"interface"}, nil)
+	descNotModbus      = prometheus.NewDesc("plcwatch_capture_not_modbus_total", "Connections on a Modbus port that showed they are not Modbus/TCP (TLS, SSH, HTTP, scanners' probes).", []string{"interface"}, nil)
 	descModbusPDUs     = prometheus.NewDesc("plcwatch_modbus_pdus_total", "Modbus/TCP ADUs framed, by direction.", []string{"interface", "direction"}, nil)
 	descOPCUAMessages  = prometheus.NewDesc("plcwatch_opcua_messages_total", "OPC UA service messages decoded, by direction, and chunks of encrypted channels counted.", []string{"interface", "direction"}, nil)
 	descOPCUALimits    = prometheus.NewDesc("plcwatch_opcua_limits_total", "OPC UA messages beyond a limit, by kind: negotiated (larger than Hello/Acknowledge allowed), dropped (beyond plcwatch's own), rejected (unsafe to decode), panics (gopcua, recovered), framing (stream lost UACP framing).", []string{"interface", "kind"}, nil)
@@ -103,7 +104,7 @@ type snapshot struct{ a *Agent }
 // before the parts the collector reads exist.
 func (s *snapshot) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descInfo, descPackets, descBytes, descKernelPackets, descKernelDrops, descFlows,
-		descActiveFlows, descFlowEvictions, descGaps, descModbusPDUs, descOPCUAMessages, descOPCUALimits, descEvents, descMalformed, descPipeline,
+		descActiveFlows, descFlowEvictions, descGaps, descNotModbus, descModbusPDUs, descOPCUAMessages, descOPCUALimits, descEvents, descMalformed, descPipeline,
 		descPipelineDrops, descRules, descRuleMatches, descRuleErrors, descRuleOverflow, descSpoolDepth, descSpoolBytes, descSpoolOldest,
 		descSpoolDropped, descSpoolErrors, descSpooled, descSpoolCorrupt, descSpoolMemory, descSpoolWritable, descSpoolWriteErrs,
 		descSpoolReadErrs, descDeadLetters, descMQTTConnects, descMQTTTakeovers, descEventLog,
@@ -137,6 +138,7 @@ func (s *snapshot) Collect(ch chan<- prometheus.Metric) {
 			gauge(descActiveFlows, float64(st.Stats.ActiveFlows), i)
 			counter(descFlowEvictions, float64(st.Stats.FlowEvictions), i)
 			counter(descGaps, float64(st.Stats.Reassembly.Gaps), i)
+			counter(descNotModbus, float64(st.Stats.Modbus.NotModbus), i)
 			counter(descModbusPDUs, float64(st.Stats.Modbus.Requests), i, "request")
 			counter(descModbusPDUs, float64(st.Stats.Modbus.Responses), i, "response")
 			counter(descEvents, float64(st.Stats.Modbus.Events), i, "modbus")

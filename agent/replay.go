@@ -36,6 +36,7 @@ type ReplaySummary struct {
 	PDUs      uint64 // protocol messages framed (requests and responses)
 	Events    uint64
 	Malformed uint64
+	NotModbus uint64 // connections on a Modbus port that showed they are not Modbus/TCP
 	Flows     uint64
 	Alerts    uint64
 	Drops     uint64 // events lost between decoding and output (a replay never drops)
@@ -58,6 +59,9 @@ func (s ReplaySummary) String() string {
 	line := fmt.Sprintf("replay: packets=%d bytes=%d pdus=%d events=%d malformed=%d flows=%d alerts=%d drops=%d elapsed=%s packets/s=%.0f",
 		s.Packets, s.Bytes, s.PDUs, s.Events, s.Malformed, s.Flows, s.Alerts, s.Drops,
 		s.Elapsed.Round(time.Microsecond), s.PacketsPerSecond())
+	if s.NotModbus > 0 {
+		line += fmt.Sprintf(" not_modbus=%d", s.NotModbus)
+	}
 	if s.Truncated {
 		line += " truncated=true"
 	}
@@ -145,6 +149,10 @@ func (p *pipeline) finish(sum *ReplaySummary) error {
 func Replay(ctx context.Context, path string, opts ReplayOptions, out io.Writer) (ReplaySummary, error) {
 	cfg := opts.Capture
 	cfg.Defaults()
+	// With rules, requests reach them the moment they are complete on the
+	// wire, as in the daemon: live and offline raise the same alerts in
+	// the same order (issue 9).
+	cfg.EarlyRequests = opts.Rules != nil
 	if err := cfg.Validate(); err != nil {
 		return ReplaySummary{}, fmt.Errorf("capture config: %w", err)
 	}
@@ -159,6 +167,7 @@ func Replay(ctx context.Context, path string, opts ReplayOptions, out io.Writer)
 		PDUs:      st.Modbus.Requests + st.Modbus.Responses + st.OPCUA.Requests + st.OPCUA.Responses,
 		Events:    st.Modbus.Events + st.OPCUA.Events,
 		Malformed: st.Modbus.Malformed + st.OPCUA.Malformed,
+		NotModbus: st.Modbus.NotModbus,
 		Flows:     st.Flows,
 	}
 	if errors.Is(err, capture.ErrTruncatedFile) {
