@@ -567,10 +567,13 @@ func TestDaemonEmbeddedBroker(t *testing.T) {
 	}
 }
 
-// BenchmarkWireToSubscriber measures the whole path: a Modbus write on lo,
-// captured, paired with its response, matched by a rule, spooled, published
-// and received by a subscriber of the broker (MQTT_URL, else in-process).
-// One op is one write; p50 and p99 are reported.
+// BenchmarkWireToSubscriber measures the whole path: a Modbus request on
+// lo, captured, matched by a rule, spooled, published and received by a
+// QoS 1 subscriber of the broker (MQTT_URL, else in-process). One op is one
+// request; p50 and p99 are reported. "write" is a register write its
+// device answers; "listen-only-unanswered" an FC 8/4 (force listen only) to
+// a device that never answers, whose alert must not wait for a response
+// (issue 9 §4: p99 under 5 ms).
 func BenchmarkWireToSubscriber(b *testing.B) {
 	if os.Geteuid() != 0 {
 		b.Skip("live capture on lo needs root")
@@ -579,11 +582,30 @@ func BenchmarkWireToSubscriber(b *testing.B) {
 	pfx := fmt.Sprintf("plcwatch-bench/%d", time.Now().UnixNano())
 	sub := mqtttest.SubscribeQoS(b, broker, pfx+"/alerts/#", 1)
 	peer := newModbusPeer(b)
+	// A device that takes the connection and never answers.
+	silent, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer silent.Close()
+	go func() {
+		for {
+			c, err := silent.Accept()
+			if err != nil {
+				return
+			}
+			go io.Copy(io.Discard, c)
+		}
+	}()
+	silentPort := silent.Addr().(*net.TCPAddr).Port
 	dir := b.TempDir()
 	os.MkdirAll(filepath.Join(dir, "rules"), 0o755)
-	os.WriteFile(filepath.Join(dir, "rules", "r.yaml"), []byte(fmt.Sprintf(writeRule, "w")), 0o644)
+	os.WriteFile(filepath.Join(dir, "rules", "r.yaml"), []byte(fmt.Sprintf(writeRule, "w")+
+		"  - {id: listen-only, title: Force listen only, severity: high, match: {function: 8, subfunction: 4}, fold: 0s}\n"), 0o644)
 	cfgPath := filepath.Join(dir, "plcwatch.yaml")
-	os.WriteFile(cfgPath, []byte(captureConfig(dir, broker, pfx, peer.port)), 0o644)
+	cfg := strings.Replace(captureConfig(dir, broker, pfx, peer.port), fmt.Sprintf("modbus_ports: [%d]", peer.port),
+		fmt.Sprintf("modbus_ports: [%d, %d]", peer.port, silentPort), 1)
+	os.WriteFile(cfgPath, []byte(cfg), 0o644)
 	cmd := exec.Command(binary, "run", "--config", cfgPath)
 	d := &daemon{done: make(chan struct{})}
 	cmd.Stderr = d
@@ -604,22 +626,43 @@ func BenchmarkWireToSubscriber(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer peer.client.Close()
-	lat := make([]time.Duration, 0, b.N)
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		before := len(sub.Messages())
-		start := time.Now()
-		if err := peer.client.WriteRegister(1, uint16(i)); err != nil {
-			b.Fatal(err)
-		}
-		msgs, err := sub.WaitFor(5*time.Second, func(m []mqtttest.Message) bool { return len(m) > before })
-		if err != nil {
-			b.Fatalf("alert %d never arrived: %s", i, d.Log())
-		}
-		lat = append(lat, msgs[before].At.Sub(start))
+	plc, err := net.Dial("tcp", silent.Addr().String())
+	if err != nil {
+		b.Fatal(err)
 	}
-	b.StopTimer()
-	slices.Sort(lat)
-	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
-	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
+	defer plc.Close()
+	tid := uint16(0)
+	measure := func(b *testing.B, rule string, send func(i int) error) {
+		lat := make([]time.Duration, 0, b.N)
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			before := len(sub.Messages())
+			start := time.Now()
+			if err := send(i); err != nil {
+				b.Fatal(err)
+			}
+			msgs, err := sub.WaitFor(5*time.Second, func(m []mqtttest.Message) bool { return len(m) > before })
+			if err != nil {
+				b.Fatalf("alert %d never arrived: %s", i, d.Log())
+			}
+			if !strings.Contains(string(msgs[before].Payload), `"id":"`+rule+`"`) {
+				b.Fatalf("alert %d is not %s's: %s", i, rule, msgs[before].Payload)
+			}
+			lat = append(lat, msgs[before].At.Sub(start))
+		}
+		b.StopTimer()
+		slices.Sort(lat)
+		b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
+		b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
+	}
+	b.Run("write", func(b *testing.B) {
+		measure(b, "w", func(i int) error { return peer.client.WriteRegister(1, uint16(i)) })
+	})
+	b.Run("listen-only-unanswered", func(b *testing.B) {
+		measure(b, "listen-only", func(int) error {
+			tid++
+			_, err := plc.Write([]byte{byte(tid >> 8), byte(tid), 0, 0, 0, 6, 1, 8, 0, 4, 0, 0})
+			return err
+		})
+	})
 }

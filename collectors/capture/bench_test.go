@@ -57,7 +57,13 @@ func pollCapture(b *testing.B) ([][]byte, []time.Time) {
 // pairing and the event handed to a consumer. One op is one packet. The
 // first quarter of the capture warms the engine up (every connection open,
 // every buffer grown) outside the timer, so the loop sees steady state.
-func BenchmarkEnginePoll(b *testing.B) {
+func BenchmarkEnginePoll(b *testing.B) { benchEnginePoll(b, false) }
+
+// BenchmarkEnginePollEarlyRequests is the same with every request emitted
+// twice (capture.Config.EarlyRequests), as the daemon runs it.
+func BenchmarkEnginePollEarlyRequests(b *testing.B) { benchEnginePoll(b, true) }
+
+func benchEnginePoll(b *testing.B, early bool) {
 	var buf bytes.Buffer
 	w, _ := pcapgen.NewWriter(&buf, pcapgen.Options{})
 	o := pcapgen.DefaultPoll
@@ -68,7 +74,7 @@ func BenchmarkEnginePoll(b *testing.B) {
 	}
 	data, ts := packets(b, &buf)
 	warm := len(data) / 4
-	var cfg capture.Config
+	cfg := capture.Config{EarlyRequests: early}
 	cfg.Defaults()
 	events := 0
 	var e *capture.Engine

@@ -126,8 +126,8 @@ type flow struct {
 	key        flowKey
 	asm        reassembly.Conn
 	conn       Conn
-	last       time.Time // on the engine's clock
-	closeAt    time.Time // on the engine's clock: when an ended connection is dropped; zero while open
+	last       int64 // on the engine's clock
+	closeAt    int64 // on the engine's clock: when an ended connection is dropped; 0 while open
 	prev, next *flow     // LRU list, most recent at the head
 }
 
@@ -148,8 +148,8 @@ type Engine struct {
 	connBase   uint64 // high bits of connection ids: tells the engines of several interfaces apart
 	budget     reassembly.Budget
 	stats      Stats
-	clock      clock     // timers: response timeouts, holes, lingering and idle connections
-	sweepAt    time.Time // on clock
+	clock      clock // timers: response timeouts, holes, lingering and idle connections
+	sweepAt    int64 // on clock
 
 	// Decoding: layers allocated once and reused for every packet.
 	eth     layers.Ethernet
@@ -279,8 +279,8 @@ func (e *Engine) parserFor(lt LinkType, data []byte) (*gopacket.DecodingLayerPar
 func (e *Engine) Packet(data []byte, ts time.Time, lt LinkType) {
 	e.stats.Packets++
 	e.stats.Bytes += uint64(len(data))
-	e.meta = reassembly.Meta{Time: ts, Frame: e.stats.Packets, Clock: e.clock.tick(ts)}
-	if !e.clock.now.Before(e.sweepAt) {
+	e.meta = reassembly.Meta{Time: ts, Frame: e.stats.Packets, Clock: e.clock.tick(ts.UnixNano())}
+	if e.clock.now >= e.sweepAt {
 		e.sweep()
 	}
 	p, data, link := e.parserFor(lt, data)
@@ -403,8 +403,8 @@ func (e *Engine) segment(src, dst [16]byte, t *tcpHeader, missing int) {
 		Payload: t.payload, Missing: missing,
 	}
 	f.asm.Add(dir, &e.seg, e.meta)
-	if (rst || f.asm.Closed()) && f.closeAt.IsZero() {
-		f.closeAt = e.meta.Clock.Add(closeLinger)
+	if (rst || f.asm.Closed()) && f.closeAt == 0 {
+		f.closeAt = e.meta.Clock + int64(closeLinger)
 	}
 }
 
@@ -476,25 +476,26 @@ func (e *Engine) drop(f *flow, why string) {
 // packet that carried it; e.meta only tells a consumer when a gap was found.
 func (e *Engine) sweep() {
 	now := e.clock.now
-	e.sweepAt = now.Add(sweepEvery)
+	e.sweepAt = now + int64(sweepEvery)
 	m := e.meta
-	idle := now.Add(-e.cfg.FlowIdleTimeout)
-	for e.tail != nil && e.tail.last.Before(idle) {
+	idle := now - int64(e.cfg.FlowIdleTimeout)
+	for e.tail != nil && e.tail.last < idle {
 		e.stats.IdleFlows++
 		f := e.tail
 		f.asm.Flush(m)
 		e.drop(f, plcwatch.UnansweredIdle)
 	}
-	stale := now.Add(-holeTimeout)
+	stale := time.Unix(0, now-int64(holeTimeout))
+	expire := time.Unix(0, now)
 	for f := e.head; f != nil; {
 		next := f.next
 		if f.asm.Waiting() {
 			f.asm.SkipStaleHoles(stale, m)
 		}
 		if f.conn.Outstanding() > 0 {
-			f.conn.Expire(now)
+			f.conn.Expire(expire)
 		}
-		if !f.closeAt.IsZero() && !now.Before(f.closeAt) {
+		if f.closeAt != 0 && now >= f.closeAt {
 			f.asm.Flush(m)
 			e.drop(f, plcwatch.UnansweredClosed)
 		}
@@ -506,8 +507,8 @@ func (e *Engine) sweep() {
 // it with the wall clock when the wire is quiet, so that timeouts still
 // fire. The wall clock goes through the same filter as packet stamps.
 func (e *Engine) Advance(now time.Time) {
-	e.meta.Clock = e.clock.tick(now)
-	if !e.clock.now.Before(e.sweepAt) {
+	e.meta.Clock = e.clock.tick(now.UnixNano())
+	if e.clock.now >= e.sweepAt {
 		e.sweep()
 	}
 }
@@ -519,7 +520,7 @@ func (e *Engine) Finish(why string) {
 	for e.head != nil {
 		f := e.head
 		f.asm.Flush(e.meta)
-		if f.closeAt.IsZero() {
+		if f.closeAt == 0 {
 			e.drop(f, why)
 		} else {
 			e.drop(f, plcwatch.UnansweredClosed)
@@ -527,58 +528,46 @@ func (e *Engine) Finish(why string) {
 	}
 }
 
-// clock is the engine's time for timers. Packet stamps are not trusted one
-// by one: a capture can hold one packet stamped an hour late, stamps that
-// step back, or none at all (pcapfix writes zeros), and a timer run on the
-// latest stamp seen expires every request and connection at the outlier
-// (issue 9). So the clock moves to a stamp only once the next stamp is at
-// least as late — two packets in a row agree — and never back: one outlier,
-// late or early, moves nothing. Two stamps in a row well behind the clock
-// are a step back, taken as a new start: later stamps are shifted onto the
-// clock, which runs on at their pace.
+// clock is the engine's time for timers, in nanoseconds. Packet stamps are
+// not trusted one by one: a capture can hold one packet stamped an hour
+// late, stamps that step back, or none at all (pcapfix writes zeros), and a
+// timer run on the latest stamp seen expires every request and connection
+// at the outlier (issue 9). So the clock moves to a stamp only once the next
+// stamp is at least as late — two packets in a row agree — and never back:
+// one outlier, late or early, moves nothing. Two stamps in a row well
+// behind the clock are a step back, taken as a new start: later stamps are
+// shifted onto the clock, which runs on at their pace.
 type clock struct {
-	now     time.Time     // what timers expire on
-	prev    time.Time     // the previous stamp, shifted
-	shift   time.Duration // added to stamps since the last step back
+	now     int64 // what timers expire on
+	prev    int64 // the previous stamp, shifted
+	shift   int64 // added to stamps since the last step back
 	started bool
 }
 
 // stepBack is how far behind the clock two stamps in a row must be to make
 // a step back; less is jitter (interfaces merged in one file), which only
 // holds the clock still for a moment.
-const stepBack = time.Second
+const stepBack = int64(time.Second)
 
 // tick takes a stamp and returns the time timers started by its packet
 // start from: the stamp, shifted past steps back, and never before the
 // clock.
-func (c *clock) tick(ts time.Time) time.Time {
-	at := ts.Add(c.shift)
+func (c *clock) tick(ts int64) int64 {
+	at := ts + c.shift
 	if !c.started {
 		c.started = true
 		c.now, c.prev = at, at
 		return at
 	}
-	floor := c.now.Add(-stepBack)
-	if at.Before(floor) && c.prev.Before(floor) {
-		d := c.now.Sub(earlier(c.prev, at))
+	if floor := c.now - stepBack; at < floor && c.prev < floor {
+		d := c.now - min(c.prev, at)
 		c.shift += d
-		at, c.prev = at.Add(d), c.prev.Add(d)
+		at += d
+		c.prev += d
 	}
-	if both := earlier(c.prev, at); both.After(c.now) {
-		c.now = both
-	}
+	c.now = max(c.now, min(c.prev, at))
 	c.prev = at
-	if at.Before(c.now) {
-		return c.now
-	}
-	return at
-}
-
-func earlier(a, b time.Time) time.Time {
-	if b.Before(a) {
-		return b
-	}
-	return a
+	return max(at, c.now)
 }
 
 // TCP flags.

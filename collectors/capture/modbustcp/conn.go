@@ -85,7 +85,7 @@ const (
 
 // request is a request waiting for its response.
 type request struct {
-	due  time.Time // the engine's clock after which it times out
+	due  int64 // after this, on the engine's clock (reassembly.Meta.ClockNs), it times out
 	held bool      // framed on a connection that is not Modbus: emitted only if a response confirms it
 	ev   plcwatch.Event
 }
@@ -139,15 +139,6 @@ func later(a, b reassembly.Meta) reassembly.Meta {
 		return a
 	}
 	return b
-}
-
-// clock is the engine's clock at m, for timeouts; a consumer fed without
-// one (tests) runs on packet time.
-func clock(m reassembly.Meta) time.Time {
-	if !m.Clock.IsZero() {
-		return m.Clock
-	}
-	return m.Time
 }
 
 // Data implements reassembly.Consumer: it frames and handles every complete
@@ -400,8 +391,16 @@ func (c *Conn) request(tid uint16, unit uint8, pdu []byte, m reassembly.Meta) {
 	if len(c.pending) >= c.d.cfg.MaxOutstanding {
 		c.finish(0, plcwatch.UnansweredEvicted) // the oldest: pending is in arrival order
 	}
-	c.pending = append(c.pending, request{due: clock(m).Add(c.d.cfg.ResponseTimeout), held: held})
-	p := &c.pending[len(c.pending)-1]
+	// Reuse the slot's memory: every field is set below, and zeroing a
+	// kilobyte per request costs as much as decoding it.
+	n := len(c.pending)
+	if n < cap(c.pending) {
+		c.pending = c.pending[:n+1]
+	} else {
+		c.pending = append(c.pending, request{})
+	}
+	p := &c.pending[n]
+	p.due, p.held = m.ClockNs()+int64(c.d.cfg.ResponseTimeout), held
 	p.ev = c.base
 	ev := &p.ev
 	ev.Time, ev.Frame = m.Time, m.Frame
@@ -549,9 +548,10 @@ func (c *Conn) send(ev *plcwatch.Event) {
 }
 
 // Expire emits the requests whose response timeout has passed at now, on
-// the engine's clock (see reassembly.Meta.Clock).
+// the engine's clock (reassembly.Meta.ClockNs, as a time).
 func (c *Conn) Expire(now time.Time) {
-	for len(c.pending) > 0 && now.After(c.pending[0].due) {
+	ns := now.UnixNano()
+	for len(c.pending) > 0 && ns > c.pending[0].due {
 		c.finish(0, plcwatch.UnansweredTimeout)
 	}
 }

@@ -31,18 +31,18 @@ func (d Dir) String() string {
 type Meta struct {
 	Time  time.Time // the packet's own time stamp: what its messages' events carry
 	Frame uint64    // 1-based packet number in the capture
-	// Clock is the owner's clock at this packet, for timers (response
-	// timeouts, holes): packet time made robust against outlier stamps, so
-	// it may differ from Time. Zero: timers run on Time.
-	Clock time.Time
+	// Clock is the owner's clock at this packet in nanoseconds, for timers
+	// (response timeouts, holes): packet time made robust against outlier
+	// stamps, so it may differ from Time. 0: timers run on Time.
+	Clock int64
 }
 
-// clock is the time timers use at m.
-func (m *Meta) clock() time.Time {
-	if !m.Clock.IsZero() {
+// ClockNs is the time timers use at m, in nanoseconds.
+func (m *Meta) ClockNs() int64 {
+	if m.Clock != 0 {
 		return m.Clock
 	}
-	return m.Time
+	return m.Time.UnixNano()
 }
 
 // Consumer receives a connection's reassembled bytes.
@@ -114,7 +114,7 @@ type stream struct {
 	pending []byte // unconsumed in-order bytes
 	early   []early
 	earlyN  int
-	waiting time.Time // when the oldest hole started holding segments back
+	waiting int64 // when the oldest hole started holding segments back (Meta.ClockNs)
 }
 
 type early struct {
@@ -276,7 +276,7 @@ func (c *Conn) keepEarly(dir Dir, seq uint32, data []byte, m Meta) {
 		i--
 	}
 	if len(s.early) == 0 {
-		s.waiting = m.clock()
+		s.waiting = m.ClockNs()
 	}
 	if len(data) > 0 {
 		e := early{seq: seq, data: append([]byte(nil), data...), meta: m}
@@ -323,7 +323,7 @@ func (c *Conn) drainEarly(dir Dir, m Meta) {
 	if len(s.early) == 0 {
 		s.early = nil // let the backing array go
 	} else {
-		s.waiting = m.clock() // a new hole starts now
+		s.waiting = m.ClockNs() // a new hole starts now
 	}
 }
 
@@ -332,9 +332,10 @@ func (c *Conn) drainEarly(dir Dir, m Meta) {
 // not coming (a capture that lost packets without the receiver's ACK
 // showing it).
 func (c *Conn) SkipStaleHoles(t time.Time, m Meta) {
+	ns := t.UnixNano()
 	for dir := ClientToServer; dir <= ServerToClient; dir++ {
 		s := &c.streams[dir]
-		for len(s.early) > 0 && s.waiting.Before(t) {
+		for len(s.early) > 0 && s.waiting < ns {
 			c.skipTo(dir, s.early[0].seq, m)
 			c.drainEarly(dir, m)
 		}
