@@ -26,13 +26,13 @@ type Event struct {
 	Device   string         // configured device name, or the server's ip:port for wire traffic
 	Client   netip.AddrPort // wire: the side that sent the request
 	Server   netip.AddrPort // wire: the side that answered
-	Frame    uint64         // offline capture: 1-based number of the packet that completed the request
+	Frame    uint64         // wire: 1-based number of the packet that completed the request, in the capture file or since live capture started
 	Conn     uint64         // wire: the TCP connection, unique within one run of plcwatch; 0 for polls
 
 	// Modbus.
 	TID         uint16 // MBAP transaction id
 	Unit        uint8
-	Function    uint8  // function code without the exception bit
+	Function    uint8  // function code without the exception bit, unless an exception response's code is missing or 0 (docs/events.md)
 	SubFunction uint16 // FC 8 sub-function, FC 43 MEI type; see HasSub
 	HasSub      bool
 	Table       Table

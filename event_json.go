@@ -199,20 +199,22 @@ func (e *Event) appendModbus(b []byte) []byte {
 			b = appendKey(b, "file")
 			b = strconv.AppendUint(b, uint64(e.File), 10)
 		}
-		if !e.Orphan || echoesAddress(e.Function) {
+		if !e.Orphan || echoesAddress(e.Function&0x7f) {
 			b = appendKey(b, "address")
 			b = strconv.AppendUint(b, uint64(e.Address), 10)
 			b = appendKey(b, "count")
 			b = strconv.AppendUint(b, uint64(e.Count), 10)
 		}
 	}
-	if e.Function == 23 {
+	// The exception bit stays on a function whose exception response lost
+	// its code: the request's fields are still the request's.
+	if e.Function&0x7f == 23 {
 		b = appendKey(b, "read_address")
 		b = strconv.AppendUint(b, uint64(e.ReadAddress), 10)
 		b = appendKey(b, "read_count")
 		b = strconv.AppendUint(b, uint64(e.ReadCount), 10)
 	}
-	if e.Function == 22 {
+	if e.Function&0x7f == 22 {
 		b = appendKey(b, "and_mask")
 		b = strconv.AppendUint(b, uint64(e.AndMask), 10)
 		b = appendKey(b, "or_mask")

@@ -128,7 +128,7 @@ type flow struct {
 	conn       Conn
 	last       int64 // on the engine's clock
 	closeAt    int64 // on the engine's clock: when an ended connection is dropped; 0 while open
-	prev, next *flow     // LRU list, most recent at the head
+	prev, next *flow // LRU list, most recent at the head
 }
 
 // Engine turns packets into events. It owns its connection table and is

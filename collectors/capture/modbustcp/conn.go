@@ -86,7 +86,7 @@ const (
 // request is a request waiting for its response.
 type request struct {
 	due  int64 // after this, on the engine's clock (reassembly.Meta.ClockNs), it times out
-	held bool      // framed on a connection that is not Modbus: emitted only if a response confirms it
+	held bool  // framed on a connection that is not Modbus: emitted only if a response confirms it
 	ev   plcwatch.Event
 }
 
