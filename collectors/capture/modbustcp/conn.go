@@ -124,6 +124,21 @@ func (d *Dissector) NewConn(id uint64, client, server netip.AddrPort, emit plcwa
 func (c *Conn) Gap(dir reassembly.Dir, _ reassembly.Meta) {
 	c.lost[dir], c.fresh[dir] = true, true
 	c.tail[dir] = 0
+	c.dropHeld(dir)
+}
+
+// dropHeld forgets the requests held on a connection that is not Modbus
+// when the run of ADUs they belong to breaks (dir's bytes were skipped or
+// lost): whatever confirms the connection later does not vouch for them.
+func (c *Conn) dropHeld(dir reassembly.Dir) {
+	if c.state != stateNotModbus || dir != reassembly.ClientToServer {
+		return
+	}
+	for i := len(c.pending) - 1; i >= 0; i-- {
+		if c.pending[i].held {
+			c.remove(i)
+		}
+	}
 }
 
 // later returns the meta of the packet that arrived last: by frame number
@@ -168,6 +183,9 @@ loop:
 			// response confirms it.
 			skip, found := resync(rest, dir, fresh && off == 0 && c.state != stateNotModbus)
 			c.skipped(skip)
+			if skip > 0 {
+				c.dropHeld(dir)
+			}
 			off += skip
 			if !found {
 				break loop
@@ -313,6 +331,7 @@ func (c *Conn) framingError(dir reassembly.Dir, b []byte, m reassembly.Meta) {
 	bad := be16(b[2:]) != 0
 	switch c.state {
 	case stateNotModbus:
+		c.dropHeld(dir)
 		return
 	case stateUnknown:
 		c.state = stateNotModbus
@@ -370,16 +389,14 @@ func (c *Conn) adu(dir reassembly.Dir, adu []byte, m reassembly.Meta) {
 }
 
 func (c *Conn) request(tid uint16, unit uint8, pdu []byte, m reassembly.Meta) {
+	// On a connection that showed it is not Modbus, what frames as a
+	// request is held, unreported, until a response agrees with one of
+	// them: then the unbroken run of ADUs it ends were requests (a client
+	// that sends junk first cannot hide the writes it pipelines after it).
+	// Bytes skipped or lost before the next one break the run: see
+	// dropHeld.
 	held := c.state == stateNotModbus
-	if held {
-		// Keep one candidate only: it is evidence waiting for its
-		// response, not a request anybody saw yet.
-		for i := len(c.pending) - 1; i >= 0; i-- {
-			if c.pending[i].held {
-				c.remove(i)
-			}
-		}
-	} else {
+	if !held {
 		c.d.Stats.Requests++
 	}
 	for i := range c.pending {

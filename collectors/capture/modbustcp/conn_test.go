@@ -123,14 +123,20 @@ func TestConnNotModbus(t *testing.T) {
 	if f.d.Stats.NotModbus != 1 || f.d.Stats.NotModbusBytes == 0 || f.d.Stats.Requests != 0 {
 		t.Errorf("stats %+v", f.d.Stats)
 	}
-	// ... unless a response agrees with one: then it was Modbus after all.
+	// ... unless a response agrees with one: then it was Modbus after all,
+	// and so were the requests pipelined before it since the framing last
+	// broke — not the one before the gap.
 	f.gap(c2s)
-	f.feed(c2s, adu(10, 1, "06 0001 0005"))
+	f.feed(c2s, h("00 00 ff ff ff ff ff")) // junk first ...
+	f.feed(c2s, adu(10, 1, "06 0001 0005")) // ... then requests that are answered
+	f.feed(c2s, adu(11, 1, "06 0002 0006"))
 	f.feed(s2c, adu(10, 1, "06 0001 0005"))
-	if len(f.evs) != 2 || f.evs[1].Function != 6 || f.evs[1].Malformed != "" || f.evs[1].RTT == 0 {
+	f.feed(s2c, adu(11, 1, "06 0002 0006"))
+	f.c.Close(plcwatch.UnansweredClosed)
+	if len(f.evs) != 3 || f.evs[1].TID != 10 || f.evs[2].TID != 11 || f.evs[1].Malformed != "" || f.evs[1].RTT == 0 || f.evs[2].Unanswered != "" {
 		t.Fatalf("after confirmation: %+v", f.evs[1:])
 	}
-	if f.d.Stats.Confirmed != 1 || f.d.Stats.Requests != 1 {
+	if f.d.Stats.Confirmed != 1 || f.d.Stats.Requests != 2 {
 		t.Errorf("stats %+v", f.d.Stats)
 	}
 }
