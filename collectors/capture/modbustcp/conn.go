@@ -72,14 +72,15 @@ func New(cfg Config) *Dissector {
 }
 
 // What a connection has shown about itself, after Zeek's protocol
-// confirmation and violation: a request and a response that agree confirm
-// Modbus/TCP; an impossible MBAP header before that shows the connection is
-// something else (TLS, SSH, HTTP, a scanner's probe on port 502).
+// confirmation and violation: a response that agrees with a request waiting
+// for one confirms Modbus/TCP (see confirmBy); an impossible MBAP header
+// before that shows the connection is something else (TLS, SSH, HTTP, a
+// scanner's probe on port 502).
 type connState uint8
 
 const (
 	stateUnknown   connState = iota // decoded as Modbus/TCP: how every real connection starts
-	stateConfirmed                  // a request and its response agreed
+	stateConfirmed                  // a response agreed with a request
 	stateNotModbus                  // reported once, then its bytes are counted, not decoded
 )
 
