@@ -127,7 +127,7 @@ func TestConnNotModbus(t *testing.T) {
 	// and so were the requests pipelined before it since the framing last
 	// broke — not the one before the gap.
 	f.gap(c2s)
-	f.feed(c2s, h("00 00 ff ff ff ff ff")) // junk first ...
+	f.feed(c2s, h("00 00 ff ff ff ff ff"))  // junk first ...
 	f.feed(c2s, adu(10, 1, "06 0001 0005")) // ... then requests that are answered
 	f.feed(c2s, adu(11, 1, "06 0002 0006"))
 	f.feed(s2c, adu(10, 1, "06 0001 0005"))
