@@ -200,7 +200,16 @@ func values(ev *plcwatch.Event, l *list) []int {
 }
 
 func TestTruncatedRequestKeepsEveryField(t *testing.T) {
-	for _, lay := range requestLayouts {
+	layouts := append([]layout(nil), requestLayouts...)
+	// Every other function code has no layout to check against: its data
+	// is reported as the bytes that were there.
+	for fc := 0; fc < 128; fc++ {
+		if !IsPublic(uint8(fc)) {
+			layouts = append(layouts, layout{name: FunctionName(uint8(fc)), req: fmt.Sprintf("%02x 0102 0304", fc),
+				list: &list{start: 1, size: 1, n: 4}})
+		}
+	}
+	for _, lay := range layouts {
 		full := h(lay.req)
 		var whole plcwatch.Event
 		DecodeRequest(&whole, full)
