@@ -47,8 +47,8 @@ var disagreements = map[string]map[int]string{
 			"request malformed (PDU longer than its function needs); tshark prints all 4 data bytes as the " +
 			"value. The server agrees with plcwatch: it answered exception 3 (illegal data value)",
 		64: "FC 23 PDU cut off after the read quantity (tshark: Malformed Packet): both read 0+0; plcwatch flags " +
-			"it malformed (PDU shorter than its function needs) and has no write address or count to report " +
-			"(0 in the event), tshark leaves those fields empty",
+			"it malformed (PDU shorter than its function needs: write address missing) and has no write address " +
+			"or count to report (0 in the event), tshark leaves those fields empty",
 	},
 	"zeek_fuzz-72": {
 		7: "frame 6 carries a 10-byte FC 33 ADU plus 2 stray bytes, frame 7 a whole FC 34 ADU. tshark takes the " +
