@@ -2,6 +2,7 @@ package modbustcp
 
 import (
 	"encoding/json"
+	"strings"
 	"net/netip"
 	"testing"
 	"time"
@@ -127,12 +128,46 @@ func FuzzDecodePDU(f *testing.F) {
 	f.Fuzz(func(t *testing.T, req, resp []byte) {
 		var ev plcwatch.Event
 		DecodeRequest(&ev, req)
+		whole := ev
 		DecodeResponse(&ev, resp)
 		if !json.Valid(ev.AppendJSON(nil)) {
 			t.Fatalf("invalid JSON: %s", ev.AppendJSON(nil))
 		}
-		var orphan plcwatch.Event
-		orphan.Orphan = true
-		DecodeResponse(&orphan, resp)
+		if len(resp) > 0 {
+			var orphan plcwatch.Event
+			DecodeOrphan(&orphan, resp)
+		}
+		// A well-formed request of a function with a fixed layout, cut
+		// anywhere, says it was cut and keeps every field it still has.
+		if whole.Malformed != "" || len(req) < 2 || !fixedLayout(req) {
+			return
+		}
+		for n := 1; n < len(req); n++ {
+			var cut plcwatch.Event
+			DecodeRequest(&cut, req[:n])
+			if !strings.HasPrefix(cut.Malformed, Truncated) {
+				t.Fatalf("%x cut to %d bytes: malformed %q", req, n, cut.Malformed)
+			}
+			for _, f := range [][2]uint16{{cut.Address, whole.Address}, {cut.Count, whole.Count}, {cut.AndMask, whole.AndMask},
+				{cut.OrMask, whole.OrMask}, {cut.ReadAddress, whole.ReadAddress}, {cut.ReadCount, whole.ReadCount}, {cut.File, whole.File}} {
+				if f[0] != f[1] && f[0] != 0 {
+					t.Fatalf("%x cut to %d bytes: a field reads %d, the whole request %d", req, n, f[0], f[1])
+				}
+			}
+		}
 	})
+}
+
+// fixedLayout reports whether a request's length follows from its function
+// code and its own fields: every cut of it is detectable.
+func fixedLayout(req []byte) bool {
+	switch req[0] {
+	case 1, 2, 3, 4, 5, 6, 15, 16, 20, 21, 22, 23, 24:
+		return true
+	case Diagnostics:
+		return len(req) >= 3 && OneWordDiagnostic(be16(req[1:]))
+	case EncapsulatedInterface:
+		return req[1] == MEIDeviceIdent
+	}
+	return false
 }

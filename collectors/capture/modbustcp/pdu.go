@@ -200,8 +200,9 @@ func DecodeRequest(ev *plcwatch.Event, pdu []byte) {
 			return
 		}
 		ev.HasSub = true
-		// Every sub-function carries data: one word, or N words for
-		// Return Query Data (specification 6.8).
+		// Every sub-function carries data: N words for Return Query Data,
+		// one for each other the specification defines (6.8.1); reserved
+		// ones, who knows.
 		data := f.b
 		ev.Values.SetWords(data)
 		switch {
@@ -209,6 +210,8 @@ func DecodeRequest(ev *plcwatch.Event, pdu []byte) {
 			ev.Malformed = MissingData
 		case len(data)%2 != 0:
 			ev.Malformed = DataCutShort
+		case len(data) > 2 && OneWordDiagnostic(ev.SubFunction):
+			ev.Malformed = TrailingBytes
 		}
 	case WriteMultipleCoils, WriteMultipleRegisters:
 		var bc uint8
@@ -330,6 +333,13 @@ func DecodeRequest(ev *plcwatch.Event, pdu []byte) {
 		// analyst (or a rule) can see what was sent.
 		ev.Values.SetBytes(f.b)
 	}
+}
+
+// OneWordDiagnostic reports whether a Diagnostics (FC 8) sub-function
+// takes exactly one data word: every one the specification defines but
+// Return Query Data (0), which echoes any number (V1.1b3 6.8.1).
+func OneWordDiagnostic(sub uint16) bool {
+	return (sub >= 1 && sub <= 4) || (sub >= 10 && sub <= 18) || sub == 20 || sub == 21
 }
 
 // byteCounted checks a list that a byte count announces: the data present

@@ -100,6 +100,8 @@ func TestDecodeRequestAndResponse(t *testing.T) {
 		{"diagnostics: return query data", "08 0000 a537", "08 0000 a537", "fc=8 op=diagnostic sub=0 values=[42295] resp=[42295]"},
 		{"diagnostics: restart communications", "08 0001 ff00", "08 0001 ff00", "fc=8 op=diagnostic sub=1 values=[65280] resp=[65280]"},
 		{"diagnostics: force listen only mode", "08 0004 0000", "", "fc=8 op=diagnostic sub=4 values=[0]"},
+		{"diagnostics: one word is all sub-function 4 takes", "08 0004 0000 0000", "", "fc=8 op=diagnostic sub=4 values=[0 0] malformed=" + TrailingBytes},
+		{"diagnostics: return query data echoes any number", "08 0000 0001 0002 0003", "", "fc=8 op=diagnostic sub=0 values=[1 2 3]"},
 		{"get comm event counter", "0b", "0b ffff 0108", "fc=11 op=diagnostic resp=[65535 264]"},
 		{"get comm event log", "0c", "0c 08 0000 0108 0121 2000", "fc=12 op=diagnostic resp=[0 0 1 8 1 33 32 0]"},
 		{"read exception status: trailing bytes", "07 00", "", "fc=7 op=diagnostic malformed=" + TrailingBytes},
