@@ -2,8 +2,8 @@ package modbustcp
 
 import (
 	"encoding/json"
-	"strings"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
