@@ -215,6 +215,48 @@ func TestNotModbusOnThePort(t *testing.T) {
 	}
 }
 
+func TestNotModbusMidStream(t *testing.T) {
+	// The capture starts after the handshake: the first bytes seen are a
+	// ClientHello holding two plausible ADUs. Nothing confirms them, so
+	// nothing is reported as a request; a Modbus client on the next
+	// connection, seen mid-stream too, is.
+	ca, err := pki.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	hidden := string(append(pcapgen.MBAP(7, 1, 9, 1, 2), pcapgen.MBAP(8, 1, 9, 3, 4)...))
+	chunks := exchange(t, func(c net.Conn) {
+		s := tls.Server(c, &tls.Config{Certificates: []tls.Certificate{ca.Server}})
+		s.Handshake()
+		s.Close()
+	}, func(addr string) {
+		c, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: ca.CAPool, ServerName: "localhost", NextProtos: []string{hidden}})
+		if err != nil {
+			t.Fatalf("tls client: %v", err)
+		}
+		io.ReadAll(c)
+	})
+	for _, early := range []bool{false, true} {
+		evs, st := run(t, pcapgen.Options{}, capture.Config{EarlyRequests: early}, func(w *pcapgen.Writer) {
+			c := w.Conn(client4, server4, t0, 1000)
+			for _, ch := range chunks {
+				c.Send(ch.dir, ch.b)
+			}
+			m := w.Conn(netipPort(client4, 40001), server4, t0.Add(time.Second), 5000)
+			m.Send(pcapgen.ToServer, writeReq)
+			m.Send(pcapgen.ToClient, writeResp)
+		})
+		for _, ev := range evs {
+			if ev.Conn == 1 && ev.Malformed == "" {
+				t.Errorf("a well-formed Modbus event from a TLS connection seen mid-stream: %s", ev.AppendJSON(nil))
+			}
+		}
+		if last := evs[len(evs)-1]; last.Conn != 2 || render(&last) != wantWrite || st.Modbus.Requests != 1 {
+			t.Errorf("the Modbus connection: %s (requests %d)", render(&last), st.Modbus.Requests)
+		}
+	}
+}
+
 // sshPeer records a real OpenSSH client's banner and key exchange init
 // against a server that answers with its banner.
 func sshPeer(t *testing.T) []chunk {

@@ -102,6 +102,12 @@ type Conn struct {
 	fresh   [2]bool // lost, and the next data starts a segment
 	tail    [2]int  // bytes left unconsumed by the last Data: the reassembler offers them again first
 	tailM   [2]reassembly.Meta
+	// doubt: on a connection not confirmed yet, the client's framing was
+	// found only after skipping bytes that are no ADU — a capture that
+	// began inside one, or bytes that are not Modbus at all (a TLS
+	// ClientHello can hold a plausible ADU). What it frames is held, as on
+	// a connection that is not Modbus, until a response agrees.
+	doubt   bool
 	pending []request
 }
 
@@ -132,7 +138,7 @@ func (c *Conn) Gap(dir reassembly.Dir, _ reassembly.Meta) {
 // when the run of ADUs they belong to breaks (dir's bytes were skipped or
 // lost): whatever confirms the connection later does not vouch for them.
 func (c *Conn) dropHeld(dir reassembly.Dir) {
-	if c.state != stateNotModbus || dir != reassembly.ClientToServer {
+	if !c.holding() || dir != reassembly.ClientToServer {
 		return
 	}
 	for i := len(c.pending) - 1; i >= 0; i-- {
@@ -186,6 +192,9 @@ loop:
 			c.skipped(skip)
 			if skip > 0 {
 				c.dropHeld(dir)
+				if c.state == stateUnknown && dir == reassembly.ClientToServer {
+					c.doubt = true
+				}
 			}
 			off += skip
 			if !found {
@@ -396,7 +405,7 @@ func (c *Conn) request(tid uint16, unit uint8, pdu []byte, m reassembly.Meta) {
 	// that sends junk first cannot hide the writes it pipelines after it).
 	// Bytes skipped or lost before the next one break the run: see
 	// dropHeld.
-	held := c.state == stateNotModbus
+	held := c.holding()
 	if !held {
 		c.d.Stats.Requests++
 	}
@@ -504,15 +513,22 @@ func (c *Conn) rtt(d time.Duration) time.Duration {
 // confirmBy confirms the connection as Modbus/TCP when a response agrees
 // with a request waiting for one: the same transaction id and unit — what
 // MBAP pairs by, and what Zeek's confirmation asks of a response — and, on a
-// connection that already showed it is not Modbus, the same function too.
+// connection that showed it is not Modbus or for a request held in doubt,
+// the same function too.
 func (c *Conn) confirmBy(tid uint16, unit, fc uint8) {
 	for i := range c.pending {
-		ev := &c.pending[i].ev
-		if ev.TID == tid && ev.Unit == unit && (c.state != stateNotModbus || ev.Function == fc) {
+		p := &c.pending[i]
+		if p.ev.TID == tid && p.ev.Unit == unit && ((!p.held && c.state != stateNotModbus) || p.ev.Function == fc) {
 			c.confirm()
 			return
 		}
 	}
+}
+
+// holding reports whether requests are held, not reported, until a
+// response vouches for them.
+func (c *Conn) holding() bool {
+	return c.state == stateNotModbus || (c.doubt && c.state == stateUnknown)
 }
 
 // confirm records that the connection speaks Modbus/TCP. Requests held
