@@ -94,7 +94,7 @@ func decodeConns(t *testing.T, early bool, conns ...[]chunk) ([]plcwatch.Event, 
 	t.Helper()
 	return run(t, pcapgen.Options{}, capture.Config{EarlyRequests: early}, func(w *pcapgen.Writer) {
 		for i, chunks := range conns {
-			client := netipPort(client4, uint16(40000+i))
+			client := withPort(client4, uint16(40000+i))
 			c := w.Conn(client, server4, t0.Add(time.Duration(i)*time.Second), uint32(1000+i*7919))
 			c.Handshake()
 			for _, ch := range chunks {
@@ -242,7 +242,7 @@ func TestNotModbusMidStream(t *testing.T) {
 			for _, ch := range chunks {
 				c.Send(ch.dir, ch.b)
 			}
-			m := w.Conn(netipPort(client4, 40001), server4, t0.Add(time.Second), 5000)
+			m := w.Conn(withPort(client4, 40001), server4, t0.Add(time.Second), 5000)
 			m.Send(pcapgen.ToServer, writeReq)
 			m.Send(pcapgen.ToClient, writeResp)
 		})
@@ -364,6 +364,6 @@ func TestZeekModbusAndNotModbusOnPort502(t *testing.T) {
 	}
 }
 
-func netipPort(ap netip.AddrPort, port uint16) netip.AddrPort {
+func withPort(ap netip.AddrPort, port uint16) netip.AddrPort {
 	return netip.AddrPortFrom(ap.Addr(), port)
 }

@@ -94,14 +94,14 @@ type request struct {
 // Conn is the dissector's state for one TCP connection. It implements
 // reassembly.Consumer.
 type Conn struct {
-	d       *Dissector
-	emit    plcwatch.Emit
-	base    plcwatch.Event // the fields every event of this connection shares
-	state   connState
-	lost    [2]bool // framing lost: looking for an MBAP header
-	fresh   [2]bool // lost, and the next data starts a segment
-	tail    [2]int  // bytes left unconsumed by the last Data: the reassembler offers them again first
-	tailM   [2]reassembly.Meta
+	d     *Dissector
+	emit  plcwatch.Emit
+	base  plcwatch.Event // the fields every event of this connection shares
+	state connState
+	lost  [2]bool // framing lost: looking for an MBAP header
+	fresh [2]bool // lost, and the next data starts a segment
+	tail  [2]int  // bytes left unconsumed by the last Data: the reassembler offers them again first
+	tailM [2]reassembly.Meta
 	// doubt: on a connection not confirmed yet, the client's framing was
 	// found only after skipping bytes that are no ADU — a capture that
 	// began inside one, or bytes that are not Modbus at all (a TLS

@@ -148,12 +148,13 @@ type pending struct {
 	reqID    uint32
 	channel  uint32
 	typ      msgType
-	deadline time.Time
-	obj      any    // multi: the decoded request (*ua.WriteRequest, *ua.CallRequest)
-	resp     any    // multi: the decoded response
-	result   uint32 // the response's ServiceResult
-	token    string // the AuthenticationToken the request names, as text
-	session  int    // index into Conn.sessions, -1 none
+	start    time.Time // on the engine's timer clock (reassembly.Meta.ClockNs): deadlines count from it
+	deadline time.Time // on the same clock
+	obj      any       // multi: the decoded request (*ua.WriteRequest, *ua.CallRequest)
+	resp     any       // multi: the decoded response
+	result   uint32    // the response's ServiceResult
+	token    string    // the AuthenticationToken the request names, as text
+	session  int       // index into Conn.sessions, -1 none
 	kind     pendKind
 }
 
@@ -580,7 +581,8 @@ func (c *Conn) newPending(m reassembly.Meta) *pending {
 	p.ev = c.base
 	p.ev.Time, p.ev.Frame = m.Time, m.Frame
 	p.session = -1
-	p.deadline = m.Time.Add(c.d.cfg.ResponseTimeout)
+	p.start = time.Unix(0, m.ClockNs())
+	p.deadline = p.start.Add(c.d.cfg.ResponseTimeout)
 	return p
 }
 

@@ -151,7 +151,7 @@ func (c *Conn) requestMessage(ch *channel, kind uint32, reqID uint32, body []byt
 		}
 		if h.timeout > 0 {
 			wait := min(time.Duration(h.timeout)*time.Millisecond, time.Hour)
-			p.deadline = ev.Time.Add(max(c.d.cfg.ResponseTimeout, wait))
+			p.deadline = p.start.Add(max(c.d.cfg.ResponseTimeout, wait))
 		}
 		if info.problem == errTooLarge {
 			ev.Malformed = errTooLarge
@@ -162,7 +162,7 @@ func (c *Conn) requestMessage(ch *channel, kind uint32, reqID uint32, body []byt
 			consumed, ok = c.d.readRequest(&r, ev, &cost, nil)
 		case fastPublish:
 			consumed, ok = c.d.publishRequest(&r, ev, &cost)
-			p.deadline = ev.Time.Add(max(c.d.cfg.PublishTimeout, p.deadline.Sub(ev.Time)))
+			p.deadline = p.start.Add(max(c.d.cfg.PublishTimeout, p.deadline.Sub(p.start)))
 		default:
 			var obj any
 			var why string
