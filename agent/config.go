@@ -44,8 +44,9 @@ type Config struct {
 	// Telemetry publishes polled values.
 	Telemetry TelemetryConfig `yaml:"telemetry"`
 
-	file  string
-	nodes map[string]*yaml.Node // field path -> value node, for positions
+	file     string
+	nodes    map[string]*yaml.Node // field path -> value node, for positions
+	warnings []Warning
 }
 
 // LogConfig says how the agent logs.
@@ -686,3 +687,26 @@ func (c *Config) password() (string, error) {
 
 // File is the path the configuration was read from.
 func (c *Config) File() string { return c.file }
+
+// ReplayOptions fills a replay's options from the configuration: site,
+// gateway and capture settings, except where the command line gave them
+// (given reports whether a flag was given: "site", "gateway",
+// "modbus-ports", "response-timeout").
+func (c *Config) ReplayOptions(o ReplayOptions, given func(flag string) bool) ReplayOptions {
+	if !given("site") {
+		o.Site = c.Site
+	}
+	if !given("gateway") {
+		o.Gateway = c.Gateway
+	}
+	flags := o.Capture
+	o.Capture = c.Capture.Config
+	o.Capture.Interfaces = nil
+	if given("modbus-ports") {
+		o.Capture.ModbusPorts = flags.ModbusPorts
+	}
+	if given("response-timeout") {
+		o.Capture.ResponseTimeout = flags.ResponseTimeout
+	}
+	return o
+}

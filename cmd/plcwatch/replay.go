@@ -2,76 +2,123 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"strconv"
 	"strings"
 
+	"github.com/spf13/cobra"
+
 	"github.com/plcwatch/plcwatch/agent"
 	"github.com/plcwatch/plcwatch/rules"
 )
 
-func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("replay", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var opts agent.ReplayOptions
-	pcap := fs.String("pcap", "", "capture file to decode (pcap or pcapng)")
-	fs.BoolVar(&opts.Events, "events", false, "print every decoded event as a JSON line")
-	format := fs.String("format", "jsonl", "output format (jsonl)")
-	fs.Var((*portList)(&opts.Capture.ModbusPorts), "modbus-ports", "comma-separated TCP ports of Modbus/TCP servers (default 502)")
-	fs.Var((*portList)(&opts.Capture.OPCUAPorts), "opcua-ports", "comma-separated TCP ports of OPC UA servers (default 4840)")
-	fs.DurationVar(&opts.Capture.ResponseTimeout, "response-timeout", 0, "how long a request waits for its response before it is a timeout event (default 5s)")
-	var rulePaths stringList
-	fs.Var(&rulePaths, "rules", "rule file, folder or glob to evaluate (repeatable); alerts go to stdout")
-	baseline := fs.String("baseline", "", "baseline file for baseline rules, loaded and saved (default: learn in memory)")
-	fs.StringVar(&opts.Site, "site", "", "site name in alerts")
-	fs.StringVar(&opts.Gateway, "gateway", "", "gateway name in alerts")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
+// replayFlags are plcwatch replay's command line.
+type replayFlags struct {
+	pcap     string
+	config   string
+	rules    []string
+	baseline string
+	format   string
+	opts     agent.ReplayOptions
+}
+
+func newReplayCmd(stdout, stderr io.Writer) *cobra.Command {
+	var f replayFlags
+	c := &cobra.Command{
+		Use:   "replay --pcap FILE [flags]",
+		Short: "Decode a capture file; print alerts (and events) as JSON lines",
+		Long: `Decode a pcap or pcapng capture as fast as the machine allows. With rules (--rules, or
+the rules.paths of --config), every alert is printed on stdout as a JSON line
+(docs/alerts.md); with --events, every decoded event too (docs/events.md). A summary line
+(packets, events, alerts, drops, packets/s) and, with rules, the hits per rule go to stderr.
+
+--config FILE takes from an agent configuration what replay can use: the site and gateway
+names, the capture settings (Modbus and OPC UA ports, timeouts, bounds), the device names (modbus.devices
+and assets, so that wire events carry a device's name) and, without --rules, its rules.
+Flags given on the command line win.`,
+		Example: `  plcwatch replay --pcap capture.pcapng --events | jq -c 'select(.op == "write")'
+  plcwatch replay --pcap capture.pcap --rules configs/rules
+  plcwatch replay --pcap capture.pcap --config /etc/plcwatch/plcwatch.yaml
+  plcwatch replay --pcap opcua.pcapng --opcua-ports 4840,48010 --events`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if f.pcap == "" {
+				return usagef("--pcap FILE is required")
+			}
+			if f.format != "jsonl" {
+				return usagef("--format %q: only jsonl is supported", f.format)
+			}
+			fl := cmd.Flags()
+			return code(replay(cmd.Context(), f, fl.Changed, stdout, stderr))
+		},
+		Annotations: map[string]string{"exit": `  0  the capture was read to its end (a truncated last packet is a warning)
+  1  the capture, the configuration or the rules could not be read, or output failed
+  2  the command line is wrong`},
+	}
+	fl := c.Flags()
+	fl.StringVar(&f.pcap, "pcap", "", "capture `FILE` to decode: pcap or pcapng (required)")
+	fl.StringVarP(&f.config, "config", "c", "", "agent configuration `FILE` to take site, gateway, capture settings, device names and rules from")
+	fl.StringArrayVar(&f.rules, "rules", nil, "rule `PATH` to evaluate: a file, folder or glob (repeatable); alerts go to stdout")
+	fl.StringVar(&f.baseline, "baseline", "", "baseline `FILE` for baseline rules, loaded and saved (default: learn in memory)")
+	fl.BoolVar(&f.opts.Events, "events", false, "print every decoded event as a JSON line")
+	fl.StringVar(&f.format, "format", "jsonl", "output `FORMAT`: jsonl")
+	fl.Var((*portList)(&f.opts.Capture.ModbusPorts), "modbus-ports", "comma-separated TCP `PORTS` of Modbus/TCP servers (default 502)")
+	fl.Var((*portList)(&f.opts.Capture.OPCUAPorts), "opcua-ports", "comma-separated TCP `PORTS` of OPC UA servers (default 4840)")
+	fl.DurationVar(&f.opts.Capture.ResponseTimeout, "response-timeout", 0, "how long a request waits for its response before it becomes a timeout event (default 5s)")
+	fl.StringVar(&f.opts.Site, "site", "", "`SITE` name in alerts")
+	fl.StringVar(&f.opts.Gateway, "gateway", "", "`GATEWAY` name in alerts")
+	_ = c.MarkFlagFilename("pcap", "pcap", "pcapng", "cap")
+	_ = c.MarkFlagFilename("config", "yaml", "yml")
+	_ = c.RegisterFlagCompletionFunc("format", cobra.FixedCompletions([]string{"jsonl"}, cobra.ShellCompDirectiveNoFileComp))
+	return c
+}
+
+// replay is plcwatch replay; changed reports whether a flag was given.
+func replay(ctx context.Context, f replayFlags, changed func(string) bool, stdout, stderr io.Writer) int {
+	opts := f.opts
+	paths := f.rules
+	if f.config != "" {
+		cfg, err := agent.LoadConfig(f.config)
+		if err != nil {
+			fmt.Fprintf(stderr, "plcwatch replay: %s has problems:\n", f.config)
+			printProblems(stderr, err)
+			return exitFail
 		}
-		return 2
-	}
-	if *pcap == "" || fs.NArg() > 0 {
-		fmt.Fprintln(stderr, "plcwatch replay: --pcap FILE is required, and nothing else")
-		fs.Usage()
-		return 2
-	}
-	if *format != "jsonl" {
-		fmt.Fprintf(stderr, "plcwatch replay: --format %q: only jsonl is supported\n", *format)
-		return 2
-	}
-	if len(rulePaths) > 0 {
-		if opts.Rules = loadRules(stderr, "replay", rulePaths...); opts.Rules == nil {
-			return 1
+		opts = cfg.ReplayOptions(opts, changed)
+		if len(paths) == 0 {
+			paths = cfg.Rules.Paths
 		}
-		if *baseline != "" {
-			b, err := rules.LoadBaseline(*baseline)
+	}
+	if len(paths) > 0 {
+		if opts.Rules = loadRules(stderr, "replay", paths...); opts.Rules == nil {
+			return exitFail
+		}
+		if f.baseline != "" {
+			b, err := rules.LoadBaseline(f.baseline)
 			if err != nil {
 				fmt.Fprintln(stderr, "plcwatch replay:", err)
-				return 1
+				return exitFail
 			}
 			opts.Baseline = b
 		}
 	}
-	sum, err := agent.Replay(ctx, *pcap, opts, stdout)
+	sum, err := agent.Replay(ctx, f.pcap, opts, stdout)
 	if opts.Rules != nil {
 		agent.WriteHits(stderr, sum.Hits)
 	}
 	fmt.Fprintln(stderr, sum)
 	if sum.Truncated {
-		fmt.Fprintf(stderr, "plcwatch replay: warning: %s ends in the middle of a packet; everything before it was decoded\n", *pcap)
+		fmt.Fprintf(stderr, "plcwatch replay: warning: %s ends in the middle of a packet; everything before it was decoded\n", f.pcap)
 	}
 	if err != nil {
 		fmt.Fprintln(stderr, "plcwatch replay:", err)
-		return 1
+		return exitFail
 	}
-	return 0
+	return exitOK
 }
 
-// portList is a flag.Value for "502,5020".
+// portList is a flag value for "502,5020".
 type portList []uint16
 
 func (p *portList) String() string {
@@ -87,9 +134,11 @@ func (p *portList) Set(v string) error {
 	for _, f := range strings.Split(v, ",") {
 		n, err := strconv.ParseUint(strings.TrimSpace(f), 10, 16)
 		if err != nil || n == 0 {
-			return fmt.Errorf("%q is not a TCP port", f)
+			return fmt.Errorf("%q is not a TCP port (1-65535)", f)
 		}
 		*p = append(*p, uint16(n))
 	}
 	return nil
 }
+
+func (p *portList) Type() string { return "ports" }

@@ -3,60 +3,104 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"time"
+
+	"github.com/spf13/cobra"
 
 	"github.com/plcwatch/plcwatch/agent"
 	"github.com/plcwatch/plcwatch/rules"
 )
 
-func cmdRules(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	if len(args) > 0 {
-		switch args[0] {
-		case "lint":
-			return cmdRulesLint(args[1:], stdout, stderr)
-		case "test":
-			return cmdRulesTest(ctx, args[1:], stdout, stderr)
-		}
+func newRulesCmd(stdout, stderr io.Writer) *cobra.Command {
+	c := group(&cobra.Command{
+		Use:   "rules",
+		Short: "Check rule files and try them on captures",
+		Long:  `Commands about rule files (docs/rules.md).`,
+	}, stderr)
+	lint := &cobra.Command{
+		Use:   "lint PATH...",
+		Short: "Check rule files: every problem as file:line:col: message",
+		Long: `Check rule files, folders (every .yaml and .yml below them) and globs: every problem is
+printed on stdout as file:line:col: message; with none, a count of the rules on stderr.`,
+		Example: `  plcwatch rules lint configs/rules
+  plcwatch rules lint '/etc/plcwatch/rules/*.yaml'`,
+		Args: func(_ *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return usagef("name at least one rule file, folder or glob")
+			}
+			return nil
+		},
+		RunE: func(_ *cobra.Command, args []string) error {
+			return code(lintRules(args, stdout, stderr))
+		},
+		Annotations: map[string]string{"exit": `  0  every rule is valid
+  1  problems found (each on stdout as file:line:col: message)
+  2  the command line is wrong`},
 	}
-	fmt.Fprintln(stderr, "usage: plcwatch rules lint PATH...  |  plcwatch rules test --rules PATH (--pcap FILE | --events FILE)")
-	return 2
+	var t struct {
+		rules    []string
+		pcap     string
+		events   string
+		baseline string
+		opts     agent.ReplayOptions
+	}
+	test := &cobra.Command{
+		Use:   "test --rules PATH (--pcap FILE | --events FILE) [flags]",
+		Short: "Evaluate rules on a capture or on events: alerts and hits per rule",
+		Long: `Evaluate rules on a capture (--pcap) or on events written as JSON lines (--events, what
+"plcwatch replay --events" prints, or hand-written scenarios): every alert on stdout as a
+JSON line, what every rule did (matched, alerts, folded, errors, overflow) and a summary
+on stderr. Try rules here before they go near a plant.`,
+		Example: `  plcwatch rules test --rules my-rules.yaml --pcap attack.pcap
+  plcwatch rules test --rules configs/rules --events scenario.jsonl`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if len(t.rules) == 0 || (t.pcap == "") == (t.events == "") {
+				return usagef("give --rules PATH and one of --pcap FILE or --events FILE")
+			}
+			return code(testRules(cmd.Context(), t.rules, t.pcap, t.events, t.baseline, t.opts, stdout, stderr))
+		},
+		Annotations: map[string]string{"exit": `  0  the input was evaluated (alerts or not)
+  1  the rules have problems, or the input could not be read
+  2  the command line is wrong`},
+	}
+	fl := test.Flags()
+	fl.StringArrayVar(&t.rules, "rules", nil, "rule `PATH`: a file, folder or glob (repeatable; required)")
+	fl.StringVar(&t.pcap, "pcap", "", "capture `FILE` to decode and evaluate")
+	fl.StringVar(&t.events, "events", "", "`FILE` of events to evaluate, as JSON lines (what replay --events prints)")
+	fl.StringVar(&t.baseline, "baseline", "", "baseline `FILE` to load and save (default: learn in memory)")
+	fl.StringVar(&t.opts.Site, "site", "", "`SITE` name in alerts")
+	fl.StringVar(&t.opts.Gateway, "gateway", "", "`GATEWAY` name in alerts")
+	fl.Var((*portList)(&t.opts.Capture.ModbusPorts), "modbus-ports", "comma-separated TCP `PORTS` of Modbus/TCP servers (default 502)")
+	fl.Var((*portList)(&t.opts.Capture.OPCUAPorts), "opcua-ports", "comma-separated TCP `PORTS` of OPC UA servers (default 4840)")
+	_ = test.MarkFlagFilename("pcap", "pcap", "pcapng", "cap")
+	_ = test.MarkFlagFilename("events", "jsonl", "json")
+	c.AddCommand(lint, test)
+	return c
 }
 
-// cmdRulesLint prints every problem as file:line:col: message; it exits 0
+// lintRules prints every problem as file:line:col: message; it exits 0
 // when all rules are valid, 1 otherwise.
-func cmdRulesLint(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("rules lint", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
-	}
-	if fs.NArg() == 0 {
-		fmt.Fprintln(stderr, "usage: plcwatch rules lint FILE|DIR|GLOB...")
-		return 2
-	}
-	set, err := rules.Load(fs.Args()...)
+func lintRules(paths []string, stdout, stderr io.Writer) int {
+	set, err := rules.Load(paths...)
 	if err != nil {
 		var probs rules.Problems
 		if errors.As(err, &probs) {
 			for _, p := range probs {
 				fmt.Fprintln(stdout, p)
 			}
-			return 1
+			return exitFail
 		}
 		fmt.Fprintln(stdout, err)
-		return 1
+		return exitFail
 	}
 	fmt.Fprintf(stderr, "%d rules, %d enabled: ok\n", len(set.Rules), len(set.Enabled()))
-	return 0
+	return exitOK
 }
 
-// loadRules loads a rule set for a command, printing problems.
+// loadRules loads a rule set for a command, printing problems one per line.
 func loadRules(stderr io.Writer, cmd string, paths ...string) *rules.Set {
 	set, err := rules.Load(paths...)
 	if err != nil {
@@ -66,92 +110,74 @@ func loadRules(stderr io.Writer, cmd string, paths ...string) *rules.Set {
 	return set
 }
 
-func cmdRulesTest(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("rules test", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var paths stringList
-	fs.Var(&paths, "rules", "rule file, folder or glob (repeatable)")
-	pcap := fs.String("pcap", "", "capture to decode and evaluate")
-	events := fs.String("events", "", "events to evaluate, as JSON lines (what replay --events prints)")
-	baseline := fs.String("baseline", "", "baseline file to load and save (default: learn in memory)")
-	var opts agent.ReplayOptions
-	fs.StringVar(&opts.Site, "site", "", "site name in alerts")
-	fs.StringVar(&opts.Gateway, "gateway", "", "gateway name in alerts")
-	fs.Var((*portList)(&opts.Capture.ModbusPorts), "modbus-ports", "comma-separated TCP ports of Modbus/TCP servers (default 502)")
-	fs.Var((*portList)(&opts.Capture.OPCUAPorts), "opcua-ports", "comma-separated TCP ports of OPC UA servers (default 4840)")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
-	}
-	if len(paths) == 0 || (*pcap == "") == (*events == "") || fs.NArg() > 0 {
-		fmt.Fprintln(stderr, "usage: plcwatch rules test --rules PATH (--pcap FILE | --events FILE) [--baseline FILE]")
-		return 2
-	}
+// testRules is plcwatch rules test.
+func testRules(ctx context.Context, paths []string, pcap, events, baseline string, opts agent.ReplayOptions, stdout, stderr io.Writer) int {
 	if opts.Rules = loadRules(stderr, "rules test", paths...); opts.Rules == nil {
-		return 1
+		return exitFail
 	}
-	if *baseline != "" {
-		b, err := rules.LoadBaseline(*baseline)
+	if baseline != "" {
+		b, err := rules.LoadBaseline(baseline)
 		if err != nil {
 			fmt.Fprintln(stderr, "plcwatch rules test:", err)
-			return 1
+			return exitFail
 		}
 		opts.Baseline = b
 	}
 	var sum agent.ReplaySummary
 	var err error
-	if *pcap != "" {
-		sum, err = agent.Replay(ctx, *pcap, opts, stdout)
+	if pcap != "" {
+		sum, err = agent.Replay(ctx, pcap, opts, stdout)
 	} else {
-		sum, err = agent.ReplayEvents(ctx, *events, opts, stdout)
+		sum, err = agent.ReplayEvents(ctx, events, opts, stdout)
 	}
 	agent.WriteHits(stderr, sum.Hits)
 	fmt.Fprintln(stderr, sum)
 	if err != nil {
 		fmt.Fprintln(stderr, "plcwatch rules test:", err)
-		return 1
+		return exitFail
 	}
-	return 0
+	return exitOK
 }
 
-func cmdBaseline(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] != "show" {
-		fmt.Fprintln(stderr, "usage: plcwatch baseline show --baseline FILE")
-		return 2
+func newBaselineCmd(stdout, stderr io.Writer) *cobra.Command {
+	c := group(&cobra.Command{
+		Use:   "baseline",
+		Short: "Show what baseline rules have learned",
+		Long:  `Commands about the file where baseline rules keep what they learned (rules.baseline_file).`,
+	}, stderr)
+	var path string
+	show := &cobra.Command{
+		Use:   "show --baseline FILE",
+		Short: "Print what baseline rules have learned, per rule",
+		Long: `Print, per baseline rule, whether it is still learning or enforcing and the tuples it has
+learned (with when each was last seen), from a baseline file (rules.baseline_file).`,
+		Args: noArgs,
+		RunE: func(*cobra.Command, []string) error {
+			if path == "" {
+				return usagef("--baseline FILE is required")
+			}
+			return code(showBaseline(path, stdout, stderr))
+		},
 	}
-	fs := flag.NewFlagSet("baseline show", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	path := fs.String("baseline", "", "baseline file")
-	if err := fs.Parse(args[1:]); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
-	}
-	if *path == "" {
-		fmt.Fprintln(stderr, "usage: plcwatch baseline show --baseline FILE")
-		return 2
-	}
-	b, err := rules.LoadBaseline(*path)
+	show.Flags().StringVar(&path, "baseline", "", "baseline `FILE` (required)")
+	_ = show.MarkFlagFilename("baseline", "json")
+	c.AddCommand(show)
+	return c
+}
+
+func showBaseline(path string, stdout, stderr io.Writer) int {
+	b, err := rules.LoadBaseline(path)
 	if err != nil {
 		fmt.Fprintln(stderr, "plcwatch baseline show:", err)
-		return 1
+		return exitFail
 	}
 	if len(b.Rules) == 0 {
-		fmt.Fprintf(stderr, "%s: nothing learned yet\n", *path)
-		return 0
+		fmt.Fprintf(stderr, "%s: nothing learned yet\n", path)
+		return exitOK
 	}
 	if err := b.Write(stdout, time.Now()); err != nil {
 		fmt.Fprintln(stderr, "plcwatch baseline show:", err)
-		return 1
+		return exitFail
 	}
-	return 0
+	return exitOK
 }
-
-// stringList is a repeatable string flag.
-type stringList []string
-
-func (s *stringList) String() string     { return fmt.Sprint([]string(*s)) }
-func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -12,110 +11,148 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/plcwatch/plcwatch/sim/modbussim"
 	"github.com/plcwatch/plcwatch/sim/pcapgen"
 )
 
-func cmdSim(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	if len(args) > 0 && args[0] == "modbus" {
-		return cmdSimModbus(ctx, args[1:], stdout, stderr)
-	}
-	if len(args) == 0 || args[0] != "pcap" {
-		fmt.Fprintln(stderr, "usage: plcwatch sim pcap -o FILE [-protocol modbus|opcua] [flags]   (write a synthetic polling capture)")
-		fmt.Fprintln(stderr, "       plcwatch sim modbus [flags]         (serve simulated Modbus/TCP devices)")
-		return 2
-	}
-	fs := flag.NewFlagSet("sim pcap", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+func newSimCmd(stdout, stderr io.Writer) *cobra.Command {
+	c := group(&cobra.Command{
+		Use:   "sim",
+		Short: "Simulated devices and captures, for tests, demos and integrators",
+		Long:  `Simulated Modbus/TCP devices and synthetic captures: something to point plcwatch at.`,
+	}, stderr)
+	c.AddCommand(newSimPcapCmd(stderr), newSimModbusCmd(stdout, stderr))
+	return c
+}
+
+func newSimPcapCmd(stderr io.Writer) *cobra.Command {
 	o := pcapgen.DefaultPoll
 	u := pcapgen.DefaultOPCUA
-	out := fs.String("o", "", "capture file to write")
-	protocol := fs.String("protocol", "modbus", "modbus (Modbus/TCP polling) or opcua (OPC UA Read/Publish polling with writes, calls and chunked responses)")
-	fs.Float64Var(&u.Publish, "publish", u.Publish, "opcua: share of requests that are PublishRequests")
-	fs.Float64Var(&u.Calls, "calls", u.Calls, "opcua: share of requests that are CallRequests")
-	fs.Float64Var(&u.Chunked, "chunked", u.Chunked, "opcua: share of ReadResponses sent in several chunks")
-	fs.IntVar(&u.Nodes, "nodes", u.Nodes, "opcua: nodes per ReadRequest")
-	fs.IntVar(&o.Packets, "packets", o.Packets, "data segments to write")
-	fs.IntVar(&o.Conns, "conns", o.Conns, "client-server connections")
-	fs.Float64Var(&o.Writes, "writes", o.Writes, "share of requests that are writes")
-	fs.Float64Var(&o.Split, "split", o.Split, "share of requests split over two segments")
-	fs.Float64Var(&o.Coalesced, "coalesced", o.Coalesced, "share of rounds with 2-3 pipelined requests in one segment")
-	fs.Uint64Var(&o.Seed, "seed", o.Seed, "random seed (the same seed writes the same file)")
-	ng := fs.Bool("pcapng", false, "write pcapng instead of pcap")
-	if err := fs.Parse(args[1:]); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+	var out, protocol string
+	var ng bool
+	c := &cobra.Command{
+		Use:   "pcap -o FILE [--protocol modbus|opcua] [flags]",
+		Short: "Write a synthetic Modbus/TCP or OPC UA polling capture",
+		Long: `Write a synthetic capture for benchmarks and tests. Modbus (the default): clients polling
+servers, with writes, requests split over two segments and pipelined requests in one. OPC UA
+(--protocol opcua): Read and Publish polling with writes, calls and chunked responses. The
+same seed writes the same file. Flags also take one dash (-packets N), as they did before.`,
+		Example: `  plcwatch sim pcap -o poll.pcap --packets 100000
+  plcwatch sim pcap --protocol opcua -o opcua.pcap --packets 100000`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if out == "" || o.Packets < 1 || o.Conns < 1 {
+				return usagef("-o FILE is required; --packets and --conns must be positive")
+			}
+			if protocol != "modbus" && protocol != "opcua" {
+				return usagef("--protocol %q: modbus or opcua", protocol)
+			}
+			u.Packets, u.Conns, u.Seed = o.Packets, o.Conns, o.Seed
+			if cmd.Flags().Changed("writes") {
+				u.Writes = o.Writes
+			}
+			return code(simPcap(out, protocol, o, u, ng, stderr))
+		},
 	}
-	if *out == "" || o.Packets < 1 || o.Conns < 1 {
-		fmt.Fprintln(stderr, "plcwatch sim pcap: -o FILE is required; -packets and -conns must be positive")
-		return 2
-	}
-	f, err := os.Create(*out)
+	fl := c.Flags()
+	fl.StringVarP(&out, "output", "o", "", "capture `FILE` to write (required)")
+	fl.StringVar(&protocol, "protocol", "modbus", "modbus (Modbus/TCP polling) or opcua (OPC UA Read/Publish polling with writes, calls and chunked responses)")
+	fl.IntVar(&o.Packets, "packets", o.Packets, "data segments to write")
+	fl.IntVar(&o.Conns, "conns", o.Conns, "client-server connections")
+	fl.Float64Var(&o.Writes, "writes", o.Writes, "share of requests that are writes (0-1; opcua default 0.02)")
+	fl.Float64Var(&o.Split, "split", o.Split, "modbus: share of requests split over two segments (0-1)")
+	fl.Float64Var(&o.Coalesced, "coalesced", o.Coalesced, "modbus: share of rounds with 2-3 pipelined requests in one segment (0-1)")
+	fl.Float64Var(&u.Publish, "publish", u.Publish, "opcua: share of requests that are PublishRequests (0-1)")
+	fl.Float64Var(&u.Calls, "calls", u.Calls, "opcua: share of requests that are CallRequests (0-1)")
+	fl.Float64Var(&u.Chunked, "chunked", u.Chunked, "opcua: share of ReadResponses sent in several chunks (0-1)")
+	fl.IntVar(&u.Nodes, "nodes", u.Nodes, "opcua: nodes per ReadRequest")
+	fl.Uint64Var(&o.Seed, "seed", o.Seed, "random seed (the same seed writes the same file)")
+	fl.BoolVar(&ng, "pcapng", false, "write pcapng instead of pcap")
+	_ = c.MarkFlagFilename("output", "pcap", "pcapng")
+	_ = c.RegisterFlagCompletionFunc("protocol", cobra.FixedCompletions([]string{"modbus", "opcua"}, cobra.ShellCompDirectiveNoFileComp))
+	return c
+}
+
+func simPcap(out, protocol string, o pcapgen.PollOptions, u pcapgen.OPCUAOptions, ng bool, stderr io.Writer) int {
+	f, err := os.Create(out)
 	if err != nil {
 		fmt.Fprintln(stderr, "plcwatch sim pcap:", err)
-		return 1
+		return exitFail
 	}
-	w, _ := pcapgen.NewWriter(f, pcapgen.Options{PCAPNG: *ng})
+	w, _ := pcapgen.NewWriter(f, pcapgen.Options{PCAPNG: ng})
 	var summary string
-	switch *protocol {
-	case "modbus":
-		st := pcapgen.Poll(w, o)
-		summary = fmt.Sprintf("packets=%d requests=%d writes=%d", st.Packets, st.Requests, st.Writes)
-	case "opcua":
-		u.Packets, u.Conns, u.Writes, u.Seed = o.Packets, o.Conns, o.Writes, o.Seed
-		if !set(fs, "writes") {
-			u.Writes = pcapgen.DefaultOPCUA.Writes
-		}
+	if protocol == "opcua" {
 		st := pcapgen.OPCUA(w, u)
 		summary = fmt.Sprintf("packets=%d messages=%d requests=%d reads=%d publishes=%d writes=%d calls=%d chunked=%d",
 			st.Packets, st.Messages, st.Requests, st.Reads, st.Publishes, st.Writes, st.Calls, st.Chunked)
-	default:
-		f.Close()
-		fmt.Fprintf(stderr, "plcwatch sim pcap: -protocol %q: modbus or opcua\n", *protocol)
-		return 2
+	} else {
+		st := pcapgen.Poll(w, o)
+		summary = fmt.Sprintf("packets=%d requests=%d writes=%d", st.Packets, st.Requests, st.Writes)
 	}
-	err = errors.Join(w.Flush(), f.Close())
-	if err != nil {
+	if err := errors.Join(w.Flush(), f.Close()); err != nil {
 		fmt.Fprintln(stderr, "plcwatch sim pcap:", err)
-		return 1
+		return exitFail
 	}
-	fmt.Fprintf(stderr, "wrote %s: %s\n", *out, summary)
-	return 0
+	fmt.Fprintf(stderr, "wrote %s: %s\n", out, summary)
+	return exitOK
 }
 
-// set reports whether flag name was given on the command line.
-func set(fs *flag.FlagSet, name string) bool {
-	found := false
-	fs.Visit(func(f *flag.Flag) { found = found || f.Name == name })
-	return found
+// simModbusFlags are plcwatch sim modbus's command line.
+type simModbusFlags struct {
+	listen   string
+	devices  int
+	tags     int
+	tick     time.Duration
+	config   string
+	interval time.Duration
 }
 
-// cmdSimModbus serves simulated Modbus/TCP devices on consecutive ports
-// until interrupted, and can write the plcwatch configuration that polls
-// them.
-func cmdSimModbus(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("sim modbus", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	listen := fs.String("listen", "127.0.0.1:5020", "address of the first device; the others take the next ports")
-	devices := fs.Int("devices", 1, "devices to serve")
-	tags := fs.Int("tags", 10, "moving holding registers per device (0..tags-1), and tags per device in --config")
-	tick := fs.Duration("tick", time.Second, "how often the values move")
-	config := fs.String("config", "", "write a plcwatch config fragment (modbus: devices: ...) that polls these devices to this file")
-	interval := fs.Duration("interval", time.Second, "poll interval written into --config")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+func newSimModbusCmd(stdout, stderr io.Writer) *cobra.Command {
+	var f simModbusFlags
+	c := &cobra.Command{
+		Use:   "modbus [flags]",
+		Short: "Serve simulated Modbus/TCP devices (and write the config that polls them)",
+		Long: `Serve simulated Modbus/TCP devices on consecutive ports until interrupted: holding
+registers 0..tags-1 move like a process, input registers count, coil 0 toggles. With
+--config, write the modbus: section of a plcwatch configuration that polls them.`,
+		Example: `  plcwatch sim modbus --listen 127.0.0.1:5020
+  plcwatch sim modbus --devices 3 --tags 2 --config sim.yaml`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			host, portText, err := net.SplitHostPort(f.listen)
+			port, perr := strconv.Atoi(portText)
+			switch {
+			case err != nil || perr != nil:
+				return usagef("--listen %q: want host:port", f.listen)
+			case f.devices < 1 || port+f.devices > 65536:
+				return usagef("--devices %d: want 1 or more, within the ports after %d", f.devices, port)
+			case f.tags < 1 || f.tags > modbussim.Size:
+				return usagef("--tags %d: want 1-%d", f.tags, modbussim.Size)
+			case f.tick <= 0 || f.interval <= 0:
+				return usagef("--tick and --interval must be positive")
+			}
+			return code(simModbus(cmd.Context(), host, port, f, stderr))
+		},
+		Annotations: map[string]string{"exit": `  0  interrupted (SIGINT, SIGTERM)
+  1  a port could not be opened, or --config not written
+  2  the command line is wrong`},
 	}
-	host, portText, err := net.SplitHostPort(*listen)
-	port, perr := strconv.Atoi(portText)
-	if err != nil || perr != nil || *devices < 1 || *tags < 1 || *tags > modbussim.Size || port+*devices > 65536 {
-		fmt.Fprintln(stderr, "plcwatch sim modbus: --listen host:port, --devices and --tags (up to 4096) positive")
-		return 2
-	}
+	fl := c.Flags()
+	fl.StringVar(&f.listen, "listen", "127.0.0.1:5020", "`ADDRESS` (host:port) of the first device; the others take the next ports")
+	fl.IntVar(&f.devices, "devices", 1, "devices to serve")
+	fl.IntVar(&f.tags, "tags", 10, "moving holding registers per device (0..tags-1), and tags per device in --config")
+	fl.DurationVar(&f.tick, "tick", time.Second, "how often the values move")
+	fl.StringVar(&f.config, "config", "", "write the plcwatch configuration (modbus: devices: ...) that polls these devices to `FILE`")
+	fl.DurationVar(&f.interval, "interval", time.Second, "poll interval written into --config")
+	_ = c.MarkFlagFilename("config", "yaml", "yml")
+	return c
+}
+
+// simModbus serves simulated Modbus/TCP devices on consecutive ports until
+// ctx ends, and can write the plcwatch configuration that polls them.
+func simModbus(ctx context.Context, host string, port int, f simModbusFlags, stderr io.Writer) int {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var cfg strings.Builder
@@ -126,29 +163,29 @@ func cmdSimModbus(ctx context.Context, args []string, stdout, stderr io.Writer) 
 			s.Close()
 		}
 	}()
-	for i := range *devices {
+	for i := range f.devices {
 		addr := net.JoinHostPort(host, strconv.Itoa(port+i))
 		img := &modbussim.Image{}
 		s, err := modbussim.Serve(addr, img, nil)
 		if err != nil {
 			fmt.Fprintln(stderr, "plcwatch sim modbus:", err)
-			return 1
+			return exitFail
 		}
 		servers = append(servers, s)
-		go modbussim.Process(ctx, img, *tags, *tick, 2*float64(i))
-		fmt.Fprintf(&cfg, "    - name: sim-%03d\n      address: %s\n      interval: %s\n      tags:\n", i, addr, *interval)
-		for t := range *tags {
+		go modbussim.Process(ctx, img, f.tags, f.tick, 2*float64(i))
+		fmt.Fprintf(&cfg, "    - name: sim-%03d\n      address: %s\n      interval: %s\n      tags:\n", i, addr, f.interval)
+		for t := range f.tags {
 			fmt.Fprintf(&cfg, "        - {name: r%d, table: holding, address: %d, scale: 0.1}\n", t, t)
 		}
 	}
-	if *config != "" {
-		if err := os.WriteFile(*config, []byte(cfg.String()), 0o644); err != nil {
+	if f.config != "" {
+		if err := os.WriteFile(f.config, []byte(cfg.String()), 0o644); err != nil {
 			fmt.Fprintln(stderr, "plcwatch sim modbus:", err)
-			return 1
+			return exitFail
 		}
 	}
 	fmt.Fprintf(stderr, "serving %d simulated Modbus/TCP devices from %s (holding 0..%d move every %s; input registers count; coil 0 toggles); Ctrl-C stops\n",
-		*devices, *listen, *tags-1, *tick)
+		f.devices, net.JoinHostPort(host, strconv.Itoa(port)), f.tags-1, f.tick)
 	<-ctx.Done()
-	return 0
+	return exitOK
 }

@@ -1,8 +1,12 @@
 package main
 
 import (
+	"fmt"
+	"io"
 	"runtime"
 	"runtime/debug"
+
+	"github.com/spf13/cobra"
 )
 
 // version is set at build time: -ldflags "-X main.version=v1.2.3".
@@ -30,4 +34,16 @@ func versionString() string {
 		v += " (" + rev + ")"
 	}
 	return v + " " + runtime.Version() + " " + runtime.GOOS + "/" + runtime.GOARCH
+}
+
+func newVersionCmd(stdout io.Writer) *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the version, VCS revision, Go version and platform",
+		Long:  `Print the version, the VCS revision and Go version the binary was built from, and its platform (also: plcwatch --version).`,
+		Args:  noArgs,
+		Run: func(*cobra.Command, []string) {
+			fmt.Fprintln(stdout, "plcwatch", versionString())
+		},
+	}
 }
