@@ -29,6 +29,10 @@ type Alert struct {
 	// Truncated names the fields cut to keep the alert one bounded
 	// message ("event.values", "event.response", ...); empty when whole.
 	Truncated []string
+	// DeviceTags are the configured labels of the event's device (an
+	// asset's tags: zone, line, ...), sorted by key; JSON "device_tags",
+	// an object, present only when there are some.
+	DeviceTags []Label
 }
 
 // MaxActivityNames is how many distinct nodes, services, clients or tags
@@ -318,6 +322,18 @@ func (a *Alert) AppendJSON(b []byte) []byte {
 	if len(a.Truncated) > 0 {
 		b = append(b, `,"truncated":`...)
 		b = appendStrings(b, a.Truncated)
+	}
+	if len(a.DeviceTags) > 0 {
+		b = append(b, `,"device_tags":{`...)
+		for i, l := range a.DeviceTags {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = AppendJSONString(b, l.Key)
+			b = append(b, ':')
+			b = AppendJSONString(b, l.Value)
+		}
+		b = append(b, '}')
 	}
 	return append(b, '}')
 }

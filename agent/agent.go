@@ -13,9 +13,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	mochi "github.com/mochi-mqtt/server/v2"
-	"github.com/mochi-mqtt/server/v2/hooks/auth"
-	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/plcwatch/plcwatch"
@@ -44,7 +41,8 @@ type Agent struct {
 	baseline *rules.Baseline
 	sp       *spool.Spool
 	pub      *publish.Publisher
-	broker   *mochi.Server
+	broker   *embeddedBroker
+	names    *deviceNames
 	httpLn   net.Listener
 	alertLog *rotate.File
 	eventLog *eventlog.Log
@@ -79,15 +77,28 @@ func New(cfg *Config, log *slog.Logger) (*Agent, error) {
 			a.closeAll()
 		}
 	}()
-	set, err := rules.Load(cfg.Rules.Paths...)
-	if err != nil {
-		return nil, fmt.Errorf("rules: %w", err)
+	// Check loaded the rules and the baseline already; a configuration
+	// that did not go through it loads them here.
+	set, baseline := cfg.ruleSet, cfg.baseline
+	cfg.ruleSet, cfg.baseline = nil, nil
+	var err error
+	if set == nil {
+		if set, err = rules.Load(cfg.Rules.Paths...); err != nil {
+			return nil, fmt.Errorf("rules: %w", err)
+		}
 	}
 	a.set = set
 	a.rulesN.Store(int64(len(set.Enabled())))
-	if cfg.Rules.BaselineFile != "" {
-		if a.baseline, err = rules.LoadBaseline(cfg.Rules.BaselineFile); err != nil {
+	if baseline == nil && cfg.Rules.BaselineFile != "" {
+		if baseline, err = rules.LoadBaseline(cfg.Rules.BaselineFile); err != nil {
 			return nil, err
+		}
+	}
+	a.baseline = baseline
+	if a.names = cfg.names; a.names == nil {
+		var conflicts []nameConflict
+		if a.names, conflicts = cfg.deviceNames(); len(conflicts) > 0 {
+			return nil, fmt.Errorf("%s: %s", conflicts[0].path, conflicts[0].msg)
 		}
 	}
 	sync, _ := spool.ParseSync(cfg.Spool.Fsync)
@@ -97,13 +108,7 @@ func New(cfg *Config, log *slog.Logger) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
-	brokers := cfg.MQTT.Brokers
-	if len(brokers) == 0 {
-		if err := a.startBroker(); err != nil {
-			return nil, err
-		}
-		brokers = []string{"tcp://" + cfg.MQTT.Embedded.Listen}
-	}
+	brokers, user := cfg.MQTT.Brokers, cfg.MQTT.Username
 	password, err := cfg.password()
 	if err != nil {
 		return nil, err
@@ -112,9 +117,15 @@ func New(cfg *Config, log *slog.Logger) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
+	if len(brokers) == 0 {
+		if a.broker, err = startBroker(cfg, log); err != nil {
+			return nil, err
+		}
+		brokers, user, password, tlsCfg = []string{a.broker.url}, agentUser, a.broker.password, nil
+	}
 	a.metrics = newMetrics(a)
 	a.pub = publish.New(publish.Config{
-		Brokers: brokers, ClientID: cfg.MQTT.ClientID, Username: cfg.MQTT.Username, Password: password, TLS: tlsCfg,
+		Brokers: brokers, ClientID: cfg.MQTT.ClientID, Username: user, Password: password, TLS: tlsCfg,
 		TopicPrefix: cfg.MQTT.TopicPrefix, QoS: byte(cfg.MQTT.QoS), KeepAlive: cfg.MQTT.KeepAlive,
 		ConnectTimeout: cfg.MQTT.ConnectTimeout, PublishTimeout: cfg.MQTT.PublishTimeout, Window: cfg.MQTT.Window,
 		Heartbeat: cfg.MQTT.Heartbeat, HeartbeatPayload: a.heartbeat, Published: a.metrics.observePublish,
@@ -148,7 +159,11 @@ func New(cfg *Config, log *slog.Logger) (*Agent, error) {
 		}
 	}
 	if cfg.HTTP.Listen != "" && cfg.HTTP.Listen != "off" {
-		if a.httpLn, err = net.Listen("tcp", cfg.HTTP.Listen); err != nil {
+		httpTLS, err := cfg.HTTP.TLS.serverConfig()
+		if err != nil {
+			return nil, fmt.Errorf("http.tls: %w", err)
+		}
+		if a.httpLn, err = listen(cfg.HTTP.Listen, httpTLS); err != nil {
 			return nil, fmt.Errorf("http: listen %s: %w (set http.listen to another address, or off)", cfg.HTTP.Listen, err)
 		}
 	}
@@ -166,27 +181,6 @@ func New(cfg *Config, log *slog.Logger) (*Agent, error) {
 	}
 	ok = true
 	return a, nil
-}
-
-// startBroker starts the embedded broker, so that the agent works with no
-// broker configured and a dashboard can subscribe to the gateway itself.
-func (a *Agent) startBroker() error {
-	// mochi narrates every connection at info; the agent's log wants its
-	// warnings only.
-	s := mochi.New(&mochi.Options{Logger: slog.New(minLevel{a.log.Handler(), slog.LevelWarn}).With("component", "broker")})
-	if err := s.AddHook(new(auth.AllowHook), nil); err != nil {
-		return err
-	}
-	addr := a.cfg.MQTT.Embedded.Listen
-	if err := s.AddListener(listeners.NewTCP(listeners.Config{ID: "plcwatch", Address: addr})); err != nil {
-		return fmt.Errorf("embedded mqtt broker: listen %s: %w (another broker there? point mqtt.brokers at it, or set mqtt.embedded.listen)", addr, err)
-	}
-	if err := s.Serve(); err != nil {
-		return fmt.Errorf("embedded mqtt broker: %w", err)
-	}
-	a.broker = s
-	a.log.Info("embedded mqtt broker listening", "address", addr)
-	return nil
 }
 
 // minLevel passes on records at or above a level.
@@ -212,7 +206,7 @@ func (a *Agent) Reload() error {
 	set, err := rules.Load(a.cfg.Rules.Paths...)
 	if err != nil {
 		a.metrics.reloads.WithLabelValues("refused").Inc()
-		a.log.Error("rule reload refused: the running rules stay", "err", err)
+		LogError(a.log, "rule reload refused: the running rules stay", err)
 		return err
 	}
 	select {
@@ -231,15 +225,6 @@ func (a *Agent) Reload() error {
 func (a *Agent) Run(ctx context.Context) error {
 	defer a.closeAll()
 	var wg sync.WaitGroup
-	pubCtx, stopPub := context.WithCancel(context.Background())
-	defer stopPub()
-	pubDone := make(chan struct{})
-	go func() {
-		defer close(pubDone)
-		if err := a.pub.Run(pubCtx); err != nil {
-			a.log.Warn("mqtt publisher stopped", "err", err)
-		}
-	}()
 	httpSrv := a.serveHTTP()
 	rulesDone := make(chan struct{})
 	go func() {
@@ -271,6 +256,20 @@ func (a *Agent) Run(ctx context.Context) error {
 			p.Run(srcCtx, a.emitWait)
 		}()
 	}
+	// The publisher says "online" and sends the first heartbeat as soon as
+	// it connects: give the polled devices their first cycle first, so that
+	// it does not report every device down (issue 9), but never wait long:
+	// alerts raised meanwhile wait in the spool.
+	a.firstCycles(srcCtx, firstCycleWait)
+	pubCtx, stopPub := context.WithCancel(context.Background())
+	defer stopPub()
+	pubDone := make(chan struct{})
+	go func() {
+		defer close(pubDone)
+		if err := a.pub.Run(pubCtx); err != nil {
+			a.log.Warn("mqtt publisher stopped", "err", err)
+		}
+	}()
 	a.ready.Store(true)
 	a.log.Info("plcwatch running", "site", a.cfg.Site, "gateway", a.cfg.Gateway,
 		"interfaces", a.cfg.Capture.Interfaces, "modbus_devices", len(a.pollers), "rules", a.rulesN.Load(),
@@ -331,6 +330,7 @@ func (a *Agent) telemetry(device string, payload []byte) {
 // pipeline drops the event and counts it, so capture never stalls the
 // kernel's ring.
 func (a *Agent) emit(ev *plcwatch.Event) {
+	a.names.Name(ev)
 	select {
 	case a.events <- *ev:
 		if ev.Stage != plcwatch.StageRequest { // one event per request, as replay counts them
@@ -421,6 +421,7 @@ func (a *Agent) raise(al *plcwatch.Alert) {
 	al = publish.Bound(al)
 	// Both buffers are reused: the spool and the alert log copy what they
 	// keep, and raise runs only on the rules goroutine.
+	al.DeviceTags = a.names.Tags(al.Event.Device)
 	a.jsonBuf = al.AppendJSON(a.jsonBuf[:0])
 	payload := a.jsonBuf
 	a.recBuf = publish.AppendRecord(a.recBuf[:0], publish.AlertTopic(a.cfg.MQTT.TopicPrefix, al.Rule.Severity), payload)
@@ -442,6 +443,7 @@ func (a *Agent) raise(al *plcwatch.Alert) {
 
 // heartbeat is the periodic message at <prefix>/heartbeat.
 func (a *Agent) heartbeat() []byte {
+	up, pending := a.devicesUp()
 	st := a.sp.Stats()
 	p := a.pub.Stats()
 	b, _ := json.Marshal(map[string]any{
@@ -450,20 +452,46 @@ func (a *Agent) heartbeat() []byte {
 		"events": a.accepted.Load(), "events_dropped": a.dropped.Load(), "alerts": a.alerts.Load(),
 		"spool_depth": st.Depth, "spool_dropped": st.Dropped, "spool_memory": st.Memory, "spool_corrupt": st.Corrupt,
 		"spool_writable": st.WriteError == "", "dead_letters": st.DeadLetters, "mqtt_published": p.Published,
-		"rules": a.rulesN.Load(), "devices": len(a.pollers), "devices_up": a.devicesUp(),
+		"rules": a.rulesN.Load(), "devices": len(a.pollers), "devices_up": up, "devices_pending": pending,
 	})
 	return b
 }
 
-// devicesUp counts the polled devices whose last request was answered.
-func (a *Agent) devicesUp() int {
-	n := 0
+// devicesUp counts the polled devices whose last request was answered,
+// and those not polled yet (right after the start).
+func (a *Agent) devicesUp() (up, pending int) {
 	for _, p := range a.pollers {
-		if p.Stats().Up {
-			n++
+		switch st := p.Stats(); {
+		case !st.Known:
+			pending++
+		case st.Up:
+			up++
 		}
 	}
-	return n
+	return up, pending
+}
+
+// firstCycleWait bounds how long the start waits for the polled devices'
+// first cycle: a device that answers takes milliseconds; one that is down
+// may take its timeout and retries, or a TCP connect timeout.
+const firstCycleWait = 3 * time.Second
+
+// firstCycles waits until every polled device has had its first cycle, at
+// most max.
+func (a *Agent) firstCycles(ctx context.Context, max time.Duration) {
+	deadline := time.Now().Add(max)
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if _, pending := a.devicesUp(); pending == 0 || time.Now().After(deadline) {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
 }
 
 func (a *Agent) serveHTTP() *http.Server {

@@ -3,9 +3,18 @@ package agent
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 
+	"golang.org/x/sys/unix"
+
+	"github.com/plcwatch/plcwatch/collectors/capture"
+	"github.com/plcwatch/plcwatch/collectors/modbus"
 	"github.com/plcwatch/plcwatch/rules"
 )
 
@@ -17,13 +26,260 @@ type CheckOptions struct {
 	Offline bool
 }
 
-// Check is the one validation of a configuration, shared by "config check"
-// and "run": it loads path and checks everything the agent would refuse at
-// start, returning the configuration when it would start, or every problem
-// as a ConfigError (file:line:col: message, config file first, then rule
-// files).
+// Check is the one validation of a configuration, shared by "config
+// check" and "run" (issue 9: config check said ok to configurations run
+// then refused, and deploy/plcwatch.service runs it as ExecStartPre).
+// Beyond the file itself (LoadConfig) it loads and lints the rules,
+// reads the baseline, the certificates and the passwords, and — unless
+// opts.Offline — checks that the capture interfaces exist and may be
+// captured on (CAP_NET_RAW), that the addresses to listen on are free and
+// that the spool and log folders can be written. It reports every problem
+// at once: a ConfigError, problems of the configuration file first (by
+// line), then those of the rule files. It returns the configuration, with
+// the rules and baseline loaded for New, when there is none.
 func Check(path string, opts CheckOptions) (*Config, error) {
-	return LoadConfig(path)
+	src, err := os.ReadFile(path)
+	if err != nil {
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		return nil, ConfigError{{File: path, Msg: "cannot read the configuration: " + err.Error()}}
+	}
+	cfg, probs := parse(path, src)
+	if cfg == nil {
+		return nil, probs // a syntax error: nothing else can be known
+	}
+	ps := &problems{c: cfg, list: probs}
+	cfg.checkFiles(ps)
+	if !opts.Offline {
+		cfg.checkSystem(ps)
+	}
+	cfg.nodes = nil
+	if len(ps.list) > 0 {
+		ps.list.sort()
+		return nil, ps.list
+	}
+	return cfg, nil
+}
+
+// checkFiles reads what the configuration names: rules, baseline,
+// certificates, passwords.
+func (c *Config) checkFiles(ps *problems) {
+	// Rules: each path must name rule files (issue 9: rules.paths matching
+	// nothing said ok), and the rules must load.
+	var found []string
+	for i, p := range c.Rules.Paths {
+		at := fmt.Sprintf("rules.paths[%d]", i)
+		n, err := countRuleFiles(p)
+		switch {
+		case err != nil:
+			ps.add(at, "%s: %v", p, err)
+		case n == 0 && strings.ContainsAny(p, "*?["):
+			ps.add(at, "%s matches no rule file", p)
+		case n == 0:
+			ps.add(at, "%s has no rule files (.yaml, .yml) in it", p)
+		default:
+			found = append(found, p)
+		}
+	}
+	if len(found) > 0 && !slices.Contains(c.bad, "rules.paths") {
+		set, err := rules.Load(found...)
+		var rp rules.Problems
+		switch {
+		case errors.As(err, &rp):
+			for _, p := range rp {
+				ps.list = append(ps.list, Problem{File: p.File, Line: p.Line, Col: p.Col, Msg: p.Msg})
+			}
+		case err != nil:
+			ps.add("rules.paths", "%v", err)
+		case len(found) == len(c.Rules.Paths):
+			c.ruleSet = set
+			if len(set.Enabled()) == 0 {
+				c.warn("rules.paths", "no rule is enabled: nothing will ever raise an alert")
+			}
+		}
+	}
+	if f := c.Rules.BaselineFile; f != "" {
+		if b, err := rules.LoadBaseline(f); err != nil {
+			ps.add("rules.baseline_file", "%v", err)
+		} else {
+			c.baseline = b
+		}
+	}
+	// Passwords and certificates.
+	if len(c.MQTT.Brokers) > 0 {
+		if _, err := c.password(); err != nil {
+			var se *errSecret
+			if errors.As(err, &se) {
+				ps.add(se.key, "%s", se.msg)
+			} else {
+				ps.add("mqtt", "%v", err)
+			}
+		}
+		if _, err := c.tlsConfig(); err != nil {
+			ps.add("mqtt.tls", "%v", err)
+		}
+	} else {
+		e := c.MQTT.Embedded
+		for i, u := range e.Users {
+			at := fmt.Sprintf("mqtt.embedded.users[%d]", i)
+			var err error
+			switch {
+			case u.PasswordFile != "":
+				_, err = readSecretFile(at+".password_file", u.PasswordFile)
+			case u.PasswordEnv != "":
+				_, err = readSecretEnv(at+".password_env", u.PasswordEnv)
+			}
+			var se *errSecret
+			if errors.As(err, &se) {
+				ps.add(se.key, "%s", se.msg)
+			}
+		}
+		if _, err := e.TLS.serverConfig(); err != nil {
+			ps.add("mqtt.embedded.tls", "%v", err)
+		}
+	}
+	if c.HTTP.Listen != "" && c.HTTP.Listen != "off" {
+		if _, err := c.HTTP.TLS.serverConfig(); err != nil {
+			ps.add("http.tls", "%v", err)
+		}
+	}
+	for i := range c.Modbus.Devices {
+		d := &c.Modbus.Devices[i]
+		if d.Transport == "tcp+tls" && d.TLS.CAFile != "" && d.TLS.CertFile != "" && d.TLS.KeyFile != "" {
+			if _, err := modbus.New(*d, modbus.Options{}); err != nil {
+				ps.add(fmt.Sprintf("modbus.devices[%d].tls", i), "%v", err)
+			}
+		}
+	}
+}
+
+// countRuleFiles counts the rule files a rules.paths entry names, as
+// rules.Load expands it: a file, a folder (every .yaml and .yml below it)
+// or a glob.
+func countRuleFiles(p string) (int, error) {
+	matches := []string{p}
+	if strings.ContainsAny(p, "*?[") {
+		m, err := filepath.Glob(p)
+		if err != nil {
+			return 0, fmt.Errorf("not a valid pattern: %w", err)
+		}
+		matches = m
+	}
+	n := 0
+	for _, m := range matches {
+		st, err := os.Stat(m)
+		if err != nil {
+			var pe *fs.PathError
+			if errors.As(err, &pe) {
+				err = pe.Err
+			}
+			return 0, err
+		}
+		if !st.IsDir() {
+			n++
+			continue
+		}
+		_ = filepath.WalkDir(m, func(path string, d fs.DirEntry, err error) error {
+			if err == nil && !d.IsDir() && (strings.HasSuffix(path, ".yaml") || strings.HasSuffix(path, ".yml")) {
+				n++
+			}
+			return nil
+		})
+	}
+	return n, nil
+}
+
+// checkSystem looks at the machine as run will find it: interfaces and the
+// privilege to capture on them, the addresses to listen on, the folders to
+// write.
+func (c *Config) checkSystem(ps *problems) {
+	if len(c.Capture.Interfaces) > 0 && !slices.ContainsFunc(c.bad, func(b string) bool { return strings.HasPrefix(b, "capture.interfaces") }) {
+		for i, name := range c.Capture.Interfaces {
+			at := fmt.Sprintf("capture.interfaces[%d]", i)
+			if _, err := net.InterfaceByName(name); err != nil {
+				ps.add(at, "%q: no such network interface (this machine has: %s)", name, interfaceNames())
+				continue
+			}
+			// Open it as run does (socket, filter, buffer), and close it.
+			one := c.Capture.Config
+			one.Interfaces = []string{name}
+			live, err := capture.NewLive(one, nil)
+			if err != nil {
+				continue // the capture settings have problems, reported already
+			}
+			err = live.Open()
+			live.Close()
+			if err != nil {
+				ps.add(at, "%v", err)
+			}
+		}
+	}
+	if len(c.MQTT.Brokers) == 0 {
+		if err := canListen(c.MQTT.Embedded.Listen); err != nil {
+			ps.add("mqtt.embedded.listen", "%s: %v: the embedded broker cannot listen there (another broker there? point mqtt.brokers at it, or set mqtt.embedded.listen)", c.MQTT.Embedded.Listen, err)
+		}
+	}
+	if c.HTTP.Listen != "" && c.HTTP.Listen != "off" {
+		if err := canListen(c.HTTP.Listen); err != nil {
+			ps.add("http.listen", "%s: %v (another program, or a running plcwatch, listens there? set http.listen to another address, or off)", c.HTTP.Listen, err)
+		}
+	}
+	if err := canWriteDir(c.Spool.Dir); err != nil {
+		ps.add("spool.dir", "%s: %v", c.Spool.Dir, err)
+	}
+	if c.Alerts.Path != "" {
+		if err := canWriteDir(filepath.Dir(c.Alerts.Path)); err != nil {
+			ps.add("alert_log.path", "%s: %v", c.Alerts.Path, err)
+		}
+	}
+	if c.Rules.BaselineFile != "" {
+		if err := canWriteDir(filepath.Dir(c.Rules.BaselineFile)); err != nil {
+			c.warn("rules.baseline_file", "%s: %v: what baseline rules learn will not be saved", c.Rules.BaselineFile, err)
+		}
+	}
+}
+
+// canListen says whether addr can be listened on now.
+func canListen(addr string) error {
+	ln, err := listen(addr, nil)
+	if err != nil {
+		return err
+	}
+	return ln.Close()
+}
+
+// canWriteDir says whether dir can be written, or made and written: its
+// closest existing ancestor must be a writable folder.
+func canWriteDir(dir string) error {
+	for d := dir; ; d = filepath.Dir(d) {
+		st, err := os.Stat(d)
+		if err == nil {
+			if !st.IsDir() {
+				return fmt.Errorf("%s is not a folder", d)
+			}
+			if err := unix.Access(d, unix.W_OK|unix.X_OK); err != nil {
+				return fmt.Errorf("%s cannot be written by this user: %w", d, err)
+			}
+			return nil
+		}
+		if !errors.Is(err, fs.ErrNotExist) || d == filepath.Dir(d) {
+			return err
+		}
+	}
+}
+
+func interfaceNames() string {
+	ifs, err := net.Interfaces()
+	if err != nil || len(ifs) == 0 {
+		return "none"
+	}
+	names := make([]string, len(ifs))
+	for i, f := range ifs {
+		names[i] = f.Name
+	}
+	return strings.Join(names, ", ")
 }
 
 // Warning is a setting that works but deserves a look (it does not stop

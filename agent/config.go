@@ -5,16 +5,14 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"maps"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
 	"reflect"
-	"regexp"
 	"slices"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
@@ -41,12 +39,18 @@ type Config struct {
 	Events  EventLog      `yaml:"event_log"`
 	Queue   int           `yaml:"queue"`
 	Modbus  ModbusConfig  `yaml:"modbus"`
+	// Assets name devices that are watched on the wire but not polled.
+	Assets []Asset `yaml:"assets"`
 	// Telemetry publishes polled values.
 	Telemetry TelemetryConfig `yaml:"telemetry"`
 
 	file     string
 	nodes    map[string]*yaml.Node // field path -> value node, for positions
+	bad      []string              // paths with a problem of their own
 	warnings []Warning
+	names    *deviceNames    // built by validate
+	ruleSet  *rules.Set      // loaded by Check, handed to New
+	baseline *rules.Baseline // loaded by Check, handed to New
 }
 
 // LogConfig says how the agent logs.
@@ -86,6 +90,8 @@ type MQTTConfig struct {
 	// MaxAttempts: a message the broker refuses this many times, alone on
 	// a working connection, goes to the dead-letter file; 0 never.
 	MaxAttempts int `yaml:"max_attempts"`
+
+	urlPassword string // a password written in a broker URL, taken out of it (secrets.go)
 }
 
 // TLSConfig is TLS toward the broker.
@@ -110,10 +116,42 @@ type TelemetryConfig struct {
 	QoS     int  `yaml:"qos"` // 0 (default): a lost value is replaced by the next cycle's
 }
 
-// EmbeddedMQTT is the in-process broker used when no broker is configured.
+// EmbeddedMQTT is the in-process broker started when no broker is
+// configured (broker.go). The agent alone publishes, under its topic
+// prefix; everyone else only reads (issue 8).
 type EmbeddedMQTT struct {
 	Listen string `yaml:"listen"`
+	// Anonymous is what a client without credentials may do: read (the
+	// default when the broker listens on loopback only) or none (the
+	// default beyond loopback).
+	Anonymous string `yaml:"anonymous"`
+	// Users may subscribe with a password; they read, never publish.
+	Users []BrokerUser `yaml:"users"`
+	// TLS on the listener: required when it faces the network, unless
+	// AllowInsecure.
+	TLS ListenerTLS `yaml:"tls"`
+	// AllowInsecure lets the broker listen beyond loopback without TLS
+	// (credentials then cross the network in the clear).
+	AllowInsecure bool `yaml:"allow_insecure"`
 }
+
+// BrokerUser is a subscriber of the embedded broker.
+type BrokerUser struct {
+	Username     string `yaml:"username"`
+	PasswordFile string `yaml:"password_file"`
+	PasswordEnv  string `yaml:"password_env"`
+}
+
+// ListenerTLS is TLS on an address the agent listens on.
+type ListenerTLS struct {
+	CertFile string `yaml:"cert_file"` // the server's certificate (PEM) ...
+	KeyFile  string `yaml:"key_file"`  // ... and its key
+	// ClientCAFile, when set, makes a client certificate signed by one of
+	// these CAs a condition of connecting (mutual TLS).
+	ClientCAFile string `yaml:"client_ca_file"`
+}
+
+func (t ListenerTLS) enabled() bool { return t.CertFile != "" || t.KeyFile != "" || t.ClientCAFile != "" }
 
 // SpoolConfig is the on-disk outbox.
 type SpoolConfig struct {
@@ -133,6 +171,11 @@ type HTTPConfig struct {
 	// PProf serves Go's profiler at /debug/pprof/ on the same listener. Off
 	// by default: profiles reveal internals and cost CPU while taken.
 	PProf bool `yaml:"pprof"`
+	// TLS on the listener; with client_ca_file, only clients with a
+	// certificate get an answer.
+	TLS ListenerTLS `yaml:"tls"`
+	// AllowInsecure lets the server listen beyond loopback without TLS.
+	AllowInsecure bool `yaml:"allow_insecure"`
 }
 
 // AlertLog is an optional local copy of every alert.
@@ -154,27 +197,33 @@ type EventLog struct {
 	Queue     int      `yaml:"queue"`     // events waiting for the writer; beyond, dropped and counted
 }
 
+// Asset names a device that plcwatch watches on the wire but does not poll
+// (issue 9): wire events to its address carry its name.
+type Asset struct {
+	Name string `yaml:"name"`
+	// Address is ip:port, or an IP address alone for every port of it.
+	Address string `yaml:"address"`
+	// Unit limits the name to one Modbus unit behind the address; every
+	// unit when left out.
+	Unit *int `yaml:"unit"`
+	// Tags are free labels (zone: cell-3) carried in the alerts of the
+	// device's events, as device_tags.
+	Tags map[string]string `yaml:"tags"`
+}
+
 // ByteSize reads 1048576, "64KiB", "256MiB", "1GiB" (and KB, MB, GB as
 // powers of 1000).
 type ByteSize int64
 
-var sizeRE = regexp.MustCompile(`^\s*(\d+)\s*([KMGT]i?B|B)?\s*$`)
-
 // UnmarshalYAML implements yaml.Unmarshaler.
 func (b *ByteSize) UnmarshalYAML(n *yaml.Node) error {
-	// yaml.v3 passes an unmarshaler's error on without a position: give
-	// it one, in the form decodeProblems reads.
-	m := sizeRE.FindStringSubmatch(n.Value)
-	if m == nil {
+	v, ok := parseSize(n.Value)
+	if !ok {
+		// Not reached from a configuration file: the decoder checked the
+		// value first.
 		return fmt.Errorf("line %d column %d: %q is not a size (like 1048576, 64KiB, 256MiB)", n.Line, n.Column, n.Value)
 	}
-	v, err := strconv.ParseInt(m[1], 10, 64)
-	if err != nil {
-		return fmt.Errorf("line %d column %d: %q is not a size", n.Line, n.Column, n.Value)
-	}
-	mult := map[string]int64{"": 1, "B": 1, "KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12,
-		"KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40}[m[2]]
-	*b = ByteSize(v * mult)
+	*b = ByteSize(v)
 	return nil
 }
 
@@ -182,6 +231,7 @@ func (b *ByteSize) UnmarshalYAML(n *yaml.Node) error {
 type Problem struct {
 	File      string
 	Line, Col int
+	Path      string // the key path it is about ("mqtt.qos"), when it is about one
 	Msg       string
 }
 
@@ -203,10 +253,29 @@ func (e ConfigError) Error() string {
 	return strings.Join(s, "\n")
 }
 
-// LoadConfig reads, decodes strictly (unknown keys are errors), defaults
-// and validates a configuration file, without any other I/O than reading
-// the files it names (TLS certificates, password file). Every problem is
-// reported with file:line:col.
+// sort orders problems by file (the configuration first, as found), line
+// and column.
+func (e ConfigError) sort() {
+	if len(e) == 0 {
+		return
+	}
+	first := e[0].File
+	sort.SliceStable(e, func(i, j int) bool {
+		a, b := e[i], e[j]
+		if a.File != b.File {
+			return a.File == first || (b.File != first && a.File < b.File)
+		}
+		if a.Line != b.Line {
+			return a.Line < b.Line
+		}
+		return a.Col < b.Col
+	})
+}
+
+// LoadConfig reads, decodes strictly (unknown keys and values of the wrong
+// type are errors), defaults and validates a configuration file, without
+// I/O beyond reading it: Check also reads the files it names and looks at
+// the machine. Every problem is reported with file:line:col.
 func LoadConfig(path string) (*Config, error) {
 	src, err := os.ReadFile(path)
 	if err != nil {
@@ -217,32 +286,8 @@ func LoadConfig(path string) (*Config, error) {
 
 // ParseConfig is LoadConfig for a configuration already read.
 func ParseConfig(path string, src []byte) (*Config, error) {
-	cfg := &Config{file: path, nodes: map[string]*yaml.Node{}}
-	var doc yaml.Node
-	if err := yaml.Unmarshal(src, &doc); err != nil {
-		return nil, ConfigError{yamlProblem(path, err)}
-	}
-	var probs ConfigError
-	if len(doc.Content) > 0 {
-		root := doc.Content[0]
-		probs = append(probs, checkKeys(path, root, reflect.TypeOf(Config{}), "", cfg.nodes)...)
-		if err := root.Decode(cfg); err != nil {
-			// Values of the wrong type: what was decoded is not worth
-			// validating.
-			return nil, append(probs, decodeProblems(path, err)...)
-		}
-	}
-	// Unknown keys do not stop the checks of the known ones: an operator
-	// fixing a file wants every problem at once.
-	cfg.resolve(filepath.Dir(path))
-	cfg.Defaults()
-	var verr ConfigError
-	if err := cfg.Validate(); err != nil && !errors.As(err, &verr) {
-		return nil, err
-	}
-	probs = append(probs, verr...)
+	cfg, probs := parse(path, src)
 	if len(probs) > 0 {
-		sort.SliceStable(probs, func(i, j int) bool { return probs[i].Line < probs[j].Line })
 		return nil, probs
 	}
 	// Positions are for reporting problems: the daemon must not keep a
@@ -251,90 +296,61 @@ func ParseConfig(path string, src []byte) (*Config, error) {
 	return cfg, nil
 }
 
-var lineRE = regexp.MustCompile(`^line (\d+)(?: column (\d+))?: `)
-
-func yamlProblem(path string, err error) Problem {
-	p := Problem{File: path, Line: 1, Col: 1, Msg: strings.TrimPrefix(err.Error(), "yaml: ")}
-	if m := lineRE.FindStringSubmatch(p.Msg); m != nil {
-		p.Line, _ = strconv.Atoi(m[1])
-		if m[2] != "" {
-			p.Col, _ = strconv.Atoi(m[2])
-		}
-		p.Msg = p.Msg[len(m[0]):]
+// parse decodes, defaults and validates a configuration. It returns the
+// configuration even when it has problems (nil only for a syntax error),
+// so that Check can go on and report the problems of the files it names
+// too.
+func parse(path string, src []byte) (*Config, ConfigError) {
+	cfg := &Config{file: path, nodes: map[string]*yaml.Node{}}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(src, &doc); err != nil {
+		return nil, ConfigError{syntaxProblem(path, src, err)}
 	}
-	return p
+	d := &decoder{file: path, nodes: cfg.nodes}
+	if len(doc.Content) > 0 {
+		root := doc.Content[0]
+		for root.Kind == yaml.AliasNode && root.Alias != nil {
+			root = root.Alias
+		}
+		switch {
+		case root.Kind == yaml.MappingNode:
+			d.walk(root, reflect.TypeFor[Config](), "")
+			if err := root.Decode(cfg); err != nil {
+				// What the walk did not foresee, in yaml.v3's words.
+				d.probs = append(d.probs, decodeProblems(path, src, err, d.probs)...)
+			}
+		case root.Kind == yaml.ScalarNode && root.Tag == "!!null":
+		default:
+			d.probs = append(d.probs, Problem{File: path, Line: root.Line, Col: root.Column,
+				Msg: fmt.Sprintf("a configuration is keys and values (site: plant-a, rules: ...), not %s", shown(root))})
+			return cfg, d.probs
+		}
+	}
+	cfg.bad = d.bad
+	cfg.resolve(filepath.Dir(path))
+	cfg.Defaults()
+	probs := ConfigError(d.probs)
+	probs = append(probs, cfg.validate()...)
+	probs.sort()
+	return cfg, probs
 }
 
-// decodeProblems turns yaml.v3's type errors ("line 7: cannot unmarshal
-// ...") into problems.
-func decodeProblems(path string, err error) []Problem {
+// decodeProblems turns yaml.v3's decoding errors ("line 7: cannot unmarshal
+// ...") into problems, leaving out the lines the walk already has one for.
+func decodeProblems(path string, src []byte, err error, have []Problem) []Problem {
+	msgs := []string{err.Error()}
 	var te *yaml.TypeError
-	if !errors.As(err, &te) {
-		return []Problem{yamlProblem(path, err)}
+	if errors.As(err, &te) {
+		msgs = te.Errors
 	}
 	var out []Problem
-	for _, e := range te.Errors {
-		out = append(out, yamlProblem(path, errors.New(e)))
+	for _, m := range msgs {
+		p := syntaxProblem(path, src, errors.New(m))
+		if !slices.ContainsFunc(have, func(h Problem) bool { return h.Line == p.Line }) {
+			out = append(out, p)
+		}
 	}
 	return out
-}
-
-// checkKeys walks a mapping against a struct's yaml tags: unknown keys are
-// problems at their position, and every known value's node is recorded
-// under its dotted path so that Validate can point at it.
-func checkKeys(file string, n *yaml.Node, t reflect.Type, path string, nodes map[string]*yaml.Node) []Problem {
-	if n.Kind != yaml.MappingNode {
-		return nil // Decode reports wrong kinds
-	}
-	fields := map[string]reflect.Type{}
-	var walk func(t reflect.Type)
-	walk = func(t reflect.Type) {
-		for i := 0; i < t.NumField(); i++ {
-			f := t.Field(i)
-			tag := f.Tag.Get("yaml")
-			name, opts, _ := strings.Cut(tag, ",")
-			if opts == "inline" {
-				walk(f.Type)
-				continue
-			}
-			if name == "" || name == "-" || !f.IsExported() {
-				continue
-			}
-			fields[name] = f.Type
-		}
-	}
-	walk(t)
-	var probs []Problem
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, v := n.Content[i], n.Content[i+1]
-		ft, ok := fields[k.Value]
-		where := strings.TrimPrefix(path+"."+k.Value, ".")
-		if !ok {
-			msg := fmt.Sprintf("unknown key %q", k.Value)
-			if path != "" {
-				msg += " in " + path
-			}
-			if s := rules.Suggest(k.Value, slices.Sorted(maps.Keys(fields))); s != "" {
-				msg += fmt.Sprintf(" (did you mean %q?)", s)
-			}
-			probs = append(probs, Problem{File: file, Line: k.Line, Col: k.Column, Msg: msg})
-			continue
-		}
-		nodes[where] = v
-		if ft.Kind() == reflect.Struct && ft != reflect.TypeOf(time.Time{}) {
-			probs = append(probs, checkKeys(file, v, ft, where, nodes)...)
-		}
-		if ft.Kind() == reflect.Slice && v.Kind == yaml.SequenceNode {
-			for j, item := range v.Content {
-				at := fmt.Sprintf("%s[%d]", where, j)
-				nodes[at] = item
-				if ft.Elem().Kind() == reflect.Struct {
-					probs = append(probs, checkKeys(file, item, ft.Elem(), at, nodes)...)
-				}
-			}
-		}
-	}
-	return probs
 }
 
 // resolve makes the paths in the file relative to its folder.
@@ -348,8 +364,13 @@ func (c *Config) resolve(dir string) {
 		abs(&c.Rules.Paths[i])
 	}
 	for _, p := range []*string{&c.Rules.BaselineFile, &c.Spool.Dir, &c.MQTT.PasswordFile, &c.MQTT.TLS.CAFile,
-		&c.MQTT.TLS.CertFile, &c.MQTT.TLS.KeyFile, &c.Alerts.Path, &c.Events.Path} {
+		&c.MQTT.TLS.CertFile, &c.MQTT.TLS.KeyFile, &c.Alerts.Path, &c.Events.Path,
+		&c.MQTT.Embedded.TLS.CertFile, &c.MQTT.Embedded.TLS.KeyFile, &c.MQTT.Embedded.TLS.ClientCAFile,
+		&c.HTTP.TLS.CertFile, &c.HTTP.TLS.KeyFile, &c.HTTP.TLS.ClientCAFile} {
 		abs(p)
+	}
+	for i := range c.MQTT.Embedded.Users {
+		abs(&c.MQTT.Embedded.Users[i].PasswordFile)
 	}
 	for i := range c.Modbus.Devices {
 		t := &c.Modbus.Devices[i].TLS
@@ -406,6 +427,12 @@ func (c *Config) Defaults() {
 	if c.MQTT.Embedded.Listen == "" {
 		c.MQTT.Embedded.Listen = "127.0.0.1:1883"
 	}
+	if c.MQTT.Embedded.Anonymous == "" {
+		c.MQTT.Embedded.Anonymous = "none"
+		if isLoopback(c.MQTT.Embedded.Listen) {
+			c.MQTT.Embedded.Anonymous = "read"
+		}
+	}
 	if c.MQTT.DrainTimeout == 0 {
 		c.MQTT.DrainTimeout = 5 * time.Second
 	}
@@ -451,22 +478,59 @@ func (c *Config) Defaults() {
 	}
 }
 
-// Validate checks values without I/O beyond reading the files named (it
-// must not start anything).
+// Validate checks the values after Defaults, without I/O: Check reads
+// the files named and looks at the machine. Its error is a ConfigError.
 func (c *Config) Validate() error {
-	var probs ConfigError
-	bad := func(path, format string, a ...any) {
-		p := Problem{File: c.file, Msg: path + ": " + fmt.Sprintf(format, a...)}
-		// The value's own line, or its closest enclosing one (a
-		// missing key is reported where its mapping starts).
-		for at := path; at != ""; at = parentPath(at) {
-			if n := c.nodes[at]; n != nil {
-				p.Line, p.Col = n.Line, n.Column
-				break
-			}
-		}
-		probs = append(probs, p)
+	if probs := c.validate(); len(probs) > 0 {
+		return probs
 	}
+	return nil
+}
+
+// problems collects a configuration's problems at their positions.
+type problems struct {
+	c    *Config
+	list ConfigError
+}
+
+// add reports a problem with the value at path ("mqtt.qos"), unless that
+// value (or what holds it) already has one of its own: a value of the
+// wrong type is not also "missing", a value out of its range is not
+// reported twice.
+func (ps *problems) add(path, format string, a ...any) {
+	if p, ok := ps.c.at(path, format, a...); ok {
+		ps.list = append(ps.list, p)
+	}
+}
+
+// at is a problem at path: the value's own position, or its closest
+// enclosing one (a missing key is reported where its mapping starts);
+// false when path already has a problem.
+func (c *Config) at(path, format string, a ...any) (Problem, bool) {
+	for _, b := range c.bad {
+		if path == b || strings.HasPrefix(path, b+".") || strings.HasPrefix(path, b+"[") {
+			return Problem{}, false
+		}
+	}
+	p := Problem{File: c.file, Path: path, Msg: path + ": " + fmt.Sprintf(format, a...)}
+	for at := path; at != ""; at = parentPath(at) {
+		if n := c.nodes[at]; n != nil {
+			p.Line, p.Col = n.Line, n.Column
+			break
+		}
+	}
+	return p, true
+}
+
+// warn notes a setting that works but deserves a look.
+func (c *Config) warn(path, format string, a ...any) {
+	p, _ := c.at(path, format, a...)
+	c.warnings = append(c.warnings, Warning{File: p.File, Line: p.Line, Col: p.Col, Msg: p.Msg})
+}
+
+func (c *Config) validate() ConfigError {
+	ps := &problems{c: c}
+	bad := ps.add
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:
@@ -490,85 +554,23 @@ func (c *Config) Validate() error {
 	if len(c.Rules.Paths) == 0 {
 		bad("rules.paths", "name at least one rule file or folder (the default set is configs/rules)")
 	}
-	for i, b := range c.MQTT.Brokers {
-		u, err := url.Parse(b)
-		path := fmt.Sprintf("mqtt.brokers[%d]", i)
-		if err != nil || u.Host == "" {
-			bad(path, "%q is not a broker URL (like tcp://broker:1883)", b)
-			continue
-		}
-		switch u.Scheme {
-		case "tcp", "mqtt", "ssl", "tls", "mqtts", "ws", "wss":
-		default:
-			bad(path, "scheme %q: want tcp, ssl, ws or wss", u.Scheme)
-		}
-	}
-	if c.MQTT.QoS < 0 || c.MQTT.QoS > 2 {
-		bad("mqtt.qos", "%d: want 0, 1 or 2", c.MQTT.QoS)
-	}
-	if c.MQTT.PasswordFile != "" && c.MQTT.PasswordEnv != "" {
-		bad("mqtt.password_env", "give password_file or password_env, not both")
-	}
-	if c.MQTT.PasswordFile != "" {
-		if _, err := os.Stat(c.MQTT.PasswordFile); err != nil {
-			bad("mqtt.password_file", "%v", err)
-		}
-	}
-	if c.MQTT.PasswordEnv != "" {
-		if _, ok := os.LookupEnv(c.MQTT.PasswordEnv); !ok {
-			bad("mqtt.password_env", "the environment has no %s", c.MQTT.PasswordEnv)
-		}
-	}
-	if strings.ContainsAny(c.MQTT.TopicPrefix, "#+") || strings.HasSuffix(c.MQTT.TopicPrefix, "/") {
-		bad("mqtt.topic_prefix", "%q: no wildcards, no trailing /", c.MQTT.TopicPrefix)
-	}
-	if _, err := c.tlsConfig(); err != nil {
-		bad("mqtt.tls", "%v", err)
-	}
-	if c.MQTT.Window < 1 || c.MQTT.Window > 65000 {
-		bad("mqtt.window", "%d: want 1..65000", c.MQTT.Window)
-	}
-	if c.MQTT.Heartbeat < 0 {
-		bad("mqtt.heartbeat", "must not be negative (0 turns it off)")
-	}
-	switch ka := c.MQTT.KeepAlive; {
-	case ka < 0 || ka > 65535*time.Second:
-		bad("mqtt.keepalive", "%s: want 0 (off) or 1s to 18h12m15s (MQTT counts it in seconds, at most 65535)", ka)
-	case ka%time.Second != 0:
-		bad("mqtt.keepalive", "%s: want whole seconds (MQTT counts it in seconds); 0 turns it off", ka)
-	}
-	if c.MQTT.MaxAttempts < 0 || c.MQTT.MaxAttempts > 1000 {
-		bad("mqtt.max_attempts", "%d: want 1 to 1000, or 0 to never set a message aside", c.MQTT.MaxAttempts)
-	}
-	if len(c.MQTT.Brokers) == 0 {
-		if _, _, err := net.SplitHostPort(c.MQTT.Embedded.Listen); err != nil {
-			bad("mqtt.embedded.listen", "%q: want host:port", c.MQTT.Embedded.Listen)
-		}
-	}
+	c.validateMQTT(ps)
 	if _, err := spool.ParseSync(c.Spool.Fsync); err != nil {
 		bad("spool.fsync", "%v", err)
 	}
-	if c.Spool.MaxBytes < 1<<20 {
-		bad("spool.max_bytes", "%d: at least 1MiB", c.Spool.MaxBytes)
-	}
-	if c.Spool.MemoryBytes < 1<<20 || c.Spool.MemoryBytes > 1<<30 {
-		bad("spool.memory_bytes", "%d: want 1MiB to 1GiB", c.Spool.MemoryBytes)
+	if c.Spool.SegmentBytes > c.Spool.MaxBytes {
+		bad("spool.segment_bytes", "%s: at most max_bytes (%s)", fmtSize(float64(c.Spool.SegmentBytes)), fmtSize(float64(c.Spool.MaxBytes)))
 	}
 	if c.HTTP.Listen != "" && c.HTTP.Listen != "off" {
 		if _, _, err := net.SplitHostPort(c.HTTP.Listen); err != nil {
 			bad("http.listen", "%q: want host:port, or off", c.HTTP.Listen)
+		} else {
+			c.validateListener(ps, "http", c.HTTP.Listen, c.HTTP.TLS, c.HTTP.AllowInsecure, c.HTTP.PProf)
 		}
-	}
-	if c.Alerts.Path != "" && (c.Alerts.Keep < 1 || c.Alerts.MaxBytes < 1024) {
-		bad("alert_log", "keep must be at least 1 and max_bytes at least 1KiB")
+	} else if c.HTTP.TLS.enabled() || c.HTTP.PProf {
+		c.warn("http", "http.listen is off: tls and pprof do nothing")
 	}
 	if c.Events.Path != "" {
-		if c.Events.Keep < 1 || c.Events.Keep > 1000 || c.Events.MaxBytes < 1024 {
-			bad("event_log", "keep must be 1 to 1000 and max_bytes at least 1KiB")
-		}
-		if c.Events.Queue < 64 || c.Events.Queue > 1<<20 {
-			bad("event_log.queue", "%d: want 64 to 1048576", c.Events.Queue)
-		}
 		for i, op := range c.Events.Ops {
 			if _, ok := plcwatch.ParseOp(op); !ok {
 				bad(fmt.Sprintf("event_log.ops[%d]", i), "%q is not an op (read, write, diagnostic, identify, other, session, call, status, browse, manage, asset)", op)
@@ -587,10 +589,7 @@ func (c *Config) Validate() error {
 	} else if len(c.Events.Ops)+len(c.Events.Protocols)+len(c.Events.Sources) > 0 {
 		bad("event_log.path", "the event log's filters are set but not its path")
 	}
-	if c.Queue < 64 {
-		bad("queue", "%d: at least 64", c.Queue)
-	}
-	names := map[string]int{}
+	names := map[string]string{}
 	for i := range c.Modbus.Devices {
 		d := &c.Modbus.Devices[i]
 		at := fmt.Sprintf("modbus.devices[%d]", i)
@@ -602,23 +601,156 @@ func (c *Config) Validate() error {
 				bad(at, "%v", err)
 			}
 		}
-		if j, dup := names[d.Name]; dup && d.Name != "" {
-			bad(at+".name", "%q: devices[%d] has this name too", d.Name, j)
+		if other, dup := names[d.Name]; dup && d.Name != "" {
+			bad(at+".name", "%q: %s has this name too", d.Name, other)
 		}
-		names[d.Name] = i
-		if d.Transport == "tcp+tls" && d.TLS.CAFile != "" && d.TLS.CertFile != "" && d.TLS.KeyFile != "" {
-			if _, err := modbus.New(*d, modbus.Options{}); err != nil {
-				bad(at+".tls", "%v", err)
+		names[d.Name] = at
+	}
+	for i := range c.Assets {
+		a := &c.Assets[i]
+		at := fmt.Sprintf("assets[%d]", i)
+		switch {
+		case a.Name == "":
+			bad(at+".name", "every asset needs a name")
+		case strings.ContainsAny(a.Name, "/+#\x00"):
+			bad(at+".name", "%q: no / + # (device names are part of MQTT topics)", a.Name)
+		}
+		if other, dup := names[a.Name]; dup && a.Name != "" {
+			bad(at+".name", "%q: %s has this name too", a.Name, other)
+		}
+		names[a.Name] = at
+		if _, err := parseAssetAddr(a.Address); err != nil {
+			bad(at+".address", "%v", err)
+		}
+		for k := range a.Tags {
+			if k == "" {
+				bad(at+".tags", "a tag needs a name")
 			}
 		}
 	}
-	if c.Telemetry.QoS < 0 || c.Telemetry.QoS > 2 {
-		bad("telemetry.qos", "%d: want 0, 1 or 2", c.Telemetry.QoS)
+	if len(ps.list) == 0 {
+		// The names wire events take: every device's and asset's address,
+		// without two names for one.
+		names, conflicts := c.deviceNames()
+		for _, cf := range conflicts {
+			bad(cf.path, "%s", cf.msg)
+		}
+		c.names = names
 	}
-	if len(probs) > 0 {
-		return probs
+	return ps.list
+}
+
+// validateMQTT checks the mqtt section; credentials written in a broker
+// URL are moved out of it first (secrets.go), so that no URL shown
+// anywhere carries them.
+func (c *Config) validateMQTT(ps *problems) {
+	bad := ps.add
+	c.takeURLCredentials(ps)
+	for i, b := range c.MQTT.Brokers {
+		u, err := url.Parse(b)
+		path := fmt.Sprintf("mqtt.brokers[%d]", i)
+		if err != nil || u.Host == "" {
+			bad(path, "%q is not a broker URL (like tcp://broker:1883)", RedactURL(b))
+			continue
+		}
+		switch u.Scheme {
+		case "tcp", "mqtt", "ssl", "tls", "mqtts", "ws", "wss":
+		default:
+			bad(path, "scheme %q: want tcp, ssl, ws or wss", u.Scheme)
+		}
 	}
-	return nil
+	if c.MQTT.PasswordFile != "" && c.MQTT.PasswordEnv != "" {
+		bad("mqtt.password_env", "give password_file or password_env, not both")
+	}
+	if strings.ContainsAny(c.MQTT.TopicPrefix, "#+") || strings.HasSuffix(c.MQTT.TopicPrefix, "/") || strings.HasPrefix(c.MQTT.TopicPrefix, "$") {
+		bad("mqtt.topic_prefix", "%q: no wildcards (+ #), no trailing /, not starting with $", c.MQTT.TopicPrefix)
+	}
+	if t := c.MQTT.TLS; (t.CertFile == "") != (t.KeyFile == "") {
+		bad("mqtt.tls", "cert_file and key_file go together")
+	}
+	if len(c.MQTT.Brokers) > 0 {
+		if c.nodes["mqtt.embedded"] != nil {
+			c.warn("mqtt.embedded", "mqtt.brokers is set, so no embedded broker runs: these settings do nothing")
+		}
+		return
+	}
+	e := &c.MQTT.Embedded
+	if _, _, err := net.SplitHostPort(e.Listen); err != nil {
+		bad("mqtt.embedded.listen", "%q: want host:port", e.Listen)
+		return
+	}
+	switch e.Anonymous {
+	case "read", "none":
+	default:
+		bad("mqtt.embedded.anonymous", "%q: want read or none", e.Anonymous)
+	}
+	users := map[string]int{}
+	for i, u := range e.Users {
+		at := fmt.Sprintf("mqtt.embedded.users[%d]", i)
+		switch {
+		case u.Username == "":
+			bad(at+".username", "every user needs a name")
+		case u.Username == agentUser:
+			bad(at+".username", "%q is the agent's own name on its broker", u.Username)
+		}
+		if j, dup := users[u.Username]; dup {
+			bad(at+".username", "%q: users[%d] has this name too", u.Username, j)
+		}
+		users[u.Username] = i
+		if (u.PasswordFile == "") == (u.PasswordEnv == "") {
+			bad(at, "give password_file or password_env (one of them)")
+		}
+	}
+	c.validateListener(ps, "mqtt.embedded", e.Listen, e.TLS, e.AllowInsecure, false)
+	if e.Anonymous == "read" && !isLoopback(e.Listen) {
+		c.warn("mqtt.embedded.anonymous", "read: anyone who reaches %s can read every alert", e.Listen)
+	}
+}
+
+// validateListener refuses an address that faces the network without TLS,
+// unless allow_insecure says the network is trusted (issue 8: the
+// embedded broker on 0.0.0.0, pprof included, without even a warning).
+func (c *Config) validateListener(ps *problems, at, addr string, t ListenerTLS, insecure, pprof bool) {
+	if (t.CertFile == "") != (t.KeyFile == "") {
+		ps.add(at+".tls", "cert_file and key_file go together")
+	}
+	if t.ClientCAFile != "" && t.CertFile == "" {
+		ps.add(at+".tls", "client_ca_file needs cert_file and key_file")
+	}
+	if isLoopback(addr) {
+		return
+	}
+	what := "the embedded MQTT broker"
+	if at == "http" {
+		what = "/metrics and /readyz"
+		if pprof {
+			what = "/metrics, /readyz and Go's profiler (pprof)"
+		}
+	}
+	switch {
+	case t.CertFile != "":
+		if at == "http" && t.ClientCAFile == "" {
+			c.warn(at+".tls", "%s on %s: TLS without client certificates (client_ca_file): anyone who reaches it can read them", what, addr)
+		}
+	case insecure:
+		c.warn(at+".allow_insecure", "%s on %s, beyond loopback, without TLS", what, addr)
+	default:
+		ps.add(at+".listen", "%s: %s would face the network without TLS: give %s.tls (cert_file, key_file), listen on 127.0.0.1, or set %s.allow_insecure: true on a network you trust",
+			addr, what, at, at)
+	}
+}
+
+// isLoopback says whether a host:port listens on loopback only.
+func isLoopback(hostport string) bool {
+	host, _, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
 }
 
 // parentPath is the path of what encloses path: "a.b[2].c" → "a.b[2]" →
@@ -670,21 +802,6 @@ func (c *Config) tlsConfig() (*tls.Config, error) {
 	return cfg, nil
 }
 
-// password reads the broker password from its file or variable.
-func (c *Config) password() (string, error) {
-	switch {
-	case c.MQTT.PasswordFile != "":
-		b, err := os.ReadFile(c.MQTT.PasswordFile)
-		if err != nil {
-			return "", fmt.Errorf("mqtt password_file: %w", err)
-		}
-		return strings.TrimRight(string(b), "\r\n"), nil
-	case c.MQTT.PasswordEnv != "":
-		return os.Getenv(c.MQTT.PasswordEnv), nil
-	}
-	return "", nil
-}
-
 // File is the path the configuration was read from.
 func (c *Config) File() string { return c.file }
 
@@ -708,5 +825,6 @@ func (c *Config) ReplayOptions(o ReplayOptions, given func(flag string) bool) Re
 	if given("response-timeout") {
 		o.Capture.ResponseTimeout = flags.ResponseTimeout
 	}
+	o.names = c.names
 	return o
 }

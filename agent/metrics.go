@@ -241,9 +241,11 @@ func (a *Agent) handler() http.Handler {
 		// The spool failing to write is not ready (issue 8 §2): alerts
 		// then live in memory only, and go when it is full.
 		ready := a.ready.Load() && st.WriteError == ""
+		up, pending := a.devicesUp()
 		body := map[string]any{"ready": ready, "rules": a.rulesN.Load(), "mqtt_connected": p.Connected,
 			"mqtt_broker": p.Broker, "mqtt_last_error": p.LastError, "spool_depth": st.Depth, "spool_ok": st.WriteError == "",
-			"spool_error": st.WriteError, "spool_memory": st.Memory, "devices": len(a.pollers), "devices_up": a.devicesUp()}
+			"spool_error": st.WriteError, "spool_memory": st.Memory, "devices": len(a.pollers), "devices_up": up,
+			"devices_pending": pending}
 		w.Header().Set("Content-Type", "application/json")
 		if !ready {
 			w.WriteHeader(http.StatusServiceUnavailable)

@@ -27,6 +27,8 @@ type ReplayOptions struct {
 	Baseline *rules.Baseline
 	Site     string
 	Gateway  string
+
+	names *deviceNames // from a configuration (Config.ReplayOptions): wire events carry device names
 }
 
 // ReplaySummary is what a replay counted.
@@ -106,6 +108,7 @@ func (p *pipeline) write() {
 }
 
 func (p *pipeline) event(ev *plcwatch.Event) {
+	p.opts.names.Name(ev)
 	// One event per request in what a user reads: the request's early
 	// copy (StageRequest) is for the rules only (issue 9 §4).
 	if p.opts.Events && ev.Stage != plcwatch.StageRequest {
@@ -119,6 +122,7 @@ func (p *pipeline) event(ev *plcwatch.Event) {
 
 func (p *pipeline) alert(a *plcwatch.Alert) {
 	p.alerts++
+	a.DeviceTags = p.opts.names.Tags(a.Event.Device)
 	p.buf = a.AppendJSON(p.buf[:0])
 	p.write()
 }

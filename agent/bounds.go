@@ -1,0 +1,218 @@
+package agent
+
+import (
+	"fmt"
+	"math"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// bound is the range of one number, size or duration of the configuration
+// file. Every such key has one (issue 8: "queue: 100000000" passed the
+// check and then asked for 85 GB; "heartbeat: 1ns" sent 238,000 heartbeats
+// in 9 s): a test walks the configuration's types and fails on a numeric
+// key without a bound, and another checks that docs/config.md lists every
+// bound as rangeTable renders it.
+type bound struct {
+	path     string  // YAML path, [] for any list item: "modbus.devices[].interval"
+	min, max float64 // inclusive; nanoseconds for durations, bytes for sizes
+	zero     string  // what an explicit 0 means when it is allowed outside min..max ("off"); "" when it is not
+	def      string  // the default, as docs/config.md shows it
+	why      string  // why the range is what it is, for docs/config.md
+	zeroMsg  string  // why an explicit 0 is refused, when one would expect it to mean something
+}
+
+const (
+	kib = 1 << 10
+	mib = 1 << 20
+	gib = 1 << 30
+	tib = 1 << 40
+	ms  = float64(time.Millisecond)
+	sec = float64(time.Second)
+	minute = float64(time.Minute)
+	hour   = float64(time.Hour)
+)
+
+// bounds are the ranges of every number, size and duration in the
+// configuration, in the order docs/config.md lists them.
+var bounds = []bound{
+	{path: "queue", min: 64, max: 262144, def: "8192", why: "events between capture and the rules; about 0.8 KB each"},
+
+	{path: "capture.snaplen", min: 256, max: 262144, def: "65557", why: "bytes kept per packet"},
+	{path: "capture.socket_buffer", min: 64 * kib, max: gib, def: "8388608", why: "bytes; above net.core.rmem_max needs CAP_NET_ADMIN"},
+	{path: "capture.modbus_ports[]", min: 1, max: 65535, def: "[502]", why: "TCP ports, at most 32"},
+	{path: "capture.response_timeout", min: 10 * ms, max: 10 * minute, def: "5s"},
+	{path: "capture.max_outstanding", min: 1, max: 65536, def: "64", why: "requests per connection"},
+	{path: "capture.flow_idle_timeout", min: sec, max: 24 * hour, def: "10m"},
+	{path: "capture.max_flows", min: 1, max: 1 << 20, def: "16384", why: "connections"},
+	{path: "capture.max_flow_buffer", min: kib, max: 16 * mib, def: "65536", why: "bytes per direction of a connection"},
+	{path: "capture.max_buffer", min: kib, max: gib, def: "33554432", why: "bytes in all; at least max_flow_buffer"},
+
+	{path: "mqtt.qos", min: 0, max: 2, def: "1"},
+	{path: "mqtt.keepalive", min: sec, max: 65535 * sec, def: "30s", why: "MQTT counts it in whole seconds (at most 65535); 0, which MQTT takes as \"off\", is refused: the broker would never notice a dead gateway and never publish its offline status",
+		zeroMsg: "MQTT takes 0 as \"no keepalive\": the broker would never notice a dead gateway, nor publish its offline status"},
+	{path: "mqtt.connect_timeout", min: 100 * ms, max: 5 * minute, def: "10s"},
+	{path: "mqtt.publish_timeout", min: 100 * ms, max: 5 * minute, def: "10s"},
+	{path: "mqtt.window", min: 1, max: 65000, def: "256", why: "publishes in flight; MQTT packet ids are 16 bits"},
+	{path: "mqtt.heartbeat", min: sec, max: 24 * hour, zero: "off", def: "1m"},
+	{path: "mqtt.max_attempts", min: 1, max: 1000, zero: "never", def: "5", why: "refusals of one message before it goes to the dead-letter file"},
+	{path: "mqtt.drain_timeout", min: 100 * ms, max: 10 * minute, def: "5s", why: "keep it below systemd's TimeoutStopSec (30s in deploy/plcwatch.service)"},
+
+	{path: "spool.max_bytes", min: mib, max: tib, def: "256MiB"},
+	{path: "spool.segment_bytes", min: 64 * kib, max: gib, def: "max_bytes/16", why: "at most max_bytes"},
+	{path: "spool.fsync_interval", min: 10 * ms, max: hour, def: "1s"},
+	{path: "spool.memory_bytes", min: mib, max: gib, def: "8MiB", why: "alerts held in memory while the disk refuses writes"},
+
+	{path: "alert_log.max_bytes", min: 64 * kib, max: tib, def: "100MiB"},
+	{path: "alert_log.keep", min: 1, max: 1000, def: "5", why: "old files kept"},
+
+	{path: "event_log.max_bytes", min: 64 * kib, max: tib, def: "100MiB"},
+	{path: "event_log.keep", min: 1, max: 1000, def: "5", why: "old files kept"},
+	{path: "event_log.queue", min: 64, max: 1 << 20, def: "4096", why: "events waiting for the writer; beyond, dropped and counted"},
+
+	{path: "telemetry.qos", min: 0, max: 2, def: "0"},
+
+	{path: "modbus.devices[].unit", min: 0, max: 255, def: "1"},
+	{path: "modbus.devices[].interval", min: 10 * ms, max: 24 * hour, def: "10s"},
+	{path: "modbus.devices[].timeout", min: 10 * ms, max: minute, def: "1s", why: "per request"},
+	{path: "modbus.devices[].retries", min: 0, max: 10, def: "1"},
+	{path: "modbus.devices[].backoff", min: 0, max: minute, def: "100ms"},
+	{path: "modbus.devices[].max_registers", min: 1, max: 125, def: "125", why: "the protocol's limit"},
+	{path: "modbus.devices[].max_bits", min: 1, max: 2000, def: "2000", why: "the protocol's limit"},
+	{path: "modbus.devices[].max_gap", min: 0, max: 2000, def: "0", why: "registers or bits"},
+	{path: "modbus.devices[].serial.baud", min: 50, max: 4000000, def: "19200"},
+	{path: "modbus.devices[].serial.data_bits", min: 5, max: 8, def: "8"},
+	{path: "modbus.devices[].serial.stop_bits", min: 1, max: 2, zero: "2 without parity, 1 with", def: "0"},
+	{path: "modbus.devices[].workarounds.pause_after_connect", min: 0, max: minute, def: "0s"},
+	{path: "modbus.devices[].workarounds.pause_between_requests", min: 0, max: 10 * sec, def: "0s"},
+	{path: "modbus.devices[].tags[].unit", min: 0, max: 255, def: "the device's"},
+	{path: "modbus.devices[].tags[].address", min: 0, max: 65535, def: "required"},
+	{path: "modbus.devices[].tags[].bit", min: 0, max: 15, def: "0"},
+	{path: "modbus.devices[].tags[].length", min: 1, max: 125, def: "none", why: "registers of a string tag"},
+	{path: "modbus.devices[].tags[].scale", min: -1e9, max: 1e9, def: "1", why: "not 0"},
+	{path: "modbus.devices[].tags[].offset", min: -1e12, max: 1e12, def: "0"},
+
+	{path: "assets[].unit", min: 0, max: 255, def: "any unit"},
+}
+
+var boundIndex = func() map[string]bound {
+	m := make(map[string]bound, len(bounds))
+	for _, b := range bounds {
+		m[b.path] = b
+	}
+	return m
+}()
+
+// boundOf returns the bound of a value's path ("modbus.devices[3].unit").
+func boundOf(path string) (bound, bool) {
+	b, ok := boundIndex[listIndex.ReplaceAllString(path, "[]")]
+	return b, ok
+}
+
+func (b bound) holds(v float64) bool {
+	return (v == 0 && b.zero != "") || (v >= b.min && v <= b.max)
+}
+
+// Range says the range as a user writes the values: "1s-24h", "64-262144",
+// "1MiB-1TiB", "0 (off) or 1s-24h".
+func (b bound) Range() string {
+	f := fmtNumber
+	switch typeAt(b.path) {
+	case durationType:
+		f = func(v float64) string { return fmtDuration(time.Duration(v)) }
+	case sizeType:
+		f = fmtSize
+	}
+	r := f(b.min) + "-" + f(b.max)
+	if t := typeAt(b.path); t != nil && t.Kind() == reflect.Int && b.max-b.min == 2 {
+		r = fmt.Sprintf("%s, %s or %s", f(b.min), f(b.min+1), f(b.max)) // 0, 1 or 2
+	}
+	if b.zero != "" {
+		r = fmt.Sprintf("0 (%s) or %s", b.zero, r)
+	}
+	return r
+}
+
+func fmtNumber(v float64) string {
+	if v == math.Trunc(v) && math.Abs(v) < 1e15 {
+		if math.Abs(v) >= 1e9 && math.Mod(v, 1e9) == 0 {
+			return strconv.FormatFloat(v, 'g', -1, 64)
+		}
+		return strconv.FormatInt(int64(v), 10)
+	}
+	return strconv.FormatFloat(v, 'g', -1, 64)
+}
+
+// fmtDuration is a duration the way one writes it: 24h, 10m, 1s, 100ms.
+func fmtDuration(d time.Duration) string {
+	switch {
+	case d == 0:
+		return "0s"
+	case d%time.Hour == 0:
+		return fmt.Sprintf("%dh", d/time.Hour)
+	case d%time.Minute == 0:
+		return fmt.Sprintf("%dm", d/time.Minute)
+	case d%time.Second == 0 && d < time.Minute:
+		return fmt.Sprintf("%ds", d/time.Second)
+	case d%time.Millisecond == 0 && d < time.Second:
+		return fmt.Sprintf("%dms", d/time.Millisecond)
+	}
+	return d.String()
+}
+
+// fmtSize is a size the way one writes it: 64KiB, 1GiB, 1000.
+func fmtSize(v float64) string {
+	n := int64(v)
+	for _, u := range []struct {
+		s string
+		n int64
+	}{{"TiB", tib}, {"GiB", gib}, {"MiB", mib}, {"KiB", kib}} {
+		if n >= u.n && n%u.n == 0 {
+			return fmt.Sprintf("%d%s", n/u.n, u.s)
+		}
+	}
+	return strconv.FormatInt(n, 10)
+}
+
+// typeAt is the Go type of the value at a bounds path (nil when the path
+// names nothing).
+func typeAt(path string) reflect.Type {
+	t := reflect.TypeFor[Config]()
+	for _, part := range strings.Split(path, ".") {
+		name, list := strings.CutSuffix(part, "[]")
+		for t.Kind() == reflect.Pointer {
+			t = t.Elem()
+		}
+		if t.Kind() != reflect.Struct {
+			return nil
+		}
+		ft, ok := yamlFields(t)[name]
+		if !ok {
+			return nil
+		}
+		t = ft
+		if list {
+			if t.Kind() != reflect.Slice {
+				return nil
+			}
+			t = t.Elem()
+		}
+	}
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	return t
+}
+
+// rangeTable is the table of docs/config.md: every bound, its range and
+// its default.
+func rangeTable() string {
+	var b strings.Builder
+	b.WriteString("| key | range | default | |\n|---|---|---|---|\n")
+	for _, x := range bounds {
+		fmt.Fprintf(&b, "| `%s` | %s | %s | %s |\n", x.path, x.Range(), x.def, x.why)
+	}
+	return b.String()
+}

@@ -1,0 +1,133 @@
+package agent
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"os"
+	"strings"
+)
+
+// Secrets (issue 8): a broker password may come from password_file,
+// password_env or the broker URL itself (tcp://user:secret@host:1883). It
+// must show nowhere: not in config check, logs, /metrics, /readyz, the
+// heartbeat or alerts. So a password written in a URL is taken out of it
+// when the configuration is read (takeURLCredentials): every URL the agent
+// holds afterwards is clean, and what prints one cannot leak it. Messages
+// about password_file and password_env never repeat their values either:
+// an operator who wrote the password itself there must not see it echoed
+// into a log.
+
+// RedactURL hides the password of a URL's userinfo
+// (tcp://user:xxxxx@host:1883); a string with an @ that does not parse
+// as a URL with userinfo loses everything between the scheme and its last
+// @.
+func RedactURL(s string) string {
+	if u, err := url.Parse(s); err == nil && (u.User != nil || !strings.Contains(s, "@")) {
+		return u.Redacted()
+	}
+	if at := strings.LastIndex(s, "@"); at >= 0 {
+		if i := strings.Index(s, "://"); i >= 0 && i < at {
+			return s[:i+3] + "xxxxx" + s[at:]
+		}
+		return "xxxxx" + s[at:]
+	}
+	return s
+}
+
+// takeURLCredentials moves the user and password written in broker URLs
+// to the mqtt settings, leaving the URLs clean. One user and one password
+// serve every broker (the publisher has one of each), so different ones in
+// different URLs are a problem, as is a password both in a URL and in
+// password_file or password_env.
+func (c *Config) takeURLCredentials(ps *problems) {
+	first := ""
+	for i, b := range c.MQTT.Brokers {
+		path := fmt.Sprintf("mqtt.brokers[%d]", i)
+		u, err := url.Parse(b)
+		if err != nil {
+			// Reported as not a URL; the text must not carry a password
+			// into that message.
+			c.MQTT.Brokers[i] = RedactURL(b)
+			continue
+		}
+		if u.User == nil {
+			continue
+		}
+		user := u.User.Username()
+		pw, hasPW := u.User.Password()
+		u.User = nil
+		c.MQTT.Brokers[i] = u.String()
+		if user != "" {
+			switch {
+			case c.MQTT.Username == "":
+				c.MQTT.Username = user
+			case c.MQTT.Username != user:
+				ps.add(path, "user %q in the URL, but %q elsewhere: one user serves every broker", user, c.MQTT.Username)
+			}
+		}
+		if !hasPW {
+			continue
+		}
+		switch {
+		case c.MQTT.PasswordFile != "" || c.MQTT.PasswordEnv != "":
+			ps.add(path, "a password in the URL, and password_file or password_env too: give one")
+		case first == "":
+			first = path
+			c.MQTT.urlPassword = pw
+			c.warn(path, "a password in the broker URL works and is kept out of every output, but the configuration file is then as secret as a password file: prefer password_file")
+		case c.MQTT.urlPassword != pw:
+			ps.add(path, "another password than %s's: one password serves every broker", first)
+		}
+	}
+}
+
+// password is the broker password: from password_file, password_env or a
+// broker URL.
+func (c *Config) password() (string, error) {
+	switch {
+	case c.MQTT.PasswordFile != "":
+		return readSecretFile("mqtt.password_file", c.MQTT.PasswordFile)
+	case c.MQTT.PasswordEnv != "":
+		return readSecretEnv("mqtt.password_env", c.MQTT.PasswordEnv)
+	}
+	return c.MQTT.urlPassword, nil
+}
+
+// errSecret is a password_file or password_env that gives no password. Its
+// messages name the key, never its value (which might be the password).
+type errSecret struct{ key, msg string }
+
+func (e *errSecret) Error() string { return e.key + ": " + e.msg }
+
+// readSecretFile reads a password file: the first line, without its line
+// ending.
+func readSecretFile(key, path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		return "", &errSecret{key, fmt.Sprintf("the file it names cannot be read: %v (the name is not repeated here: it might be the password itself)", err)}
+	}
+	pw, _, _ := strings.Cut(string(b), "\n")
+	pw = strings.TrimRight(pw, "\r")
+	if pw == "" {
+		return "", &errSecret{key, "the file it names is empty"}
+	}
+	return pw, nil
+}
+
+// readSecretEnv reads a password from the environment.
+func readSecretEnv(key, name string) (string, error) {
+	pw, ok := os.LookupEnv(name)
+	switch {
+	case !ok:
+		return "", &errSecret{key, "the environment has no variable of that name (the name is not repeated here: it might be the password itself)"}
+	case pw == "":
+		return "", &errSecret{key, "the variable it names is empty"}
+	}
+	return pw, nil
+}
