@@ -25,12 +25,12 @@ type bound struct {
 }
 
 const (
-	kib = 1 << 10
-	mib = 1 << 20
-	gib = 1 << 30
-	tib = 1 << 40
-	ms  = float64(time.Millisecond)
-	sec = float64(time.Second)
+	kib    = 1 << 10
+	mib    = 1 << 20
+	gib    = 1 << 30
+	tib    = 1 << 40
+	ms     = float64(time.Millisecond)
+	sec    = float64(time.Second)
 	minute = float64(time.Minute)
 	hour   = float64(time.Hour)
 )

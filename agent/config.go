@@ -151,7 +151,9 @@ type ListenerTLS struct {
 	ClientCAFile string `yaml:"client_ca_file"`
 }
 
-func (t ListenerTLS) enabled() bool { return t.CertFile != "" || t.KeyFile != "" || t.ClientCAFile != "" }
+func (t ListenerTLS) enabled() bool {
+	return t.CertFile != "" || t.KeyFile != "" || t.ClientCAFile != ""
+}
 
 // SpoolConfig is the on-disk outbox.
 type SpoolConfig struct {

@@ -25,7 +25,7 @@ import (
 // Name runs for every wire event: one map lookup and a scan of the few
 // names of one address, no allocation.
 type deviceNames struct {
-	byAddr map[netip.Addr][]nameEntry   // most specific first
+	byAddr map[netip.Addr][]nameEntry  // most specific first
 	tags   map[string][]plcwatch.Label // by device name, for alerts
 }
 
