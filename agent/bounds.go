@@ -125,7 +125,11 @@ func (b bound) Range() string {
 	case sizeType:
 		f = fmtSize
 	}
-	r := f(b.min) + "-" + f(b.max)
+	sep := "-"
+	if b.min < 0 {
+		sep = " to "
+	}
+	r := f(b.min) + sep + f(b.max)
 	if t := typeAt(b.path); t != nil && t.Kind() == reflect.Int && b.max-b.min == 2 {
 		r = fmt.Sprintf("%s, %s or %s", f(b.min), f(b.min+1), f(b.max)) // 0, 1 or 2
 	}
@@ -136,13 +140,10 @@ func (b bound) Range() string {
 }
 
 func fmtNumber(v float64) string {
-	if v == math.Trunc(v) && math.Abs(v) < 1e15 {
-		if math.Abs(v) >= 1e9 && math.Mod(v, 1e9) == 0 {
-			return strconv.FormatFloat(v, 'g', -1, 64)
-		}
+	if v == math.Trunc(v) && math.Abs(v) < 1e7 {
 		return strconv.FormatInt(int64(v), 10)
 	}
-	return strconv.FormatFloat(v, 'g', -1, 64)
+	return strings.NewReplacer("e+0", "e", "e+", "e", "e-0", "e-").Replace(strconv.FormatFloat(v, 'g', -1, 64))
 }
 
 // fmtDuration is a duration the way one writes it: 24h, 10m, 1s, 100ms.

@@ -37,6 +37,7 @@ const agentUser = "plcwatch-agent"
 // will could overwrite the retained status).
 type embeddedBroker struct {
 	server   *mochi.Server
+	addr     string // where it listens (mqtt.embedded.listen, resolved)
 	url      string // where the agent connects
 	password string // the agent's
 }
@@ -80,6 +81,7 @@ func startBroker(cfg *Config, log *slog.Logger) (*embeddedBroker, error) {
 		ln.Close()
 		return nil, err
 	}
+	b.addr = ln.Addr().String()
 	if tlsCfg == nil {
 		b.url = "tcp://" + connectAddr(ln.Addr())
 	} else {

@@ -264,7 +264,7 @@ func canWriteDir(dir string) error {
 			}
 			return nil
 		}
-		if !errors.Is(err, fs.ErrNotExist) || d == filepath.Dir(d) {
+		if !(errors.Is(err, fs.ErrNotExist) || errors.Is(err, unix.ENOTDIR)) || d == filepath.Dir(d) {
 			return err
 		}
 	}

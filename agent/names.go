@@ -25,7 +25,7 @@ import (
 // Name runs for every wire event: one map lookup and a scan of the few
 // names of one address, no allocation.
 type deviceNames struct {
-	byAddr map[netip.Addr][]nameEntry  // most specific first
+	byAddr map[[16]byte][]nameEntry    // by IP address (IPv4 as IPv4-mapped IPv6), most specific first
 	tags   map[string][]plcwatch.Label // by device name, for alerts
 }
 
@@ -54,7 +54,7 @@ func (n *deviceNames) Name(ev *plcwatch.Event) {
 	if n == nil || len(n.byAddr) == 0 || ev.Source != plcwatch.Wire || !ev.Server.IsValid() {
 		return
 	}
-	for _, e := range n.byAddr[ev.Server.Addr().Unmap()] {
+	for _, e := range n.byAddr[ev.Server.Addr().As16()] {
 		if (e.port == 0 || e.port == ev.Server.Port()) &&
 			(e.unit == plcwatch.AnyUnit || (ev.Protocol == plcwatch.ProtoModbus && e.unit == int(ev.Unit))) {
 			ev.Device = e.name
@@ -106,10 +106,10 @@ func (c *Config) deviceNames() (*deviceNames, []nameConflict) {
 		slices.SortFunc(asset.Tags, func(x, y plcwatch.Label) int { return cmp.Compare(x.Key, y.Key) })
 		all = append(all, given{asset, fmt.Sprintf("assets[%d]", i)})
 	}
-	n := &deviceNames{byAddr: map[netip.Addr][]nameEntry{}, tags: map[string][]plcwatch.Label{}}
+	n := &deviceNames{byAddr: map[[16]byte][]nameEntry{}, tags: map[string][]plcwatch.Label{}}
 	var conflicts []nameConflict
 	type key struct {
-		addr netip.Addr
+		addr [16]byte
 		port uint16
 		unit int
 	}
@@ -119,7 +119,7 @@ func (c *Config) deviceNames() (*deviceNames, []nameConflict) {
 		if len(a.Tags) > 0 {
 			n.tags[a.Name] = a.Tags
 		}
-		k := key{a.Addr.Addr().Unmap(), a.Addr.Port(), a.Unit}
+		k := key{a.Addr.Addr().As16(), a.Addr.Port(), a.Unit}
 		e := nameEntry{port: k.port, unit: k.unit, weak: a.Weak, name: a.Name, from: g.from}
 		i, seen := at[k]
 		if !seen {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -114,5 +115,66 @@ func TestUsageErrors(t *testing.T) {
 	}
 	if code, out, _ := plcwatch(t, "version"); code != 0 || !strings.HasPrefix(out, "plcwatch ") {
 		t.Errorf("version: exit %d, %q", code, out)
+	}
+}
+
+// TestReplayWithConfigNamesDevices: with --config, wire events to a
+// configured device's address carry its name, a unit's asset wins, and
+// rules on device names fire (issue 9).
+func TestReplayWithConfigNamesDevices(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "rules.yaml"), []byte(`rules:
+  - {id: plc-1-writes, title: writes to plc-1, severity: high, match: {device: plc-1, op: write}}
+  - {id: meter-writes, title: writes to the meter, severity: high, match: {device: meter, op: write}}
+`), 0o644)
+	cfg := filepath.Join(dir, "plcwatch.yaml")
+	os.WriteFile(cfg, []byte(`site: plant-b
+gateway: gw-9
+rules: {paths: [rules.yaml]}
+modbus:
+  devices:
+    - {name: plc-1, address: "127.0.0.1:502", unit: 4, tags: [{name: t, register: 40001}]}
+assets:
+  - {name: meter, address: "127.0.0.1:502", unit: 6, tags: {zone: z1}}
+`), 0o644)
+	code, out, errOut := plcwatch(t, "replay", "--pcap", example, "--config", cfg, "--events")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	devices := map[string]string{}
+	counts := map[string]int{}
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		var v struct {
+			Device, Server, Site string
+			Unit                 int
+			Rule                 struct{ ID string }
+			Event                struct{ Device string }
+			Count                int
+			DeviceTags           map[string]string `json:"device_tags"`
+		}
+		if err := json.Unmarshal([]byte(l), &v); err != nil {
+			t.Fatalf("not JSON: %s", l)
+		}
+		if v.Rule.ID == "" {
+			devices[fmt.Sprintf("%s/%d", v.Server, v.Unit)] = v.Device
+			continue
+		}
+		counts[v.Rule.ID] += v.Count
+		if v.Site != "plant-b" || (v.Rule.ID == "meter-writes" && v.DeviceTags["zone"] != "z1") || (v.Rule.ID == "plc-1-writes" && v.DeviceTags != nil) {
+			t.Errorf("alert: %s", l)
+		}
+	}
+	for k, want := range map[string]string{"127.0.0.1:502/4": "plc-1", "127.0.0.1:502/6": "meter", "127.0.0.1:502/7": "plc-1", "3.15.227.20:502/0": "3.15.227.20:502"} {
+		if devices[k] != want {
+			t.Errorf("%s: device %q, want %q", k, devices[k], want)
+		}
+	}
+	if counts["plc-1-writes"] != 6 || counts["meter-writes"] != 3 {
+		t.Errorf("alerts per rule (events counted): %v, want plc-1-writes 6, meter-writes 3", counts)
+	}
+	// Without --config, the address.
+	_, out, _ = plcwatch(t, "replay", "--pcap", example, "--events")
+	if strings.Contains(out, `"plc-1"`) {
+		t.Error("names without a configuration")
 	}
 }

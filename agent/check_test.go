@@ -1,0 +1,126 @@
+package agent
+
+import (
+	"errors"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// checkDir is a folder with a valid rule file (rules/r.yaml), a password
+// file, and whatever files writes.
+func checkDir(t *testing.T, files map[string]string) string {
+	t.Helper()
+	dir := t.TempDir()
+	files["rules/r.yaml"] = "rules:\n  - {id: w, title: writes, severity: low, match: {op: write}}\n"
+	files["pw"] = "secret\n"
+	for name, text := range files {
+		path := filepath.Join(dir, name)
+		os.MkdirAll(filepath.Dir(path), 0o755)
+		if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// TestCheckFindsWhatRunRefuses: Check reads what the configuration names
+// and looks at the machine, so that "config check" refuses whatever "run"
+// would (issue 9).
+func TestCheckFindsWhatRunRefuses(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	free := func() string {
+		l, _ := net.Listen("tcp", "127.0.0.1:0")
+		defer l.Close()
+		return l.Addr().String()
+	}
+	base := "site: s\ngateway: g\nspool: {dir: spool}\nhttp: {listen: \"" + free() + "\"}\nmqtt: {embedded: {listen: \"" + free() + "\"}}\n"
+	tests := []struct {
+		name   string
+		files  map[string]string
+		config string
+		want   []string // "line:col: message" prefixes, or "FILE:line:col: ..." for other files
+	}{
+		{"valid", nil, base + "rules: {paths: [rules]}\n", nil},
+		{"rules matching nothing", map[string]string{"empty/README": "x"},
+			base + "rules: {paths: [rules, nowhere, empty, \"rules/*.yml\"]}\n", []string{
+				"6:24: rules.paths[1]: DIR/nowhere: no such file or directory",
+				"6:33: rules.paths[2]: DIR/empty has no rule files (.yaml, .yml) in it",
+				`6:40: rules.paths[3]: DIR/rules/*.yml matches no rule file`}},
+		{"rule problems", map[string]string{"more/bad.yaml": "rules:\n  - {id: x, title: t, severity: loud, match: {op: write}}\n"},
+			base + "rules: {paths: [rules, more]}\n", []string{`DIR/more/bad.yaml:2:33: severity "loud"`}},
+		{"baseline", map[string]string{"base.json": "{not json"},
+			base + "rules: {paths: [rules], baseline_file: base.json}\n", []string{"6:40: rules.baseline_file: baseline DIR/base.json: invalid character"}},
+		{"password and certificates", nil,
+			strings.Replace(base, "mqtt: {embedded", "mqtt: {password_file: nope, tls: {ca_file: ca.pem}, brokers: [\"tcp://b:1883\"], embedded", 1) +
+				"rules: {paths: [rules]}\n", []string{
+				"5:23: mqtt.password_file: the file it names cannot be read: no such file or directory",
+				"5:34: mqtt.tls: ca_file: open DIR/ca.pem: no such file or directory"}},
+		{"interfaces", nil, base + "rules: {paths: [rules]}\ncapture: {interfaces: [lo, nosuch0]}\n",
+			[]string{`7:28: capture.interfaces[1]: "nosuch0": no such network interface (this machine has: `}},
+		{"ports in use", nil,
+			"site: s\nspool: {dir: spool}\nhttp: {listen: \"" + busy.Addr().String() + "\"}\nmqtt: {embedded: {listen: \"" + busy.Addr().String() + "\"}}\nrules: {paths: [rules]}\n",
+			[]string{"3:16: http.listen: " + busy.Addr().String() + ": address already in use",
+				"4:27: mqtt.embedded.listen: " + busy.Addr().String() + ": address already in use: the embedded broker cannot listen there"}},
+		{"folders", map[string]string{"file": "x"}, strings.Replace(base, "spool: {dir: spool}", "spool: {dir: file/spool}\nalert_log: {path: file/a/alerts.jsonl}", 1) +
+			"rules: {paths: [rules]}\n", []string{"3:14: spool.dir: DIR/file/spool: DIR/file is not a folder",
+			"4:19: alert_log.path: DIR/file/a/alerts.jsonl: DIR/file is not a folder"}},
+		{"embedded broker files", nil, strings.Replace(base, "mqtt: {embedded: {", "mqtt: {embedded: {users: [{username: u, password_env: PLCWATCH_NO_SUCH_VAR}], tls: {cert_file: c.pem, key_file: k.pem}, ", 1) +
+			"rules: {paths: [rules]}\n", []string{
+			"5:55: mqtt.embedded.users[0].password_env: the environment has no variable of that name",
+			"5:84: mqtt.embedded.tls: certificate: open DIR/c.pem: no such file or directory"}},
+	}
+	if os.Geteuid() != 0 {
+		// Capturing on lo needs the privilege this user lacks: Check says
+		// so, as run would (as root, cmd/plcwatch's test drops it).
+		for i := range tests {
+			if tests[i].name == "interfaces" {
+				tests[i].want = append([]string{`7:24: capture.interfaces[0]: interface "lo": `}, tests[i].want...)
+			}
+		}
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.files == nil {
+				tc.files = map[string]string{}
+			}
+			dir := checkDir(t, tc.files)
+			path := filepath.Join(dir, "plcwatch.yaml")
+			os.WriteFile(path, []byte(tc.config), 0o600)
+			cfg, err := Check(path, CheckOptions{})
+			var got []string
+			var ce ConfigError
+			if errors.As(err, &ce) {
+				for _, p := range ce {
+					s := strings.ReplaceAll(p.Error(), dir, "DIR")
+					got = append(got, strings.TrimPrefix(s, "DIR/plcwatch.yaml:"))
+				}
+			} else if err != nil {
+				t.Fatal(err)
+			}
+			if len(got) != len(tc.want) {
+				t.Fatalf("%d problems, want %d:\n%s", len(got), len(tc.want), strings.Join(got, "\n"))
+			}
+			for i, w := range tc.want {
+				if !strings.HasPrefix(got[i], w) {
+					t.Errorf("problem %d:\n got  %s\n want %s...", i, got[i], w)
+				}
+			}
+			if tc.want == nil && (cfg == nil || cfg.ruleSet == nil) {
+				t.Errorf("a valid configuration without its rules: %v", cfg)
+			}
+			if tc.name == "ports in use" {
+				// Offline, the machine is not looked at.
+				if _, err := Check(path, CheckOptions{Offline: true}); err != nil {
+					t.Errorf("offline: %v", err)
+				}
+			}
+		})
+	}
+}

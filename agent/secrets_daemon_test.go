@@ -1,0 +1,141 @@
+package agent_test
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/plcwatch/plcwatch/agent/mqtttest"
+	"github.com/plcwatch/plcwatch/sim/modbussim"
+)
+
+// TestNoOutputShowsTheBrokerPassword plants a broker password — in the
+// broker URL, in password_file, in password_env — runs the daemon at debug
+// level until it has published its status, a heartbeat and alerts, and
+// greps every output for it: the log, /metrics, /readyz, the local alert
+// log, "config check", and every message on the broker (issue 8: the
+// password of tcp://user:secret@host showed in config check, logs and
+// /metrics labels). A wrong password, which fills the log with connection
+// errors, and a password written where its file's name belongs are
+// grepped too.
+func TestNoOutputShowsTheBrokerPassword(t *testing.T) {
+	const secret = "S3cret-Planted-7f3a9"
+	broker := mqtttest.Broker(t, &mqtttest.BrokerOptions{Username: "alice", Password: secret})
+	host := strings.TrimPrefix(broker, "tcp://")
+	img := &modbussim.Image{}
+	img.SetHolding(0, 42)
+	plc, err := modbussim.Serve(mqtttest.FreeAddr(t), img, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer plc.Close()
+	t.Setenv("PLCWATCH_TEST_MQTT_PASSWORD", secret)
+	for _, tc := range []struct {
+		name, mqtt string
+		works      bool
+	}{
+		{"password in the URL", `brokers: ["tcp://alice:` + secret + `@` + host + `"]`, true},
+		{"password_file", `brokers: ["` + broker + `"], username: alice, password_file: pw`, true},
+		{"password_env", `brokers: ["` + broker + `"], username: alice, password_env: PLCWATCH_TEST_MQTT_PASSWORD`, true},
+		{"wrong password in the URL", `brokers: ["tcp://alice:WRONG-` + secret + `@` + host + `"]`, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			os.WriteFile(filepath.Join(dir, "pw"), []byte(secret+"\n"), 0o600)
+			writeRules(t, dir, "rules:\n  - {id: polled, title: a polled value, severity: low, match: {source: poll, tag: t}, fold: 0s}\n")
+			pfx := prefix(t)
+			httpAddr := mqtttest.FreeAddr(t)
+			cfg := fmt.Sprintf(`site: lab
+gateway: gw-secret
+log: {level: debug}
+rules: {paths: [rules]}
+mqtt: {%s, topic_prefix: %s, heartbeat: 1s, client_id: %s}
+spool: {dir: spool}
+http: {listen: %q}
+alert_log: {path: alerts.jsonl}
+modbus:
+  devices:
+    - {name: plc, address: %q, interval: 100ms, tags: [{name: t, register: "40001"}]}
+`, tc.mqtt, pfx, strings.ReplaceAll(pfx, "/", "-"), httpAddr, plc.Addr)
+			// config check says ok, or what is wrong, without the secret.
+			os.WriteFile(filepath.Join(dir, "check.yaml"), []byte(cfg), 0o600)
+			out, _ := exec.Command(binary, "config", "check", filepath.Join(dir, "check.yaml")).CombinedOutput()
+			surfaces := map[string]string{"config check": string(out)}
+			var sub *mqtttest.Subscriber
+			if tc.works {
+				sub = mqtttest.Subscribe(t, "tcp://alice:"+secret+"@"+host, pfx+"/#")
+			}
+			d := startDaemon(t, dir, cfg)
+			if tc.works {
+				_, err := sub.WaitFor(15*time.Second, func(m []mqtttest.Message) bool {
+					var status, beat, alert bool
+					for _, x := range m {
+						status = status || strings.HasSuffix(x.Topic, "/status")
+						beat = beat || strings.HasSuffix(x.Topic, "/heartbeat")
+						alert = alert || strings.Contains(x.Topic, "/alerts/")
+					}
+					return status && beat && alert
+				})
+				if err != nil {
+					t.Fatalf("no status, heartbeat and alert: %s", d.Log())
+				}
+			} else {
+				d.waitLog("cannot connect to mqtt broker")
+			}
+			for _, path := range []string{"/metrics", "/readyz"} {
+				resp, err := http.Get("http://" + httpAddr + path)
+				if err != nil {
+					t.Fatal(err)
+				}
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				surfaces[path] = string(body)
+			}
+			if !strings.Contains(surfaces["/metrics"], `plcwatch_mqtt_connected{broker="`) {
+				t.Errorf("no broker label in /metrics:\n%s", surfaces["/metrics"])
+			}
+			d.signal(os.Interrupt)
+			<-d.done
+			surfaces["log"] = d.Log()
+			alertLog, _ := os.ReadFile(filepath.Join(dir, "alerts.jsonl"))
+			surfaces["alert log"] = string(alertLog)
+			if sub != nil {
+				var all strings.Builder
+				for _, m := range sub.Messages() {
+					fmt.Fprintf(&all, "%s %s\n", m.Topic, m.Payload)
+				}
+				surfaces["mqtt messages"] = all.String()
+			}
+			if tc.works && !strings.Contains(surfaces["alert log"], `"polled"`) {
+				t.Errorf("no alert in the alert log")
+			}
+			for name, text := range surfaces {
+				if strings.Contains(text, secret) || strings.Contains(text, "PLCWATCH_TEST_MQTT_PASSWORD="+secret) {
+					i := strings.Index(text, secret)
+					t.Errorf("%s shows the password: ...%s...", name, text[max(0, i-200):min(len(text), i+50)])
+				}
+			}
+		})
+	}
+	// A password written where its file's name or its variable's name
+	// belongs is not echoed by the problem that says so.
+	dir := t.TempDir()
+	writeRules(t, dir, "rules:\n  - {id: w, title: w, severity: low, match: {op: write}}\n")
+	for _, mistake := range []string{"password_file: " + secret, "password_env: " + secret} {
+		cfg := fmt.Sprintf("rules: {paths: [rules]}\nspool: {dir: spool}\nhttp: {listen: \"off\"}\nmqtt: {brokers: [%q], username: alice, %s}\n", broker, mistake)
+		path := filepath.Join(dir, "plcwatch.yaml")
+		os.WriteFile(path, []byte(cfg), 0o600)
+		for _, args := range [][]string{{"config", "check", path}, {"run", "--config", path}} {
+			out, err := exec.Command(binary, args...).CombinedOutput()
+			if exitCode(err) != 1 || strings.Contains(string(out), secret) || !strings.Contains(string(out), "it might be the password itself") {
+				t.Errorf("%s, %v: exit %d:\n%s", mistake, args, exitCode(err), out)
+			}
+		}
+	}
+}
