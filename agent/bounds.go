@@ -35,9 +35,9 @@ const (
 	hour   = float64(time.Hour)
 )
 
-// bounds are the ranges of every number, size and duration in the
+// boundList are the ranges of every number, size and duration in the
 // configuration, in the order docs/config.md lists them.
-var bounds = []bound{
+var boundList = []bound{
 	{path: "queue", min: 64, max: 262144, def: "8192", why: "events between capture and the rules; about 0.8 KB each"},
 
 	{path: "capture.snaplen", min: 256, max: 262144, def: "65557", why: "bytes kept per packet"},
@@ -97,19 +97,14 @@ var bounds = []bound{
 	{path: "assets[].unit", min: 0, max: 255, def: "any unit"},
 }
 
-var boundIndex = func() map[string]bound {
-	m := make(map[string]bound, len(bounds))
-	for _, b := range bounds {
+// bounds are boundList by path.
+var bounds = func() map[string]bound {
+	m := make(map[string]bound, len(boundList))
+	for _, b := range boundList {
 		m[b.path] = b
 	}
 	return m
 }()
-
-// boundOf returns the bound of a value's path ("modbus.devices[3].unit").
-func boundOf(path string) (bound, bool) {
-	b, ok := boundIndex[listIndex.ReplaceAllString(path, "[]")]
-	return b, ok
-}
 
 func (b bound) holds(v float64) bool {
 	return (v == 0 && b.zero != "") || (v >= b.min && v <= b.max)
@@ -212,7 +207,7 @@ func typeAt(path string) reflect.Type {
 func rangeTable() string {
 	var b strings.Builder
 	b.WriteString("| key | range | default | |\n|---|---|---|---|\n")
-	for _, x := range bounds {
+	for _, x := range boundList {
 		fmt.Fprintf(&b, "| `%s` | %s | %s | %s |\n", x.path, x.Range(), x.def, x.why)
 	}
 	return b.String()

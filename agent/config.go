@@ -316,7 +316,10 @@ func parse(path string, src []byte) (*Config, ConfigError) {
 		}
 		switch {
 		case root.Kind == yaml.MappingNode:
-			d.walk(root, reflect.TypeFor[Config](), "")
+			d.walk(root, reflect.TypeFor[Config](), "", "")
+			if d.steps > maxSteps {
+				return nil, ConfigError{d.probs[len(d.probs)-1]}
+			}
 			if err := root.Decode(cfg); err != nil {
 				// What the walk did not foresee, in yaml.v3's words.
 				d.probs = append(d.probs, decodeProblems(path, src, err, d.probs)...)

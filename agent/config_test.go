@@ -319,13 +319,13 @@ func TestEveryNumberHasARange(t *testing.T) {
 		switch typ.Kind() {
 		case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64, reflect.Uint, reflect.Uint8,
 			reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Float32, reflect.Float64:
-			if _, ok := boundIndex[path]; !ok {
+			if _, ok := bounds[path]; !ok {
 				t.Errorf("%s (%s) has no range in bounds.go", path, typ)
 			}
 		}
 	}
 	walk(reflect.TypeFor[Config](), "")
-	for _, b := range bounds {
+	for _, b := range boundList {
 		if typeAt(b.path) == nil {
 			t.Errorf("bound %s names no key", b.path)
 		}
@@ -340,7 +340,7 @@ func TestDefaultsAreInRange(t *testing.T) {
 	cfg := &Config{Alerts: AlertLog{Path: "alerts.jsonl"}, nodes: map[string]*yaml.Node{}}
 	cfg.Defaults()
 	v := reflect.ValueOf(cfg).Elem()
-	for _, b := range bounds {
+	for _, b := range boundList {
 		if strings.Contains(b.path, "[]") {
 			continue // list items have no defaults without items
 		}
@@ -386,7 +386,7 @@ func fieldByYAML(v reflect.Value, name string) reflect.Value {
 // (a problem that says the range, at the value) and at both ends of it
 // (no range problem).
 func TestRangesAreChecked(t *testing.T) {
-	for _, b := range bounds {
+	for _, b := range boundList {
 		typ := typeAt(b.path)
 		write := func(v float64) string {
 			switch {
@@ -522,6 +522,27 @@ func TestRedactURL(t *testing.T) {
 	} {
 		if got := RedactURL(in); got != want {
 			t.Errorf("RedactURL(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// BenchmarkParseConfig reads a configuration of 100 devices of 100 tags
+// (10,000 tags): keys, types, ranges, defaults, validation and names.
+func BenchmarkParseConfig(b *testing.B) {
+	var s strings.Builder
+	s.WriteString("rules: {paths: [r]}\nmodbus:\n  devices:\n")
+	for d := range 100 {
+		fmt.Fprintf(&s, "    - name: dev-%d\n      address: 10.0.%d.%d:502\n      interval: 1s\n      tags:\n", d, d/250, d%250+1)
+		for t := range 100 {
+			fmt.Fprintf(&s, "        - {name: t%d, table: holding, address: %d, type: uint16, scale: 0.1, uom: degC}\n", t, t)
+		}
+	}
+	src := []byte(s.String())
+	b.SetBytes(int64(len(src)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := ParseConfig("/etc/plcwatch/test.yaml", src); err != nil {
+			b.Fatal(err)
 		}
 	}
 }

@@ -28,7 +28,14 @@ type decoder struct {
 	nodes map[string]*yaml.Node // field path ("mqtt.brokers[1]") -> value node
 	probs []Problem
 	bad   []string // paths that have a problem of their own: later checks keep quiet about them
+	steps int      // values walked, aliases expanded: bounded (maxSteps)
+	types map[reflect.Type]map[string]reflect.Type // yamlFields, per struct type
 }
+
+// maxSteps bounds the values a configuration may expand to through YAML
+// aliases ("billion laughs"): 100 devices of 100 tags are about 50,000; a
+// file beyond it is refused whole.
+const maxSteps = 1 << 21
 
 var (
 	durationType = reflect.TypeFor[time.Duration]()
@@ -66,12 +73,16 @@ func shown(n *yaml.Node) string {
 	return v
 }
 
-// listIndex turns the indexes of a path into [] for the bounds table:
-// "modbus.devices[3].interval" → "modbus.devices[].interval".
-var listIndex = regexp.MustCompile(`\[\d+\]`)
-
-// walk checks n against t; path names it in messages.
-func (d *decoder) walk(n *yaml.Node, t reflect.Type, path string) {
+// walk checks n against t; path names it in messages, pat is path with
+// [] for list indexes (the key of bounds and wants).
+func (d *decoder) walk(n *yaml.Node, t reflect.Type, path, pat string) {
+	if d.steps++; d.steps > maxSteps {
+		if d.steps == maxSteps+1 {
+			d.probs = append(d.probs, Problem{File: d.file, Line: n.Line, Col: n.Column,
+				Msg: fmt.Sprintf("the file expands, through its aliases, to more than %d values: too large to check (from here on)", maxSteps)})
+		}
+		return
+	}
 	at := n
 	for n.Kind == yaml.AliasNode && n.Alias != nil {
 		n = n.Alias
@@ -87,10 +98,10 @@ func (d *decoder) walk(n *yaml.Node, t reflect.Type, path string) {
 	}
 	switch {
 	case t == durationType:
-		d.duration(n, path)
+		d.duration(n, path, pat)
 		return
 	case t == sizeType:
-		d.size(n, path)
+		d.size(n, path, pat)
 		return
 	case t == timeType:
 		return
@@ -102,30 +113,30 @@ func (d *decoder) walk(n *yaml.Node, t reflect.Type, path string) {
 		}
 	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
 		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
-		d.integer(n, t, path)
+		d.integer(n, t, path, pat)
 	case reflect.Float32, reflect.Float64:
-		d.float(n, path)
+		d.float(n, path, pat)
 	case reflect.String:
 		if n.Kind != yaml.ScalarNode {
-			d.wrongType(n, path, want(path, "one value, not a list or a mapping"))
+			d.wrongType(n, path, want(pat, "one value, not a list or a mapping"))
 		}
 	case reflect.Struct:
 		if n.Kind != yaml.MappingNode {
-			d.wrongType(n, path, want(path, "keys and values below it (a mapping)"))
+			d.wrongType(n, path, want(pat, "keys and values below it (a mapping)"))
 			return
 		}
-		d.mapping(n, t, path)
+		d.mapping(n, t, path, pat)
 	case reflect.Slice:
 		if n.Kind != yaml.SequenceNode {
-			d.wrongType(n, path, want(path, "a list, like [a, b]"))
+			d.wrongType(n, path, want(pat, "a list, like [a, b]"))
 			return
 		}
 		for i, item := range n.Content {
-			d.walk(item, t.Elem(), fmt.Sprintf("%s[%d]", path, i))
+			d.walk(item, t.Elem(), path+"["+strconv.Itoa(i)+"]", pat+"[]")
 		}
 	case reflect.Map:
 		if n.Kind != yaml.MappingNode {
-			d.wrongType(n, path, want(path, "keys and values, like {key: value}"))
+			d.wrongType(n, path, want(pat, "keys and values, like {key: value}"))
 			return
 		}
 		for _, kv := range pairs(n) {
@@ -133,7 +144,7 @@ func (d *decoder) walk(n *yaml.Node, t reflect.Type, path string) {
 				d.wrongType(kv[0], path, "a name as the key")
 				continue
 			}
-			d.walk(kv[1], t.Elem(), path+"."+kv[0].Value)
+			d.walk(kv[1], t.Elem(), path+"."+kv[0].Value, pat+".*")
 		}
 	}
 }
@@ -156,9 +167,9 @@ var wants = map[string]string{
 	"modbus.devices[].tags[].offset": "a number, like -40",
 }
 
-// want is what the value at path wants, or generic.
-func want(path, generic string) string {
-	if w, ok := wants[listIndex.ReplaceAllString(path, "[]")]; ok {
+// want is what the value at pat wants, or generic.
+func want(pat, generic string) string {
+	if w, ok := wants[pat]; ok {
 		return w
 	}
 	return generic
@@ -200,13 +211,25 @@ func pairs(n *yaml.Node) [][2]*yaml.Node {
 
 // mapping checks a struct's keys: unknown ones are problems (with a guess
 // at what was meant), known ones are walked.
-func (d *decoder) mapping(n *yaml.Node, t reflect.Type, path string) {
-	fields := yamlFields(t)
+func (d *decoder) mapping(n *yaml.Node, t reflect.Type, path, pat string) {
+	fields, ok := d.types[t]
+	if !ok {
+		if d.types == nil {
+			d.types = map[reflect.Type]map[string]reflect.Type{}
+		}
+		fields = yamlFields(t)
+		d.types[t] = fields
+	}
 	first := map[string]*yaml.Node{}
 	for _, kv := range pairs(n) {
 		k, v := kv[0], kv[1]
 		ft, ok := fields[k.Value]
-		where := strings.TrimPrefix(path+"."+k.Value, ".")
+		where := k.Value
+		wherePat := k.Value
+		if path != "" {
+			where = path + "." + k.Value
+			wherePat = pat + "." + k.Value
+		}
 		if !ok {
 			msg := fmt.Sprintf("unknown key %q", k.Value)
 			if path != "" {
@@ -233,7 +256,7 @@ func (d *decoder) mapping(n *yaml.Node, t reflect.Type, path string) {
 			continue
 		}
 		first[k.Value] = k
-		d.walk(v, ft, where)
+		d.walk(v, ft, where, wherePat)
 	}
 }
 
@@ -256,7 +279,7 @@ func yamlFields(t reflect.Type) map[string]reflect.Type {
 	return fields
 }
 
-func (d *decoder) duration(n *yaml.Node, path string) {
+func (d *decoder) duration(n *yaml.Node, path, pat string) {
 	if n.Kind != yaml.ScalarNode {
 		d.wrongType(n, path, "a duration with a unit, like 2s")
 		return
@@ -271,29 +294,29 @@ func (d *decoder) duration(n *yaml.Node, path string) {
 		// and an operator turning something off, do not.
 		n.Tag = "!!str"
 	}
-	d.inBounds(n, path, float64(v))
+	d.inBounds(n, path, pat, float64(v))
 }
 
-func (d *decoder) size(n *yaml.Node, path string) {
+func (d *decoder) size(n *yaml.Node, path, pat string) {
 	v, ok := parseSize(n.Value)
 	if n.Kind != yaml.ScalarNode || !ok {
 		d.wrongType(n, path, "a size in bytes, like 1048576, 64KiB or 256MiB")
 		return
 	}
-	d.inBounds(n, path, float64(v))
+	d.inBounds(n, path, pat, float64(v))
 }
 
-func (d *decoder) integer(n *yaml.Node, t reflect.Type, path string) {
+func (d *decoder) integer(n *yaml.Node, t reflect.Type, path, pat string) {
 	want := "a whole number"
-	if strings.HasSuffix(listIndex.ReplaceAllString(path, ""), "ports") {
+	if strings.HasSuffix(strings.TrimSuffix(pat, "[]"), "ports") {
 		want = "a TCP port, 1-65535"
 	}
 	if n.Kind != yaml.ScalarNode || n.Tag != "!!int" {
 		d.wrongType(n, path, want)
 		return
 	}
-	var v int64
-	if err := n.Decode(&v); err != nil {
+	v, err := strconv.ParseInt(n.Value, 0, 64)
+	if err != nil && n.Decode(&v) != nil { // YAML's other forms of integers (0o17, 1_000)
 		d.wrongType(n, path, want)
 		return
 	}
@@ -305,33 +328,37 @@ func (d *decoder) integer(n *yaml.Node, t reflect.Type, path string) {
 		ok = t.Bits() == 64 || (v >= -1<<(t.Bits()-1) && v < 1<<(t.Bits()-1))
 	}
 	if !ok {
-		if _, has := boundOf(path); !has {
+		if _, has := bounds[pat]; !has {
 			d.wrongType(n, path, want+" that fits")
 			return
 		}
-		d.inBounds(n, path, float64(v)) // says the range
+		d.inBounds(n, path, pat, float64(v)) // says the range
 		*n = yaml.Node{Kind: yaml.ScalarNode, Tag: "!!null", Line: n.Line, Column: n.Column}
 		return
 	}
-	d.inBounds(n, path, float64(v))
+	d.inBounds(n, path, pat, float64(v))
 }
 
-func (d *decoder) float(n *yaml.Node, path string) {
-	var v float64
-	if n.Kind != yaml.ScalarNode || (n.Tag != "!!int" && n.Tag != "!!float") || n.Decode(&v) != nil {
-		d.wrongType(n, path, want(path, "a number, like 0.5"))
+func (d *decoder) float(n *yaml.Node, path, pat string) {
+	if n.Kind != yaml.ScalarNode || (n.Tag != "!!int" && n.Tag != "!!float") {
+		d.wrongType(n, path, want(pat, "a number, like 0.5"))
+		return
+	}
+	v, err := strconv.ParseFloat(n.Value, 64)
+	if err != nil && n.Decode(&v) != nil { // .inf, .nan, 0x10
+		d.wrongType(n, path, want(pat, "a number, like 0.5"))
 		return
 	}
 	if math.IsNaN(v) || math.IsInf(v, 0) {
 		d.wrongType(n, path, "a finite number")
 		return
 	}
-	d.inBounds(n, path, v)
+	d.inBounds(n, path, pat, v)
 }
 
 // inBounds reports a value outside its key's range (bounds.go).
-func (d *decoder) inBounds(n *yaml.Node, path string, v float64) {
-	b, ok := boundOf(path)
+func (d *decoder) inBounds(n *yaml.Node, path, pat string, v float64) {
+	b, ok := bounds[pat]
 	if !ok || b.holds(v) {
 		return
 	}
