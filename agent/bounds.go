@@ -21,7 +21,6 @@ type bound struct {
 	zero     string  // what an explicit 0 means when it is allowed outside min..max ("off"); "" when it is not
 	def      string  // the default, as docs/config.md shows it
 	why      string  // why the range is what it is, for docs/config.md
-	zeroMsg  string  // why an explicit 0 is refused, when one would expect it to mean something
 }
 
 const (
@@ -51,8 +50,7 @@ var boundList = []bound{
 	{path: "capture.max_buffer", min: kib, max: gib, def: "33554432", why: "bytes in all; at least max_flow_buffer"},
 
 	{path: "mqtt.qos", min: 0, max: 2, def: "1"},
-	{path: "mqtt.keepalive", min: sec, max: 65535 * sec, def: "30s", why: "MQTT counts it in whole seconds (at most 65535); 0, which MQTT takes as \"off\", is refused: the broker would never notice a dead gateway and never publish its offline status",
-		zeroMsg: "MQTT takes 0 as \"no keepalive\": the broker would never notice a dead gateway, nor publish its offline status"},
+	{path: "mqtt.keepalive", min: sec, max: 65535 * sec, zero: "off", def: "30s", why: "whole seconds (MQTT counts it in seconds, at most 65535). 0 is MQTT's \"off\": no pings, the broker never times the agent out (so it publishes the offline status only when the connection visibly ends), and a connection that died silently is noticed at the next publish"},
 	{path: "mqtt.connect_timeout", min: 100 * ms, max: 5 * minute, def: "10s"},
 	{path: "mqtt.publish_timeout", min: 100 * ms, max: 5 * minute, def: "10s"},
 	{path: "mqtt.window", min: 1, max: 65000, def: "256", why: "publishes in flight; MQTT packet ids are 16 bits"},

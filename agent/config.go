@@ -664,6 +664,9 @@ func (c *Config) validateMQTT(ps *problems) {
 			bad(path, "scheme %q: want tcp, ssl, ws or wss", u.Scheme)
 		}
 	}
+	if c.MQTT.KeepAlive%time.Second != 0 {
+		bad("mqtt.keepalive", "%s: want whole seconds (MQTT counts it in seconds)", c.MQTT.KeepAlive)
+	}
 	if c.MQTT.PasswordFile != "" && c.MQTT.PasswordEnv != "" {
 		bad("mqtt.password_env", "give password_file or password_env, not both")
 	}

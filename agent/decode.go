@@ -27,8 +27,8 @@ type decoder struct {
 	file  string
 	nodes map[string]*yaml.Node // field path ("mqtt.brokers[1]") -> value node
 	probs []Problem
-	bad   []string // paths that have a problem of their own: later checks keep quiet about them
-	steps int      // values walked, aliases expanded: bounded (maxSteps)
+	bad   []string                                 // paths that have a problem of their own: later checks keep quiet about them
+	steps int                                      // values walked, aliases expanded: bounded (maxSteps)
 	types map[reflect.Type]map[string]reflect.Type // yamlFields, per struct type
 }
 
@@ -360,10 +360,6 @@ func (d *decoder) float(n *yaml.Node, path, pat string) {
 func (d *decoder) inBounds(n *yaml.Node, path, pat string, v float64) {
 	b, ok := bounds[pat]
 	if !ok || b.holds(v) {
-		return
-	}
-	if v == 0 && b.zeroMsg != "" {
-		d.problem(n, path, "0: %s: want %s", b.zeroMsg, b.Range())
 		return
 	}
 	d.problem(n, path, "%s: want %s", shown(n), b.Range())
