@@ -2,11 +2,14 @@ package agent
 
 import (
 	"errors"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/plcwatch/plcwatch/rules"
 )
 
 // checkDir is a folder with a valid rule file (rules/r.yaml), a password
@@ -122,5 +125,22 @@ func TestCheckFindsWhatRunRefuses(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestLogErrorOnePerLine: several problems are several log records, not
+// one with "\n" escapes in it (issue 9).
+func TestLogErrorOnePerLine(t *testing.T) {
+	var out strings.Builder
+	log := slog.New(slog.NewTextHandler(&out, nil))
+	LogError(log, "rule reload refused", rules.Problems{{File: "a.yaml", Line: 1, Col: 2, Msg: "x"}, {File: "b.yaml", Line: 3, Col: 4, Msg: "y"}})
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) != 3 || strings.Contains(out.String(), `\n`) || !strings.Contains(lines[1], `problem=a.yaml:1:2:`) || !strings.Contains(lines[2], `problem=b.yaml:3:4:`) {
+		t.Errorf("log:\n%s", out.String())
+	}
+	out.Reset()
+	LogError(log, "cannot start", errors.New("one thing"))
+	if strings.Count(out.String(), "\n") != 1 || !strings.Contains(out.String(), `err="one thing"`) {
+		t.Errorf("log:\n%s", out.String())
 	}
 }
