@@ -135,7 +135,7 @@ func TestLogErrorOnePerLine(t *testing.T) {
 	log := slog.New(slog.NewTextHandler(&out, nil))
 	LogError(log, "rule reload refused", rules.Problems{{File: "a.yaml", Line: 1, Col: 2, Msg: "x"}, {File: "b.yaml", Line: 3, Col: 4, Msg: "y"}})
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
-	if len(lines) != 3 || strings.Contains(out.String(), `\n`) || !strings.Contains(lines[1], `problem=a.yaml:1:2:`) || !strings.Contains(lines[2], `problem=b.yaml:3:4:`) {
+	if len(lines) != 3 || strings.Contains(out.String(), `\n`) || !strings.Contains(lines[1], `problem="a.yaml:1:2: x"`) || !strings.Contains(lines[2], `problem="b.yaml:3:4: y"`) {
 		t.Errorf("log:\n%s", out.String())
 	}
 	out.Reset()
