@@ -233,7 +233,7 @@ func TestSyntaxErrorsPointAtTheCause(t *testing.T) {
 // TestConfigValues: what the file says is what the agent gets, anchors and
 // merge keys included; "0" turns a duration off.
 func TestConfigValues(t *testing.T) {
-	cfg, err := ParseConfig("/etc/plcwatch/test.yaml", []byte(`rules: {paths: [r]}
+	_, err := ParseConfig("/etc/plcwatch/test.yaml", []byte(`rules: {paths: [r]}
 mqtt:
   heartbeat: 0
   brokers: ["tcp://alice:s3cret@broker-a:1883", "ssl://broker-b:8883"]
@@ -255,7 +255,7 @@ modbus:
 	if err == nil || !strings.Contains(err.Error(), `unknown key "device"`) {
 		t.Fatalf("a top-level anchor holder is an unknown key: %v", err)
 	}
-	cfg, err = ParseConfig("/etc/plcwatch/test.yaml", []byte(`rules: {paths: [r]}
+	cfg, err := ParseConfig("/etc/plcwatch/test.yaml", []byte(`rules: {paths: [r]}
 mqtt:
   heartbeat: 0
   brokers: ["tcp://alice:s3cret@broker-a:1883", "ssl://broker-b:8883"]
