@@ -42,15 +42,16 @@ func TestDeliveryConfig(t *testing.T) {
 	bad := []struct {
 		name, text, want string
 	}{
-		{"negative keepalive", "rules: {paths: [r]}\nmqtt: {keepalive: -1s}\n", "2:19: mqtt.keepalive: -1s: want 0 (off) or 1s to 18h12m15s"},
-		{"sub-second keepalive", "rules: {paths: [r]}\nmqtt: {keepalive: 500ms}\n", "2:19: mqtt.keepalive: 500ms: want whole seconds"},
-		{"keepalive beyond MQTT", "rules: {paths: [r]}\nmqtt: {keepalive: 24h}\n", "2:19: mqtt.keepalive: 24h0m0s: want 0 (off) or 1s to 18h12m15s"},
-		{"max_attempts", "rules: {paths: [r]}\nmqtt: {max_attempts: -1}\n", "mqtt.max_attempts: -1: want 1 to 1000, or 0"},
-		{"memory_bytes", "rules: {paths: [r]}\nspool: {memory_bytes: 1KiB}\n", "spool.memory_bytes: 1024: want 1MiB to 1GiB"},
+		{"negative keepalive", "rules: {paths: [r]}\nmqtt: {keepalive: -1s}\n", "2:19: mqtt.keepalive: -1s: want 0 (off) or 1s-18h12m15s"},
+		{"sub-second keepalive", "rules: {paths: [r]}\nmqtt: {keepalive: 500ms}\n", "2:19: mqtt.keepalive: 500ms: want 0 (off) or 1s-18h12m15s"},
+		{"keepalive in part seconds", "rules: {paths: [r]}\nmqtt: {keepalive: 1500ms}\n", "2:19: mqtt.keepalive: 1.5s: want whole seconds"},
+		{"keepalive beyond MQTT", "rules: {paths: [r]}\nmqtt: {keepalive: 24h}\n", "2:19: mqtt.keepalive: 24h: want 0 (off) or 1s-18h12m15s"},
+		{"max_attempts", "rules: {paths: [r]}\nmqtt: {max_attempts: -1}\n", "mqtt.max_attempts: -1: want 0 (never) or 1-1000"},
+		{"memory_bytes", "rules: {paths: [r]}\nspool: {memory_bytes: 1KiB}\n", "spool.memory_bytes: 1KiB: want 1MiB-1GiB"},
 		{"event log op", "rules: {paths: [r]}\nevent_log: {path: e, ops: [write, wrte]}\n", `event_log.ops[1]: "wrte" is not an op`},
 		{"event log protocol", "rules: {paths: [r]}\nevent_log: {path: e, protocols: [dnp3]}\n", `event_log.protocols[0]: "dnp3": want modbus or opcua`},
 		{"event log source", "rules: {paths: [r]}\nevent_log: {path: e, sources: [tap]}\n", `event_log.sources[0]: "tap": want wire or poll`},
-		{"event log queue", "rules: {paths: [r]}\nevent_log: {path: e, queue: 1}\n", `event_log.queue: 1: want 64 to 1048576`},
+		{"event log queue", "rules: {paths: [r]}\nevent_log: {path: e, queue: 1}\n", `event_log.queue: 1: want 64-1048576`},
 		{"event log filter without path", "rules: {paths: [r]}\nevent_log: {ops: [write]}\n", `event_log.path: the event log's filters are set but not its path`},
 	}
 	for _, tc := range bad {

@@ -337,7 +337,7 @@ func TestEveryNumberHasARange(t *testing.T) {
 
 // TestDefaultsAreInRange: what Defaults fills in is within the ranges.
 func TestDefaultsAreInRange(t *testing.T) {
-	cfg := &Config{Alerts: AlertLog{Path: "alerts.jsonl"}, nodes: map[string]*yaml.Node{}}
+	cfg := &Config{Alerts: AlertLog{Path: "alerts.jsonl"}, Events: EventLog{Path: "events.jsonl"}, nodes: map[string]*yaml.Node{}}
 	cfg.Defaults()
 	v := reflect.ValueOf(cfg).Elem()
 	for _, b := range boundList {
