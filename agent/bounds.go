@@ -41,7 +41,8 @@ var boundList = []bound{
 
 	{path: "capture.snaplen", min: 256, max: 262144, def: "65557", why: "bytes kept per packet"},
 	{path: "capture.socket_buffer", min: 64 * kib, max: gib, def: "8388608", why: "bytes; above net.core.rmem_max needs CAP_NET_ADMIN"},
-	{path: "capture.modbus_ports[]", min: 1, max: 65535, def: "[502]", why: "TCP ports, at most 32"},
+	{path: "capture.modbus_ports[]", min: 1, max: 65535, def: "[502]", why: "TCP ports; with opcua_ports, at most 32"},
+	{path: "capture.opcua_ports[]", min: 1, max: 65535, def: "[4840]", why: "TCP ports; with modbus_ports, at most 32"},
 	{path: "capture.response_timeout", min: 10 * ms, max: 10 * minute, def: "5s"},
 	{path: "capture.max_outstanding", min: 1, max: 65536, def: "64", why: "requests per connection"},
 	{path: "capture.flow_idle_timeout", min: sec, max: 24 * hour, def: "10m"},

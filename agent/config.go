@@ -816,7 +816,7 @@ func (c *Config) File() string { return c.file }
 // ReplayOptions fills a replay's options from the configuration: site,
 // gateway and capture settings, except where the command line gave them
 // (given reports whether a flag was given: "site", "gateway",
-// "modbus-ports", "response-timeout").
+// "modbus-ports", "opcua-ports", "response-timeout").
 func (c *Config) ReplayOptions(o ReplayOptions, given func(flag string) bool) ReplayOptions {
 	if !given("site") {
 		o.Site = c.Site
@@ -829,6 +829,9 @@ func (c *Config) ReplayOptions(o ReplayOptions, given func(flag string) bool) Re
 	o.Capture.Interfaces = nil
 	if given("modbus-ports") {
 		o.Capture.ModbusPorts = flags.ModbusPorts
+	}
+	if given("opcua-ports") {
+		o.Capture.OPCUAPorts = flags.OPCUAPorts
 	}
 	if given("response-timeout") {
 		o.Capture.ResponseTimeout = flags.ResponseTimeout

@@ -154,6 +154,7 @@ func (d *decoder) walk(n *yaml.Node, t reflect.Type, path, pat string) {
 var wants = map[string]string{
 	"capture.interfaces":             "a list of interfaces, like [eth1]",
 	"capture.modbus_ports":           "a list of ports, like [502, 5020]",
+	"capture.opcua_ports":            "a list of ports, like [4840, 48010]",
 	"rules.paths":                    "a list of rule files or folders, like [rules, /etc/plcwatch/rules]",
 	"mqtt.brokers":                   "a list of broker URLs, like [tcp://broker:1883]",
 	"modbus.devices":                 `a list of devices, one "- name: boiler" item each`,
