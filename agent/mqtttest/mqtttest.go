@@ -14,8 +14,10 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -74,6 +76,30 @@ func Broker(t testing.TB, opts *BrokerOptions) string {
 // binary the test skips, and fails in CI (CI=true), where it is installed.
 func Mosquitto(t testing.TB, conf string) (url string, log func() string) {
 	t.Helper()
+	m := StartMosquitto(t, conf)
+	return m.URL(), m.Log
+}
+
+// MosquittoProcess is a Mosquitto of the test's own that can be stopped
+// and started again on the same port, with the same configuration and
+// persistence folder: a broker restart.
+type MosquittoProcess struct {
+	t    testing.TB
+	bin  string
+	addr string
+	conf string
+	mu   sync.Mutex
+	out  bytes.Buffer
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+// StartMosquitto starts a Mosquitto as Mosquitto does, and returns it
+// running. Persistence is off unless conf turns it on ("persistence
+// true"); its folder is then the test's own. The broker is killed at the
+// end of the test.
+func StartMosquitto(t testing.TB, conf string) *MosquittoProcess {
+	t.Helper()
 	bin, err := exec.LookPath("mosquitto")
 	if err != nil {
 		if os.Getenv("CI") == "true" {
@@ -85,38 +111,97 @@ func Mosquitto(t testing.TB, conf string) (url string, log func() string) {
 	host, port, _ := net.SplitHostPort(addr)
 	dir := t.TempDir()
 	path := filepath.Join(dir, "mosquitto.conf")
-	text := fmt.Sprintf("listener %s %s\nallow_anonymous true\npersistence false\nlog_dest stderr\nlog_type all\n%s\n", port, host, conf)
+	// Mosquitto started as root drops to the user "mosquitto", who cannot
+	// write the test's folder: it stays whoever runs the test.
+	me := "root"
+	if u, err := user.Current(); err == nil {
+		me = u.Username
+	}
+	text := fmt.Sprintf("user %s\nlistener %s %s\nallow_anonymous true\npersistence false\npersistence_location %s/\nlog_dest stderr\nlog_type all\n%s\n",
+		me, port, host, dir, conf)
 	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	var mu sync.Mutex
-	var out bytes.Buffer
-	cmd := exec.Command(bin, "-c", path)
-	w := writerFunc(func(p []byte) (int, error) { mu.Lock(); defer mu.Unlock(); return out.Write(p) })
+	m := &MosquittoProcess{t: t, bin: bin, addr: addr, conf: path}
+	t.Cleanup(func() {
+		m.mu.Lock()
+		cmd, done := m.cmd, m.done
+		m.mu.Unlock()
+		if cmd != nil {
+			cmd.Process.Kill()
+			<-done
+		}
+	})
+	m.Start()
+	return m
+}
+
+// URL is the broker's tcp:// URL; it stays the same across restarts.
+func (m *MosquittoProcess) URL() string { return "tcp://" + m.addr }
+
+// Log returns what the broker logged so far, across restarts.
+func (m *MosquittoProcess) Log() string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.out.String()
+}
+
+// Start starts the broker and waits until it listens. It must be stopped.
+func (m *MosquittoProcess) Start() {
+	m.t.Helper()
+	m.mu.Lock()
+	if m.cmd != nil {
+		m.mu.Unlock()
+		m.t.Fatal("mosquitto is running already")
+	}
+	cmd := exec.Command(m.bin, "-c", m.conf)
+	w := writerFunc(func(p []byte) (int, error) { m.mu.Lock(); defer m.mu.Unlock(); return m.out.Write(p) })
 	cmd.Stdout, cmd.Stderr = w, w
 	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
+		m.mu.Unlock()
+		m.t.Fatal(err)
 	}
 	done := make(chan struct{})
 	go func() { cmd.Wait(); close(done) }()
-	t.Cleanup(func() { cmd.Process.Kill(); <-done })
-	logText := func() string { mu.Lock(); defer mu.Unlock(); return out.String() }
+	m.cmd, m.done = cmd, done
+	m.mu.Unlock()
 	for deadline := time.Now().Add(10 * time.Second); ; {
-		if c, err := net.Dial("tcp", addr); err == nil {
+		if c, err := net.Dial("tcp", m.addr); err == nil {
 			c.Close()
-			break
+			return
 		}
 		select {
 		case <-done:
-			t.Fatalf("mosquitto exited: %s", logText())
+			m.t.Fatalf("mosquitto exited: %s", m.Log())
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("mosquitto does not listen on %s: %s", addr, logText())
+			m.t.Fatalf("mosquitto does not listen on %s: %s", m.addr, m.Log())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	return "tcp://" + addr, logText
+}
+
+// Stop ends the broker as an operator or systemd does, with SIGTERM: it
+// closes its connections and writes its persistence file. It waits for
+// the broker to exit.
+func (m *MosquittoProcess) Stop() {
+	m.t.Helper()
+	m.mu.Lock()
+	cmd, done := m.cmd, m.done
+	m.cmd, m.done = nil, nil
+	m.mu.Unlock()
+	if cmd == nil {
+		m.t.Fatal("mosquitto is not running")
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		cmd.Process.Kill()
+		<-done
+		m.t.Fatalf("mosquitto did not stop on SIGTERM within 10 s: %s", m.Log())
+	}
 }
 
 type writerFunc func([]byte) (int, error)
@@ -253,20 +338,62 @@ func SubscribeQoS(t testing.TB, url, filter string, qos byte) *Subscriber {
 	if tok := s.c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
 		t.Fatalf("subscriber connect %s: %v", url, tok.Error())
 	}
-	tok := s.c.Subscribe(filter, qos, func(_ mqtt.Client, m mqtt.Message) {
-		s.mu.Lock()
-		s.msgs = append(s.msgs, Message{Topic: m.Topic(), Payload: bytes.Clone(m.Payload()), Retained: m.Retained(), At: time.Now()})
-		s.mu.Unlock()
-		select {
-		case s.more <- struct{}{}:
-		default:
-		}
-	})
+	tok := s.c.Subscribe(filter, qos, s.record)
 	if !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
 		t.Fatalf("subscribe %s: %v", filter, tok.Error())
 	}
 	t.Cleanup(func() { s.c.Disconnect(100) })
 	return s
+}
+
+// SubscribeSession is SubscribeQoS with a persistent session (clean
+// session off, a client id of its own), as a SOC consumer that must miss
+// nothing subscribes: the broker keeps what it queues for the subscriber
+// while it is away, and across its own restart when its persistence is on.
+// The subscriber reconnects by itself and subscribes again on every
+// connection, in case the broker lost the subscription.
+func SubscribeSession(t testing.TB, url, filter string, qos byte) *Subscriber {
+	t.Helper()
+	s := &Subscriber{more: make(chan struct{}, 1)}
+	subscribed := make(chan error, 1)
+	o := mqtt.NewClientOptions().AddBroker(url).SetClientID(fmt.Sprintf("sub-%d", time.Now().UnixNano())).
+		SetCleanSession(false).SetAutoReconnect(true).SetConnectRetry(true).SetMaxReconnectInterval(500 * time.Millisecond).
+		SetOrderMatters(true).SetConnectTimeout(5 * time.Second)
+	o.SetDefaultPublishHandler(s.record) // what the session delivers before the SUBACK
+	o.SetOnConnectHandler(func(c mqtt.Client) {
+		tok := c.Subscribe(filter, qos, s.record)
+		go func() {
+			tok.WaitTimeout(10 * time.Second)
+			select {
+			case subscribed <- tok.Error():
+			default:
+			}
+		}()
+	})
+	s.c = mqtt.NewClient(o)
+	if tok := s.c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("subscriber connect %s: %v", url, tok.Error())
+	}
+	select {
+	case err := <-subscribed:
+		if err != nil {
+			t.Fatalf("subscribe %s: %v", filter, err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("subscribe %s: no SUBACK", filter)
+	}
+	t.Cleanup(func() { s.c.Disconnect(100) })
+	return s
+}
+
+func (s *Subscriber) record(_ mqtt.Client, m mqtt.Message) {
+	s.mu.Lock()
+	s.msgs = append(s.msgs, Message{Topic: m.Topic(), Payload: bytes.Clone(m.Payload()), Retained: m.Retained(), At: time.Now()})
+	s.mu.Unlock()
+	select {
+	case s.more <- struct{}{}:
+	default:
+	}
 }
 
 // Messages returns a copy of what was received so far.
