@@ -124,12 +124,17 @@ func New(cfg *Config, log *slog.Logger) (*Agent, error) {
 		brokers, user, password, tlsCfg = []string{a.broker.url}, agentUser, a.broker.password, nil
 	}
 	a.metrics = newMetrics(a)
+	var teleQoS byte // what telemetry takes of the broker's receive maximum
+	if cfg.Telemetry.Enabled {
+		teleQoS = byte(cfg.Telemetry.QoS)
+	}
 	a.pub = publish.New(publish.Config{
 		Brokers: brokers, ClientID: cfg.MQTT.ClientID, Username: user, Password: password, TLS: tlsCfg,
 		TopicPrefix: cfg.MQTT.TopicPrefix, QoS: byte(cfg.MQTT.QoS), KeepAlive: cfg.MQTT.KeepAlive,
-		ConnectTimeout: cfg.MQTT.ConnectTimeout, PublishTimeout: cfg.MQTT.PublishTimeout, Window: cfg.MQTT.Window,
+		ConnectTimeout: cfg.MQTT.ConnectTimeout, PublishTimeout: cfg.MQTT.PublishTimeout,
+		Window: cfg.MQTT.Window, ReceiveMaximum: cfg.MQTT.ReceiveMaximum,
 		Heartbeat: cfg.MQTT.Heartbeat, HeartbeatPayload: a.heartbeat, Published: a.metrics.observePublish,
-		TelemetryQoS: byte(cfg.Telemetry.QoS), MaxAttempts: cfg.MQTT.MaxAttempts, Logger: log.With("component", "mqtt"),
+		TelemetryQoS: teleQoS, MaxAttempts: cfg.MQTT.MaxAttempts, Logger: log.With("component", "mqtt"),
 	}, a.sp)
 	for _, d := range cfg.Modbus.Devices {
 		opts := modbus.Options{Logger: log.With("component", "modbus"), Site: cfg.Site, Gateway: cfg.Gateway}

@@ -19,6 +19,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/plcwatch/plcwatch"
+	"github.com/plcwatch/plcwatch/agent/publish"
 	"github.com/plcwatch/plcwatch/agent/spool"
 	"github.com/plcwatch/plcwatch/collectors/capture"
 	"github.com/plcwatch/plcwatch/collectors/modbus"
@@ -84,6 +85,10 @@ type MQTTConfig struct {
 	ConnectTimeout time.Duration `yaml:"connect_timeout"`
 	PublishTimeout time.Duration `yaml:"publish_timeout"`
 	Window         int           `yaml:"window"`
+	// ReceiveMaximum: the broker's limit on QoS 1 and 2 publishes in
+	// flight from one client (Mosquitto's max_inflight_messages); at QoS 2
+	// the agent keeps within it (publish.Config.ReceiveMaximum).
+	ReceiveMaximum int           `yaml:"receive_maximum"`
 	Heartbeat      time.Duration `yaml:"heartbeat"`
 	Embedded       EmbeddedMQTT  `yaml:"embedded"`
 	DrainTimeout   time.Duration `yaml:"drain_timeout"`
@@ -426,6 +431,9 @@ func (c *Config) Defaults() {
 	if c.MQTT.Window == 0 {
 		c.MQTT.Window = 256
 	}
+	if c.MQTT.ReceiveMaximum == 0 {
+		c.MQTT.ReceiveMaximum = publish.DefaultReceiveMaximum
+	}
 	if c.nodes["mqtt.heartbeat"] == nil {
 		c.MQTT.Heartbeat = time.Minute
 	}
@@ -666,6 +674,12 @@ func (c *Config) validateMQTT(ps *problems) {
 	}
 	if c.MQTT.KeepAlive%time.Second != 0 {
 		bad("mqtt.keepalive", "%s: want whole seconds (MQTT counts it in seconds)", c.MQTT.KeepAlive)
+	}
+	if c.MQTT.ReceiveMaximum == 1 && c.Telemetry.Enabled && c.Telemetry.QoS > 0 && c.MQTT.QoS > 0 && max(c.MQTT.QoS, c.Telemetry.QoS) == 2 {
+		// A QoS 2 publish holds the broker's one place until its PUBREL;
+		// a telemetry document and an alert in flight together would have
+		// the broker drop one of them, acknowledged.
+		bad("mqtt.receive_maximum", "1 leaves no room for telemetry beside the alerts at QoS 2: set telemetry.qos 0, or raise the broker's max_inflight_messages and this")
 	}
 	if c.MQTT.PasswordFile != "" && c.MQTT.PasswordEnv != "" {
 		bad("mqtt.password_env", "give password_file or password_env, not both")

@@ -18,10 +18,14 @@ func TestDeliveryConfig(t *testing.T) {
 	}{
 		{"defaults", "site: a\ngateway: gw-1\nrules: {paths: [r]}\n", func(c *Config) bool {
 			return c.MQTT.KeepAlive == 30*time.Second && c.MQTT.ClientID == "plcwatch-a-gw-1" && c.MQTT.MaxAttempts == 5 &&
+				c.MQTT.ReceiveMaximum == 20 &&
 				c.Spool.MemoryBytes == 8<<20 && c.Events.Path == ""
 		}},
 		{"keepalive 0 is off", "rules: {paths: [r]}\nmqtt: {keepalive: 0s}\n", func(c *Config) bool { return c.MQTT.KeepAlive == 0 }},
 		{"keepalive at MQTT's limit", "rules: {paths: [r]}\nmqtt: {keepalive: 65535s}\n", func(c *Config) bool { return c.MQTT.KeepAlive == 65535*time.Second }},
+		{"a broker that takes 1,000 in flight", "rules: {paths: [r]}\nmqtt: {qos: 2, receive_maximum: 1000}\n", func(c *Config) bool { return c.MQTT.ReceiveMaximum == 1000 }},
+		{"receive maximum 1, telemetry at qos 0", "rules: {paths: [r]}\nmqtt: {qos: 2, receive_maximum: 1}\ntelemetry: {enabled: true}\n", func(c *Config) bool { return c.MQTT.ReceiveMaximum == 1 }},
+		{"receive maximum 1, qos 1 both", "rules: {paths: [r]}\nmqtt: {qos: 1, receive_maximum: 1}\ntelemetry: {enabled: true, qos: 1}\n", func(c *Config) bool { return c.MQTT.ReceiveMaximum == 1 }},
 		{"never set aside", "rules: {paths: [r]}\nmqtt: {max_attempts: 0}\n", func(c *Config) bool { return c.MQTT.MaxAttempts == 0 }},
 		{"another site, another id", "site: b\ngateway: gw-1\nrules: {paths: [r]}\n", func(c *Config) bool { return c.MQTT.ClientID == "plcwatch-b-gw-1" }},
 		{"event log", "rules: {paths: [r]}\nevent_log: {path: ev.jsonl, ops: [write, diagnostic], protocols: [modbus], sources: [wire]}\n", func(c *Config) bool {
@@ -48,6 +52,11 @@ func TestDeliveryConfig(t *testing.T) {
 		{"keepalive beyond MQTT", "rules: {paths: [r]}\nmqtt: {keepalive: 24h}\n", "2:19: mqtt.keepalive: 24h: want 0 (off) or 1s-18h12m15s"},
 		{"max_attempts", "rules: {paths: [r]}\nmqtt: {max_attempts: -1}\n", "mqtt.max_attempts: -1: want 0 (never) or 1-1000"},
 		{"memory_bytes", "rules: {paths: [r]}\nspool: {memory_bytes: 1KiB}\n", "spool.memory_bytes: 1KiB: want 1MiB-1GiB"},
+		{"receive_maximum", "rules: {paths: [r]}\nmqtt: {receive_maximum: 70000}\n", "mqtt.receive_maximum: 70000: want 1-65535"},
+		{"receive_maximum 1 and telemetry at qos 1 beside qos 2", "rules: {paths: [r]}\nmqtt: {qos: 2, receive_maximum: 1}\ntelemetry: {enabled: true, qos: 1}\n",
+			"mqtt.receive_maximum: 1 leaves no room for telemetry"},
+		{"receive_maximum 1 and telemetry at qos 2", "rules: {paths: [r]}\nmqtt: {qos: 1, receive_maximum: 1}\ntelemetry: {enabled: true, qos: 2}\n",
+			"mqtt.receive_maximum: 1 leaves no room for telemetry"},
 		{"event log op", "rules: {paths: [r]}\nevent_log: {path: e, ops: [write, wrte]}\n", `event_log.ops[1]: "wrte" is not an op`},
 		{"event log protocol", "rules: {paths: [r]}\nevent_log: {path: e, protocols: [dnp3]}\n", `event_log.protocols[0]: "dnp3": want modbus or opcua`},
 		{"event log source", "rules: {paths: [r]}\nevent_log: {path: e, sources: [tap]}\n", `event_log.sources[0]: "tap": want wire or poll`},

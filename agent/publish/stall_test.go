@@ -60,6 +60,12 @@ func waitFor(t *testing.T, d time.Duration, what string, ok func() bool) {
 // tries alone on the connection, once, with its id; the alerts before and
 // after it are delivered; and connects stay few (backoff holds).
 func TestRefusedMessageIsSetAside(t *testing.T) {
+	for _, qos := range []byte{1, 2} {
+		t.Run(fmt.Sprintf("qos %d", qos), func(t *testing.T) { refusedMessageIsSetAside(t, qos) })
+	}
+}
+
+func refusedMessageIsSetAside(t *testing.T, qos byte) {
 	broker, brokerLog := mqtttest.Mosquitto(t, "max_packet_size 2048")
 	pfx := prefix(t)
 	sub := mqtttest.Subscribe(t, broker, pfx+"/alerts/#")
@@ -74,7 +80,7 @@ func TestRefusedMessageIsSetAside(t *testing.T) {
 	sp.Append(Record(AlertTopic(pfx, "high"), []byte(big)))
 	appendAlerts(t, sp, pfx, 20, 20)
 	var log logBuf
-	p, stop := start(t, Config{Brokers: []string{broker}, TopicPrefix: pfx, QoS: 1, MaxAttempts: 3,
+	p, stop := start(t, Config{Brokers: []string{broker}, TopicPrefix: pfx, QoS: qos, MaxAttempts: 3,
 		Logger: slog.New(slog.NewTextHandler(&log, nil))}, sp)
 	msgs, err := sub.WaitFor(60*time.Second, func(m []mqtttest.Message) bool { return countDistinct(m) == 40 })
 	if err != nil {
@@ -176,11 +182,14 @@ func TestTakeoverIsDetected(t *testing.T) {
 	broker, _ := mqtttest.Mosquitto(t, "")
 	for _, tc := range []struct {
 		name     string
+		qos      byte
 		sameID   bool
 		takeover bool
 	}{
-		{"same client id", true, true},
-		{"own client ids", false, false},
+		{"same client id", 1, true, true},
+		{"own client ids", 1, false, false},
+		{"same client id, qos 2", 2, true, true},
+		{"own client ids, qos 2", 2, false, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			pfx := prefix(t)
@@ -198,7 +207,7 @@ func TestTakeoverIsDetected(t *testing.T) {
 				sps = append(sps, sp)
 				var l logBuf
 				p, _ := start(t, Config{Brokers: []string{broker}, ClientID: id, TopicPrefix: fmt.Sprintf("%s/site%d", pfx, i),
-					QoS: 1, Logger: slog.New(slog.NewTextHandler(&l, nil))}, sp)
+					QoS: tc.qos, Logger: slog.New(slog.NewTextHandler(&l, nil))}, sp)
 				pubs, logs = append(pubs, p), append(logs, &l)
 			}
 			if tc.takeover {
