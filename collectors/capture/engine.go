@@ -180,6 +180,7 @@ func NewEngine(cfg Config, emit plcwatch.Emit) *Engine {
 		opcua: opcua.New(opcua.Config{
 			ResponseTimeout: cfg.ResponseTimeout,
 			MaxOutstanding:  cfg.MaxOutstanding,
+			EarlyRequests:   cfg.EarlyRequests,
 		}),
 		budget:  reassembly.Budget{Max: cfg.MaxBuffer},
 		decoded: make([]gopacket.LayerType, 0, 8),

@@ -40,7 +40,7 @@ func needRoot(t *testing.T) {
 // returns what it saw then.
 func liveOPCUA(t *testing.T, port uint16) (stop func() []plcwatch.Event) {
 	t.Helper()
-	live, err := capture.NewLive(capture.Config{Interfaces: []string{"lo"}, OPCUAPorts: []uint16{port}, ModbusPorts: []uint16{port + 1}}, nil)
+	live, err := capture.NewLive(capture.Config{Interfaces: []string{"lo"}, OPCUAPorts: []uint16{port}, ModbusPorts: []uint16{port + 1}, EarlyRequests: true}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -81,9 +81,10 @@ func opcuaCapturePaths(t testing.TB, name string) (pcap, truthDir string, ok boo
 }
 
 // decodeOPCUA runs a capture through an engine listening for OPC UA on
-// port and returns every event, both stages included.
+// port and returns every event, both stages included (requests are
+// emitted early, as the daemon runs the engine).
 func decodeOPCUA(t testing.TB, path string, port uint16) ([]plcwatch.Event, capture.Stats) {
-	cfg := capture.Config{OPCUAPorts: []uint16{port}}
+	cfg := capture.Config{OPCUAPorts: []uint16{port}, EarlyRequests: true}
 	cfg.Defaults()
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)

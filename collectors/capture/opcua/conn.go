@@ -103,7 +103,10 @@ type dirState struct {
 	fresh bool // lost, and the next data starts a segment
 	big   []byte
 	bigN  int
+	bigM  reassembly.Meta // of the packet that brought big's latest bytes
 	skip  int
+	tail  int             // bytes the last Data left unconsumed: reassembly offers them again first
+	tailM reassembly.Meta // of the packet that brought the tail's latest bytes
 	asm   []assembly
 	spare []byte // a message buffer kept for reuse (within the budget)
 	limit limits
@@ -117,8 +120,9 @@ type assembly struct {
 	reqID, channel uint32
 	buf            []byte // the bodies so far; budgeted
 	chunks         int
-	tooBig         string // why the rest is dropped; "" while it is kept
-	size           int    // bytes of all chunks, headers included
+	tooBig         string          // why the rest is dropped; "" while it is kept
+	size           int             // bytes of all chunks, headers included
+	meta           reassembly.Meta // of the packet that brought the latest of its bytes
 }
 
 // channel is one secure channel's security as far as the capture tells.
@@ -187,6 +191,7 @@ var _ reassembly.Consumer = (*Conn)(nil)
 func (c *Conn) Gap(dir reassembly.Dir, _ reassembly.Meta) {
 	st := &c.dirs[dir]
 	st.lost, st.fresh = true, true
+	st.tail = 0
 	if st.big != nil {
 		c.d.release(st.bigN)
 		st.big = nil
@@ -198,14 +203,61 @@ func (c *Conn) Gap(dir reassembly.Dir, _ reassembly.Meta) {
 	st.asm = st.asm[:0]
 }
 
+// later returns the meta of the packet that arrived last: by frame number
+// (capture order), whatever the time stamps say.
+func later(a, b reassembly.Meta) reassembly.Meta {
+	if a.Frame != b.Frame {
+		if a.Frame > b.Frame {
+			return a
+		}
+		return b
+	}
+	if a.Time.After(b.Time) {
+		return a
+	}
+	return b
+}
+
 // Data implements reassembly.Consumer: it frames every complete chunk in
-// data, hands it on, and returns how many bytes it used.
+// data, hands it on, and returns how many bytes it used. A chunk takes the
+// meta of the packet that completed it: m, or for a chunk that began in
+// bytes an earlier call left unconsumed, whichever of the two packets came
+// last — out-of-order segments are delivered with their own packet's meta
+// after the one that filled the hole before them (issue 9), as on the
+// Modbus side.
 func (c *Conn) Data(dir reassembly.Dir, data []byte, m reassembly.Meta) int {
 	c.lastTime = m.Time
 	st := &c.dirs[dir]
+	off := c.frame(st, dir, data, m)
+	// What is left is offered again with the next bytes: remember which
+	// packet its latest byte came in.
+	if off < st.tail {
+		st.tailM = later(st.tailM, m)
+	} else {
+		st.tailM = m
+	}
+	st.tail = len(data) - off
+	return off
+}
+
+func (c *Conn) frame(st *dirState, dir reassembly.Dir, data []byte, m reassembly.Meta) int {
 	off := 0
 	fresh := st.fresh
 	st.fresh = false
+	old, oldM := st.tail, st.tailM
+	if old > 0 {
+		oldM = later(oldM, m)
+	}
+	// at is the meta of the packet that completed data[off:end].
+	at := func(end int) reassembly.Meta {
+		switch {
+		case off >= old:
+			return m
+		case end <= old:
+			return st.tailM
+		}
+		return oldM
+	}
 	for off < len(data) {
 		rest := data[off:]
 		switch {
@@ -217,11 +269,12 @@ func (c *Conn) Data(dir reassembly.Dir, data []byte, m reassembly.Meta) int {
 		case st.big != nil:
 			n := min(st.bigN-len(st.big), len(rest))
 			st.big = append(st.big, rest[:n]...)
+			st.bigM = later(st.bigM, at(off+n))
 			off += n
 			if len(st.big) == st.bigN {
 				big := st.big
 				st.big = nil
-				c.chunk(dir, big, m)
+				c.chunk(dir, big, st.bigM)
 				c.d.release(st.bigN)
 			}
 			continue
@@ -241,30 +294,44 @@ func (c *Conn) Data(dir reassembly.Dir, data []byte, m reassembly.Meta) int {
 		}
 		_, size, ok := header(rest)
 		if !ok {
-			c.framingError(dir, rest, m)
+			c.framingError(dir, rest, at(off+hdrLen))
 			st.lost = true
 			off++
 			c.d.Stats.ResyncBytes++
 			continue
 		}
 		if len(rest) >= size {
-			c.chunk(dir, rest[:size], m)
+			c.chunk(dir, rest[:size], at(off+size))
 			off += size
 			continue
 		}
 		if size <= smallChunk {
 			return off // reassembly keeps the tail until the rest arrives
 		}
-		if !c.d.reserve(size) {
-			c.d.Stats.TooLarge++
-			c.dropped(dir, rest, m, errTooLarge)
+		if why := c.bigChunk(size); why != "" {
+			c.dropped(dir, rest, at(len(data)), why)
 			st.skip = size
 			continue
 		}
 		st.big = make([]byte, 0, size)
 		st.bigN = size
+		st.bigM = reassembly.Meta{}
 	}
 	return off
+}
+
+// bigChunk reserves the buffer of a chunk larger than reassembly holds,
+// and says why it will not be kept ("" when it will): beyond the budget all
+// connections share. A chunk larger than Hello/Acknowledge negotiated is
+// still read (a lenient receiver may act on it) and flagged malformed: one
+// chunk's memory is bounded by maxChunk and the budget, not by the
+// negotiation.
+func (c *Conn) bigChunk(size int) string {
+	if !c.d.reserve(size) {
+		c.d.Stats.TooLarge++
+		return errTooLarge
+	}
+	return ""
 }
 
 // resync looks for the first offset in b where a plausible chunk starts:
@@ -594,18 +661,42 @@ func (c *Conn) dropPending() {
 	c.pending = c.pending[:n]
 }
 
-// request emits the StageRequest event(s) of the newest pending request.
+// request counts the newest pending request and, with
+// Config.EarlyRequests, emits its StageRequest event(s) at once: the rules
+// that do not look at the response see it now, answered or not.
 func (c *Conn) request(p *pending) {
 	c.d.Stats.Requests++
-	c.emitStage(p, plcwatch.StageRequest)
+	if c.d.cfg.EarlyRequests {
+		c.emitStage(p, plcwatch.StageRequest)
+	}
+}
+
+// final is the stage of a request's last event: StageResponse after an
+// early StageRequest, else StageWhole — the only event every rule sees.
+func (c *Conn) final() plcwatch.Stage {
+	if c.d.cfg.EarlyRequests {
+		return plcwatch.StageResponse
+	}
+	return plcwatch.StageWhole
 }
 
 // answer emits request i with what its response filled in, and forgets it.
+// m is the meta of the packet that completed the response.
 func (c *Conn) answer(i int, m reassembly.Meta) {
 	p := &c.pending[i]
-	p.ev.RTT = m.Time.Sub(p.ev.Time)
-	c.emitStage(p, plcwatch.StageResponse)
+	p.ev.RTT = c.rtt(p, m.Time.Sub(p.ev.Time))
+	c.emitStage(p, c.final())
 	c.remove(i)
+}
+
+// rtt is d, or 0 (left out) when the two packets' stamps are out of line:
+// the response stamped before the request, or more than twice as late as
+// the request may wait (docs/events.md "Times", as on the Modbus side).
+func (c *Conn) rtt(p *pending, d time.Duration) time.Duration {
+	if d < 0 || d > 2*p.deadline.Sub(p.start) {
+		return 0
+	}
+	return d
 }
 
 // finish emits pending request i without a response and forgets it.
@@ -616,7 +707,7 @@ func (c *Conn) finish(i int, why string) {
 	if why == plcwatch.UnansweredTimeout {
 		c.d.Stats.Timeouts++
 	}
-	c.emitStage(p, plcwatch.StageResponse)
+	c.emitStage(p, c.final())
 	c.remove(i)
 }
 
@@ -630,6 +721,7 @@ func (c *Conn) remove(i int) {
 func (c *Conn) send(ev *plcwatch.Event) {
 	if ev.Stage == plcwatch.StageRequest {
 		// The early copy of a request: counted once, with its response.
+		c.d.Stats.Early++
 		c.emit(ev)
 		return
 	}

@@ -36,7 +36,16 @@ type conv struct {
 	secret string // must never appear in an event
 }
 
+// newConv starts a conversation. Requests are emitted early (StageRequest,
+// then StageResponse), as the daemon runs the dissector, unless the test
+// says otherwise with lateConv.
 func newConv(t *testing.T, cfg Config) *conv {
+	cfg.EarlyRequests = true
+	return lateConv(t, cfg)
+}
+
+// lateConv starts a conversation with cfg as it is.
+func lateConv(t *testing.T, cfg Config) *conv {
 	v := &conv{t: t, d: New(cfg), tok: ua.NewByteStringNodeID(0, []byte("session-1"))}
 	v.c = v.d.NewConn(1, netip.MustParseAddrPort("10.0.0.1:50001"), netip.MustParseAddrPort("10.0.0.2:4840"), func(ev *plcwatch.Event) {
 		v.evs = append(v.evs, *ev)

@@ -43,6 +43,13 @@ type Config struct {
 	// MaxBuffer bounds the bytes all connections together hold for
 	// messages split over several chunks or large chunks not yet complete.
 	MaxBuffer int
+	// EarlyRequests emits every request twice: as plcwatch.StageRequest
+	// the moment it is complete on the wire, and as StageResponse when it
+	// is answered or given up on. Off, it is emitted once, StageWhole, at
+	// the second moment. Set it when the consumer honours Event.Stage: an
+	// alert on a Write, a Call or an ActivateSession then never waits for
+	// a response that may never come (issue 9 §4), as on the Modbus side.
+	EarlyRequests bool
 }
 
 // DefaultConfig is what the dissector uses when nothing is configured.
@@ -62,6 +69,7 @@ type Stats struct {
 	Requests     uint64 // service requests (complete messages to the server)
 	Responses    uint64 // service responses
 	Events       uint64 // events emitted, one per request (its StageRequest copy is not counted)
+	Early        uint64 // StageRequest events emitted (Config.EarlyRequests)
 	Malformed    uint64 // of those, the ones whose Malformed is set
 	Faults       uint64 // ServiceFault responses
 	Orphans      uint64 // responses that matched no request
@@ -115,6 +123,7 @@ func New(cfg Config) *Dissector {
 	if cfg.MaxBuffer > 0 {
 		d.MaxBuffer = cfg.MaxBuffer
 	}
+	d.EarlyRequests = cfg.EarlyRequests
 	return &Dissector{cfg: d, services: newServiceIndex(), nodes: newInterner(1 << 14)}
 }
 

@@ -24,7 +24,7 @@ import (
 // buffer budget must be given back.
 func FuzzConn(f *testing.F) {
 	f.Fuzz(func(t *testing.T, script []byte) {
-		d := New(Config{MaxBuffer: 1 << 20, MaxMessage: 256 << 10, MaxOutstanding: 8})
+		d := New(Config{MaxBuffer: 1 << 20, MaxMessage: 256 << 10, MaxOutstanding: 8, EarlyRequests: true})
 		var req, resp int
 		c := d.NewConn(1, netip.MustParseAddrPort("10.0.0.1:50000"), netip.MustParseAddrPort("10.0.0.2:4840"), func(ev *plcwatch.Event) {
 			switch ev.Stage {

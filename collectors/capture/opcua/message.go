@@ -153,8 +153,8 @@ func (c *Conn) requestMessage(ch *channel, kind uint32, reqID uint32, body []byt
 			wait := min(time.Duration(h.timeout)*time.Millisecond, time.Hour)
 			p.deadline = p.start.Add(max(c.d.cfg.ResponseTimeout, wait))
 		}
-		if info.problem == errTooLarge {
-			ev.Malformed = errTooLarge
+		if info.cut {
+			ev.Malformed = info.problem
 			break
 		}
 		switch mt.svc.fast {
@@ -279,8 +279,8 @@ func (c *Conn) responseMessage(ch *channel, kind uint32, reqID uint32, body []by
 			if p == nil {
 				ev.Op, ev.Service = plcwatch.OpOther, "ServiceFault"
 			}
-		case info.problem == errTooLarge:
-			why = errTooLarge
+		case info.cut:
+			why = info.problem
 		case p != nil && p.typ.svc != mt.svc:
 			// Answered with another service's response: decode what
 			// we can of it, and say so.

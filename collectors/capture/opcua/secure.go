@@ -140,7 +140,8 @@ func derLen(b []byte) int {
 type msgInfo struct {
 	size     int    // bytes of all its chunks, headers included
 	chunks   int    // number of chunks
-	problem  string // a limit it broke (errOversized, errLostChunks)
+	problem  string // a limit it broke (errOversized, errTooLarge)
+	cut      bool   // problem made plcwatch drop chunks: the body is not whole
 	assembly bool   // it came in several chunks
 }
 
@@ -188,18 +189,23 @@ func (c *Conn) secureChunk(dir reassembly.Dir, typ uint32, b []byte, m reassembl
 	switch b[3] {
 	case 'F':
 		if ai < 0 {
-			c.message(dir, ch, typ, reqID, body, m, msgInfo{size: len(b), chunks: 1})
+			info := msgInfo{size: len(b), chunks: 1}
+			if lim := st.limit.chunk; lim != 0 && uint32(len(b)) > lim {
+				info.problem = errOversized
+			}
+			c.message(dir, ch, typ, reqID, body, m, info)
 			return
 		}
 		c.addChunk(st, ai, body, len(b))
 		a := st.asm[ai]
-		info := msgInfo{size: a.size, chunks: a.chunks, problem: a.tooBig, assembly: true}
-		if a.tooBig != "" {
+		info := msgInfo{size: a.size, chunks: a.chunks, problem: a.tooBig, cut: a.tooBig != "", assembly: true}
+		if a.tooBig == errTooLarge {
 			c.d.Stats.TooLarge++
-			c.message(dir, ch, typ, reqID, a.buf, m, info)
-		} else {
-			c.message(dir, ch, typ, reqID, a.buf, m, info)
 		}
+		// The message's events take the packet that brought the last of
+		// its bytes, which is not always the final chunk's when segments
+		// came out of order.
+		c.message(dir, ch, typ, reqID, a.buf, later(a.meta, m), info)
 		c.freeAssembly(st, ai)
 	case 'C':
 		if ai < 0 {
@@ -212,6 +218,7 @@ func (c *Conn) secureChunk(dir reassembly.Dir, typ uint32, b []byte, m reassembl
 			st.asm = append(st.asm, assembly{reqID: reqID, channel: chanID})
 			ai = len(st.asm) - 1
 		}
+		st.asm[ai].meta = later(st.asm[ai].meta, m)
 		c.addChunk(st, ai, body, len(b))
 	case 'A':
 		c.d.Stats.Aborted++
@@ -228,13 +235,17 @@ func (c *Conn) addChunk(st *dirState, i int, body []byte, size int) {
 	a := &st.asm[i]
 	a.chunks++
 	a.size += size
+	if a.tooBig != "" {
+		return
+	}
+	// What Hello/Acknowledge negotiated bounds what is kept: the receiver
+	// refuses a message beyond it (§7.1.2.3, BadTcpMessageTooLarge), so
+	// its rest is not worth the memory. The event names the service from
+	// the first chunk and says why the rest is missing.
 	lim := st.limit
 	if (lim.message != 0 && uint32(a.size) > lim.message) || (lim.chunks != 0 && uint32(a.chunks) > lim.chunks) {
-		if a.tooBig == "" {
-			c.d.Stats.Oversized++
-		}
-	}
-	if a.tooBig != "" {
+		c.d.Stats.Oversized++
+		a.tooBig = errOversized
 		return
 	}
 	if a.size > c.d.cfg.MaxMessage || a.chunks > c.d.cfg.MaxChunks {
