@@ -91,7 +91,83 @@ type Event struct {
 	Thumbprint     string    // SHA-1 thumbprint (hex) of the client certificate (OPN) or the X.509 identity token
 	SourceTime     time.Time // poll: the value's SourceTimestamp; zero when the server gave none
 	ServerTime     time.Time // poll: the value's ServerTimestamp; zero when the server gave none
+
+	// OPC UA channel, session and call facts of the issue 11 review. The
+	// numbers are in the JSON only when their bit is in Has: 0 is a value
+	// (no limit, an infinite lifetime), not "not seen".
+	TokenID         uint32      // OPN: the SecurityToken's TokenId the response assigned (FieldTokenID)
+	Lifetime        uint32      // OPN: the RequestedLifetime of the token, ms (FieldLifetime)
+	RevisedLifetime uint32      // OPN: the response's RevisedLifetime, ms (FieldRevisedLifetime)
+	TokenRequest    string      // OPN: Issue (a new channel) or Renew
+	Hello           UACPBuffers // Hello: the client's buffer sizes and limits (FieldHello)
+	Acknowledge     UACPBuffers // the Acknowledge answering it: the server's (FieldAcknowledge)
+	PasswordClear   bool        // ActivateSession: a UserNameIdentityToken whose password crossed the wire unencrypted (the password itself is never read)
+	OutputType      string      // Call: the output arguments' built-in types, comma-separated
+	OutputText      string      // Call: the output arguments as text when not all are numbers (numbers are in Response)
+	InputStatus     []uint32    // Call: the InputArgumentResults, one StatusCode per input argument, when the server gave them (rare; allocated)
+
+	// Has and Absent say which numbers are on the wire where 0 is a value
+	// (issue 11 review: a field that was not on the wire is absent from
+	// the JSON, never 0). Has lists fields the JSON shows only when set;
+	// Absent lists fields it shows unless set — a zero Event keeps every
+	// field it always showed, and a decoder marks what a truncated request
+	// or a request never answered lacks.
+	Has    Fields
+	Absent Fields
 }
+
+// UACPBuffers are the sizes a Hello or an Acknowledge carries (OPC 10000-6
+// §7.1.2.3, .4), in bytes but MaxChunkCount; 0 is "no limit" for the
+// last two.
+type UACPBuffers struct {
+	ReceiveBufferSize uint32
+	SendBufferSize    uint32
+	MaxMessageSize    uint32
+	MaxChunkCount     uint32
+}
+
+// Fields is a set of Event fields whose zero is a value, for Event.Has and
+// Event.Absent.
+type Fields uint32
+
+// The fields of Has and Absent.
+const (
+	FieldTID             Fields = 1 << iota // Modbus tid (Absent: bytes that were no MBAP header)
+	FieldUnit                               // Modbus unit (Absent)
+	FieldFunction                           // Modbus function (Absent)
+	FieldAddress                            // Modbus address (Absent: a truncated request)
+	FieldCount                              // Modbus count (Absent)
+	FieldReadAddress                        // Modbus FC 23 read_address (Absent)
+	FieldReadCount                          // Modbus FC 23 read_count (Absent)
+	FieldAndMask                            // Modbus FC 22 and_mask (Absent)
+	FieldOrMask                             // Modbus FC 22 or_mask (Absent)
+	FieldFile                               // Modbus FC 20/21 file (Absent)
+	FieldStatus                             // OPC UA status (Absent: no response, Error or abort gave one)
+	FieldRequestID                          // OPC UA request_id (Absent: a connection protocol message)
+	FieldChannel                            // OPC UA channel (Absent)
+	FieldIndex                              // OPC UA index (Has: an operation of a Write or Call)
+	FieldAttribute                          // OPC UA attribute (Has: on the wire, even 0)
+	FieldTokenID                            // OPC UA token_id (Has)
+	FieldLifetime                           // OPC UA requested_lifetime_ms (Has)
+	FieldRevisedLifetime                    // OPC UA revised_lifetime_ms (Has)
+	FieldHello                              // OPC UA Hello buffer sizes (Has)
+	FieldAcknowledge                        // OPC UA Acknowledge buffer sizes (Has)
+)
+
+// Shows reports whether the JSON shows field f of a kind whose zero is a
+// value: f is in Has, or is an Absent kind not marked absent.
+func (e *Event) Shows(f Fields) bool {
+	if f&hasKinds != 0 {
+		return e.Has&f != 0
+	}
+	return e.Absent&f == 0
+}
+
+// AllFields is every field of Has and Absent.
+const AllFields = FieldAcknowledge<<1 - 1
+
+// hasKinds are the fields that are shown only when in Has.
+const hasKinds = FieldIndex | FieldAttribute | FieldTokenID | FieldLifetime | FieldRevisedLifetime | FieldHello | FieldAcknowledge
 
 // HasValue reports whether Value holds a value. A tag that is bad, a NaN
 // reading and an event without a value carry NaN (JSON null): a value that

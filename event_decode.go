@@ -19,18 +19,18 @@ type eventJSON struct {
 	Server      string       `json:"server"`
 	Frame       uint64       `json:"frame"`
 	Conn        uint64       `json:"conn"`
-	TID         uint16       `json:"tid"`
-	Unit        uint8        `json:"unit"`
-	Function    uint8        `json:"function"`
+	TID         *uint16      `json:"tid"`
+	Unit        *uint8       `json:"unit"`
+	Function    *uint8       `json:"function"`
 	SubFunction *uint16      `json:"subfunction"`
 	Table       string       `json:"table"`
-	Address     uint16       `json:"address"`
-	Count       uint16       `json:"count"`
-	File        uint16       `json:"file"`
-	ReadAddress uint16       `json:"read_address"`
-	ReadCount   uint16       `json:"read_count"`
-	AndMask     uint16       `json:"and_mask"`
-	OrMask      uint16       `json:"or_mask"`
+	Address     *uint16      `json:"address"`
+	Count       *uint16      `json:"count"`
+	File        *uint16      `json:"file"`
+	ReadAddress *uint16      `json:"read_address"`
+	ReadCount   *uint16      `json:"read_count"`
+	AndMask     *uint16      `json:"and_mask"`
+	OrMask      *uint16      `json:"or_mask"`
 	Values      []float64    `json:"values"`
 	Response    []float64    `json:"response"`
 	Objects     []objectJSON `json:"objects"`
@@ -48,15 +48,15 @@ type eventJSON struct {
 	Service     string       `json:"service"`
 	Node        string       `json:"node"`
 	Object      string       `json:"object"`
-	Status      uint32       `json:"status"`
+	Status      *uint32      `json:"status"`
 
-	Attribute      uint32    `json:"attribute"`
+	Attribute      *uint32   `json:"attribute"`
 	IndexRange     string    `json:"index_range"`
 	ValueType      string    `json:"value_type"`
 	StatusName     string    `json:"status_name"`
-	RequestID      uint32    `json:"request_id"`
-	Index          int       `json:"index"`
-	Channel        uint32    `json:"channel"`
+	RequestID      *uint32   `json:"request_id"`
+	Index          *uint32   `json:"index"`
+	Channel        *uint32   `json:"channel"`
 	SecurityPolicy string    `json:"security_policy"`
 	SecurityMode   string    `json:"security_mode"`
 	Identity       string    `json:"identity"`
@@ -69,6 +69,48 @@ type eventJSON struct {
 	Bytes          uint64    `json:"bytes"`
 	SourceTime     time.Time `json:"source_time"`
 	ServerTime     time.Time `json:"server_time"`
+
+	// The issue 11 review's OPC UA fields.
+	TokenID         *uint32   `json:"token_id"`
+	TokenRequest    string    `json:"token_request"`
+	Lifetime        *uint32   `json:"requested_lifetime_ms"`
+	RevisedLifetime *uint32   `json:"revised_lifetime_ms"`
+	PasswordClear   bool      `json:"password_clear"`
+	OutputType      string    `json:"output_type"`
+	OutputText      string    `json:"output_text"`
+	InputStatus     []uint32  `json:"input_status"`
+	buffersJSON // inline: the Hello's sizes
+	ackJSON     // inline: the Acknowledge's
+}
+
+// buffersJSON and ackJSON are a Hello's and an Acknowledge's sizes.
+type buffersJSON struct {
+	ReceiveBufferSize *uint32 `json:"receive_buffer_size"`
+	SendBufferSize    *uint32 `json:"send_buffer_size"`
+	MaxMessageSize    *uint32 `json:"max_message_size"`
+	MaxChunkCount     *uint32 `json:"max_chunk_count"`
+}
+
+type ackJSON struct {
+	ReceiveBufferSize *uint32 `json:"ack_receive_buffer_size"`
+	SendBufferSize    *uint32 `json:"ack_send_buffer_size"`
+	MaxMessageSize    *uint32 `json:"ack_max_message_size"`
+	MaxChunkCount     *uint32 `json:"ack_max_chunk_count"`
+}
+
+// buffers reads the four sizes; ok when any was there.
+func buffers(r, s, m, c *uint32) (UACPBuffers, bool) {
+	var u UACPBuffers
+	ok := false
+	for _, f := range []struct {
+		in  *uint32
+		dst *uint32
+	}{{r, &u.ReceiveBufferSize}, {s, &u.SendBufferSize}, {m, &u.MaxMessageSize}, {c, &u.MaxChunkCount}} {
+		if f.in != nil {
+			*f.dst, ok = *f.in, true
+		}
+	}
+	return u, ok
 }
 
 type objectJSON struct {
@@ -85,18 +127,70 @@ func (e *Event) UnmarshalJSON(b []byte) error {
 	}
 	*e = Event{
 		Time: j.Time, Device: j.Device, Frame: j.Frame, Conn: j.Conn,
-		TID: j.TID, Unit: j.Unit, Function: j.Function,
-		Address: j.Address, Count: j.Count, File: j.File,
-		ReadAddress: j.ReadAddress, ReadCount: j.ReadCount, AndMask: j.AndMask, OrMask: j.OrMask,
 		Exception: j.Exception, Malformed: j.Malformed, Unanswered: j.Unanswered, Orphan: j.Orphan,
 		RTT: time.Duration(j.RTTMicros) * time.Microsecond,
-		Tag: j.Tag, Text: j.Text, Quality: j.Quality, Error: j.Error, Service: j.Service, Node: j.Node, Status: j.Status,
-		Attribute: j.Attribute, IndexRange: j.IndexRange, ValueType: j.ValueType, StatusName: j.StatusName,
-		RequestID: j.RequestID, Index: j.Index, Channel: j.Channel, SecurityPolicy: j.SecurityPolicy,
+		Tag: j.Tag, Text: j.Text, Quality: j.Quality, Error: j.Error, Service: j.Service, Node: j.Node,
+		IndexRange: j.IndexRange, ValueType: j.ValueType, StatusName: j.StatusName,
+		SecurityPolicy: j.SecurityPolicy,
 		SecurityMode: j.SecurityMode, Identity: j.Identity, User: j.User, SessionName: j.SessionName,
 		Endpoint: j.Endpoint, Thumbprint: j.Thumbprint, SourceTime: j.SourceTime, ServerTime: j.ServerTime,
 		Object: j.Object, Application: j.Application, Messages: j.Messages, Bytes: j.Bytes,
 		Value: NoValue,
+		TokenRequest: j.TokenRequest, PasswordClear: j.PasswordClear,
+		OutputType: j.OutputType, OutputText: j.OutputText, InputStatus: j.InputStatus,
+	}
+	// A number whose zero is a value is absent when its key is (Event.Has,
+	// Event.Absent).
+	for _, f := range []struct {
+		in   *uint16
+		dst  *uint16
+		kind Fields
+	}{{j.TID, &e.TID, FieldTID}, {j.Address, &e.Address, FieldAddress}, {j.Count, &e.Count, FieldCount},
+		{j.File, &e.File, FieldFile}, {j.ReadAddress, &e.ReadAddress, FieldReadAddress}, {j.ReadCount, &e.ReadCount, FieldReadCount},
+		{j.AndMask, &e.AndMask, FieldAndMask}, {j.OrMask, &e.OrMask, FieldOrMask}} {
+		if f.in == nil {
+			e.Absent |= f.kind
+			continue
+		}
+		*f.dst = *f.in
+	}
+	for _, f := range []struct {
+		in   *uint8
+		dst  *uint8
+		kind Fields
+	}{{j.Unit, &e.Unit, FieldUnit}, {j.Function, &e.Function, FieldFunction}} {
+		if f.in == nil {
+			e.Absent |= f.kind
+			continue
+		}
+		*f.dst = *f.in
+	}
+	for _, f := range []struct {
+		in   *uint32
+		dst  *uint32
+		kind Fields
+	}{{j.Status, &e.Status, FieldStatus}, {j.RequestID, &e.RequestID, FieldRequestID}, {j.Channel, &e.Channel, FieldChannel},
+		{j.Attribute, &e.Attribute, FieldAttribute}, {j.TokenID, &e.TokenID, FieldTokenID},
+		{j.Lifetime, &e.Lifetime, FieldLifetime}, {j.RevisedLifetime, &e.RevisedLifetime, FieldRevisedLifetime}} {
+		switch {
+		case f.in != nil:
+			*f.dst = *f.in
+			if f.kind&hasKinds != 0 {
+				e.Has |= f.kind
+			}
+		case f.kind&hasKinds == 0:
+			e.Absent |= f.kind
+		}
+	}
+	if j.Index != nil {
+		e.Index, e.Has = int(*j.Index), e.Has|FieldIndex
+	}
+	if u, ok := buffers(j.buffersJSON.ReceiveBufferSize, j.buffersJSON.SendBufferSize, j.buffersJSON.MaxMessageSize, j.buffersJSON.MaxChunkCount); ok {
+		e.Hello, e.Has = u, e.Has|FieldHello
+	}
+	a := j.ackJSON
+	if u, ok := buffers(a.ReceiveBufferSize, a.SendBufferSize, a.MaxMessageSize, a.MaxChunkCount); ok {
+		e.Acknowledge, e.Has = u, e.Has|FieldAcknowledge
 	}
 	var ok bool
 	switch j.Source {

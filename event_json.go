@@ -55,8 +55,7 @@ func (e *Event) AppendJSON(b []byte) []byte {
 	if e.Protocol == ProtoModbus && e.Op == OpStatus && e.Source == Poll {
 		// The status of one unit: several behind one gateway address
 		// come up and go down on their own (issue 9 §7).
-		b = appendKey(b, "unit")
-		b = strconv.AppendUint(b, uint64(e.Unit), 10)
+		b = appendUint(b, "unit", uint32(e.Unit), e.Shows(FieldUnit))
 	}
 	if e.Tag != "" {
 		b = appendKey(b, "tag")
@@ -91,7 +90,7 @@ func (e *Event) appendOPCUA(b []byte) []byte {
 	b = appendStr(b, "service", e.Service)
 	b = appendStr(b, "node", e.Node)
 	b = appendStr(b, "object", e.Object)
-	if e.Attribute != 0 {
+	if e.Attribute != 0 || e.Has&FieldAttribute != 0 {
 		b = appendKey(b, "attribute")
 		b = strconv.AppendUint(b, uint64(e.Attribute), 10)
 	}
@@ -117,17 +116,18 @@ func (e *Event) appendOPCUA(b []byte) []byte {
 		b = appendKey(b, "response")
 		b = e.Response.appendJSON(b)
 	}
-	b = appendKey(b, "status")
-	b = strconv.AppendUint(b, uint64(e.Status), 10)
+	b = e.appendCallOutputs(b)
+	if e.Shows(FieldStatus) {
+		b = appendKey(b, "status")
+		b = strconv.AppendUint(b, uint64(e.Status), 10)
+	}
 	b = appendStr(b, "status_name", e.StatusName)
 	if e.Source == Wire {
-		b = appendKey(b, "request_id")
-		b = strconv.AppendUint(b, uint64(e.RequestID), 10)
-		b = appendKey(b, "index")
-		b = strconv.AppendInt(b, int64(e.Index), 10)
-		b = appendKey(b, "channel")
-		b = strconv.AppendUint(b, uint64(e.Channel), 10)
+		b = appendUint(b, "request_id", e.RequestID, e.Shows(FieldRequestID))
+		b = appendUint(b, "index", uint32(e.Index), e.Shows(FieldIndex))
+		b = appendUint(b, "channel", e.Channel, e.Shows(FieldChannel))
 	}
+	b = e.appendChannelFacts(b)
 	b = appendStr(b, "security_policy", e.SecurityPolicy)
 	b = appendStr(b, "security_mode", e.SecurityMode)
 	b = appendStr(b, "identity", e.Identity)
@@ -168,6 +168,69 @@ func (e *Event) appendOPCUA(b []byte) []byte {
 	return b
 }
 
+// appendCallOutputs appends what a Call's response said of one method
+// beyond its status and numeric outputs (issue 11 review).
+func (e *Event) appendCallOutputs(b []byte) []byte {
+	b = appendStr(b, "output_type", e.OutputType)
+	b = appendStr(b, "output_text", e.OutputText)
+	if len(e.InputStatus) > 0 {
+		b = appendKey(b, "input_status")
+		b = append(b, '[')
+		for i, s := range e.InputStatus {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = strconv.AppendUint(b, uint64(s), 10)
+		}
+		b = append(b, ']')
+	}
+	return b
+}
+
+// appendChannelFacts appends the OPC UA connection and secure channel
+// facts of a Hello, an OpenSecureChannel and an ActivateSession (issue 11
+// review), each only when it was on the wire.
+func (e *Event) appendChannelFacts(b []byte) []byte {
+	b = appendUint(b, "token_id", e.TokenID, e.Has&FieldTokenID != 0)
+	b = appendStr(b, "token_request", e.TokenRequest)
+	b = appendUint(b, "requested_lifetime_ms", e.Lifetime, e.Has&FieldLifetime != 0)
+	b = appendUint(b, "revised_lifetime_ms", e.RevisedLifetime, e.Has&FieldRevisedLifetime != 0)
+	if e.Has&FieldHello != 0 {
+		b = e.Hello.appendJSON(b, "")
+	}
+	if e.Has&FieldAcknowledge != 0 {
+		b = e.Acknowledge.appendJSON(b, "ack_")
+	}
+	if e.PasswordClear {
+		b = append(b, `,"password_clear":true`...)
+	}
+	return b
+}
+
+func (u *UACPBuffers) appendJSON(b []byte, prefix string) []byte {
+	for _, f := range [...]struct {
+		k string
+		v uint32
+	}{{"receive_buffer_size", u.ReceiveBufferSize}, {"send_buffer_size", u.SendBufferSize},
+		{"max_message_size", u.MaxMessageSize}, {"max_chunk_count", u.MaxChunkCount}} {
+		b = append(b, ',', '"')
+		b = append(b, prefix...)
+		b = append(b, f.k...)
+		b = append(b, '"', ':')
+		b = strconv.AppendUint(b, uint64(f.v), 10)
+	}
+	return b
+}
+
+// appendUint appends "k":v when show.
+func appendUint(b []byte, k string, v uint32, show bool) []byte {
+	if !show {
+		return b
+	}
+	b = appendKey(b, k)
+	return strconv.AppendUint(b, uint64(v), 10)
+}
+
 // appendStr appends "k":"v" when v is not empty.
 func appendStr(b []byte, k, v string) []byte {
 	if v == "" {
@@ -179,13 +242,10 @@ func appendStr(b []byte, k, v string) []byte {
 
 func (e *Event) appendModbus(b []byte) []byte {
 	if e.Source == Wire {
-		b = appendKey(b, "tid")
-		b = strconv.AppendUint(b, uint64(e.TID), 10)
+		b = appendUint(b, "tid", uint32(e.TID), e.Shows(FieldTID))
 	}
-	b = appendKey(b, "unit")
-	b = strconv.AppendUint(b, uint64(e.Unit), 10)
-	b = appendKey(b, "function")
-	b = strconv.AppendUint(b, uint64(e.Function), 10)
+	b = appendUint(b, "unit", uint32(e.Unit), e.Shows(FieldUnit))
+	b = appendUint(b, "function", uint32(e.Function), e.Shows(FieldFunction))
 	if e.HasSub {
 		b = appendKey(b, "subfunction")
 		b = strconv.AppendUint(b, uint64(e.SubFunction), 10)
@@ -196,29 +256,22 @@ func (e *Event) appendModbus(b []byte) []byte {
 		b = append(b, e.Table.String()...)
 		b = append(b, '"')
 		if e.Table == TableFile {
-			b = appendKey(b, "file")
-			b = strconv.AppendUint(b, uint64(e.File), 10)
+			b = appendUint(b, "file", uint32(e.File), e.Shows(FieldFile))
 		}
 		if !e.Orphan || echoesAddress(e.Function&0x7f) {
-			b = appendKey(b, "address")
-			b = strconv.AppendUint(b, uint64(e.Address), 10)
-			b = appendKey(b, "count")
-			b = strconv.AppendUint(b, uint64(e.Count), 10)
+			b = appendUint(b, "address", uint32(e.Address), e.Shows(FieldAddress))
+			b = appendUint(b, "count", uint32(e.Count), e.Shows(FieldCount))
 		}
 	}
 	// The exception bit stays on a function whose exception response lost
 	// its code: the request's fields are still the request's.
 	if e.Function&0x7f == 23 {
-		b = appendKey(b, "read_address")
-		b = strconv.AppendUint(b, uint64(e.ReadAddress), 10)
-		b = appendKey(b, "read_count")
-		b = strconv.AppendUint(b, uint64(e.ReadCount), 10)
+		b = appendUint(b, "read_address", uint32(e.ReadAddress), e.Shows(FieldReadAddress))
+		b = appendUint(b, "read_count", uint32(e.ReadCount), e.Shows(FieldReadCount))
 	}
 	if e.Function&0x7f == 22 {
-		b = appendKey(b, "and_mask")
-		b = strconv.AppendUint(b, uint64(e.AndMask), 10)
-		b = appendKey(b, "or_mask")
-		b = strconv.AppendUint(b, uint64(e.OrMask), 10)
+		b = appendUint(b, "and_mask", uint32(e.AndMask), e.Shows(FieldAndMask))
+		b = appendUint(b, "or_mask", uint32(e.OrMask), e.Shows(FieldOrMask))
 	}
 	if e.Values.Kind() != NoValues {
 		b = appendKey(b, "values")

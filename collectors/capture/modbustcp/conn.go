@@ -351,6 +351,7 @@ func (c *Conn) framingError(dir reassembly.Dir, b []byte, m reassembly.Meta) {
 		if bad {
 			ev := c.newEvent(m)
 			ev.Op = plcwatch.OpOther
+			ev.Absent |= plcwatch.FieldTID | plcwatch.FieldUnit | plcwatch.FieldFunction // not Modbus: no MBAP header
 			ev.Malformed = notModbus(b)
 			c.send(ev)
 			return
@@ -364,6 +365,8 @@ func (c *Conn) framingError(dir reassembly.Dir, b []byte, m reassembly.Meta) {
 	ev.Op = plcwatch.OpOther
 	if len(b) > mbapLen {
 		ev.Function = b[7] &^ 0x80
+	} else {
+		ev.Absent |= plcwatch.FieldFunction
 	}
 	switch {
 	case dir == reassembly.ClientToServer && bad:

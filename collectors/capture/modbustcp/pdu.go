@@ -125,7 +125,35 @@ func (f *fields) u16(dst *uint16, why string) bool {
 		return f.stop(why)
 	}
 	*dst, f.b = be16(f.b), f.b[2:]
+	f.ev.Absent &^= fieldOf(f.ev, dst)
 	return true
+}
+
+// requestFields are the numbers of a request that DecodeRequest marks
+// absent until it reads them: a truncated request shows no address,
+// count or mask it did not carry (issue 11 review).
+const requestFields = plcwatch.FieldAddress | plcwatch.FieldCount | plcwatch.FieldReadAddress |
+	plcwatch.FieldReadCount | plcwatch.FieldAndMask | plcwatch.FieldOrMask | plcwatch.FieldFile
+
+// fieldOf names the Event field dst points to, for Event.Absent.
+func fieldOf(ev *plcwatch.Event, dst *uint16) plcwatch.Fields {
+	switch dst {
+	case &ev.Address:
+		return plcwatch.FieldAddress
+	case &ev.Count:
+		return plcwatch.FieldCount
+	case &ev.ReadAddress:
+		return plcwatch.FieldReadAddress
+	case &ev.ReadCount:
+		return plcwatch.FieldReadCount
+	case &ev.AndMask:
+		return plcwatch.FieldAndMask
+	case &ev.OrMask:
+		return plcwatch.FieldOrMask
+	case &ev.File:
+		return plcwatch.FieldFile
+	}
+	return 0
 }
 
 // take returns the next n bytes, or what is left when fewer, and whether
@@ -156,12 +184,14 @@ func DecodeRequest(ev *plcwatch.Event, pdu []byte) {
 	if len(pdu) == 0 {
 		ev.Op = plcwatch.OpOther
 		ev.Malformed = Truncated
+		ev.Absent |= plcwatch.FieldFunction | requestFields
 		return
 	}
 	fc := pdu[0]
 	ev.Function = fc
 	ev.Op = OpOf(fc)
 	ev.Table = TableOf(fc)
+	ev.Absent |= requestFields
 	f := fields{ev: ev, b: pdu[1:]}
 	switch fc {
 	case ReadCoils, ReadDiscreteInputs, ReadHoldingRegisters, ReadInputRegisters:
@@ -176,6 +206,7 @@ func DecodeRequest(ev *plcwatch.Event, pdu []byte) {
 		f.end(TrailingBytes)
 	case WriteSingleCoil:
 		ev.Count = 1 // implied by the function
+		ev.Absent &^= plcwatch.FieldCount
 		var v uint16
 		if !f.u16(&ev.Address, MissingAddress) || !f.u16(&v, MissingOutputValue) {
 			return
@@ -187,6 +218,7 @@ func DecodeRequest(ev *plcwatch.Event, pdu []byte) {
 		f.end(TrailingBytes)
 	case WriteSingleRegister:
 		ev.Count = 1
+		ev.Absent &^= plcwatch.FieldCount
 		var v uint16
 		if !f.u16(&ev.Address, MissingAddress) || !f.u16(&v, MissingRegisterValue) {
 			return
@@ -285,6 +317,7 @@ func DecodeRequest(ev *plcwatch.Event, pdu []byte) {
 		}
 	case MaskWriteRegister:
 		ev.Count = 1
+		ev.Absent &^= plcwatch.FieldCount
 		if !f.u16(&ev.Address, MissingAddress) || !f.u16(&ev.AndMask, MissingAndMask) || !f.u16(&ev.OrMask, MissingOrMask) {
 			return
 		}
@@ -426,13 +459,19 @@ func DecodeResponse(ev *plcwatch.Event, pdu []byte) {
 			setMalformed(ev, RespByteCountLength)
 		}
 	case WriteSingleCoil, WriteSingleRegister, WriteMultipleCoils, WriteMultipleRegisters, MaskWriteRegister:
-		// An echo of the request's address and value, quantity or masks.
+		// An echo of the request's address and value, quantity or masks:
+		// an orphan shows those its response carried, no others.
 		var addr, a, b uint16
+		if orphan {
+			ev.Absent |= plcwatch.FieldAddress | plcwatch.FieldCount | plcwatch.FieldAndMask | plcwatch.FieldOrMask
+		}
 		ok := f.u16(&addr, RespMissingAddress)
 		if orphan && ok {
 			ev.Address = addr
+			ev.Absent &^= plcwatch.FieldAddress
 			if fc != WriteMultipleCoils && fc != WriteMultipleRegisters {
 				ev.Count = 1 // implied by the function
+				ev.Absent &^= plcwatch.FieldCount
 			}
 		}
 		switch fc {
@@ -447,13 +486,16 @@ func DecodeResponse(ev *plcwatch.Event, pdu []byte) {
 		case MaskWriteRegister:
 			if ok = ok && f.u16(&a, RespMissingAndMask); orphan && ok {
 				ev.AndMask = a
+				ev.Absent &^= plcwatch.FieldAndMask
 			}
 			if ok = ok && f.u16(&b, RespMissingOrMask); orphan && ok {
 				ev.OrMask = b
+				ev.Absent &^= plcwatch.FieldOrMask
 			}
 		default:
 			if ok = ok && f.u16(&a, RespMissingQuantity); orphan && ok {
 				ev.Count = a
+				ev.Absent &^= plcwatch.FieldCount
 			}
 		}
 		f.end(RespTrailingBytes)
@@ -524,6 +566,7 @@ func DecodeResponse(ev *plcwatch.Event, pdu []byte) {
 			return
 		}
 		ev.Count = n
+		ev.Absent &^= plcwatch.FieldCount
 		ev.Response.SetWords(f.b)
 		switch {
 		case int(bc) > 2+len(f.b):

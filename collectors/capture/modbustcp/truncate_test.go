@@ -1,6 +1,7 @@
 package modbustcp
 
 import (
+	"encoding/json"
 	"fmt"
 	"slices"
 	"testing"
@@ -257,6 +258,11 @@ func TestTruncatedResponseKeepsEveryField(t *testing.T) {
 	}
 }
 
+// jsonKey is the JSON key of a layout's field.
+var jsonKey = map[string]string{"address": "address", "quantity": "count", "and mask": "and_mask", "or mask": "or_mask",
+	"file": "file", "record": "address", "length": "count", "read address": "read_address", "read quantity": "read_count",
+	"write address": "address", "write quantity": "count", "FIFO count": "count"}
+
 // checkCut compares the decoding of a PDU cut to n bytes with the whole
 // one's.
 func checkCut(t *testing.T, lay *layout, ev, whole *plcwatch.Event, n int, orphan bool) {
@@ -290,6 +296,22 @@ func checkCut(t *testing.T, lay *layout, ev, whole *plcwatch.Event, n int, orpha
 		}
 		if got != want {
 			t.Errorf("%s: %s = %d, want %d", what, f.name, got, want)
+		}
+		// Not on the wire: not in the JSON either, never a 0 (issue 11
+		// review). An orphan shows no address or count unless its
+		// function echoes them (event_json.go): not checked here.
+		key := jsonKey[f.name]
+		if key == "" || orphan {
+			continue
+		}
+		var m map[string]any
+		ev.Source = plcwatch.Wire
+		ev.Protocol = plcwatch.ProtoModbus
+		if err := json.Unmarshal(ev.AppendJSON(nil), &m); err != nil {
+			t.Fatal(err)
+		}
+		if _, shown := m[key]; shown != (n >= f.end) {
+			t.Errorf("%s cut at %d: %q shown %v, want %v: %s", what, n, key, shown, n >= f.end, ev.AppendJSON(nil))
 		}
 	}
 	if l := lay.list; l != nil && !(paired && !l.response) {
