@@ -71,16 +71,16 @@ type eventJSON struct {
 	ServerTime     time.Time `json:"server_time"`
 
 	// The issue 11 review's OPC UA fields.
-	TokenID         *uint32   `json:"token_id"`
-	TokenRequest    string    `json:"token_request"`
-	Lifetime        *uint32   `json:"requested_lifetime_ms"`
-	RevisedLifetime *uint32   `json:"revised_lifetime_ms"`
-	PasswordClear   bool      `json:"password_clear"`
-	OutputType      string    `json:"output_type"`
-	OutputText      string    `json:"output_text"`
-	InputStatus     []uint32  `json:"input_status"`
-	buffersJSON // inline: the Hello's sizes
-	ackJSON     // inline: the Acknowledge's
+	TokenID         *uint32  `json:"token_id"`
+	TokenRequest    string   `json:"token_request"`
+	Lifetime        *uint32  `json:"requested_lifetime_ms"`
+	RevisedLifetime *uint32  `json:"revised_lifetime_ms"`
+	PasswordClear   bool     `json:"password_clear"`
+	OutputType      string   `json:"output_type"`
+	OutputText      string   `json:"output_text"`
+	InputStatus     []uint32 `json:"input_status"`
+	buffersJSON              // inline: the Hello's sizes
+	ackJSON                  // inline: the Acknowledge's
 }
 
 // buffersJSON and ackJSON are a Hello's and an Acknowledge's sizes.
@@ -132,10 +132,10 @@ func (e *Event) UnmarshalJSON(b []byte) error {
 		Tag: j.Tag, Text: j.Text, Quality: j.Quality, Error: j.Error, Service: j.Service, Node: j.Node,
 		IndexRange: j.IndexRange, ValueType: j.ValueType, StatusName: j.StatusName,
 		SecurityPolicy: j.SecurityPolicy,
-		SecurityMode: j.SecurityMode, Identity: j.Identity, User: j.User, SessionName: j.SessionName,
+		SecurityMode:   j.SecurityMode, Identity: j.Identity, User: j.User, SessionName: j.SessionName,
 		Endpoint: j.Endpoint, Thumbprint: j.Thumbprint, SourceTime: j.SourceTime, ServerTime: j.ServerTime,
 		Object: j.Object, Application: j.Application, Messages: j.Messages, Bytes: j.Bytes,
-		Value: NoValue,
+		Value:        NoValue,
 		TokenRequest: j.TokenRequest, PasswordClear: j.PasswordClear,
 		OutputType: j.OutputType, OutputText: j.OutputText, InputStatus: j.InputStatus,
 	}
