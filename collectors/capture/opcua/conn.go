@@ -447,11 +447,16 @@ func (c *Conn) hello(dir reassembly.Dir, b []byte, m reassembly.Meta) {
 	r := reader{b: b[hdrLen:]}
 	r.u32() // protocol version
 	recv, send, maxMsg, maxChunks := r.u32(), r.u32(), r.u32(), r.u32()
+	sizesOK := r.ok()
 	url := r.bytes()
 	p := c.newPending(m)
 	p.kind = pendHello
 	p.ev.Op = plcwatch.OpSession
 	p.ev.Service = "Hello"
+	if sizesOK {
+		p.ev.Hello = plcwatch.UACPBuffers{ReceiveBufferSize: recv, SendBufferSize: send, MaxMessageSize: maxMsg, MaxChunkCount: maxChunks}
+		p.ev.Has |= plcwatch.FieldHello
+	}
 	if !r.ok() {
 		p.ev.Malformed = r.why
 	} else if len(url) > 4096 {
@@ -464,7 +469,6 @@ func (c *Conn) hello(dir reassembly.Dir, b []byte, m reassembly.Meta) {
 	// messages and chunk counts up to the client's maxima (until ACK
 	// narrows them).
 	c.dirs[reassembly.ServerToClient].limit = limits{chunk: recv, message: maxMsg, chunks: maxChunks}
-	_ = send
 	c.request(p)
 }
 
@@ -477,25 +481,31 @@ func (c *Conn) acknowledge(dir reassembly.Dir, b []byte, m reassembly.Meta) {
 	r := reader{b: b[hdrLen:]}
 	r.u32()
 	recv, send, maxMsg, maxChunks := r.u32(), r.u32(), r.u32(), r.u32()
+	ack := plcwatch.UACPBuffers{ReceiveBufferSize: recv, SendBufferSize: send, MaxMessageSize: maxMsg, MaxChunkCount: maxChunks}
 	if r.ok() {
 		c.dirs[reassembly.ClientToServer].limit = limits{chunk: recv, message: maxMsg, chunks: maxChunks}
 		c.dirs[reassembly.ServerToClient].limit.chunk = send
 	}
 	i := c.findHello()
+	var ev *plcwatch.Event
 	if i < 0 {
-		ev := c.scratch(m)
+		ev = c.scratch(m)
 		ev.Op, ev.Service, ev.Orphan = plcwatch.OpSession, "Acknowledge", true
 		ev.Endpoint = c.endpoint
-		if !r.ok() {
-			ev.Malformed = "response: " + r.why
-		}
+	} else {
+		ev = &c.pending[i].ev
+	}
+	if r.ok() {
+		// The server accepted: status Good, and the sizes it granted.
+		ev.Acknowledge, ev.Has = ack, ev.Has|plcwatch.FieldAcknowledge
+		ev.Absent &^= plcwatch.FieldStatus
+	} else if ev.Malformed == "" {
+		ev.Malformed = "response: " + r.why
+	}
+	if i < 0 {
 		c.d.Stats.Orphans++
 		c.send(ev)
 		return
-	}
-	p := &c.pending[i]
-	if !r.ok() && p.ev.Malformed == "" {
-		p.ev.Malformed = "response: " + r.why
 	}
 	c.answer(i, m)
 }
@@ -593,6 +603,7 @@ func (c *Conn) channel(id uint32) *channel {
 // setChannel fills the security fields every event of a channel carries.
 func setChannel(ev *plcwatch.Event, ch *channel) {
 	ev.Channel = ch.id
+	ev.Absent &^= plcwatch.FieldChannel
 	ev.SecurityPolicy = ch.policy
 	ev.SecurityMode = ch.mode
 }

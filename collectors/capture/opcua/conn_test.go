@@ -5,6 +5,7 @@ import (
 	"crypto/sha1"
 	"encoding/binary"
 	"encoding/hex"
+	"encoding/json"
 	"math/rand/v2"
 	"net/netip"
 	"strconv"
@@ -261,13 +262,17 @@ func TestIdentities(t *testing.T) {
 		identity string
 		user     string
 		thumb    string
+		clear    bool // the password crossed the wire in clear text
 	}{
-		{"anonymous", &ua.AnonymousIdentityToken{PolicyID: "a"}, "anonymous", "", ""},
-		{"username", &ua.UserNameIdentityToken{PolicyID: "u", UserName: "maint", Password: []byte("pw-in-clear"), EncryptionAlgorithm: ""}, "username", "maint", ""},
+		{"anonymous", &ua.AnonymousIdentityToken{PolicyID: "a"}, "anonymous", "", "", false},
+		{"username", &ua.UserNameIdentityToken{PolicyID: "u", UserName: "maint", Password: []byte("pw-in-clear"), EncryptionAlgorithm: ""}, "username", "maint", "", true},
+		{"username, encryption policy None", &ua.UserNameIdentityToken{PolicyID: "u", UserName: "maint", Password: []byte("pw-in-clear"),
+			EncryptionAlgorithm: "http://opcfoundation.org/UA/SecurityPolicy#None"}, "username", "maint", "", true},
+		{"username, no password", &ua.UserNameIdentityToken{PolicyID: "u", UserName: "guest"}, "username", "guest", "", false},
 		{"username encrypted", &ua.UserNameIdentityToken{PolicyID: "u", UserName: "eng", Password: bytes.Repeat([]byte{0xA5}, 256),
-			EncryptionAlgorithm: "http://www.w3.org/2001/04/xmlenc#rsa-oaep"}, "username", "eng", ""},
-		{"certificate", &ua.X509IdentityToken{PolicyID: "c", CertificateData: cert}, "certificate", "", hex.EncodeToString(sum[:])},
-		{"issued", &ua.IssuedIdentityToken{PolicyID: "i", TokenData: []byte("jwt")}, "issued", "", ""},
+			EncryptionAlgorithm: "http://www.w3.org/2001/04/xmlenc#rsa-oaep"}, "username", "eng", "", false},
+		{"certificate", &ua.X509IdentityToken{PolicyID: "c", CertificateData: cert}, "certificate", "", hex.EncodeToString(sum[:]), false},
+		{"issued", &ua.IssuedIdentityToken{PolicyID: "i", TokenData: []byte("jwt")}, "issued", "", "", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			v := newConv(t, Config{})
@@ -276,12 +281,15 @@ func TestIdentities(t *testing.T) {
 			v.req(4, &ua.ReadRequest{RequestHeader: v.rh(4), NodesToRead: []*ua.ReadValueID{{NodeID: ua.NewNumericNodeID(0, 2258), AttributeID: 13, DataEncoding: &ua.QualifiedName{}}}})
 			v.check()
 			as := one(t, v.find("ActivateSessionRequest"), "ActivateSession")
-			if as.Identity != tc.identity || as.User != tc.user || as.Thumbprint != tc.thumb {
-				t.Errorf("identity %q user %q thumbprint %q", as.Identity, as.User, as.Thumbprint)
+			if as.Identity != tc.identity || as.User != tc.user || as.Thumbprint != tc.thumb || as.PasswordClear != tc.clear {
+				t.Errorf("identity %q user %q thumbprint %q password_clear %v", as.Identity, as.User, as.Thumbprint, as.PasswordClear)
+			}
+			if js := string(as.AppendJSON(nil)); strings.Contains(js, "password_clear") != tc.clear {
+				t.Errorf("password_clear in the JSON is not %v: %s", tc.clear, js)
 			}
 			rd := one(t, v.find("ReadRequest"), "Read")
-			if rd.Identity != tc.identity || rd.User != tc.user {
-				t.Errorf("read: identity %q user %q", rd.Identity, rd.User)
+			if rd.Identity != tc.identity || rd.User != tc.user || rd.PasswordClear {
+				t.Errorf("read: identity %q user %q password_clear %v", rd.Identity, rd.User, rd.PasswordClear)
 			}
 		})
 	}
@@ -720,4 +728,135 @@ func TestHostileEncodings(t *testing.T) {
 			}
 		})
 	}
+}
+
+// jsonOf is an event's JSON as a map, for checking what is shown.
+func jsonOf(t *testing.T, ev *plcwatch.Event) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(ev.AppendJSON(nil), &m); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// TestChannelFacts: the Hello's and Acknowledge's sizes, the OPN's token
+// and lifetimes are on their events (issue 11 review), 0 when the wire
+// said 0, and numbers the wire did not carry are absent, not 0.
+func TestChannelFacts(t *testing.T) {
+	v := newConv(t, Config{})
+	hello := pcapgen.Hello("opc.tcp://plc.example:4840/ua")
+	binary.LittleEndian.PutUint32(hello[12:], 8192)  // ReceiveBufferSize
+	binary.LittleEndian.PutUint32(hello[16:], 16384) // SendBufferSize
+	binary.LittleEndian.PutUint32(hello[20:], 1<<20) // MaxMessageSize
+	binary.LittleEndian.PutUint32(hello[24:], 0)     // MaxChunkCount: no limit
+	ack := pcapgen.Acknowledge()
+	binary.LittleEndian.PutUint32(ack[12:], 16384)
+	binary.LittleEndian.PutUint32(ack[16:], 8192)
+	binary.LittleEndian.PutUint32(ack[20:], 2<<20)
+	binary.LittleEndian.PutUint32(ack[24:], 64)
+	v.send(reassembly.ClientToServer, hello)
+	v.send(reassembly.ServerToClient, ack)
+	v.send(reassembly.ClientToServer, v.c2s.Open(1, pcapgen.Encode(&ua.OpenSecureChannelRequest{RequestHeader: pcapgen.RequestHeader(nil, 1, v.now()),
+		RequestType: ua.SecurityTokenRequestTypeRenew, SecurityMode: ua.MessageSecurityModeNone, ClientNonce: []byte{}, RequestedLifetime: 3600000})))
+	v.send(reassembly.ServerToClient, v.s2c.Open(1, pcapgen.Encode(&ua.OpenSecureChannelResponse{ResponseHeader: v.sh(1),
+		SecurityToken: &ua.ChannelSecurityToken{ChannelID: 9, TokenID: 0, RevisedLifetime: 600000}, ServerNonce: []byte{}})))
+	// A Write that is never answered: no status on the wire.
+	v.req(5, &ua.WriteRequest{RequestHeader: v.rh(5), NodesToWrite: []*ua.WriteValue{{NodeID: ua.NewStringNodeID(2, "Valve"),
+		AttributeID: ua.AttributeIDValue, Value: &ua.DataValue{EncodingMask: ua.DataValueValue, Value: ua.MustVariant(true)}}}})
+	v.check()
+
+	h := one(t, v.find("Hello"), "Hello")
+	want := map[string]float64{"receive_buffer_size": 8192, "send_buffer_size": 16384, "max_message_size": 1 << 20, "max_chunk_count": 0,
+		"ack_receive_buffer_size": 16384, "ack_send_buffer_size": 8192, "ack_max_message_size": 2 << 20, "ack_max_chunk_count": 64, "status": 0}
+	hj := jsonOf(t, &h)
+	for k, w := range want {
+		if got, ok := hj[k]; !ok || got != w {
+			t.Errorf("Hello: %s = %v, want %v", k, got, w)
+		}
+	}
+	for _, k := range []string{"request_id", "channel", "index", "token_id"} {
+		if _, ok := hj[k]; ok {
+			t.Errorf("Hello: %s shown, but a Hello carries none: %s", k, h.AppendJSON(nil))
+		}
+	}
+	opn := one(t, v.find("OpenSecureChannelRequest"), "OPN")
+	oj := jsonOf(t, &opn)
+	for k, w := range map[string]any{"token_id": 0.0, "requested_lifetime_ms": 3600000.0, "revised_lifetime_ms": 600000.0,
+		"token_request": "Renew", "channel": 9.0, "request_id": 1.0, "status": 0.0} {
+		if got, ok := oj[k]; !ok || got != w {
+			t.Errorf("OPN: %s = %v, want %v: %s", k, got, w, opn.AppendJSON(nil))
+		}
+	}
+	if _, ok := oj["index"]; ok {
+		t.Errorf("OPN: index shown on a request that has no operations: %s", opn.AppendJSON(nil))
+	}
+	w := one(t, v.find("WriteRequest"), "Write")
+	wj := jsonOf(t, &w)
+	if _, ok := wj["status"]; ok || w.Unanswered != plcwatch.UnansweredEOF {
+		t.Errorf("unanswered write: status shown although no response carried one: %s", w.AppendJSON(nil))
+	}
+	if wj["index"] != 0.0 || wj["attribute"] != 13.0 {
+		t.Errorf("write: index %v attribute %v: %s", wj["index"], wj["attribute"], w.AppendJSON(nil))
+	}
+}
+
+// TestCallOutputs: a method's output arguments are on its event as its
+// input arguments are — numbers in response, anything else as text — with
+// their types and, when the server gave them, each input argument's
+// status (issue 11 review).
+func TestCallOutputs(t *testing.T) {
+	v := newConv(t, Config{})
+	v.open(nil)
+	obj := ua.NewStringNodeID(2, "Recipes")
+	v.req(20, &ua.CallRequest{RequestHeader: v.rh(20), MethodsToCall: []*ua.CallMethodRequest{
+		{ObjectID: obj, MethodID: ua.NewStringNodeID(2, "Recipes.Count")},
+		{ObjectID: obj, MethodID: ua.NewStringNodeID(2, "Recipes.Load"), InputArguments: []*ua.Variant{ua.MustVariant("bread"), ua.MustVariant(int32(-1))}},
+		{ObjectID: obj, MethodID: ua.NewStringNodeID(2, "Recipes.Names")},
+		{ObjectID: obj, MethodID: ua.NewStringNodeID(2, "Recipes.Reset")},
+	}})
+	v.resp(20, &ua.CallResponse{ResponseHeader: v.sh(20), Results: []*ua.CallMethodResult{
+		{OutputArguments: []*ua.Variant{ua.MustVariant(uint32(12)), ua.MustVariant(2.5)}},
+		{StatusCode: ua.StatusBadInvalidArgument, InputArgumentResults: []ua.StatusCode{0, ua.StatusBadOutOfRange}},
+		{OutputArguments: []*ua.Variant{ua.MustVariant("bread"), ua.MustVariant(int16(3)), ua.MustVariant([]string{"a", "b"})}},
+		{},
+	}})
+	v.check()
+	calls := v.find("CallRequest")
+	if len(calls) != 4 {
+		t.Fatalf("%d call events, want 4", len(calls))
+	}
+	for i, want := range []struct {
+		response    []float64
+		typ, text   string
+		inputStatus []uint32
+		status      string
+	}{
+		{response: []float64{12, 2.5}, typ: "UInt32,Double"},
+		{inputStatus: []uint32{0, uint32(ua.StatusBadOutOfRange)}, status: "BadInvalidArgument"},
+		{typ: "String,Int16,String", text: "bread,3,[a,b]"},
+		{},
+	} {
+		c := calls[i]
+		var resp []float64
+		for j := 0; j < c.Response.Len(); j++ {
+			resp = append(resp, c.Response.Float(j))
+		}
+		if floatsText(resp) != floatsText(want.response) || c.OutputType != want.typ || c.OutputText != want.text ||
+			floatsText(u32s(c.InputStatus)) != floatsText(u32s(want.inputStatus)) || c.StatusName != want.status || c.Index != i {
+			t.Errorf("call %d: response %v type %q text %q input status %v status %q: %s", i, resp, c.OutputType, c.OutputText,
+				c.InputStatus, c.StatusName, c.AppendJSON(nil))
+		}
+		if cj := jsonOf(t, &c); (cj["input_status"] != nil) != (want.inputStatus != nil) || (cj["output_text"] != nil) != (want.text != "") {
+			t.Errorf("call %d JSON: %s", i, c.AppendJSON(nil))
+		}
+	}
+}
+
+func u32s(in []uint32) []float64 {
+	var out []float64
+	for _, x := range in {
+		out = append(out, float64(x))
+	}
+	return out
 }

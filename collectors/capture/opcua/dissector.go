@@ -157,5 +157,8 @@ func (d *Dissector) NewConn(id uint64, client, server netip.AddrPort, emit plcwa
 	c.base.Client, c.base.Server = client, server
 	c.base.Device = server.String()
 	c.base.Value = plcwatch.NoValue
+	// Known once a message carries them: a Hello has no channel or
+	// request id, and a request never answered has no status.
+	c.base.Absent = plcwatch.FieldStatus | plcwatch.FieldRequestID | plcwatch.FieldChannel
 	return c
 }

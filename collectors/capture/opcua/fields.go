@@ -96,6 +96,13 @@ func (c *Conn) requestFields(p *pending, obj any) {
 		if int(x.SecurityMode) < len(modeNames) {
 			ev.SecurityMode = modeNames[x.SecurityMode]
 		}
+		ev.Lifetime, ev.Has = x.RequestedLifetime, ev.Has|plcwatch.FieldLifetime
+		switch x.RequestType {
+		case ua.SecurityTokenRequestTypeIssue:
+			ev.TokenRequest = "Issue"
+		case ua.SecurityTokenRequestTypeRenew:
+			ev.TokenRequest = "Renew"
+		}
 	case *ua.CreateSessionRequest:
 		ev.SessionName = clipString(x.SessionName, 512)
 		ev.Endpoint = clipString(x.EndpointURL, 4096)
@@ -197,6 +204,11 @@ func identify(ev *plcwatch.Event, tok *ua.ExtensionObject) {
 	case *ua.UserNameIdentityToken:
 		ev.Identity = "username"
 		ev.User = clipString(x.UserName, 256)
+		// A password is encrypted with the algorithm the token names
+		// (OPC 10000-4 §7.40.4); none, or policy None's, leaves it in
+		// clear text for anyone on the path. Said, never shown.
+		alg := x.EncryptionAlgorithm
+		ev.PasswordClear = len(x.Password) > 0 && (alg == "" || strings.HasSuffix(alg, "#None"))
 	case *ua.X509IdentityToken:
 		ev.Identity = "certificate"
 		ev.Thumbprint = thumbprint(x.CertificateData)
@@ -260,6 +272,10 @@ func (c *Conn) responseFields(p *pending, ev *plcwatch.Event, ch *channel, obj a
 			}
 		}
 	case *ua.OpenSecureChannelResponse:
+		if t := x.SecurityToken; t != nil {
+			ev.TokenID, ev.RevisedLifetime = t.TokenID, t.RevisedLifetime
+			ev.Has |= plcwatch.FieldTokenID | plcwatch.FieldRevisedLifetime
+		}
 		if x.SecurityToken != nil && x.SecurityToken.ChannelID != 0 && p != nil && result == 0 {
 			c.renameChannel(ch, x.SecurityToken.ChannelID, p.ev.SecurityMode)
 		}
@@ -363,9 +379,11 @@ func (c *Conn) emitOperations(p *pending, stage plcwatch.Stage) {
 		for i, wv := range req.NodesToWrite {
 			*ev = p.ev
 			ev.Stage, ev.Index = stage, i
+			ev.Has |= plcwatch.FieldIndex
 			if wv != nil {
 				ev.Node = nodeText(wv.NodeID)
 				ev.Attribute = uint32(wv.AttributeID)
+				ev.Has |= plcwatch.FieldAttribute
 				ev.IndexRange = clipString(wv.IndexRange, 256)
 				if wv.Value != nil {
 					setVariant(ev, wv.Value.Value)
@@ -386,6 +404,7 @@ func (c *Conn) emitOperations(p *pending, stage plcwatch.Stage) {
 		for i, cm := range req.MethodsToCall {
 			*ev = p.ev
 			ev.Stage, ev.Index = stage, i
+			ev.Has |= plcwatch.FieldIndex
 			if cm != nil {
 				ev.Node = nodeText(cm.MethodID)
 				ev.Object = nodeText(cm.ObjectID)
@@ -396,6 +415,12 @@ func (c *Conn) emitOperations(p *pending, stage plcwatch.Stage) {
 				res := resp.Results[i]
 				ev.Status, ev.StatusName = uint32(res.StatusCode), statusName(uint32(res.StatusCode))
 				setOutputs(ev, res.OutputArguments)
+				if len(res.InputArgumentResults) > 0 {
+					ev.InputStatus = make([]uint32, len(res.InputArgumentResults))
+					for j, s := range res.InputArgumentResults {
+						ev.InputStatus[j] = uint32(s)
+					}
+				}
 			}
 			c.operationStatus(ev, p)
 			c.send(ev)
@@ -516,23 +541,45 @@ func setArguments(ev *plcwatch.Event, args []*ua.Variant) {
 	ev.Text = clipString(strings.Join(texts, ","), 1024)
 }
 
-// setOutputs puts a call's numeric output arguments into response.
+// setOutputs puts a method's output arguments into the event as its
+// input arguments are (setArguments): all numbers (or Booleans), up to
+// plcwatch.MaxFloats, in response; else all of them as text, comma-
+// separated, in output_text (an array argument in brackets); their types
+// in output_type.
 func setOutputs(ev *plcwatch.Event, args []*ua.Variant) {
 	ev.Response.Reset()
+	ev.OutputType, ev.OutputText = "", ""
+	if len(args) == 0 {
+		return
+	}
+	types := make([]string, len(args))
 	fs := make([]float64, 0, len(args))
-	for _, a := range args {
+	texts := make([]string, len(args))
+	numeric := true
+	for i, a := range args {
 		if a == nil {
-			return
+			types[i] = typeNames[vtNull]
+			numeric = false
+			continue
 		}
-		f, ok := scalarNumber(a.Value())
-		if !ok {
-			return
+		if int(a.Type()) < len(typeNames) {
+			types[i] = typeNames[a.Type()]
 		}
-		fs = append(fs, f)
+		val := a.Value()
+		if f, ok := scalarNumber(val); ok {
+			fs = append(fs, f)
+			texts[i] = valueText(val)
+			continue
+		}
+		numeric = false
+		texts[i] = valueText(val)
 	}
-	if len(fs) > 0 && len(fs) <= plcwatch.MaxFloats {
+	ev.OutputType = strings.Join(types, ",")
+	if numeric && len(fs) <= plcwatch.MaxFloats {
 		ev.Response.SetFloats(fs)
+		return
 	}
+	ev.OutputText = clipString(strings.Join(texts, ","), 1024)
 }
 
 func scalarNumber(v any) (float64, bool) {

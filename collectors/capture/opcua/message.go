@@ -117,6 +117,7 @@ func (c *Conn) requestMessage(ch *channel, kind uint32, reqID uint32, body []byt
 	p.reqID, p.channel, p.typ = reqID, ch.id, mt
 	ev := &p.ev
 	ev.RequestID = reqID
+	ev.Absent &^= plcwatch.FieldRequestID
 	var (
 		consumed int
 		ok       bool
@@ -235,6 +236,7 @@ func (c *Conn) responseMessage(ch *channel, kind uint32, reqID uint32, body []by
 	} else {
 		ev = c.scratch(m)
 		ev.RequestID = reqID
+		ev.Absent &^= plcwatch.FieldRequestID
 	}
 	saved := *ev // the request's event, should the body turn out ciphertext
 	var (
@@ -261,6 +263,7 @@ func (c *Conn) responseMessage(ch *channel, kind uint32, reqID uint32, body []by
 			p, i = nil, -1
 			ev = c.scratch(m)
 			ev.RequestID = reqID
+			ev.Absent &^= plcwatch.FieldRequestID
 		}
 		_, consumed, why = c.d.decodeService(body, tid.num)
 		ok = why == ""
@@ -272,6 +275,9 @@ func (c *Conn) responseMessage(ch *channel, kind uint32, reqID uint32, body []by
 			why = r.why
 			break
 		}
+		// The ServiceResult is known: status is on the wire from here,
+		// Good included.
+		ev.Absent &^= plcwatch.FieldStatus
 		switch {
 		case mt.fault:
 			c.d.Stats.Faults++
@@ -343,6 +349,7 @@ func isBad(code uint32) bool { return code&0x80000000 != 0 }
 // gopcua's ua.StatusCodes spells them). Good is "".
 func (c *Conn) setStatus(ev *plcwatch.Event, code uint32) {
 	ev.Status = code
+	ev.Absent &^= plcwatch.FieldStatus
 	ev.StatusName = statusName(code)
 }
 

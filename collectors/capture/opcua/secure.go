@@ -28,6 +28,7 @@ func (c *Conn) open(dir reassembly.Dir, b []byte, m reassembly.Meta) {
 	if !r.ok() || b[3] != 'F' {
 		ev := c.scratch(m)
 		ev.Op, ev.Service, ev.Channel = plcwatch.OpSession, "OpenSecureChannel", chanID
+		ev.Absent &^= plcwatch.FieldChannel
 		ev.Malformed = r.why
 		if ev.Malformed == "" {
 			ev.Malformed = errChunkType
@@ -60,6 +61,7 @@ func (c *Conn) open(dir reassembly.Dir, b []byte, m reassembly.Meta) {
 		p.kind = pendOpen
 		p.ev.Op, p.ev.Service = plcwatch.OpSession, "OpenSecureChannel"
 		p.ev.Channel, p.ev.SecurityPolicy = chanID, policy
+		p.ev.Absent &^= plcwatch.FieldChannel
 		p.ev.Thumbprint = thumbprint(cert)
 		if chanID != 0 {
 			ch := c.channel(chanID)
@@ -90,6 +92,7 @@ func (c *Conn) open(dir reassembly.Dir, b []byte, m reassembly.Meta) {
 			ch.sigLen = n
 		}
 		p.ev.Channel = chanID
+		p.ev.Absent &^= plcwatch.FieldChannel
 		p.ev.Bytes += uint64(len(b))
 		c.answer(i, m)
 		return
@@ -97,6 +100,7 @@ func (c *Conn) open(dir reassembly.Dir, b []byte, m reassembly.Meta) {
 	ev := c.scratch(m)
 	ev.Op, ev.Service, ev.Orphan = plcwatch.OpSession, "OpenSecureChannel", true
 	ev.Channel, ev.SecurityPolicy = chanID, policy
+	ev.Absent &^= plcwatch.FieldChannel
 	c.d.Stats.Orphans++
 	c.send(ev)
 }
@@ -303,6 +307,7 @@ func (c *Conn) abort(dir reassembly.Dir, ch *channel, reqID uint32, body []byte,
 	ev := c.scratch(m)
 	setChannel(ev, ch)
 	ev.Op, ev.RequestID = plcwatch.OpOther, reqID
+	ev.Absent &^= plcwatch.FieldRequestID
 	ev.Orphan = dir == reassembly.ServerToClient
 	c.setStatus(ev, code)
 	ev.Error = c.d.clip(reason, 512)
@@ -336,6 +341,7 @@ func (c *Conn) dropped(dir reassembly.Dir, b []byte, m reassembly.Meta, why stri
 		ch := c.channel(binary.LittleEndian.Uint32(b[hdrLen:]))
 		setChannel(ev, ch)
 		ev.RequestID = binary.LittleEndian.Uint32(b[hdrLen+12:])
+		ev.Absent &^= plcwatch.FieldRequestID
 		if !ch.opaque {
 			r := reader{b: b[hdrLen+16:]}
 			var tid nodeID
