@@ -74,11 +74,33 @@ type Env struct {
 	Thumbprint     string    `expr:"thumbprint"`
 	SourceTime     time.Time `expr:"source_time"`
 	ServerTime     time.Time `expr:"server_time"`
+
+	// OPC UA fields of the issue 11 review (docs/events.md).
+	Object               string    `expr:"object"`
+	Application          string    `expr:"application"`
+	Messages             int       `expr:"messages"`
+	Bytes                int       `expr:"bytes"`
+	TokenID              int       `expr:"token_id"`
+	TokenRequest         string    `expr:"token_request"`
+	RequestedLifetime    int       `expr:"requested_lifetime_ms"`
+	RevisedLifetime      int       `expr:"revised_lifetime_ms"`
+	ReceiveBufferSize    int       `expr:"receive_buffer_size"`
+	SendBufferSize       int       `expr:"send_buffer_size"`
+	MaxMessageSize       int       `expr:"max_message_size"`
+	MaxChunkCount        int       `expr:"max_chunk_count"`
+	AckReceiveBufferSize int       `expr:"ack_receive_buffer_size"`
+	AckSendBufferSize    int       `expr:"ack_send_buffer_size"`
+	AckMaxMessageSize    int       `expr:"ack_max_message_size"`
+	AckMaxChunkCount     int       `expr:"ack_max_chunk_count"`
+	PasswordClear        bool      `expr:"password_clear"`
+	OutputType           string    `expr:"output_type"`
+	OutputText           string    `expr:"output_text"`
+	InputStatus          []float64 `expr:"input_status"`
 }
 
 // fill sets env from ev, reusing env's slices.
 func (env *Env) fill(ev *plcwatch.Event) {
-	values, response := env.Values[:0], env.Response[:0]
+	values, response, inputStatus := env.Values[:0], env.Response[:0], env.InputStatus[:0]
 	*env = Env{
 		Time: ev.Time, Source: ev.Source.String(), Protocol: ev.Protocol.String(), Op: ev.Op.String(),
 		Device: ev.Device, ClientPort: int(ev.Client.Port()), ServerPort: int(ev.Server.Port()),
@@ -97,6 +119,15 @@ func (env *Env) fill(ev *plcwatch.Event) {
 		Channel: int(ev.Channel), SecurityPolicy: ev.SecurityPolicy, SecurityMode: ev.SecurityMode,
 		Identity: ev.Identity, User: ev.User, SessionName: ev.SessionName, Endpoint: ev.Endpoint,
 		Thumbprint: ev.Thumbprint, SourceTime: ev.SourceTime, ServerTime: ev.ServerTime,
+		Object: ev.Object, Application: ev.Application, Messages: int(ev.Messages), Bytes: int(ev.Bytes),
+		TokenID: int(ev.TokenID), TokenRequest: ev.TokenRequest,
+		RequestedLifetime: int(ev.Lifetime), RevisedLifetime: int(ev.RevisedLifetime),
+		ReceiveBufferSize: int(ev.Hello.ReceiveBufferSize), SendBufferSize: int(ev.Hello.SendBufferSize),
+		MaxMessageSize: int(ev.Hello.MaxMessageSize), MaxChunkCount: int(ev.Hello.MaxChunkCount),
+		AckReceiveBufferSize: int(ev.Acknowledge.ReceiveBufferSize), AckSendBufferSize: int(ev.Acknowledge.SendBufferSize),
+		AckMaxMessageSize: int(ev.Acknowledge.MaxMessageSize), AckMaxChunkCount: int(ev.Acknowledge.MaxChunkCount),
+		PasswordClear: ev.PasswordClear, OutputType: ev.OutputType, OutputText: ev.OutputText,
+		InputStatus: statuses(inputStatus, ev.InputStatus),
 	}
 	if hasValue(ev) {
 		env.HasValue, env.Value, env.Raw = true, round15(ev.Value), round15(ev.Raw)
@@ -107,6 +138,14 @@ func (env *Env) fill(ev *plcwatch.Event) {
 	if ev.Server.IsValid() {
 		env.Server = ev.Server.Addr().String()
 	}
+}
+
+// statuses appends status codes as numbers.
+func statuses(dst []float64, in []uint32) []float64 {
+	for _, s := range in {
+		dst = append(dst, float64(s))
+	}
+	return dst
 }
 
 // floats appends v's values as numbers: registers and bits as they are,

@@ -42,6 +42,8 @@ type names struct {
 var responseNames = map[string]bool{
 	"response": true, "exception": true, "rtt_ms": true, "unanswered": true,
 	"status": true, "status_name": true, "objects": true,
+	"token_id": true, "revised_lifetime_ms": true, "ack_receive_buffer_size": true, "ack_send_buffer_size": true,
+	"ack_max_message_size": true, "ack_max_chunk_count": true, "output_type": true, "output_text": true, "input_status": true,
 }
 
 // envNames lists the names a when expression can use, for "did you mean".

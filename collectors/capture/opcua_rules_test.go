@@ -21,21 +21,22 @@ import (
 // opcuaRuleVerdicts is what the shipped OPC UA rules (configs/rules/opcua-
 // *.yaml) must raise on each third-party capture: exactly these rules.
 var opcuaRuleVerdicts = map[string][]string{
-	// The open62541 example client, as user1 (its password in clear text):
-	// writes ns=1;s=the.answer twice, calls a method, adds four nodes.
-	"icsnpp_open62541_client-server_mainloop":                                 {"opcua-node-management"},
-	"icsnpp_open62541_client-server_mainloop-4-InnerDiagInfo":                 {"opcua-node-management"},
-	"icsnpp_open62541_client-server_mainloop-ActivateSession-diagInfo":        {"opcua-node-management"},
-	"icsnpp_open62541_client-server_mainloop-hasInnerDiagInfo":                {"opcua-node-management"},
-	"icsnpp_open62541_client-server_mainloop-hasInnerDiagInfohasAddlInfo":     {"opcua-node-management"},
-	"icsnpp_open62541_client-server_mainloop-hasInnerStatusCode":              {"opcua-node-management"},
-	"icsnpp_open62541_client-server_mainloop-no-handshake":                    {"opcua-node-management"},
-	"icsnpp_open62541_client-server_mainloop-not-localhost-non-standard-port": {"opcua-node-management"},
-	"icsnpp_open62541_client-server_mainloop-not-localhost":                   {"opcua-node-management"},
-	"icsnpp_open62541_client-server_mainloop-withStringTable":                 {"opcua-node-management"},
-	"icsnpp_open62541_client-server_minimal":                                  {"opcua-node-management"},
-	"icsnpp_tests_open62541_client-server_mainloop":                           {"opcua-node-management"},
-	"icsnpp_opcua_with-gap_with-handshake":                                    {"opcua-node-management"},
+	// The open62541 example client, as user1 (its password in clear text:
+	// opcua-password-clear): writes ns=1;s=the.answer twice, calls a
+	// method, adds four nodes.
+	"icsnpp_open62541_client-server_mainloop":                                 {"opcua-node-management", "opcua-password-clear"},
+	"icsnpp_open62541_client-server_mainloop-4-InnerDiagInfo":                 {"opcua-node-management", "opcua-password-clear"},
+	"icsnpp_open62541_client-server_mainloop-ActivateSession-diagInfo":        {"opcua-node-management", "opcua-password-clear"},
+	"icsnpp_open62541_client-server_mainloop-hasInnerDiagInfo":                {"opcua-node-management", "opcua-password-clear"},
+	"icsnpp_open62541_client-server_mainloop-hasInnerDiagInfohasAddlInfo":     {"opcua-node-management", "opcua-password-clear"},
+	"icsnpp_open62541_client-server_mainloop-hasInnerStatusCode":              {"opcua-node-management", "opcua-password-clear"},
+	"icsnpp_open62541_client-server_mainloop-no-handshake":                    {"opcua-node-management", "opcua-password-clear"},
+	"icsnpp_open62541_client-server_mainloop-not-localhost-non-standard-port": {"opcua-node-management", "opcua-password-clear"},
+	"icsnpp_open62541_client-server_mainloop-not-localhost":                   {"opcua-node-management", "opcua-password-clear"},
+	"icsnpp_open62541_client-server_mainloop-withStringTable":                 {"opcua-node-management", "opcua-password-clear"},
+	"icsnpp_open62541_client-server_minimal":                                  {"opcua-node-management", "opcua-password-clear"},
+	"icsnpp_tests_open62541_client-server_mainloop":                           {"opcua-node-management", "opcua-password-clear"},
+	"icsnpp_opcua_with-gap_with-handshake":                                    {"opcua-node-management", "opcua-password-clear"},
 	// Reading, browsing, subscribing, discovery: nothing to raise.
 	"icsnpp_opcua_with-gap":                                nil,
 	"icsnpp_open62541_browse_has_server_idx":               nil,
@@ -52,8 +53,8 @@ var opcuaRuleVerdicts = map[string][]string{
 	// The server's test data holds matrices whose dimensions (2 × 2)
 	// disagree with their length (3): malformed by OPC 10000-6 §5.2.2.16
 	// (gopcua refuses them too; tshark shows them without comment).
-	"icsnpp_open62541_read_service_test_data":              {"opcua-malformed"},
-	"icsnpp_open62541_read_service_test_data_with_history": {"opcua-malformed"},
+	"icsnpp_open62541_read_service_test_data":              {"opcua-malformed", "opcua-password-clear"},
+	"icsnpp_open62541_read_service_test_data_with_history": {"opcua-malformed", "opcua-password-clear"},
 	// A regression trace of requests and responses sent the wrong way.
 	"icsnpp_pending_overflow": {"opcua-malformed"},
 	// Crafted CallRequests whose MethodId cannot be read (they froze
@@ -172,7 +173,8 @@ func TestOPCUARulesOnScenarios(t *testing.T) {
 				c.Send(pcapgen.ToClient, s2c.Message(20+i, pcapgen.Encode(&ua.ServiceFault{ResponseHeader: pcapgen.ResponseHeader(20+i, ua.StatusBadIdentityTokenRejected, t0)}), 0))
 			}
 		})
-		if got := fire(t, set, evs); !slices.Equal(got, []string{"opcua-access-denied-burst"}) {
+		// The guesses cross the wire in clear text too.
+		if got := fire(t, set, evs); !slices.Equal(got, []string{"opcua-access-denied-burst", "opcua-password-clear"}) {
 			t.Errorf("fired %v", got)
 		}
 	})
@@ -232,10 +234,96 @@ func TestOPCUARulesOnScenarios(t *testing.T) {
 			o.Packets = 20000
 			pcapgen.OPCUA(w, o)
 		})
-		if got := fire(t, set, evs); !slices.Equal(got, []string{"opcua-anonymous-write"}) {
-			t.Errorf("fired %v, want only the anonymous sessions' writes", got)
+		// Its authenticated sessions send their passwords unencrypted
+		// (pcapgen's user name tokens name no encryption algorithm).
+		if got := fire(t, set, evs); !slices.Equal(got, []string{"opcua-anonymous-write", "opcua-password-clear"}) {
+			t.Errorf("fired %v, want only the anonymous sessions' writes and the passwords in clear text", got)
 		}
 	})
 }
 
 func netipPort(s string) netip.AddrPort { return netip.MustParseAddrPort(s) }
+
+// TestOPCUARulesDoNotWaitForResponses: with EarlyRequests (as the daemon
+// and replay with rules run the engine), a Write, a Call and an
+// ActivateSession to a server that never answers raise their alerts on
+// the packet that carried them, not when the response timeout gives up on
+// them (issue 9 §4, DESIGN.md: a request's alert never waits for its
+// response). Without EarlyRequests the same alerts wait for the timeout:
+// the setting is what makes the difference.
+func TestOPCUARulesDoNotWaitForResponses(t *testing.T) {
+	set := opcuaRules(t)
+	t0 := time.Date(2026, 5, 1, 9, 0, 0, 0, time.UTC)
+	var buf bytes.Buffer
+	w, _ := pcapgen.NewWriter(&buf, pcapgen.Options{})
+	c := w.Conn(netipPort("10.0.0.66:51000"), netipPort("10.0.0.10:4840"), t0, 1000)
+	c.Handshake()
+	var c2s, s2c pcapgen.UACP
+	c2s.Channel, s2c.Channel, c2s.Token, s2c.Token = 4, 4, 1, 1
+	tok := ua.NewNumericNodeID(0, 777)
+	c.Send(pcapgen.ToServer, c2s.Message(1, pcapgen.Encode(&ua.ActivateSessionRequest{RequestHeader: pcapgen.RequestHeader(tok, 1, t0),
+		ClientSignature: &ua.SignatureData{}, UserIdentityToken: ua.NewExtensionObject(&ua.AnonymousIdentityToken{}), UserTokenSignature: &ua.SignatureData{}}), 0))
+	c.Send(pcapgen.ToClient, s2c.Message(1, pcapgen.Encode(&ua.ActivateSessionResponse{ResponseHeader: pcapgen.ResponseHeader(1, 0, t0)}), 0))
+	// From here the server answers nothing.
+	c.Time = t0.Add(time.Second)
+	c.Send(pcapgen.ToServer, c2s.Message(2, pcapgen.Encode(&ua.WriteRequest{RequestHeader: pcapgen.RequestHeader(tok, 2, t0),
+		NodesToWrite: []*ua.WriteValue{{NodeID: ua.NewStringNodeID(2, "Setpoint"), AttributeID: ua.AttributeIDValue,
+			Value: &ua.DataValue{EncodingMask: ua.DataValueValue, Value: ua.MustVariant(80.0)}}}}), 0))
+	c.Time = t0.Add(2 * time.Second)
+	c.Send(pcapgen.ToServer, c2s.Message(3, pcapgen.Encode(&ua.ActivateSessionRequest{RequestHeader: pcapgen.RequestHeader(tok, 3, t0),
+		ClientSignature: &ua.SignatureData{}, UserIdentityToken: ua.NewExtensionObject(&ua.UserNameIdentityToken{UserName: "admin", Password: []byte("s3cret")}),
+		UserTokenSignature: &ua.SignatureData{}}), 0))
+	// The client goes on talking to the silent server for a minute.
+	for i := 1; i <= 60; i++ {
+		c.Time = t0.Add(time.Duration(2+i) * time.Second)
+		c.Segment(pcapgen.ToServer, c.Next(pcapgen.ToServer), pcapgen.ACK, nil)
+	}
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	pcap := buf.Bytes()
+
+	type raised struct {
+		at         uint64 // the packet being handled when the alert was raised
+		frame      uint64 // the event's: the packet that carried the request
+		service    string
+		unanswered string
+	}
+	run := func(early bool) map[string]raised {
+		cfg := capture.Config{EarlyRequests: early}
+		cfg.Defaults()
+		got := map[string]raised{}
+		var e *capture.Engine
+		eng := rules.NewEngine(set, rules.Options{}, func(a *plcwatch.Alert) {
+			got[a.Rule.ID] = raised{at: e.Stats().Packets, frame: a.Event.Frame, service: a.Event.Service, unanswered: a.Event.Unanswered}
+		})
+		e = capture.NewEngine(cfg, func(ev *plcwatch.Event) { eng.Process(ev) })
+		if err := capture.Read(context.Background(), bytes.NewReader(pcap), e); err != nil {
+			t.Fatal(err)
+		}
+		eng.Close()
+		return got
+	}
+	// Handshake 3 packets, the anonymous activation and its answer, then
+	// the Write (packet 6) and the user's ActivateSession (packet 7).
+	want := map[string]uint64{"opcua-anonymous-write": 6, "opcua-password-clear": 7}
+	service := map[string]string{"opcua-anonymous-write": "WriteRequest", "opcua-password-clear": "ActivateSessionRequest"}
+	early := run(true)
+	for id, frame := range want {
+		a, ok := early[id]
+		if !ok {
+			t.Errorf("early: %s did not fire (fired: %v)", id, early)
+			continue
+		}
+		if a.at != frame || a.frame != frame || a.service != service[id] || a.unanswered != "" {
+			t.Errorf("early: %s raised at packet %d on %s of frame %d (unanswered %q), want at once, at packet %d", id, a.at, a.service, a.frame, a.unanswered, frame)
+		}
+	}
+	late := run(false)
+	for id, frame := range want {
+		a, ok := late[id]
+		if !ok || a.at <= frame+4 || a.frame != frame || a.unanswered != plcwatch.UnansweredTimeout {
+			t.Errorf("without EarlyRequests: %s raised at packet %d on frame %d (unanswered %q, fired %v), want after the timeout", id, a.at, a.frame, a.unanswered, ok)
+		}
+	}
+}
