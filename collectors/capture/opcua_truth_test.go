@@ -423,3 +423,106 @@ func eventValue(ev *plcwatch.Event) string {
 	}
 	return ""
 }
+
+// TestOPCUAChannelFactsAgreeWithTshark compares what plcwatch reads of the
+// connection and secure channel set-up with tshark's reading
+// (testdata/pcaps/truth/<capture>.channel.tsv, written by opcua-channel.sh
+// there): every Hello's and Acknowledge's four sizes, and every
+// OpenSecureChannel's token request type, requested lifetime, and its
+// response's revised lifetime and token id. An OPN tshark cannot read
+// (encrypted) gives plcwatch no lifetime either.
+func TestOPCUAChannelFactsAgreeWithTshark(t *testing.T) {
+	root := repoRoot(t)
+	for _, c := range opcuaCaptures {
+		t.Run(c.name, func(t *testing.T) {
+			pcap, _, ok := opcuaCapturePaths(t, c.name)
+			if !ok {
+				t.Skipf("%s.pcap: not in testdata and ../shared/pcaps is absent", c.name)
+			}
+			truth := filepath.Join(root, "testdata", "pcaps", "truth", c.name+".channel.tsv")
+			if _, err := os.Stat(truth); err != nil {
+				if strings.HasPrefix(pcap, root) {
+					t.Fatalf("%s: run testdata/pcaps/truth/opcua-channel.sh", err)
+				}
+				t.Skipf("no channel truth for a capture outside testdata (its licence does not allow a copy)")
+			}
+			evs, _ := decodeOPCUA(t, pcap, c.port)
+			byFrame := map[uint64]*plcwatch.Event{}
+			for i := range evs {
+				ev := &evs[i]
+				if ev.Stage == plcwatch.StageRequest || ev.Orphan {
+					continue
+				}
+				if ev.Service == "Hello" || strings.HasPrefix(ev.Service, "OpenSecureChannel") {
+					byFrame[ev.Frame] = ev
+				}
+			}
+			num := func(row map[string]string, k string) (uint32, bool) {
+				v, err := strconv.ParseUint(row[k], 0, 32)
+				return uint32(v), err == nil
+			}
+			sizes := func(row map[string]string) (plcwatch.UACPBuffers, bool) {
+				r, ok1 := num(row, "opcua.transport.rbs")
+				s, ok2 := num(row, "opcua.transport.sbs")
+				m, ok3 := num(row, "opcua.transport.mms")
+				n, ok4 := num(row, "opcua.transport.mcc")
+				return plcwatch.UACPBuffers{ReceiveBufferSize: r, SendBufferSize: s, MaxMessageSize: m, MaxChunkCount: n}, ok1 && ok2 && ok3 && ok4
+			}
+			hello := map[string]*plcwatch.Event{} // by tcp.stream: the last Hello
+			opens := map[string]*plcwatch.Event{} // by tcp.stream and request id
+			agreed := 0
+			for _, row := range tsharkRows(t, truth) {
+				frame, _ := strconv.Atoi(row["frame.number"])
+				stream := row["tcp.stream"]
+				if strings.Contains(row["opcua.transport.type"], "|") {
+					t.Logf("frame %d: several messages, not compared", frame)
+					continue
+				}
+				switch row["opcua.transport.type"] {
+				case "HEL":
+					ev := byFrame[uint64(frame)]
+					want, _ := sizes(row)
+					if ev == nil || ev.Has&plcwatch.FieldHello == 0 || ev.Hello != want {
+						t.Errorf("frame %d: Hello sizes: tshark %+v, plcwatch %v", frame, want, ev)
+						continue
+					}
+					hello[stream] = ev
+				case "ACK":
+					ev := hello[stream]
+					want, _ := sizes(row)
+					if ev == nil || ev.Has&plcwatch.FieldAcknowledge == 0 || ev.Acknowledge != want {
+						t.Errorf("frame %d: Acknowledge sizes: tshark %+v, plcwatch %v", frame, want, ev)
+						continue
+					}
+				case "OPN":
+					rq := stream + "/" + row["opcua.security.rqid"]
+					if req, ok := num(row, "opcua.RequestedLifetime"); ok {
+						ev := byFrame[uint64(frame)]
+						typ, _ := num(row, "opcua.SecurityTokenRequestType")
+						wantType := map[uint32]string{0: "Issue", 1: "Renew"}[typ]
+						if ev == nil || ev.Has&plcwatch.FieldLifetime == 0 || ev.Lifetime != req || ev.TokenRequest != wantType {
+							t.Errorf("frame %d: OPN request: tshark lifetime %d %s, plcwatch %v", frame, req, wantType, ev)
+							continue
+						}
+						opens[rq] = ev
+					} else if revised, ok := num(row, "opcua.RevisedLifetime"); ok {
+						tok, _ := num(row, "opcua.TokenId")
+						ev := opens[rq]
+						if ev == nil || ev.Has&(plcwatch.FieldRevisedLifetime|plcwatch.FieldTokenID) != plcwatch.FieldRevisedLifetime|plcwatch.FieldTokenID ||
+							ev.RevisedLifetime != revised || ev.TokenID != tok {
+							t.Errorf("frame %d: OPN response: tshark revised lifetime %d token %d, plcwatch %v", frame, revised, tok, ev)
+							continue
+						}
+					} else if ev := byFrame[uint64(frame)]; ev != nil && ev.Has&(plcwatch.FieldLifetime|plcwatch.FieldRevisedLifetime|plcwatch.FieldTokenID) != 0 {
+						t.Errorf("frame %d: an OPN tshark cannot read, plcwatch gives lifetimes or a token: %s", frame, ev.AppendJSON(nil))
+						continue
+					}
+				default:
+					continue
+				}
+				agreed++
+			}
+			t.Logf("%d Hello, Acknowledge and OpenSecureChannel messages agree", agreed)
+		})
+	}
+}
