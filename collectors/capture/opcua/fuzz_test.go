@@ -2,6 +2,7 @@ package opcua
 
 import (
 	"encoding/binary"
+	"encoding/json"
 	"math"
 	"net/netip"
 	"testing"
@@ -26,6 +27,7 @@ func FuzzConn(f *testing.F) {
 	f.Fuzz(func(t *testing.T, script []byte) {
 		d := New(Config{MaxBuffer: 1 << 20, MaxMessage: 256 << 10, MaxOutstanding: 8, EarlyRequests: true})
 		var req, resp int
+		t0 := time.Unix(1700000000, 0)
 		c := d.NewConn(1, netip.MustParseAddrPort("10.0.0.1:50000"), netip.MustParseAddrPort("10.0.0.2:4840"), func(ev *plcwatch.Event) {
 			switch ev.Stage {
 			case plcwatch.StageRequest:
@@ -33,8 +35,19 @@ func FuzzConn(f *testing.F) {
 			case plcwatch.StageResponse:
 				resp++
 			}
+			// An event's time is the stamp of the packet it names (feed
+			// stamps packet n at n ms), never another's.
+			if ev.Frame != 0 && !ev.Time.Equal(t0.Add(time.Duration(ev.Frame)*time.Millisecond)) {
+				t.Fatalf("frame %d stamped %s: %s", ev.Frame, ev.Time.Sub(t0), ev.AppendJSON(nil))
+			}
+			if ev.RTT < 0 {
+				t.Fatalf("negative rtt: %s", ev.AppendJSON(nil))
+			}
+			if js := ev.AppendJSON(nil); !json.Valid(js) {
+				t.Fatalf("invalid JSON: %s", js)
+			}
 		})
-		feed(c, script, time.Unix(1700000000, 0))
+		feed(c, script, t0)
 		c.Close(plcwatch.UnansweredEOF)
 		if req != resp {
 			t.Fatalf("%d StageRequest events, %d StageResponse", req, resp)
