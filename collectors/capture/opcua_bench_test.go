@@ -20,17 +20,25 @@ import (
 // quarter warms the engine up outside the timer.
 //
 // read-publish has no Writes or Calls: every message is on the hand-read
-// hot path, and allocs/op must be 0. mix is the default capture.
+// hot path, and allocs/op must be 0. mix is the default capture. The
+// -early variants emit every request twice (capture.Config.EarlyRequests),
+// as the daemon and replay with rules run the engine.
 func BenchmarkEngineOPCUA(b *testing.B) {
-	b.Run("read-publish", func(b *testing.B) {
-		o := pcapgen.DefaultOPCUA
-		o.Writes, o.Calls = 0, 0
-		benchOPCUA(b, o)
-	})
-	b.Run("mix", func(b *testing.B) { benchOPCUA(b, pcapgen.DefaultOPCUA) })
+	for _, early := range []bool{false, true} {
+		suffix := ""
+		if early {
+			suffix = "-early"
+		}
+		b.Run("read-publish"+suffix, func(b *testing.B) {
+			o := pcapgen.DefaultOPCUA
+			o.Writes, o.Calls = 0, 0
+			benchOPCUA(b, o, early)
+		})
+		b.Run("mix"+suffix, func(b *testing.B) { benchOPCUA(b, pcapgen.DefaultOPCUA, early) })
+	}
 }
 
-func benchOPCUA(b *testing.B, o pcapgen.OPCUAOptions) {
+func benchOPCUA(b *testing.B, o pcapgen.OPCUAOptions, early bool) {
 	var buf bytes.Buffer
 	w, _ := pcapgen.NewWriter(&buf, pcapgen.Options{})
 	o.Packets = 200000
@@ -41,7 +49,7 @@ func benchOPCUA(b *testing.B, o pcapgen.OPCUAOptions) {
 	data, ts := packets(b, &buf)
 	msgsPerPacket := float64(st.Messages) / float64(len(data))
 	warm := len(data) / 4
-	var cfg capture.Config
+	cfg := capture.Config{EarlyRequests: early}
 	cfg.Defaults()
 	events := 0
 	var e *capture.Engine
