@@ -122,6 +122,10 @@ func checkNotModbus(t *testing.T, evs []plcwatch.Event, st capture.Stats, n int,
 		if ev.Function != 0 || ev.TID != 0 || ev.Unit != 0 {
 			t.Errorf("an event about bytes that are not Modbus carries Modbus fields: %s", ev.AppendJSON(nil))
 		}
+		// Nor shows them as 0 (issue 11 review: absent, not zero).
+		if js := string(ev.AppendJSON(nil)); strings.Contains(js, `"tid"`) || strings.Contains(js, `"unit"`) || strings.Contains(js, `"function"`) {
+			t.Errorf("an event about bytes that are not Modbus shows MBAP fields: %s", js)
+		}
 	}
 	if len(per) != n {
 		t.Errorf("%d connections reported, want %d", len(per), n)
