@@ -203,12 +203,26 @@ func connScripts() [][]byte {
 			BrowseName: &ua.QualifiedName{Name: "new"}, NodeAttributes: ua.NewExtensionObject(nil), TypeDefinition: ua.NewExpandedNodeID(ua.NewNumericNodeID(0, 58), "", 0)}}})),
 		script(step{data: append(c2s.Message(9, read, 50)[:120], []byte("MSGA\x20\x00\x00\x00\x05\x00\x00\x00\x01\x00\x00\x00\x99\x00\x00\x00\x09\x00\x00\x00\x00\x00\x0b\x80\x00\x00\x00\x00")...)},
 			step{data: c2s.Close(10, pcapgen.Encode(&ua.CloseSecureChannelRequest{RequestHeader: rh(10)}))}),
+		// A Call answered with outputs and input argument results; a
+		// server that allows two chunks sent a message of three.
+		script(req(11, &ua.CallRequest{RequestHeader: rh(11), MethodsToCall: []*ua.CallMethodRequest{{ObjectID: ua.NewNumericNodeID(0, 85),
+			MethodID: ua.NewNumericNodeID(1, 7), InputArguments: []*ua.Variant{ua.MustVariant("a"), ua.MustVariant(int32(2))}}}}),
+			resp(11, &ua.CallResponse{ResponseHeader: sh(11), Results: []*ua.CallMethodResult{{StatusCode: ua.StatusBadInvalidArgument,
+				InputArgumentResults: []ua.StatusCode{0, ua.StatusBadOutOfRange}, OutputArguments: []*ua.Variant{ua.MustVariant("x"), ua.MustVariant(1.5)}}}}, 0)),
+		script(hello, step{toClient: true, data: limitedAck(2)}, step{data: c2s.Message(12, read, 40)}),
 		script(step{gap: true, data: c2s.Message(20, read, 0)[7:]},
 			step{data: c2s.Message(21, read, 0)},
 			step{toClient: true, gap: true, data: s2c.Message(21, readR, 0)},
 			step{data: []byte("GET / HTTP/1.1\r\nHost: plc\r\n\r\n")},
 			step{data: c2s.Message(22, read, 0)}),
 	}
+}
+
+// limitedAck is an Acknowledge that allows at most chunks chunks a message.
+func limitedAck(chunks uint32) []byte {
+	b := pcapgen.Acknowledge()
+	binary.LittleEndian.PutUint32(b[24:], chunks)
+	return b
 }
 
 func readMessages(now time.Time, tok *ua.NodeID, n int) (req, resp []byte) {
