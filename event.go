@@ -152,6 +152,7 @@ const (
 	FieldRevisedLifetime                    // OPC UA revised_lifetime_ms (Has)
 	FieldHello                              // OPC UA Hello buffer sizes (Has)
 	FieldAcknowledge                        // OPC UA Acknowledge buffer sizes (Has)
+	FieldOperations                         // OPC UA count: the request's operations were counted on the wire, 0 included (Has)
 )
 
 // Shows reports whether the JSON shows field f of a kind whose zero is a
@@ -164,10 +165,10 @@ func (e *Event) Shows(f Fields) bool {
 }
 
 // AllFields is every field of Has and Absent.
-const AllFields = FieldAcknowledge<<1 - 1
+const AllFields = FieldOperations<<1 - 1
 
 // hasKinds are the fields that are shown only when in Has.
-const hasKinds = FieldIndex | FieldAttribute | FieldTokenID | FieldLifetime | FieldRevisedLifetime | FieldHello | FieldAcknowledge
+const hasKinds = FieldIndex | FieldAttribute | FieldTokenID | FieldLifetime | FieldRevisedLifetime | FieldHello | FieldAcknowledge | FieldOperations
 
 // HasValue reports whether Value holds a value. A tag that is bad, a NaN
 // reading and an event without a value carry NaN (JSON null): a value that

@@ -35,6 +35,7 @@ var absentRows = map[Fields]struct {
 	FieldRevisedLifetime: {Event{Protocol: ProtoOPCUA}, []string{"revised_lifetime_ms"}},
 	FieldHello:           {Event{Protocol: ProtoOPCUA}, []string{"receive_buffer_size", "send_buffer_size", "max_message_size", "max_chunk_count"}},
 	FieldAcknowledge:     {Event{Protocol: ProtoOPCUA}, []string{"ack_receive_buffer_size", "ack_send_buffer_size", "ack_max_message_size", "ack_max_chunk_count"}},
+	FieldOperations:      {Event{Protocol: ProtoOPCUA}, []string{"count"}},
 }
 
 // keysOf returns the keys of a JSON object and their values.

@@ -234,6 +234,9 @@ func (e *Event) UnmarshalJSON(b []byte) error {
 		}
 		*a.dst = ap
 	}
+	if j.Count != nil && e.Protocol == ProtoOPCUA {
+		e.Has |= FieldOperations
+	}
 	if j.SubFunction != nil {
 		e.SubFunction, e.HasSub = *j.SubFunction, true
 	}

@@ -95,7 +95,7 @@ func (e *Event) appendOPCUA(b []byte) []byte {
 		b = strconv.AppendUint(b, uint64(e.Attribute), 10)
 	}
 	b = appendStr(b, "index_range", e.IndexRange)
-	if e.Count != 0 {
+	if e.Count != 0 || e.Has&FieldOperations != 0 {
 		b = appendKey(b, "count")
 		b = strconv.AppendUint(b, uint64(e.Count), 10)
 	}

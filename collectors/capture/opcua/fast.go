@@ -51,11 +51,18 @@ func (d *Dissector) readRequest(r *reader, ev *plcwatch.Event, cost *budget, eac
 			each(i, v)
 		}
 	}
-	ev.Count = count16(n)
+	setCount(ev, n)
 	return r.off, r.ok()
 }
 
 func count16(n int) uint16 { return uint16(min(n, math.MaxUint16)) }
+
+// setCount sets how many operations a message carries: on the wire, so
+// shown even when 0 (an empty WriteRequest is worth seeing).
+func setCount(ev *plcwatch.Event, n int) {
+	ev.Count = count16(n)
+	ev.Has |= plcwatch.FieldOperations
+}
 
 // readResponse reads Results and DiagnosticInfos. The event's status is the
 // first result that is not Good; when the request read one node, the
@@ -136,7 +143,7 @@ func number(t byte, b []byte) (float64, bool) {
 func (d *Dissector) publishRequest(r *reader, ev *plcwatch.Event, cost *budget) (int, bool) {
 	n := r.arrayLen(8)
 	r.skip(8 * n)
-	ev.Count = count16(n)
+	setCount(ev, n)
 	return r.off, r.ok()
 }
 
@@ -197,7 +204,7 @@ func (d *Dissector) publishResponse(r *reader, ev *plcwatch.Event, cost *budget,
 	for i := 0; i < m && r.ok(); i++ {
 		r.diagnosticInfo(1)
 	}
-	ev.Count = count16(s.items)
+	setCount(ev, s.items)
 	if st != nil {
 		*st = s
 	}

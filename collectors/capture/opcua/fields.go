@@ -88,10 +88,10 @@ func (c *Conn) requestFields(p *pending, obj any) {
 	switch x := obj.(type) {
 	case *ua.WriteRequest:
 		p.obj = x
-		ev.Count = count16(len(x.NodesToWrite))
+		setCount(ev, len(x.NodesToWrite))
 	case *ua.CallRequest:
 		p.obj = x
-		ev.Count = count16(len(x.MethodsToCall))
+		setCount(ev, len(x.MethodsToCall))
 	case *ua.OpenSecureChannelRequest:
 		if int(x.SecurityMode) < len(modeNames) {
 			ev.SecurityMode = modeNames[x.SecurityMode]
@@ -112,76 +112,76 @@ func (c *Conn) requestFields(p *pending, obj any) {
 	case *ua.ActivateSessionRequest:
 		identify(ev, x.UserIdentityToken)
 	case *ua.BrowseRequest:
-		ev.Count = count16(len(x.NodesToBrowse))
+		setCount(ev, len(x.NodesToBrowse))
 		if len(x.NodesToBrowse) > 0 && x.NodesToBrowse[0] != nil {
 			ev.Node = nodeText(x.NodesToBrowse[0].NodeID)
 		}
 	case *ua.BrowseNextRequest:
-		ev.Count = count16(len(x.ContinuationPoints))
+		setCount(ev, len(x.ContinuationPoints))
 	case *ua.TranslateBrowsePathsToNodeIDsRequest:
-		ev.Count = count16(len(x.BrowsePaths))
+		setCount(ev, len(x.BrowsePaths))
 		if len(x.BrowsePaths) > 0 && x.BrowsePaths[0] != nil {
 			ev.Node = nodeText(x.BrowsePaths[0].StartingNode)
 		}
 	case *ua.RegisterNodesRequest:
-		ev.Count = count16(len(x.NodesToRegister))
+		setCount(ev, len(x.NodesToRegister))
 		if len(x.NodesToRegister) > 0 {
 			ev.Node = nodeText(x.NodesToRegister[0])
 		}
 	case *ua.UnregisterNodesRequest:
-		ev.Count = count16(len(x.NodesToUnregister))
+		setCount(ev, len(x.NodesToUnregister))
 		if len(x.NodesToUnregister) > 0 {
 			ev.Node = nodeText(x.NodesToUnregister[0])
 		}
 	case *ua.HistoryReadRequest:
-		ev.Count = count16(len(x.NodesToRead))
+		setCount(ev, len(x.NodesToRead))
 		if len(x.NodesToRead) > 0 && x.NodesToRead[0] != nil {
 			ev.Node = nodeText(x.NodesToRead[0].NodeID)
 			ev.IndexRange = x.NodesToRead[0].IndexRange
 		}
 	case *ua.HistoryUpdateRequest:
-		ev.Count = count16(len(x.HistoryUpdateDetails))
+		setCount(ev, len(x.HistoryUpdateDetails))
 		if len(x.HistoryUpdateDetails) > 0 {
 			ev.Node = detailsNode(x.HistoryUpdateDetails[0])
 		}
 	case *ua.AddNodesRequest:
-		ev.Count = count16(len(x.NodesToAdd))
+		setCount(ev, len(x.NodesToAdd))
 		if len(x.NodesToAdd) > 0 && x.NodesToAdd[0] != nil {
 			ev.Node = expandedText(x.NodesToAdd[0].ParentNodeID)
 		}
 	case *ua.AddReferencesRequest:
-		ev.Count = count16(len(x.ReferencesToAdd))
+		setCount(ev, len(x.ReferencesToAdd))
 		if len(x.ReferencesToAdd) > 0 && x.ReferencesToAdd[0] != nil {
 			ev.Node = nodeText(x.ReferencesToAdd[0].SourceNodeID)
 		}
 	case *ua.DeleteNodesRequest:
-		ev.Count = count16(len(x.NodesToDelete))
+		setCount(ev, len(x.NodesToDelete))
 		if len(x.NodesToDelete) > 0 && x.NodesToDelete[0] != nil {
 			ev.Node = nodeText(x.NodesToDelete[0].NodeID)
 		}
 	case *ua.DeleteReferencesRequest:
-		ev.Count = count16(len(x.ReferencesToDelete))
+		setCount(ev, len(x.ReferencesToDelete))
 		if len(x.ReferencesToDelete) > 0 && x.ReferencesToDelete[0] != nil {
 			ev.Node = nodeText(x.ReferencesToDelete[0].SourceNodeID)
 		}
 	case *ua.CreateMonitoredItemsRequest:
-		ev.Count = count16(len(x.ItemsToCreate))
+		setCount(ev, len(x.ItemsToCreate))
 		if len(x.ItemsToCreate) > 0 && x.ItemsToCreate[0] != nil && x.ItemsToCreate[0].ItemToMonitor != nil {
 			ev.Node = nodeText(x.ItemsToCreate[0].ItemToMonitor.NodeID)
 			ev.Attribute = uint32(x.ItemsToCreate[0].ItemToMonitor.AttributeID)
 		}
 	case *ua.ModifyMonitoredItemsRequest:
-		ev.Count = count16(len(x.ItemsToModify))
+		setCount(ev, len(x.ItemsToModify))
 	case *ua.DeleteMonitoredItemsRequest:
-		ev.Count = count16(len(x.MonitoredItemIDs))
+		setCount(ev, len(x.MonitoredItemIDs))
 	case *ua.SetMonitoringModeRequest:
-		ev.Count = count16(len(x.MonitoredItemIDs))
+		setCount(ev, len(x.MonitoredItemIDs))
 	case *ua.DeleteSubscriptionsRequest:
-		ev.Count = count16(len(x.SubscriptionIDs))
+		setCount(ev, len(x.SubscriptionIDs))
 	case *ua.SetPublishingModeRequest:
-		ev.Count = count16(len(x.SubscriptionIDs))
+		setCount(ev, len(x.SubscriptionIDs))
 	case *ua.TransferSubscriptionsRequest:
-		ev.Count = count16(len(x.SubscriptionIDs))
+		setCount(ev, len(x.SubscriptionIDs))
 	case *ua.GetEndpointsRequest:
 		ev.Endpoint = clipString(x.EndpointURL, 4096)
 	case *ua.FindServersRequest:
