@@ -362,7 +362,7 @@ func (e *Engine) Process(ev *plcwatch.Event) {
 		}
 		cond := true
 		if r.when != nil {
-			if r.needsValue && !hasValue(ev) {
+			if (r.needsValue && !hasValue(ev)) || (r.needsStatus && !ev.Shows(plcwatch.FieldStatus)) {
 				// No value: the condition is false without being run (a
 				// value that is not there never compares as 0), and a
 				// held condition neither starts nor ends.
@@ -431,7 +431,7 @@ func (e *Engine) responseMalformed(r *Rule, ev *plcwatch.Event) bool {
 	if !r.match.matches(req) || (r.schedule != nil && !r.schedule.allows(req.Time)) {
 		return true
 	}
-	if r.when == nil || (r.needsValue && !hasValue(req)) {
+	if r.when == nil || (r.needsValue && !hasValue(req)) || (r.needsStatus && !req.Shows(plcwatch.FieldStatus)) {
 		return r.when != nil
 	}
 	e.env.fill(req)

@@ -61,6 +61,7 @@ type Env struct {
 	IndexRange     string    `expr:"index_range"`
 	ValueType      string    `expr:"value_type"`
 	Status         int       `expr:"status"`
+	HasStatus      bool      `expr:"has_status"` // status was on the wire: false for an OPC UA request never answered
 	StatusName     string    `expr:"status_name"`
 	RequestID      int       `expr:"request_id"`
 	Index          int       `expr:"index"`
@@ -119,7 +120,8 @@ func (env *Env) fill(ev *plcwatch.Event) {
 		Channel: int(ev.Channel), SecurityPolicy: ev.SecurityPolicy, SecurityMode: ev.SecurityMode,
 		Identity: ev.Identity, User: ev.User, SessionName: ev.SessionName, Endpoint: ev.Endpoint,
 		Thumbprint: ev.Thumbprint, SourceTime: ev.SourceTime, ServerTime: ev.ServerTime,
-		Object: ev.Object, Application: ev.Application, Messages: int(ev.Messages), Bytes: int(ev.Bytes),
+		HasStatus: ev.Shows(plcwatch.FieldStatus),
+		Object:    ev.Object, Application: ev.Application, Messages: int(ev.Messages), Bytes: int(ev.Bytes),
 		TokenID: int(ev.TokenID), TokenRequest: ev.TokenRequest,
 		RequestedLifetime: int(ev.Lifetime), RevisedLifetime: int(ev.RevisedLifetime),
 		ReceiveBufferSize: int(ev.Hello.ReceiveBufferSize), SendBufferSize: int(ev.Hello.SendBufferSize),

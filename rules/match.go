@@ -148,6 +148,9 @@ func (m *match) matchesExtra(ev *plcwatch.Event) bool {
 // against StatusName ("Good" when the code is 0 and no name was given), or
 // a number against Status.
 func (m *match) status(ev *plcwatch.Event) bool {
+	if !ev.Shows(plcwatch.FieldStatus) {
+		return false // no status on the wire (a request never answered) is no status, not Good
+	}
 	name := ev.StatusName
 	if name == "" && ev.Status == 0 {
 		name = "Good"

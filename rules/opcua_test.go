@@ -195,3 +195,45 @@ func TestLintKnowsOPCUAKeys(t *testing.T) {
 		})
 	}
 }
+
+// TestStatusNotThereIsNotGood: an OPC UA request never answered carries no
+// status (issue 11 review: absent, not 0). Neither the status match key
+// nor a when that names status takes it for Good; has_status speaks of it.
+func TestStatusNotThereIsNotGood(t *testing.T) {
+	set := loadText(t, `
+rules:
+  - id: good-key
+    title: answered Good, by the match key
+    severity: low
+    match: {protocol: opcua, status: Good}
+  - id: good-when
+    title: answered Good, by when
+    severity: low
+    match: {protocol: opcua}
+    when: status == 0
+  - id: no-status
+    title: no status at all
+    severity: low
+    match: {protocol: opcua}
+    when: not has_status
+`)
+	answered := uaEvent(plcwatch.OpWrite, "WriteRequest", "ns=2;s=A")
+	never := answered
+	never.Absent |= plcwatch.FieldStatus
+	never.Unanswered = plcwatch.UnansweredTimeout
+	for _, tc := range []struct {
+		name string
+		ev   plcwatch.Event
+		want map[string]int
+	}{
+		{"answered Good", answered, map[string]int{"good-key": 1, "good-when": 1}},
+		{"never answered", never, map[string]int{"no-status": 1}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, r := run(t, set, split(tc.ev))
+			if got := r.byRule(); fmt.Sprint(got) != fmt.Sprint(tc.want) {
+				t.Errorf("fired %v, want %v", got, tc.want)
+			}
+		})
+	}
+}

@@ -89,6 +89,11 @@ type Rule struct {
 	// event without a value it is false without running, and a held
 	// condition neither starts nor ends (issue 9 §8).
 	needsValue bool
+	// needsStatus: when names status or status_name (and not has_status).
+	// For an event whose status was not on the wire (an OPC UA request
+	// never answered) it is false without running: a status that is not
+	// there is not Good (issue 11 review).
+	needsStatus bool
 	// foldOnGroup: the rule folds by the fields it counts by (a threshold
 	// with the default fold), so the group's open fold notes every
 	// matching event, not only those that fire.

@@ -33,6 +33,8 @@ type names struct {
 	malformed bool // malformed
 	value     bool // value or raw
 	hasValue  bool // has_value: the expression handles a missing value itself
+	status    bool // status or status_name
+	hasStatus bool // has_status: the expression handles a missing status itself
 }
 
 // responseNames are the env fields a request's response fills in: a rule
@@ -41,7 +43,7 @@ type names struct {
 // request is never an orphan, so "not orphan" is known at the request.
 var responseNames = map[string]bool{
 	"response": true, "exception": true, "rtt_ms": true, "unanswered": true,
-	"status": true, "status_name": true, "objects": true,
+	"status": true, "status_name": true, "has_status": true, "objects": true,
 	"token_id": true, "revised_lifetime_ms": true, "ack_receive_buffer_size": true, "ack_send_buffer_size": true,
 	"ack_max_message_size": true, "ack_max_chunk_count": true, "output_type": true, "output_text": true, "input_status": true,
 }
@@ -126,6 +128,11 @@ func (w *nameWalker) Visit(n *ast.Node) {
 		w.names.value = true
 	case name == "has_value":
 		w.names.hasValue = true
+	case name == "has_status":
+		w.names.hasStatus = true
+	}
+	if name := id.Value; name == "status" || name == "status_name" {
+		w.names.status = true
 	}
 }
 
