@@ -44,6 +44,14 @@ type ReplaySummary struct {
 	Drops     uint64 // events lost between decoding and output (a replay never drops)
 	Elapsed   time.Duration
 	Truncated bool             // the file ended in the middle of a packet
+	// TruncatedAt is the byte offset of the packet (pcapng: block) the
+	// file ends inside, when Truncated.
+	TruncatedAt int64
+	// Skipped counts the damaged stretches of a pcapng file that were
+	// skipped, reading going on after each; Problems says what the first
+	// maxProblems were, with their byte offsets.
+	Skipped  uint64
+	Problems []string
 	Hits      []rules.RuleHits // per rule, when rules were given
 }
 
@@ -63,6 +71,9 @@ func (s ReplaySummary) String() string {
 		s.Elapsed.Round(time.Microsecond), s.PacketsPerSecond())
 	if s.NotModbus > 0 {
 		line += fmt.Sprintf(" not_modbus=%d", s.NotModbus)
+	}
+	if s.Skipped > 0 {
+		line += fmt.Sprintf(" skipped=%d", s.Skipped)
 	}
 	if s.Truncated {
 		line += " truncated=true"
@@ -86,6 +97,7 @@ func WriteHits(w io.Writer, hits []rules.RuleHits) {
 type pipeline struct {
 	opts   ReplayOptions
 	w      *bufio.Writer
+	stream bool // flush every line: the input is a stream someone watches
 	buf    []byte
 	err    error
 	engine *rules.Engine
@@ -104,6 +116,9 @@ func (p *pipeline) write() {
 	if p.err == nil {
 		p.buf = append(p.buf, '\n')
 		_, p.err = p.w.Write(p.buf)
+		if p.stream && p.err == nil {
+			p.err = p.w.Flush()
+		}
 	}
 }
 
@@ -147,9 +162,14 @@ func (p *pipeline) finish(sum *ReplaySummary) error {
 	return errors.Join(errs...)
 }
 
+// maxProblems bounds ReplaySummary.Problems: a file damaged all through
+// would otherwise make a line per block.
+const maxProblems = 20
+
 // Replay decodes a capture file as fast as the machine allows and writes
 // events (when asked) and alerts (when rules are given) to out as JSON
-// lines.
+// lines. path "-" is standard input, decoded as it arrives: each line is
+// written (flushed) the moment it is decoded, not at the end.
 func Replay(ctx context.Context, path string, opts ReplayOptions, out io.Writer) (ReplaySummary, error) {
 	cfg := opts.Capture
 	cfg.Defaults()
@@ -161,9 +181,17 @@ func Replay(ctx context.Context, path string, opts ReplayOptions, out io.Writer)
 		return ReplaySummary{}, fmt.Errorf("capture config: %w", err)
 	}
 	p := newPipeline(opts, out)
+	p.stream = path == "-"
 	e := capture.NewEngine(cfg, p.event)
 	start := time.Now()
-	err := capture.ReadFile(ctx, path, e)
+	var skipped uint64
+	var problems []string
+	err := capture.ReadFileWith(ctx, path, e, capture.ReadOptions{Skipped: func(fe *capture.FileError) {
+		skipped++
+		if len(problems) < maxProblems {
+			problems = append(problems, fe.Error())
+		}
+	}})
 	st := e.Stats()
 	sum := ReplaySummary{
 		Packets:   st.Packets,
@@ -173,9 +201,15 @@ func Replay(ctx context.Context, path string, opts ReplayOptions, out io.Writer)
 		Malformed: st.Modbus.Malformed + st.OPCUA.Malformed,
 		NotModbus: st.Modbus.NotModbus,
 		Flows:     st.Flows,
+		Skipped:   skipped,
+		Problems:  problems,
 	}
 	if errors.Is(err, capture.ErrTruncatedFile) {
 		sum.Truncated = true
+		var fe *capture.FileError
+		if errors.As(err, &fe) {
+			sum.TruncatedAt = fe.Offset
+		}
 		err = nil
 	}
 	ferr := p.finish(&sum)

@@ -36,11 +36,17 @@ the rules.paths of --config), every alert is printed on stdout as a JSON line
 --config FILE takes from an agent configuration what replay can use: the site and gateway
 names, the capture settings (Modbus and OPC UA ports, timeouts, bounds), the device names (modbus.devices
 and assets, so that wire events carry a device's name) and, without --rules, its rules.
-Flags given on the command line win.`,
+Flags given on the command line win.
+
+--pcap - reads the capture from standard input as it arrives (pcap or pcapng; a pipe is never
+seeked), printing each event and alert the moment it is decoded. A damaged file is read as far
+as it can be: skipped pcapng blocks and a file cut short are warnings with their byte offsets
+(docs/inputs.md); a file that is not a capture is an error.`,
 		Example: `  plcwatch replay --pcap capture.pcapng --events | jq -c 'select(.op == "write")'
   plcwatch replay --pcap capture.pcap --rules configs/rules
   plcwatch replay --pcap capture.pcap --config /etc/plcwatch/plcwatch.yaml
-  plcwatch replay --pcap opcua.pcapng --opcua-ports 4840,48010 --events`,
+  plcwatch replay --pcap opcua.pcapng --opcua-ports 4840,48010 --events
+  tcpdump -i eth0 -U -w - 'tcp port 502' | plcwatch replay --pcap - --events`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if f.pcap == "" {
@@ -57,7 +63,7 @@ Flags given on the command line win.`,
   2  the command line is wrong`},
 	}
 	fl := c.Flags()
-	fl.StringVar(&f.pcap, "pcap", "", "capture `FILE` to decode: pcap or pcapng (required)")
+	fl.StringVar(&f.pcap, "pcap", "", "capture `FILE` to decode: pcap or pcapng, gzipped or not; - reads standard input as it arrives (required)")
 	fl.StringVarP(&f.config, "config", "c", "", "agent configuration `FILE` to take site, gateway, capture settings, device names and rules from")
 	fl.StringArrayVar(&f.rules, "rules", nil, "rule `PATH` to evaluate: a file, folder or glob (repeatable); alerts go to stdout")
 	fl.StringVar(&f.baseline, "baseline", "", "baseline `FILE` for baseline rules, loaded and saved (default: learn in memory)")
@@ -108,14 +114,30 @@ func replay(ctx context.Context, f replayFlags, changed func(string) bool, stdou
 		agent.WriteHits(stderr, sum.Hits)
 	}
 	fmt.Fprintln(stderr, sum)
-	if sum.Truncated {
-		fmt.Fprintf(stderr, "plcwatch replay: warning: %s ends in the middle of a packet; everything before it was decoded\n", f.pcap)
-	}
+	fileWarnings(stderr, "replay", f.pcap, sum)
 	if err != nil {
 		fmt.Fprintln(stderr, "plcwatch replay:", err)
 		return exitFail
 	}
 	return exitOK
+}
+
+// fileWarnings prints what was skipped in a damaged capture and whether it
+// was cut short: warnings, not failures, since every readable packet was
+// decoded.
+func fileWarnings(stderr io.Writer, cmd, path string, sum agent.ReplaySummary) {
+	if path == "-" {
+		path = "standard input"
+	}
+	for _, p := range sum.Problems {
+		fmt.Fprintf(stderr, "plcwatch %s: warning: %s: %s\n", cmd, path, p)
+	}
+	if more := sum.Skipped - uint64(len(sum.Problems)); more > 0 {
+		fmt.Fprintf(stderr, "plcwatch %s: warning: %s: %d more damaged stretches skipped\n", cmd, path, more)
+	}
+	if sum.Truncated {
+		fmt.Fprintf(stderr, "plcwatch %s: warning: %s ends in the middle of a packet (at byte offset %d); everything before it was decoded\n", cmd, path, sum.TruncatedAt)
+	}
 }
 
 // portList is a flag value for "502,5020".

@@ -68,7 +68,7 @@ on stderr. Try rules here before they go near a plant.`,
 	}
 	fl := test.Flags()
 	fl.StringArrayVar(&t.rules, "rules", nil, "rule `PATH`: a file, folder or glob (repeatable; required)")
-	fl.StringVar(&t.pcap, "pcap", "", "capture `FILE` to decode and evaluate")
+	fl.StringVar(&t.pcap, "pcap", "", "capture `FILE` to decode and evaluate (- reads standard input as it arrives)")
 	fl.StringVar(&t.events, "events", "", "`FILE` of events to evaluate, as JSON lines (what replay --events prints)")
 	fl.StringVar(&t.baseline, "baseline", "", "baseline `FILE` to load and save (default: learn in memory)")
 	fl.StringVar(&t.opts.Site, "site", "", "`SITE` name in alerts")
@@ -132,6 +132,9 @@ func testRules(ctx context.Context, paths []string, pcap, events, baseline strin
 	}
 	agent.WriteHits(stderr, sum.Hits)
 	fmt.Fprintln(stderr, sum)
+	if pcap != "" {
+		fileWarnings(stderr, "rules test", pcap, sum)
+	}
 	if err != nil {
 		fmt.Fprintln(stderr, "plcwatch rules test:", err)
 		return exitFail

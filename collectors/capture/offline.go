@@ -2,21 +2,23 @@ package capture
 
 import (
 	"bufio"
+	"compress/gzip"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"time"
 
-	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
 
 	"github.com/plcwatch/plcwatch"
 )
 
-// ErrTruncatedFile says a capture file ends in the middle of a packet, as
-// files copied from a running capture do. Everything before was processed.
+// ErrTruncatedFile says a capture file ends in the middle of a packet (or
+// a pcapng block), as files copied from a running capture do. Everything
+// before was processed. It comes wrapped in a *FileError with the offset.
 var ErrTruncatedFile = errors.New("capture file cut short in the middle of a packet")
 
 // maxSnaplen is the largest packet a file may hold; files that declare a
@@ -24,16 +26,60 @@ var ErrTruncatedFile = errors.New("capture file cut short in the middle of a pac
 // as tcpdump and Wireshark read them.
 const maxSnaplen = 262144
 
-// ReadFile feeds every packet of a pcap or pcapng file (optionally gzipped,
-// for pcap) to e as fast as it can, then ends every connection: requests
-// still waiting for a response are emitted as unanswered "eof".
+// FileError is a damaged stretch of a capture file. Offset counts bytes
+// from the start of the file (of the decompressed stream, for a gzipped
+// file). Skipped > 0 says reading went on after Skipped bytes; 0 says
+// reading stopped there.
+type FileError struct {
+	Offset  int64
+	Skipped int64
+	Blocks  int // pcapng blocks skipped (consecutive ones for one reason are one FileError); 0 for a scanned stretch
+	Err     error
+}
+
+func (e *FileError) Error() string {
+	switch {
+	case e.Skipped > 0 && e.Blocks > 1:
+		return fmt.Sprintf("byte offset %d: skipped %d bytes (%d blocks): %v", e.Offset, e.Skipped, e.Blocks, e.Err)
+	case e.Skipped > 0:
+		return fmt.Sprintf("byte offset %d: skipped %d bytes: %v", e.Offset, e.Skipped, e.Err)
+	}
+	return fmt.Sprintf("byte offset %d: %v", e.Offset, e.Err)
+}
+
+func (e *FileError) Unwrap() error { return e.Err }
+
+// ReadOptions tune Read.
+type ReadOptions struct {
+	// Skipped is told of every damaged stretch of the file that was
+	// skipped, reading going on after it (pcapng only: its blocks carry
+	// their length at both ends, classic pcap records do not). nil: not
+	// told.
+	Skipped func(*FileError)
+}
+
+// ReadFile feeds every packet of a pcap or pcapng file (optionally
+// gzipped) to e as fast as it can, then ends every connection: requests
+// still waiting for a response are emitted as unanswered "eof". path "-"
+// is standard input, read as it arrives.
 func ReadFile(ctx context.Context, path string, e *Engine) error {
+	return ReadFileWith(ctx, path, e, ReadOptions{})
+}
+
+// ReadFileWith is ReadFile with options.
+func ReadFileWith(ctx context.Context, path string, e *Engine, opts ReadOptions) error {
+	if path == "-" {
+		if err := ReadWith(ctx, os.Stdin, e, opts); err != nil {
+			return fmt.Errorf("standard input: %w", err)
+		}
+		return nil
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	if err := Read(ctx, f, e); err != nil {
+	if err := ReadWith(ctx, f, e, opts); err != nil {
 		return fmt.Errorf("%s: %w", path, err)
 	}
 	return nil
@@ -41,109 +87,108 @@ func ReadFile(ctx context.Context, path string, e *Engine) error {
 
 // Read is ReadFile for any reader.
 func Read(ctx context.Context, r io.Reader, e *Engine) error {
-	br := bufio.NewReaderSize(r, 1<<20)
+	return ReadWith(ctx, r, e, ReadOptions{})
+}
+
+// ReadWith is Read with options. The reader is read as it delivers: a
+// pipe's packets are decoded (and their events emitted) as they arrive,
+// never seeking. Errors: a *FileError with the byte offset for a damaged
+// file (errors.Is(err, ErrTruncatedFile) for one cut short); ctx.Err() if
+// ctx ends first. No input makes it panic.
+func ReadWith(ctx context.Context, r io.Reader, e *Engine, opts ReadOptions) error {
+	br := bufio.NewReaderSize(r, 1<<20) // > maxBlock: a pcapng block is peeked whole
 	magic, err := br.Peek(4)
 	if err != nil {
-		return fmt.Errorf("read capture header: %w", err)
+		if len(magic) == 0 && errors.Is(err, io.EOF) {
+			return &FileError{Err: errors.New("empty file: not a pcap or pcapng capture")}
+		}
+		return &FileError{Err: fmt.Errorf("read capture header: %w", err)}
 	}
-	var loop func() error
-	if binary.LittleEndian.Uint32(magic) == 0x0A0D0D0A {
-		loop, err = ngLoop(br, e)
+	if magic[0] == 0x1f && magic[1] == 0x8b {
+		zr, err := gzip.NewReader(br)
+		if err != nil {
+			return &FileError{Err: fmt.Errorf("gzip: %w", err)}
+		}
+		br = bufio.NewReaderSize(zr, 1<<20)
+		if magic, err = br.Peek(4); err != nil {
+			return &FileError{Err: fmt.Errorf("read capture header: %w", err)}
+		}
+	}
+	var next func() ([]byte, time.Time, LinkType, error)
+	if binary.LittleEndian.Uint32(magic) == ngSHB {
+		next = newNgReader(br, opts.Skipped).next
 	} else {
-		loop, err = pcapLoop(br, e)
+		pr, err := newPcapReader(br)
+		if err != nil {
+			return err
+		}
+		next = pr.next
 	}
-	if err != nil {
-		return err
-	}
-	var n uint64
-	for {
+	for n := uint64(0); ; n++ {
 		if n&4095 == 0 && ctx.Err() != nil {
 			e.Finish(plcwatch.UnansweredEOF)
 			return ctx.Err()
 		}
-		n++
-		if err := loop(); err != nil {
+		data, ts, lt, err := next()
+		if err != nil {
 			e.Finish(plcwatch.UnansweredEOF)
-			switch {
-			case errors.Is(err, io.EOF):
+			if errors.Is(err, io.EOF) {
 				return nil
-			case errors.Is(err, io.ErrUnexpectedEOF):
-				return ErrTruncatedFile
 			}
-			return fmt.Errorf("packet %d: %w", e.stats.Packets+1, err)
+			return err
 		}
+		e.Packet(data, ts, lt)
 	}
 }
 
-// pcapLoop returns a function that reads and feeds one packet of a classic
-// pcap file.
-func pcapLoop(br *bufio.Reader, e *Engine) (func() error, error) {
-	// gopacket keeps the link type in a byte; read the real one from the
-	// file header before it does (LINKTYPE_LINUX_SLL2 is 276). Its low 16
-	// bits are the type; the high ones may carry FCS information.
+// pcapReader reads classic pcap through gopacket's pcapgo.Reader, keeping
+// the byte offset of each record for errors.
+type pcapReader struct {
+	r   *pcapgo.Reader
+	lt  LinkType
+	off int64 // of the next record
+}
+
+func newPcapReader(br *bufio.Reader) (*pcapReader, error) {
+	// gopacket keeps the link type in a 16-bit value; read the real one
+	// from the file header (LINKTYPE_LINUX_SLL2 is 276). Its low 16 bits
+	// are the type; the high ones may carry FCS information.
 	hdr, err := br.Peek(24)
 	if err != nil {
-		return nil, fmt.Errorf("read pcap header: %w", err)
+		return nil, &FileError{Err: fmt.Errorf("not a pcap or pcapng file: %d bytes, a pcap header has 24", len(hdr))}
 	}
 	var lt LinkType
 	switch binary.LittleEndian.Uint32(hdr) {
 	case 0xa1b2c3d4, 0xa1b23c4d:
 		lt = LinkType(binary.LittleEndian.Uint32(hdr[20:]) & 0xffff)
-	default:
+	case 0xd4c3b2a1, 0x4d3cb2a1:
 		lt = LinkType(binary.BigEndian.Uint32(hdr[20:]) & 0xffff)
+	default:
+		return nil, &FileError{Err: fmt.Errorf("not a pcap or pcapng file: magic number %x", hdr[:4])}
 	}
 	r, err := pcapgo.NewReader(br)
 	if err != nil {
-		return nil, fmt.Errorf("not a pcap or pcapng file: %w", err)
+		return nil, &FileError{Err: fmt.Errorf("pcap header: %w", err)}
 	}
 	if r.Snaplen() < maxSnaplen {
 		r.SetSnaplen(maxSnaplen)
 	}
-	return func() error {
-		data, ci, err := r.ZeroCopyReadPacketData()
-		if err != nil {
-			return err
-		}
-		e.Packet(data, ci.Timestamp, lt)
-		return nil
-	}, nil
+	return &pcapReader{r: r, lt: lt, off: 24}, nil
 }
 
-// ngLoop returns a function that reads and feeds one packet of a pcapng
-// file, whose interfaces may each have their own link type.
-func ngLoop(br *bufio.Reader, e *Engine) (func() error, error) {
-	r, err := pcapgo.NewNgReader(br, pcapgo.NgReaderOptions{WantMixedLinkType: true, SkipUnknownVersion: true})
+func (p *pcapReader) next() ([]byte, time.Time, LinkType, error) {
+	data, ci, err := p.r.ZeroCopyReadPacketData()
 	if err != nil {
-		return nil, fmt.Errorf("not a pcapng file: %w", err)
+		switch {
+		case errors.Is(err, io.EOF):
+			return nil, time.Time{}, 0, io.EOF
+		case errors.Is(err, io.ErrUnexpectedEOF):
+			err = ErrTruncatedFile
+		}
+		// A classic pcap record has no marker to find the next one by:
+		// reading stops at the first bad record, as in tcpdump.
+		return nil, time.Time{}, 0, &FileError{Offset: p.off, Err: err}
 	}
-	var types []LinkType // by interface index
-	return func() error {
-		data, ci, err := r.ZeroCopyReadPacketData()
-		if err != nil {
-			return err
-		}
-		i := ci.InterfaceIndex
-		for len(types) <= i {
-			types = append(types, 0xffffffff)
-		}
-		if types[i] == 0xffffffff {
-			iface, err := r.Interface(i)
-			if err != nil {
-				return err
-			}
-			types[i] = ngLinkType(iface.LinkType)
-		}
-		e.Packet(data, ci.Timestamp, types[i])
-		return nil
-	}, nil
-}
-
-// ngLinkType undoes gopacket's truncation of pcapng link types to a byte for
-// the one type above 255 that matters here. LINKTYPE 20 is unassigned, so
-// 20 can only be 276 (Linux cooked v2) cut short.
-func ngLinkType(lt layers.LinkType) LinkType {
-	if lt == layers.LinkType(LinkSLL2&0xff) {
-		return LinkSLL2
-	}
-	return LinkType(lt)
+	p.off += 16 + int64(len(data))
+	return data, ci.Timestamp, p.lt, nil
 }

@@ -1,0 +1,263 @@
+package capture_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"flag"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gopacket/gopacket/pcapgo"
+
+	"github.com/plcwatch/plcwatch"
+	"github.com/plcwatch/plcwatch/collectors/capture"
+)
+
+var craft = flag.Bool("craft", false, "write the crafted capture files of testdata/files again (from the real captures they are cut from)")
+
+// The real captures the crafted files are cut from (BSD-3-Clause, see
+// testdata/files/NOTICE.md): a 22-packet pcapng and a 152-packet pcap,
+// both on BSD loopback (LINKTYPE_NULL).
+const (
+	ngSource   = "../../testdata/pcaps/opcua/icsnpp_open62541_client-server-getEndpoints.pcap"
+	pcapSource = "../../testdata/pcaps/opcua/icsnpp_open62541_client-server_mainloop-hasInnerStatusCode.pcap"
+)
+
+// ngBlocks splits a little-endian pcapng file into its blocks.
+func ngBlocks(t *testing.T, b []byte) [][]byte {
+	t.Helper()
+	var out [][]byte
+	for len(b) > 0 {
+		l := int(binary.LittleEndian.Uint32(b[4:]))
+		out = append(out, b[:l:l])
+		b = b[l:]
+	}
+	return out
+}
+
+// idbWithTsresol is an Interface Description Block for LINKTYPE_NULL with
+// the option if_tsresol set to v.
+func idbWithTsresol(v byte) []byte {
+	b := binary.LittleEndian.AppendUint32(nil, 1)
+	b = binary.LittleEndian.AppendUint32(b, 32)
+	b = append(b, 0, 0, 0, 0)                               // LINKTYPE_NULL, reserved
+	b = binary.LittleEndian.AppendUint32(b, 262144)         // snap length
+	b = append(b, 9, 0, 1, 0, v, 0, 0, 0)                   // if_tsresol
+	b = append(b, 0, 0, 0, 0)                               // opt_endofopt
+	return binary.LittleEndian.AppendUint32(b, 32)
+}
+
+// craftedFiles builds each crafted file from the real ones.
+func craftedFiles(t *testing.T) map[string][]byte {
+	ng, err := os.ReadFile(ngSource)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc, err := os.ReadFile(pcapSource)
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks := ngBlocks(t, ng) // SHB, IDB, 22 EPBs
+	join := func(bs ...[]byte) []byte { return bytes.Join(bs, nil) }
+	clone := func(b []byte) []byte { return append([]byte(nil), b...) }
+	epbs := join(blocks[2:]...)
+	// EPB 5 (the 4th packet, index 5 of blocks) with a damaged trailing length.
+	badTail := clone(blocks[5])
+	binary.LittleEndian.PutUint32(badTail[len(badTail)-4:], 0xdeadbeef)
+	// EPB 6 whose captured length runs past its (well-framed) block.
+	badBody := clone(blocks[6])
+	binary.LittleEndian.PutUint32(badBody[20:], 0x7fffffff)
+	// EPB 7 with a total length of almost 4 GiB at both ends is caught at
+	// its start: the scan must not allocate or read 4 GiB.
+	huge := clone(blocks[7])
+	binary.LittleEndian.PutUint32(huge[4:], 0xfffffff0)
+	garbage := bytes.Repeat([]byte{0xA5}, 36)
+	return map[string][]byte{
+		"tsresol-7f.pcapng":        join(blocks[0], idbWithTsresol(0x7f), epbs),
+		"tsresol-ff.pcapng":        join(blocks[0], idbWithTsresol(0xff), epbs),
+		"tsresol-7f-second.pcapng": join(blocks[0], blocks[1], idbWithTsresol(0x7f), epbs),
+		"truncated.pcapng":         ng[:len(ng)-50],
+		"truncated-header.pcapng":  join(blocks[0], blocks[1], blocks[2], blocks[3][:6]),
+		"bad-block.pcapng":         join(blocks[0], blocks[1], join(blocks[2:5]...), badTail, join(blocks[6:]...)),
+		"bad-body.pcapng":          join(blocks[0], blocks[1], join(blocks[2:6]...), badBody, join(blocks[7:]...)),
+		"huge-length.pcapng":       join(blocks[0], blocks[1], join(blocks[2:7]...), huge, join(blocks[8:]...)),
+		"garbage-between.pcapng":   join(blocks[0], blocks[1], join(blocks[2:10]...), garbage, join(blocks[10:]...)),
+		"bad-magic.pcap":           join([]byte{0xde, 0xad, 0xbe, 0xef}, pc[4:200]),
+		"empty.pcap":               {},
+		"header-only.pcap":         pc[:24],
+		"truncated.pcap":           pc[:len(pc)-30],
+		"huge-caplen.pcap":         join(pc[:24], binary.LittleEndian.AppendUint64(binary.LittleEndian.AppendUint64(nil, 0), 0xffffffff_fffffff0), pc[40:]),
+	}
+}
+
+// TestCraftedFiles reads each crafted file: no panic, the packets before
+// (and, in pcapng, after) the damage are decoded, and each skip or error
+// names the byte offset.
+func TestCraftedFiles(t *testing.T) {
+	files := craftedFiles(t)
+	dir := filepath.Join("testdata", "files")
+	if *craft {
+		for name, b := range files {
+			if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	ng, _ := os.ReadFile(ngSource)
+	blocks := ngBlocks(t, ng)
+	off := func(i int) int64 { // byte offset of block i of the real pcapng
+		n := 0
+		for _, b := range blocks[:i] {
+			n += len(b)
+		}
+		return int64(n)
+	}
+	for _, tc := range []struct {
+		name    string
+		packets uint64
+		skips   []int64 // offsets of the skipped stretches
+		errAt   int64   // offset of the error that ended reading; -1: none
+		trunc   bool
+		errHas  string
+	}{
+		// Every packet names the interface whose if_tsresol cannot be
+		// used: the interface and its 22 packets are skipped, and said so
+		// in two reports (gopacket v1.1.19 divided by zero here).
+		{name: "tsresol-7f.pcapng", skips: []int64{off(1), off(1) + 32}, errAt: -1},
+		{name: "tsresol-ff.pcapng", skips: []int64{off(1), off(1) + 32}, errAt: -1},
+		// The bad interface is the second: the packets on the first are read.
+		{name: "tsresol-7f-second.pcapng", packets: 22, skips: []int64{off(2)}, errAt: -1},
+		{name: "truncated.pcapng", packets: 21, errAt: off(23), trunc: true},
+		{name: "truncated-header.pcapng", packets: 1, errAt: off(3), trunc: true},
+		{name: "bad-block.pcapng", packets: 21, skips: []int64{off(5)}, errAt: -1},
+		{name: "bad-body.pcapng", packets: 21, skips: []int64{off(6)}, errAt: -1},
+		{name: "huge-length.pcapng", packets: 21, skips: []int64{off(7)}, errAt: -1},
+		{name: "garbage-between.pcapng", packets: 22, skips: []int64{off(10)}, errAt: -1},
+		{name: "bad-magic.pcap", errAt: 0, errHas: "not a pcap or pcapng file"},
+		{name: "empty.pcap", errAt: 0, errHas: "empty file"},
+		{name: "header-only.pcap", errAt: -1},
+		{name: "truncated.pcap", packets: 151, errAt: lastRecord(t), trunc: true},
+		{name: "huge-caplen.pcap", errAt: 24, errHas: "capture length exceeds"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b, err := os.ReadFile(filepath.Join(dir, tc.name))
+			if err != nil {
+				t.Fatalf("%v (write the crafted files with go test -run TestCraftedFiles -craft)", err)
+			}
+			if !bytes.Equal(b, files[tc.name]) {
+				t.Fatalf("testdata/files/%s differs from what craftedFiles builds: write them again with -craft", tc.name)
+			}
+			cfg := capture.Config{OPCUAPorts: []uint16{4840}}
+			cfg.Defaults()
+			e := capture.NewEngine(cfg, func(*plcwatch.Event) {})
+			var skips []int64
+			err = capture.ReadWith(context.Background(), bytes.NewReader(b), e, capture.ReadOptions{Skipped: func(fe *capture.FileError) {
+				if fe.Skipped <= 0 || fe.Err == nil {
+					t.Errorf("skip report %+v: want a length and a reason", fe)
+				}
+				skips = append(skips, fe.Offset)
+			}})
+			if got := e.Stats().Packets; got != tc.packets {
+				t.Errorf("%d packets decoded, want %d", got, tc.packets)
+			}
+			if !equalInts(skips, tc.skips) {
+				t.Errorf("skipped at offsets %v, want %v", skips, tc.skips)
+			}
+			var fe *capture.FileError
+			switch {
+			case tc.errAt < 0 && err != nil:
+				t.Errorf("error %v, want none", err)
+			case tc.errAt >= 0 && !errors.As(err, &fe):
+				t.Errorf("error %v, want a *capture.FileError at offset %d", err, tc.errAt)
+			case tc.errAt >= 0 && fe.Offset != tc.errAt:
+				t.Errorf("error at offset %d (%v), want %d", fe.Offset, err, tc.errAt)
+			}
+			if errors.Is(err, capture.ErrTruncatedFile) != tc.trunc {
+				t.Errorf("error %v: truncated %v, want %v", err, !tc.trunc, tc.trunc)
+			}
+			if tc.errHas != "" && (err == nil || !strings.Contains(err.Error(), tc.errHas)) {
+				t.Errorf("error %v, want it to say %q", err, tc.errHas)
+			}
+		})
+	}
+}
+
+// lastRecord is the offset of the last record of pcapSource: the
+// truncated copy ends inside it.
+func lastRecord(t *testing.T) int64 {
+	b, err := os.ReadFile(pcapSource)
+	if err != nil {
+		t.Fatal(err)
+	}
+	off, last := 24, 0
+	for off < len(b) {
+		last = off
+		off += 16 + int(binary.LittleEndian.Uint32(b[off+8:]))
+	}
+	return int64(last)
+}
+
+func equalInts(a, b []int64) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// TestNgReaderAgreesWithPcapgo reads every real pcapng capture with the
+// reader plcwatch uses and with gopacket's pcapgo.NgReader: the same
+// packets, bytes and times.
+func TestNgReaderAgreesWithPcapgo(t *testing.T) {
+	paths, _ := filepath.Glob("../../testdata/pcaps/*/*.pcap")
+	n := 0
+	for _, path := range paths {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if binary.LittleEndian.Uint32(b) != 0x0A0D0D0A {
+			continue
+		}
+		n++
+		t.Run(filepath.Base(path), func(t *testing.T) {
+			r, err := pcapgo.NewNgReader(bytes.NewReader(b), pcapgo.NgReaderOptions{WantMixedLinkType: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var want []string
+			for {
+				data, ci, err := r.ReadPacketData()
+				if err == io.EOF {
+					break
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				want = append(want, ci.Timestamp.Format(time.RFC3339Nano)+" "+string(data))
+			}
+			got := capture.PacketsOf(t, b)
+			if len(got) != len(want) {
+				t.Fatalf("%d packets, pcapgo reads %d", len(got), len(want))
+			}
+			for i := range got {
+				if got[i] != want[i] {
+					t.Fatalf("packet %d differs from pcapgo's: %.40q vs %.40q", i+1, got[i], want[i])
+				}
+			}
+		})
+	}
+	if n < 5 {
+		t.Fatalf("%d pcapng captures found in testdata/pcaps, want at least 5", n)
+	}
+}
