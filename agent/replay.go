@@ -43,7 +43,7 @@ type ReplaySummary struct {
 	Alerts    uint64
 	Drops     uint64 // events lost between decoding and output (a replay never drops)
 	Elapsed   time.Duration
-	Truncated bool             // the file ended in the middle of a packet
+	Truncated bool // the file ended in the middle of a packet
 	// TruncatedAt is the byte offset of the packet (pcapng: block) the
 	// file ends inside, when Truncated.
 	TruncatedAt int64
@@ -52,7 +52,7 @@ type ReplaySummary struct {
 	// maxProblems were, with their byte offsets.
 	Skipped  uint64
 	Problems []string
-	Hits      []rules.RuleHits // per rule, when rules were given
+	Hits     []rules.RuleHits // per rule, when rules were given
 }
 
 // PacketsPerSecond is the replay's throughput.

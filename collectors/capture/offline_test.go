@@ -46,10 +46,10 @@ func ngBlocks(t *testing.T, b []byte) [][]byte {
 func idbWithTsresol(v byte) []byte {
 	b := binary.LittleEndian.AppendUint32(nil, 1)
 	b = binary.LittleEndian.AppendUint32(b, 32)
-	b = append(b, 0, 0, 0, 0)                               // LINKTYPE_NULL, reserved
-	b = binary.LittleEndian.AppendUint32(b, 262144)         // snap length
-	b = append(b, 9, 0, 1, 0, v, 0, 0, 0)                   // if_tsresol
-	b = append(b, 0, 0, 0, 0)                               // opt_endofopt
+	b = append(b, 0, 0, 0, 0)                       // LINKTYPE_NULL, reserved
+	b = binary.LittleEndian.AppendUint32(b, 262144) // snap length
+	b = append(b, 9, 0, 1, 0, v, 0, 0, 0)           // if_tsresol
+	b = append(b, 0, 0, 0, 0)                       // opt_endofopt
 	return binary.LittleEndian.AppendUint32(b, 32)
 }
 
