@@ -40,7 +40,10 @@ var boundList = []bound{
 	{path: "queue", min: 64, max: 262144, def: "8192", why: "events between capture and the rules; about 0.8 KB each"},
 
 	{path: "capture.snaplen", min: 256, max: 262144, def: "65557", why: "bytes kept per packet"},
-	{path: "capture.socket_buffer", min: 64 * kib, max: gib, def: "8388608", why: "bytes; above net.core.rmem_max needs CAP_NET_ADMIN"},
+	{path: "capture.socket_buffer", min: 64 * kib, max: gib, def: "8388608", why: "bytes; ignored since capture reads a ring (ring_block_size × ring_blocks), accepted so that older configurations load"},
+	{path: "capture.ring_block_size", min: 64 * kib, max: 64 * mib, def: "1048576", why: "bytes per block of the capture ring: a power of two, at least snaplen + 4096"},
+	{path: "capture.ring_blocks", min: 2, max: 4096, def: "32", why: "blocks in the ring; the ring (32 MiB by default) is per interface and fanout worker, locked in memory: the room a burst has before the kernel drops"},
+	{path: "capture.fanout", min: 1, max: 64, def: "1", why: "workers per interface, each with its ring and engine; the kernel spreads connections over them by flow hash"},
 	{path: "capture.modbus_ports[]", min: 1, max: 65535, def: "[502]", why: "TCP ports; with opcua_ports, at most 32"},
 	{path: "capture.opcua_ports[]", min: 1, max: 65535, def: "[4840]", why: "TCP ports; with modbus_ports, at most 32"},
 	{path: "capture.response_timeout", min: 10 * ms, max: 10 * minute, def: "5s"},

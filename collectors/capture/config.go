@@ -21,9 +21,24 @@ type Config struct {
 	Promiscuous bool `yaml:"promiscuous"`
 	// Snaplen is the most bytes kept of each packet.
 	Snaplen int `yaml:"snaplen"`
-	// SocketBuffer is the kernel receive buffer per interface, in bytes: the
-	// room bursts have before the kernel drops.
+	// SocketBuffer was the kernel receive buffer of the socket that read
+	// one packet per system call. Capture reads a memory-mapped ring now
+	// (RingBlockSize × RingBlocks); the key is still accepted, and
+	// ignored, so that existing configurations load.
 	SocketBuffer int `yaml:"socket_buffer"`
+	// RingBlockSize is the size in bytes of each block of the TPACKET_V3
+	// ring the kernel writes packets into: a power of two from 64 KiB to
+	// 64 MiB, at least Snaplen plus 4 KiB (a packet never spans blocks).
+	RingBlockSize int `yaml:"ring_block_size"`
+	// RingBlocks is the number of blocks in the ring, 2 to 4096. The ring
+	// (RingBlockSize × RingBlocks, per interface and fanout worker, locked
+	// in memory) is the room bursts have before the kernel drops.
+	RingBlocks int `yaml:"ring_blocks"`
+	// Fanout is the number of workers per interface, 1 to 64: each has its
+	// own ring and engine, and the kernel spreads packets over them by flow
+	// hash (PACKET_FANOUT_HASH), both directions of a connection to the same
+	// worker. More than 1 only helps when one core cannot keep up.
+	Fanout int `yaml:"fanout"`
 	// ModbusPorts are the TCP ports Modbus/TCP servers listen on.
 	ModbusPorts []uint16 `yaml:"modbus_ports"`
 	// OPCUAPorts are the TCP ports OPC UA servers listen on (opc.tcp).
@@ -61,6 +76,15 @@ func (c *Config) Defaults() {
 	}
 	if c.SocketBuffer == 0 {
 		c.SocketBuffer = 8 << 20
+	}
+	if c.RingBlockSize == 0 {
+		c.RingBlockSize = 1 << 20
+	}
+	if c.RingBlocks == 0 {
+		c.RingBlocks = 32
+	}
+	if c.Fanout == 0 {
+		c.Fanout = 1
 	}
 	if len(c.ModbusPorts) == 0 {
 		c.ModbusPorts = []uint16{502}
@@ -117,6 +141,18 @@ func (c *Config) Validate() error {
 	}
 	if c.SocketBuffer < 0 {
 		bad("socket_buffer", "%d: must not be negative", c.SocketBuffer)
+	}
+	switch b := c.RingBlockSize; {
+	case b < 64<<10 || b > 64<<20 || b&(b-1) != 0:
+		bad("ring_block_size", "%d: must be a power of two from 65536 (64 KiB) to 67108864 (64 MiB)", b)
+	case b < c.Snaplen+4096:
+		bad("ring_block_size", "%d: must be at least snaplen + 4096 (%d): a packet never spans blocks", b, c.Snaplen+4096)
+	}
+	if c.RingBlocks < 2 || c.RingBlocks > 4096 {
+		bad("ring_blocks", "%d: must be 2..4096", c.RingBlocks)
+	}
+	if c.Fanout < 1 || c.Fanout > 64 {
+		bad("fanout", "%d: must be 1..64 workers per interface", c.Fanout)
 	}
 	seen := map[uint16]string{}
 	for _, list := range []struct {

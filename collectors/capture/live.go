@@ -5,49 +5,68 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"reflect"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
-	"unsafe"
 
-	"github.com/gopacket/gopacket/pcapgo"
+	"github.com/gopacket/gopacket/afpacket"
 	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
 
 	"github.com/plcwatch/plcwatch"
 )
 
-// readTimeout bounds each blocking read so that the capture loop notices
-// cancellation and keeps timeouts firing on a quiet wire.
-const readTimeout = 100 * time.Millisecond
+// pollTimeout bounds each wait for a packet, so that a worker notices
+// cancellation (Run returns within about this long) and timeouts fire on a
+// quiet wire.
+const pollTimeout = 100 * time.Millisecond
 
-// InterfaceStats are one interface's counters: what the engine saw and what
-// the kernel says it received and dropped.
+// blockTimeout is TPACKET_V3's block retire timeout: the kernel hands a
+// block that is not full to the reader after this long, so it bounds how
+// long a packet on a quiet wire waits in the ring (an alert on a lone
+// request must leave within milliseconds, issue 9 §4). At high rates blocks
+// fill long before it.
+const blockTimeout = time.Millisecond
+
+// InterfaceStats are one interface's counters, summed over its fanout
+// workers: what the engines saw and what the kernel says it received and
+// dropped.
 type InterfaceStats struct {
 	Interface     string
+	Workers       int // fanout workers (ring, socket and engine each)
 	Stats         Stats
 	KernelPackets uint64 // packets the filter accepted
-	KernelDrops   uint64 // packets the kernel dropped: the socket buffer was full
+	KernelDrops   uint64 // packets the kernel dropped: the ring was full
+	KernelFreezes uint64 // times the ring was full (TPACKET_V3 queue freezes)
 }
 
-// Live captures on network interfaces through AF_PACKET sockets
-// (gopacket/pcapgo, no libpcap), one goroutine and one Engine per interface.
+// Live captures on network interfaces through AF_PACKET sockets with a
+// memory-mapped TPACKET_V3 ring each (gopacket/afpacket: no libpcap, no
+// cgo). Each interface has capture.fanout workers: with more than one, the
+// kernel spreads packets over their sockets by flow hash (PACKET_FANOUT_HASH,
+// symmetric: both directions of a TCP connection reach the same worker), and
+// each worker has its own Engine.
 type Live struct {
 	cfg     Config
 	log     *slog.Logger
-	handles []*liveHandle
+	workers []*liveWorker
 
 	mu    sync.Mutex
-	stats []InterfaceStats
+	stats []InterfaceStats // per interface
 }
 
-type liveHandle struct {
-	name string
-	h    *pcapgo.EthernetHandle
-	file *os.File // h's socket: pcapgo v1.7 reads it through the netpoller, so reads wait for a deadline, not SO_RCVTIMEO
+type liveWorker struct {
+	iface string
+	index int // of the interface in cfg.Interfaces
+	k     int // of the worker among all: connection ids carry it
+	tp    *afpacket.TPacket
+
+	// Written by the worker's goroutine about once a second, under Live.mu.
+	stats                   Stats
+	kPackets, kDrops, kFrzs uint64
 }
 
 var _ plcwatch.Source = (*Live)(nil)
@@ -68,189 +87,213 @@ func NewLive(cfg Config, log *slog.Logger) (*Live, error) {
 	return &Live{cfg: cfg, log: log}, nil
 }
 
-// Open opens and configures a socket per interface, so that a missing
-// interface or privilege fails at start, not later. Run opens them itself if
-// Open was not called.
+// Open opens and configures the rings of every interface, so that a
+// missing interface or privilege fails at start, not later. Run opens them
+// itself if Open was not called.
 func (l *Live) Open() error {
-	if l.handles != nil {
+	if l.workers != nil {
 		return nil
 	}
 	filter, err := Filter(l.cfg.Ports(), l.cfg.Snaplen)
 	if err != nil {
 		return err
 	}
-	for _, name := range l.cfg.Interfaces {
-		h, err := openHandle(name, l.cfg, filter)
+	for i, name := range l.cfg.Interfaces {
+		ifi, err := net.InterfaceByName(name)
 		if err != nil {
 			l.Close()
-			return err
+			return fmt.Errorf("interface %q: %w", name, err)
 		}
-		l.handles = append(l.handles, &liveHandle{name: name, h: h, file: handleFile(h)})
+		f := filter
+		if ifi.Flags&net.FlagLoopback != 0 {
+			// On loopback every packet passes twice: sent
+			// (PACKET_OUTGOING) and received. Keep one copy.
+			f = dropOutgoing(filter)
+		}
+		// A fanout group id is per network namespace: derive it from the
+		// process and the interface, so that two plcwatch processes (or
+		// two interfaces) do not share one group.
+		group := uint16(os.Getpid()*31 + ifi.Index)
+		for w := 0; w < l.cfg.Fanout; w++ {
+			tp, err := openRing(name, l.cfg, f, group)
+			if err != nil {
+				l.Close()
+				return err
+			}
+			l.workers = append(l.workers, &liveWorker{iface: name, index: i, k: len(l.workers), tp: tp})
+		}
 	}
-	l.stats = make([]InterfaceStats, len(l.handles))
+	l.stats = make([]InterfaceStats, len(l.cfg.Interfaces))
 	return nil
 }
 
-// Close releases the sockets.
+// Close releases the rings and sockets. Run must have returned.
 func (l *Live) Close() {
-	for _, h := range l.handles {
-		h.h.Close()
+	for _, w := range l.workers {
+		w.tp.Close()
 	}
-	l.handles = nil
+	l.workers = nil
 }
 
-func openHandle(name string, cfg Config, filter []bpf.RawInstruction) (*pcapgo.EthernetHandle, error) {
-	h, err := pcapgo.NewEthernetHandle(name)
+// dropOutgoing prefixes a filter with "drop what this host sent": the
+// packet type is an ancillary load (SKF_AD_PKTTYPE), 4 is PACKET_OUTGOING.
+// Classic BPF jumps are relative, so the filter after it is unchanged.
+func dropOutgoing(filter []bpf.RawInstruction) []bpf.RawInstruction {
+	prefix, err := bpf.Assemble([]bpf.Instruction{
+		bpf.LoadExtension{Num: bpf.ExtType},
+		bpf.JumpIf{Cond: bpf.JumpEqual, Val: unix.PACKET_OUTGOING, SkipTrue: 0, SkipFalse: 1},
+		bpf.RetConstant{Val: 0},
+	})
+	if err != nil { // constant instructions: cannot fail
+		panic(err)
+	}
+	return append(prefix, filter...)
+}
+
+func openRing(name string, cfg Config, filter []bpf.RawInstruction, group uint16) (*afpacket.TPacket, error) {
+	tp, err := afpacket.NewTPacket(
+		afpacket.OptInterface(name),
+		afpacket.TPacketVersion3,
+		afpacket.OptBlockSize(cfg.RingBlockSize),
+		afpacket.OptNumBlocks(cfg.RingBlocks),
+		afpacket.OptFrameSize(ringFrameSize),
+		afpacket.OptBlockTimeout(blockTimeout),
+		afpacket.OptPollTimeout(pollTimeout),
+	)
 	if err != nil {
-		if os.Geteuid() != 0 && strings.Contains(err.Error(), "operation not permitted") {
+		if errors.Is(err, unix.EPERM) || strings.Contains(err.Error(), "operation not permitted") {
 			return nil, fmt.Errorf("interface %q: %v: live capture needs CAP_NET_RAW (run as root, or grant it: setcap cap_net_raw,cap_net_admin+ep plcwatch)", name, err)
 		}
-		return nil, fmt.Errorf("interface %q: %v", name, err)
+		if errors.Is(err, unix.ENOMEM) {
+			return nil, fmt.Errorf("interface %q: the kernel could not allocate a ring of %d blocks of %d bytes: lower capture.ring_blocks or capture.ring_block_size: %w", name, cfg.RingBlocks, cfg.RingBlockSize, err)
+		}
+		return nil, fmt.Errorf("interface %q: %w", name, err)
 	}
-	fail := func(what string, err error) (*pcapgo.EthernetHandle, error) {
-		h.Close()
+	fail := func(what string, err error) (*afpacket.TPacket, error) {
+		tp.Close()
 		return nil, fmt.Errorf("interface %q: %s: %w", name, what, err)
 	}
-	if err := h.SetCaptureLength(cfg.Snaplen); err != nil {
-		return fail("snap length", err)
-	}
-	if err := h.SetBPF(filter); err != nil {
+	if err := tp.SetBPF(filter); err != nil {
 		return fail("attach BPF filter", err)
 	}
 	if cfg.Promiscuous {
-		if err := h.SetPromiscuous(true); err != nil {
+		if err := tp.SetPromiscuous(true); err != nil {
 			return fail("promiscuous mode", err)
 		}
 	}
-	fd, err := handleFD(h)
-	if err != nil {
-		return fail("socket", err)
-	}
-	tv := unix.NsecToTimeval(readTimeout.Nanoseconds())
-	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
-		return fail("read timeout", err)
-	}
-	if cfg.SocketBuffer > 0 {
-		// RCVBUFFORCE passes the sysctl limit with CAP_NET_ADMIN; without
-		// it the kernel caps RCVBUF at net.core.rmem_max.
-		if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, cfg.SocketBuffer) != nil {
-			_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, cfg.SocketBuffer)
+	if cfg.Fanout > 1 {
+		if err := tp.SetFanout(afpacket.FanoutHash, group); err != nil {
+			return fail(fmt.Sprintf("join fanout group %d", group), err)
 		}
 	}
-	// Reset the kernel counters: packets taken before the filter was
-	// attached are not ours to count.
-	_, _ = h.Stats()
-	return h, nil
+	// Packets taken before the filter was attached are not ours to count.
+	_, _, _ = tp.SocketStats()
+	return tp, nil
 }
 
-// handleFD returns the socket of a pcapgo handle. pcapgo keeps it
-// unexported (v1.7 as an *os.File named file), but a read timeout and a
-// receive buffer need it: without the timeout a blocked read never sees
-// cancellation.
-func handleFD(h *pcapgo.EthernetHandle) (int, error) {
-	file := handleFile(h)
-	if file == nil {
-		return -1, errors.New("pcapgo.EthernetHandle has no file field: gopacket changed, update handleFile")
-	}
-	rc, err := file.SyscallConn()
-	if err != nil {
-		return -1, err
-	}
-	fd := -1
-	if err := rc.Control(func(u uintptr) { fd = int(u) }); err != nil {
-		return -1, err
-	}
-	return fd, nil
-}
+// ringFrameSize is TPACKET_V3's tp_frame_size. Version 3 packs packets of
+// any size into a block, so it only has to divide the block size.
+const ringFrameSize = 4096
 
-// handleFile returns the socket of a pcapgo handle as the *os.File pcapgo
-// v1.7 keeps unexported; nil if gopacket changed.
-func handleFile(h *pcapgo.EthernetHandle) *os.File {
-	f := reflect.ValueOf(h).Elem().FieldByName("file")
-	if !f.IsValid() || f.Type() != reflect.TypeOf((*os.File)(nil)) {
-		return nil
-	}
-	return (*os.File)(unsafe.Pointer(f.Pointer()))
-}
-
-// isRetry tells a read that timed out or was interrupted from a real error;
-// pcapgo formats the errno into its message instead of wrapping it.
-func isRetry(err error) bool {
-	msg := err.Error()
-	return strings.HasSuffix(msg, syscall.EAGAIN.Error()) || strings.HasSuffix(msg, syscall.EINTR.Error()) ||
-		strings.HasSuffix(msg, os.ErrDeadlineExceeded.Error())
-}
-
-// Run captures until ctx is cancelled, emitting events from every interface.
-// emit is called from one goroutine per interface.
+// Run captures until ctx is cancelled, emitting events from every
+// interface. emit is called from one goroutine per fanout worker (per
+// interface without fanout); one TCP connection's events all come from
+// one goroutine, in order.
 func (l *Live) Run(ctx context.Context, emit plcwatch.Emit) error {
 	if err := l.Open(); err != nil {
 		return err
 	}
 	defer l.Close()
-	errs := make([]error, len(l.handles))
+	errs := make([]error, len(l.workers))
 	var wg sync.WaitGroup
-	for i, h := range l.handles {
+	for i, w := range l.workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[i] = l.capture(ctx, i, h, emit)
+			errs[i] = l.capture(ctx, w, emit)
 		}()
+	}
+	for _, name := range l.cfg.Interfaces {
+		l.log.Info("capturing", "interface", name, "workers", l.cfg.Fanout, "ring_bytes", l.cfg.RingBlockSize*l.cfg.RingBlocks,
+			"modbus_ports", l.cfg.ModbusPorts, "opcua_ports", l.cfg.OPCUAPorts, "promiscuous", l.cfg.Promiscuous)
 	}
 	wg.Wait()
 	return errors.Join(errs...)
 }
 
-func (l *Live) capture(ctx context.Context, i int, h *liveHandle, emit plcwatch.Emit) error {
-	log := l.log.With("interface", h.name)
+func (l *Live) capture(ctx context.Context, w *liveWorker, emit plcwatch.Emit) error {
+	log := l.log.With("interface", w.iface)
 	e := NewEngine(l.cfg, emit)
-	e.connBase = uint64(i+1) << 48 // connection ids stay unique across interfaces
+	e.connBase = uint64(w.k+1) << 48 // connection ids stay unique across workers
 	defer e.Finish(plcwatch.UnansweredStopped)
-	var kernel InterfaceStats
 	publishAt := time.Now()
-	publish := func(now time.Time) {
-		if now.Before(publishAt) {
+	publish := func(now time.Time, force bool) {
+		if !force && now.Before(publishAt) {
 			return
 		}
 		publishAt = now.Add(time.Second)
-		if ks, err := h.h.Stats(); err == nil {
-			kernel.KernelPackets += uint64(ks.Packets)
-			kernel.KernelDrops += uint64(ks.Drops)
-			if ks.Drops > 0 {
-				log.Warn("kernel dropped packets: the socket buffer was full", "drops", ks.Drops, "total", kernel.KernelDrops)
-			}
-		}
+		_, st, err := w.tp.SocketStats()
+		drops := uint64(st.Drops())
 		l.mu.Lock()
-		l.stats[i] = InterfaceStats{Interface: h.name, Stats: e.Stats(), KernelPackets: kernel.KernelPackets, KernelDrops: kernel.KernelDrops}
+		if err == nil {
+			if d := drops - w.kDrops; d > 0 {
+				log.Warn("kernel dropped packets: the capture ring was full", "drops", d, "total", drops)
+			}
+			w.kPackets, w.kDrops, w.kFrzs = uint64(st.Packets()), drops, uint64(st.QueueFreezes())
+		}
+		w.stats = e.Stats()
+		l.sumLocked(w.index)
 		l.mu.Unlock()
 	}
-	defer func() { publishAt = time.Time{}; publish(time.Now()) }()
-	log.Info("capturing", "modbus_ports", l.cfg.ModbusPorts, "opcua_ports", l.cfg.OPCUAPorts, "promiscuous", l.cfg.Promiscuous)
-	var deadline time.Time
+	defer func() { publish(time.Now(), true) }()
 	for ctx.Err() == nil {
-		// A deadline bounds each wait so that the loop sees cancellation and
-		// timeouts fire on a quiet wire; moved forward at most every 10 ms.
-		if now := time.Now(); h.file != nil && now.Add(readTimeout-10*time.Millisecond).After(deadline) {
-			deadline = now.Add(readTimeout)
-			_ = h.file.SetReadDeadline(deadline)
-		}
-		data, ci, err := h.h.ZeroCopyReadPacketData()
+		data, ci, err := w.tp.ZeroCopyReadPacketData()
 		if err != nil {
-			if isRetry(err) || errors.Is(err, os.ErrDeadlineExceeded) {
+			if errors.Is(err, afpacket.ErrTimeout) || errors.Is(err, unix.EINTR) {
 				now := time.Now()
 				e.Advance(now)
-				publish(now)
+				publish(now, false)
 				continue
 			}
 			if ctx.Err() != nil {
 				break
 			}
-			return fmt.Errorf("interface %q: %w", h.name, err)
+			return fmt.Errorf("interface %q: %w", w.iface, err)
 		}
 		e.Packet(data, ci.Timestamp, LinkEthernet)
-		publish(ci.Timestamp)
+		publish(ci.Timestamp, false)
 	}
 	return nil
+}
+
+// sumLocked adds up the workers of interface i into l.stats[i].
+func (l *Live) sumLocked(i int) {
+	s := InterfaceStats{Interface: l.cfg.Interfaces[i]}
+	for _, w := range l.workers {
+		if w.index != i {
+			continue
+		}
+		s.Workers++
+		addCounters(reflect.ValueOf(&s.Stats).Elem(), reflect.ValueOf(&w.stats).Elem())
+		s.KernelPackets += w.kPackets
+		s.KernelDrops += w.kDrops
+		s.KernelFreezes += w.kFrzs
+	}
+	l.stats[i] = s
+}
+
+// addCounters adds every uint64 of src to dst's, through nested structs:
+// Stats is counters all the way down (BufferedPeak, a peak, becomes the
+// sum of the workers' peaks: a bound on the interface's).
+func addCounters(dst, src reflect.Value) {
+	for i := range dst.NumField() {
+		switch f := dst.Field(i); f.Kind() {
+		case reflect.Uint64:
+			f.SetUint(f.Uint() + src.Field(i).Uint())
+		case reflect.Struct:
+			addCounters(f, src.Field(i))
+		}
+	}
 }
 
 // Stats returns a snapshot per interface, refreshed about once a second.
