@@ -113,6 +113,8 @@ fuzz:
 	$(GO) test ./collectors/capture/opcua/ -run '^$$' -fuzz '^FuzzService$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10s -timeout 0
 	$(GO) test ./collectors/capture/opcua/ -run '^$$' -fuzz '^FuzzFastAgreesWithGopcua$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10s -timeout 0
 	$(GO) test ./agent/ -run '^$$' -fuzz '^FuzzParseConfig$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10s -timeout 0
+	$(GO) test ./collectors/capture/ -run '^$$' -fuzz '^FuzzReadPcap$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10s -timeout 0
+	$(GO) test ./collectors/capture/ -run '^$$' -fuzz '^FuzzReadPcapng$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10s -timeout 0
 
 clean:
 	rm -rf bin .bench

@@ -83,6 +83,7 @@ func craftedFiles(t *testing.T) map[string][]byte {
 		"tsresol-ff.pcapng":        join(blocks[0], idbWithTsresol(0xff), epbs),
 		"tsresol-7f-second.pcapng": join(blocks[0], blocks[1], idbWithTsresol(0x7f), epbs),
 		"truncated.pcapng":         ng[:len(ng)-50],
+		"shb-cut.pcapng":           ng[:20],
 		"truncated-header.pcapng":  join(blocks[0], blocks[1], blocks[2], blocks[3][:6]),
 		"bad-block.pcapng":         join(blocks[0], blocks[1], join(blocks[2:5]...), badTail, join(blocks[6:]...)),
 		"bad-body.pcapng":          join(blocks[0], blocks[1], join(blocks[2:6]...), badBody, join(blocks[7:]...)),
@@ -144,6 +145,7 @@ func TestCraftedFiles(t *testing.T) {
 		{name: "header-only.pcap", errAt: -1},
 		{name: "truncated.pcap", packets: 151, errAt: lastRecord(t), trunc: true},
 		{name: "huge-caplen.pcap", errAt: 24, errHas: "capture length exceeds"},
+		{name: "shb-cut.pcapng", errAt: 0, errHas: "no valid section header"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			b, err := os.ReadFile(filepath.Join(dir, tc.name))

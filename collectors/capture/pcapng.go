@@ -148,6 +148,9 @@ func (n *ngReader) resync(why error) error {
 	start := n.off
 	for {
 		if _, err := n.r.Discard(4); err != nil {
+			if !n.seen {
+				return &FileError{Offset: start, Err: fmt.Errorf("not a pcapng file: no valid section header (%v)", why)}
+			}
 			return &FileError{Offset: start, Err: fmt.Errorf("%w (%v; no valid block after it)", ErrTruncatedFile, why)}
 		}
 		n.off += 4
@@ -157,6 +160,9 @@ func (n *ngReader) resync(why error) error {
 			return nil
 		}
 		if errors.Is(err, io.EOF) {
+			if !n.seen {
+				return &FileError{Offset: start, Err: fmt.Errorf("not a pcapng file: no valid section header (%v)", why)}
+			}
 			return &FileError{Offset: start, Err: fmt.Errorf("%w (%v)", ErrTruncatedFile, why)}
 		}
 	}
