@@ -10,6 +10,7 @@
 #   make bench-replay replay vs a bare gopacket loop vs tshark on that capture
 #   make bench-opcua  replay of a synthetic 1,000,000-packet OPC UA capture at GOMAXPROCS=1
 #   make bench-poll   the daemon polling 100 simulated devices × 100 tags: CPU, RSS, requests
+#   make bench-live   (root) live capture on a veth pair at tcpreplay's top speed and fixed rates: drops, events, CPU
 #   make fuzz         run every fuzz target for FUZZTIME each
 #   make node-opcua   install node-opcua (the OPC UA test peer) into tools/node-opcua
 
@@ -21,7 +22,7 @@ FUZZTIME    ?= 10m
 BENCH_PCAP  ?= .bench/poll-1m.pcap
 OPCUA_PCAP  ?= .bench/opcua-1m.pcap
 
-.PHONY: all demo build build-all test test-race lint bench bench-data bench-replay bench-opcua bench-poll fuzz clean node-opcua
+.PHONY: all demo build build-all test test-race lint bench bench-data bench-replay bench-opcua bench-poll bench-live fuzz clean node-opcua
 
 all: lint test build
 
@@ -102,6 +103,12 @@ bench-opcua: build $(OPCUA_PCAP)
 
 bench-poll: build
 	bash sim/bench-poll.sh
+
+# Root: two network namespaces joined by a veth pair (created and deleted
+# by the script; the host's interfaces are never touched), tcpreplay into
+# one end, the daemon capturing on the other. RATES, FANOUT, RING_BLOCKS.
+bench-live: build $(BENCH_PCAP)
+	PCAP=$(BENCH_PCAP) bash sim/bench-live.sh
 
 fuzz:
 	$(GO) test ./collectors/capture/reassembly/ -run '^$$' -fuzz '^FuzzReassembler$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10s -timeout 0

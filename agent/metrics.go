@@ -46,7 +46,7 @@ var (
 	descPackets        = prometheus.NewDesc("plcwatch_capture_packets_total", "Packets captured.", []string{"interface"}, nil)
 	descBytes          = prometheus.NewDesc("plcwatch_capture_bytes_total", "Bytes captured.", []string{"interface"}, nil)
 	descKernelPackets  = prometheus.NewDesc("plcwatch_capture_kernel_packets_total", "Packets the kernel filter passed.", []string{"interface"}, nil)
-	descKernelDrops    = prometheus.NewDesc("plcwatch_capture_kernel_drops_total", "Packets the kernel dropped: the socket buffer was full.", []string{"interface"}, nil)
+	descKernelDrops    = prometheus.NewDesc("plcwatch_capture_kernel_drops_total", "Packets the kernel dropped: the capture ring was full.", []string{"interface"}, nil)
 	descFlows          = prometheus.NewDesc("plcwatch_capture_flows_total", "TCP connections tracked.", []string{"interface"}, nil)
 	descActiveFlows    = prometheus.NewDesc("plcwatch_capture_flows", "TCP connections tracked now.", []string{"interface"}, nil)
 	descFlowEvictions  = prometheus.NewDesc("plcwatch_capture_flow_evictions_total", "Connections dropped to make room (max_flows).", []string{"interface"}, nil)
