@@ -65,7 +65,7 @@ EOF
 inb() { ip netns exec "$nsb" "$@"; }
 metric() { inb curl -s 127.0.0.1:9108/metrics | awk -v m="$1" 'index($0, m) == 1 {s += $NF} END {printf "%d\n", s}'; }
 
-printf '%-9s %10s %10s %10s %9s %9s %9s %9s %8s\n' rate sent/s captured kernel kdrops pdrops events want cpu
+printf '%-9s %10s %10s %10s %9s %9s %9s %9s %12s\n' rate sent/s captured kernel kdrops pdrops events want cpu
 for rate in $RATES; do
   rm -rf "$dir/spool"
   # ip netns exec execs plcwatch: $! is the daemon's pid.
@@ -77,9 +77,9 @@ for rate in $RATES; do
     sleep 0.1
   done
   ticks0=$(awk '{print $14 + $15}' /proc/$pid/stat)
+  t0=$(date +%s.%N)
   if [ "$rate" = topspeed ]; then speed=--topspeed; else speed=--pps=$rate; fi
   sent=$(ip netns exec "$nsa" tcpreplay -i "$veta" $speed "$PCAP" 2>&1 | sed -n 's/.*Rated: [0-9.]* Bps, [0-9.]* Mbps, \([0-9.]*\) pps.*/\1/p')
-  ticks1=$(awk '{print $14 + $15}' /proc/$pid/stat)
   # Let the daemon finish what is in the ring, and requests left without a
   # response time out (capture.response_timeout, 5 s) as replay's do at
   # the end of the file.
@@ -90,17 +90,20 @@ for rate in $RATES; do
     last=$now
     sleep 0.5
   done
+  ticks1=$(awk '{print $14 + $15}' /proc/$pid/stat)
+  t1=$(date +%s.%N)
   sleep 6
   captured=$(metric plcwatch_capture_packets_total)
   kernel=$(metric plcwatch_capture_kernel_packets_total)
   kdrops=$(metric plcwatch_capture_kernel_drops_total)
   pdrops=$(metric plcwatch_pipeline_drops_total)
   events=$(metric plcwatch_events_total)
-  cpu=$(awk -v t=$((ticks1 - ticks0)) -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.2fs", t / hz}')
-  printf '%-9s %10.0f %10d %10d %9d %9d %9d %9d %8s\n' "$rate" "${sent:-0}" "$captured" "$kernel" "$kdrops" "$pdrops" "$events" "$want_events" "$cpu"
+  cpu=$(awk -v t=$((ticks1 - ticks0)) -v hz="$(getconf CLK_TCK)" -v w="$(echo "$t1 - $t0" | bc)" 'BEGIN {printf "%.1fs/%.1fs", t / hz, w}')
+  printf '%-9s %10.0f %10d %10d %9d %9d %9d %9d %12s\n' "$rate" "${sent:-0}" "$captured" "$kernel" "$kdrops" "$pdrops" "$events" "$want_events" "$cpu"
   kill -TERM $pid
   wait $pid 2>/dev/null || true
 done
 echo "sent/s: tcpreplay's rate; captured: packets the engine decoded; kernel: packets the filter passed,"
 echo "dropped ones included (kdrops: the ring was full); pdrops: events dropped before the rules; cpu: the daemon's"
-echo "user + system time while tcpreplay sent. events must equal want when kdrops is 0."
+echo "user + system time / wall time from the first packet sent to the last one decoded (the last 0.5 s"
+echo "idle included). events must equal want when kdrops and pdrops are 0."
