@@ -158,3 +158,28 @@ func TestReplayStdinStreams(t *testing.T) {
 func captureInfo(ts time.Time, b []byte) gopacket.CaptureInfo {
 	return gopacket.CaptureInfo{Timestamp: ts, CaptureLength: len(b), Length: len(b)}
 }
+
+// TestRulesTestStdin: rules test --pcap - decodes standard input through
+// the same path as replay, and raises what the file gives.
+func TestRulesTestStdin(t *testing.T) {
+	const part1 = "../../testdata/pcaps/modbus/iti_modbus_test_data_part1.pcap"
+	code, fromFile, errOut := plcwatch(t, "rules", "test", "--rules", "../../configs/rules", "--pcap", part1)
+	if code != 0 || fromFile == "" {
+		t.Fatalf("exit %d, %d bytes of alerts: %s", code, len(fromFile), errOut)
+	}
+	f, err := os.Open(part1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	old := os.Stdin
+	os.Stdin = f
+	defer func() { os.Stdin = old }()
+	code, fromStdin, errOut := plcwatch(t, "rules", "test", "--rules", "../../configs/rules", "--pcap", "-")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	if fromStdin != fromFile {
+		t.Errorf("alerts from standard input differ from the file's:\n%s\nvs\n%s", fromStdin, fromFile)
+	}
+}
