@@ -97,7 +97,6 @@ func WriteHits(w io.Writer, hits []rules.RuleHits) {
 type pipeline struct {
 	opts   ReplayOptions
 	w      *bufio.Writer
-	stream bool // flush every line: the input is a stream someone watches
 	buf    []byte
 	err    error
 	engine *rules.Engine
@@ -116,9 +115,6 @@ func (p *pipeline) write() {
 	if p.err == nil {
 		p.buf = append(p.buf, '\n')
 		_, p.err = p.w.Write(p.buf)
-		if p.stream && p.err == nil {
-			p.err = p.w.Flush()
-		}
 	}
 }
 
@@ -181,17 +177,33 @@ func Replay(ctx context.Context, path string, opts ReplayOptions, out io.Writer)
 		return ReplaySummary{}, fmt.Errorf("capture config: %w", err)
 	}
 	p := newPipeline(opts, out)
-	p.stream = path == "-"
 	e := capture.NewEngine(cfg, p.event)
 	start := time.Now()
 	var skipped uint64
 	var problems []string
-	err := capture.ReadFileWith(ctx, path, e, capture.ReadOptions{Skipped: func(fe *capture.FileError) {
+	ropts := capture.ReadOptions{Skipped: func(fe *capture.FileError) {
 		skipped++
 		if len(problems) < maxProblems {
 			problems = append(problems, fe.Error())
 		}
-	}})
+	}}
+	var err error
+	if path == "-" {
+		// Everything decoded is written out before each read of the
+		// pipe, which may wait for the writer: a line waits for no more
+		// than the packets already read, and a fast pipe still fills the
+		// reader's buffer (1 MiB) per write.
+		in := flushBeforeRead{r: os.Stdin, flush: func() {
+			if p.err == nil {
+				p.err = p.w.Flush()
+			}
+		}}
+		if err = capture.ReadWith(ctx, in, e, ropts); err != nil {
+			err = fmt.Errorf("standard input: %w", err)
+		}
+	} else {
+		err = capture.ReadFileWith(ctx, path, e, ropts)
+	}
 	st := e.Stats()
 	sum := ReplaySummary{
 		Packets:   st.Packets,
@@ -215,6 +227,17 @@ func Replay(ctx context.Context, path string, opts ReplayOptions, out io.Writer)
 	ferr := p.finish(&sum)
 	sum.Elapsed = time.Since(start)
 	return sum, errors.Join(err, ferr)
+}
+
+// flushBeforeRead calls flush before each read of r.
+type flushBeforeRead struct {
+	r     io.Reader
+	flush func()
+}
+
+func (f flushBeforeRead) Read(b []byte) (int, error) {
+	f.flush()
+	return f.r.Read(b)
 }
 
 // ReplayEvents evaluates events read as JSON lines (what replay --events
