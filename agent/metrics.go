@@ -47,6 +47,7 @@ var (
 	descBytes          = prometheus.NewDesc("plcwatch_capture_bytes_total", "Bytes captured.", []string{"interface"}, nil)
 	descKernelPackets  = prometheus.NewDesc("plcwatch_capture_kernel_packets_total", "Packets the kernel filter passed.", []string{"interface"}, nil)
 	descKernelDrops    = prometheus.NewDesc("plcwatch_capture_kernel_drops_total", "Packets the kernel dropped: the capture ring was full.", []string{"interface"}, nil)
+	descKernelFreezes  = prometheus.NewDesc("plcwatch_capture_kernel_freezes_total", "Times the capture ring was full (TPACKET_V3 queue freezes).", []string{"interface"}, nil)
 	descFlows          = prometheus.NewDesc("plcwatch_capture_flows_total", "TCP connections tracked.", []string{"interface"}, nil)
 	descActiveFlows    = prometheus.NewDesc("plcwatch_capture_flows", "TCP connections tracked now.", []string{"interface"}, nil)
 	descFlowEvictions  = prometheus.NewDesc("plcwatch_capture_flow_evictions_total", "Connections dropped to make room (max_flows).", []string{"interface"}, nil)
@@ -103,7 +104,7 @@ type snapshot struct{ a *Agent }
 // Describe lists the descriptions without collecting: registration happens
 // before the parts the collector reads exist.
 func (s *snapshot) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descInfo, descPackets, descBytes, descKernelPackets, descKernelDrops, descFlows,
+	for _, d := range []*prometheus.Desc{descInfo, descPackets, descBytes, descKernelPackets, descKernelDrops, descKernelFreezes, descFlows,
 		descActiveFlows, descFlowEvictions, descGaps, descNotModbus, descModbusPDUs, descOPCUAMessages, descOPCUALimits, descEvents, descMalformed, descPipeline,
 		descPipelineDrops, descRules, descRuleMatches, descRuleErrors, descRuleOverflow, descSpoolDepth, descSpoolBytes, descSpoolOldest,
 		descSpoolDropped, descSpoolErrors, descSpooled, descSpoolCorrupt, descSpoolMemory, descSpoolWritable, descSpoolWriteErrs,
@@ -134,6 +135,7 @@ func (s *snapshot) Collect(ch chan<- prometheus.Metric) {
 			counter(descBytes, float64(st.Stats.Bytes), i)
 			counter(descKernelPackets, float64(st.KernelPackets), i)
 			counter(descKernelDrops, float64(st.KernelDrops), i)
+			counter(descKernelFreezes, float64(st.KernelFreezes), i)
 			counter(descFlows, float64(st.Stats.Flows), i)
 			gauge(descActiveFlows, float64(st.Stats.ActiveFlows), i)
 			counter(descFlowEvictions, float64(st.Stats.FlowEvictions), i)
