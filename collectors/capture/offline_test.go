@@ -84,16 +84,19 @@ func craftedFiles(t *testing.T) map[string][]byte {
 		"tsresol-7f-second.pcapng": join(blocks[0], blocks[1], idbWithTsresol(0x7f), epbs),
 		"truncated.pcapng":         ng[:len(ng)-50],
 		"shb-cut.pcapng":           ng[:20],
-		"truncated-header.pcapng":  join(blocks[0], blocks[1], blocks[2], blocks[3][:6]),
-		"bad-block.pcapng":         join(blocks[0], blocks[1], join(blocks[2:5]...), badTail, join(blocks[6:]...)),
-		"bad-body.pcapng":          join(blocks[0], blocks[1], join(blocks[2:6]...), badBody, join(blocks[7:]...)),
-		"huge-length.pcapng":       join(blocks[0], blocks[1], join(blocks[2:7]...), huge, join(blocks[8:]...)),
-		"garbage-between.pcapng":   join(blocks[0], blocks[1], join(blocks[2:10]...), garbage, join(blocks[10:]...)),
-		"bad-magic.pcap":           join([]byte{0xde, 0xad, 0xbe, 0xef}, pc[4:200]),
-		"empty.pcap":               {},
-		"header-only.pcap":         pc[:24],
-		"truncated.pcap":           pc[:len(pc)-30],
-		"huge-caplen.pcap":         join(pc[:24], binary.LittleEndian.AppendUint64(binary.LittleEndian.AppendUint64(nil, 0), 0xffffffff_fffffff0), pc[40:]),
+		// 200 KB of "packet block of 256 KiB" headers: every step of the
+		// scan looks at a block that runs past the end.
+		"scan-tail.pcapng":        join(blocks[0], blocks[1], bytes.Repeat([]byte{6, 0, 0, 0, 0, 0, 4, 0}, 25000)),
+		"truncated-header.pcapng": join(blocks[0], blocks[1], blocks[2], blocks[3][:6]),
+		"bad-block.pcapng":        join(blocks[0], blocks[1], join(blocks[2:5]...), badTail, join(blocks[6:]...)),
+		"bad-body.pcapng":         join(blocks[0], blocks[1], join(blocks[2:6]...), badBody, join(blocks[7:]...)),
+		"huge-length.pcapng":      join(blocks[0], blocks[1], join(blocks[2:7]...), huge, join(blocks[8:]...)),
+		"garbage-between.pcapng":  join(blocks[0], blocks[1], join(blocks[2:10]...), garbage, join(blocks[10:]...)),
+		"bad-magic.pcap":          join([]byte{0xde, 0xad, 0xbe, 0xef}, pc[4:200]),
+		"empty.pcap":              {},
+		"header-only.pcap":        pc[:24],
+		"truncated.pcap":          pc[:len(pc)-30],
+		"huge-caplen.pcap":        join(pc[:24], binary.LittleEndian.AppendUint64(binary.LittleEndian.AppendUint64(nil, 0), 0xffffffff_fffffff0), pc[40:]),
 	}
 }
 
@@ -146,6 +149,7 @@ func TestCraftedFiles(t *testing.T) {
 		{name: "truncated.pcap", packets: 151, errAt: lastRecord(t), trunc: true},
 		{name: "huge-caplen.pcap", errAt: 24, errHas: "capture length exceeds"},
 		{name: "shb-cut.pcapng", errAt: 0, errHas: "no valid section header"},
+		{name: "scan-tail.pcapng", errAt: off(2), trunc: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			b, err := os.ReadFile(filepath.Join(dir, tc.name))

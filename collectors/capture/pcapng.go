@@ -58,6 +58,7 @@ type ngReader struct {
 	ifaces []ngIface
 	inSkip bool // in a section of an unknown major version: skip to the next section
 	seen   bool // a Section Header Block was read
+	eof    bool // the input ended: what is left is buffered
 	skip   func(*FileError)
 	// pending is the skip being reported: blocks skipped one after the
 	// other for the same reason (every packet of a damaged interface)
@@ -111,9 +112,15 @@ func (n *ngReader) frame() (typ uint32, blk []byte, order binary.ByteOrder, err 
 	if length < 12 || length%4 != 0 || length > maxBlock {
 		return typ, nil, nil, badFrame{fmt.Errorf("block type 0x%08x: total length %d is not a multiple of 4 from 12 to %d", typ, length, maxBlock)}
 	}
+	if n.eof && int(length) > n.r.Buffered() {
+		// Known to run past the end: peeking again would slide the
+		// buffer at every step of a scan (quadratic on a crafted tail).
+		return typ, nil, nil, io.ErrUnexpectedEOF
+	}
 	blk, err = n.r.Peek(int(length))
 	if err != nil {
 		if errors.Is(err, io.EOF) {
+			n.eof = true // everything left is buffered now
 			return typ, nil, nil, io.ErrUnexpectedEOF
 		}
 		return typ, nil, nil, err
@@ -154,6 +161,11 @@ func (n *ngReader) resync(why error) error {
 			return &FileError{Offset: start, Err: fmt.Errorf("%w (%v; no valid block after it)", ErrTruncatedFile, why)}
 		}
 		n.off += 4
+		if h, err := n.r.Peek(4); err == nil {
+			if typ := n.order.Uint32(h); !knownBlock(typ) || (!n.seen && typ != ngSHB) {
+				continue // not a block start: no need to look at its length
+			}
+		}
 		typ, _, _, err := n.frame()
 		if err == nil && knownBlock(typ) && (n.seen || typ == ngSHB) {
 			n.report(&FileError{Offset: start, Skipped: n.off - start, Err: why})
