@@ -13,6 +13,13 @@
 #   make bench-live   (root) live capture on a veth pair at tcpreplay's top speed and fixed rates: drops, events, CPU
 #   make fuzz         run every fuzz target for FUZZTIME each
 #   make node-opcua   install node-opcua (the OPC UA test peer) into tools/node-opcua
+#   make package      deb and rpm for amd64, arm64, armv7 in dist/ with SHA256SUMS (nfpm)
+#   make package-check  build the packages twice: byte-identical; lintian on the amd64 deb
+#   make package-test install, upgrade, remove and purge the amd64 deb (root)
+#   make image        OCI archive of the container image in dist/ (buildah, root)
+#   make image-test   build the image and run its binary from the archive
+#   make check-service  systemd-analyze security of deploy/plcwatch.service (<= 2.0)
+#   make test-arm     unit tests and replay under qemu for arm64 and armv7
 
 GO          ?= go
 VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
@@ -22,7 +29,8 @@ FUZZTIME    ?= 10m
 BENCH_PCAP  ?= .bench/poll-1m.pcap
 OPCUA_PCAP  ?= .bench/opcua-1m.pcap
 
-.PHONY: all demo build build-all test test-race lint bench bench-data bench-replay bench-opcua bench-poll bench-live fuzz clean node-opcua
+.PHONY: all demo build build-all test test-race lint bench bench-data bench-replay bench-opcua bench-poll bench-live fuzz clean node-opcua \
+	package package-check package-test image image-test check-service sandbox-test test-arm
 
 all: lint test build
 
@@ -123,5 +131,41 @@ fuzz:
 	$(GO) test ./collectors/capture/ -run '^$$' -fuzz '^FuzzReadPcap$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10s -timeout 0
 	$(GO) test ./collectors/capture/ -run '^$$' -fuzz '^FuzzReadPcapng$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10s -timeout 0
 
+# Packages, image, service and ARM (deploy/README.md). The packages' and
+# image's version is VERSION; their timestamps the last commit's.
+MAX_EXPOSURE ?= 2.0
+
+package:
+	VERSION=$(VERSION) bash deploy/package/build.sh
+
+package-check:
+	VERSION=$(VERSION) bash deploy/package/check.sh
+
+package-test: package
+	bash deploy/package/test-install.sh
+
+image:
+	VERSION=$(VERSION) bash deploy/container/build.sh
+
+image-test: image
+	bash deploy/container/test.sh
+
+# The exposure score systemd gives the unit's sandbox (0 best, 10 worst).
+check-service:
+	@command -v systemd-analyze >/dev/null || { echo "check-service: systemd-analyze not installed (apt-get install systemd)"; exit 1; }
+	@score=$$(systemd-analyze security --offline=true --no-pager deploy/plcwatch.service 2>&1 | \
+		sed -n 's/.*Overall exposure level for plcwatch.service: \([0-9.]*\).*/\1/p'); \
+	if [ -z "$$score" ]; then systemd-analyze security --offline=true --no-pager deploy/plcwatch.service; exit 1; fi; \
+	echo "deploy/plcwatch.service: exposure $$score (at most $(MAX_EXPOSURE))"; \
+	awk -v s="$$score" -v m="$(MAX_EXPOSURE)" 'BEGIN { exit !(s <= m) }' || \
+		{ systemd-analyze security --offline=true --no-pager deploy/plcwatch.service | grep '✗'; exit 1; }
+
+# The sandbox's user, capability and folders with the real product (root).
+sandbox-test: build
+	bash deploy/sandbox-test.sh
+
+test-arm:
+	bash deploy/arm-test.sh
+
 clean:
-	rm -rf bin .bench
+	rm -rf bin .bench dist .bin
