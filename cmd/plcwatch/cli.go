@@ -107,6 +107,7 @@ on a configuration, then "plcwatch run --config FILE" (docs/config.md).`,
 		newAlertsCmd(stdout, stderr),
 		newSimCmd(stdout, stderr),
 		newVersionCmd(stdout),
+		newManCmd(stderr),
 	)
 	// cobra's completion command, made here so that it behaves as the
 	// others: exit codes in its help, 2 for a shell it does not know.
