@@ -134,7 +134,7 @@ for i in $(seq 40); do
 	sleep 0.5
 done
 grep '"device":"rtu-1"' "$dir/state/events.jsonl" 2>/dev/null | grep -q 4242 || fail "no poll of rtu-1 over the serial line"
-ok "serial RTU through $tty (root:dialout 0660): $(grep -m1 '"device":"rtu-1"' "$dir/state/events.jsonl" | cut -c1-160)"
+ok "serial RTU through $tty (root:dialout 0660): $(grep '"device":"rtu-1"' "$dir/state/events.jsonl" | grep -m1 4242 | cut -c1-200)"
 
 for i in $(seq 20); do grep -q sandbox-modbus-write "$dir/state/alerts.jsonl" 2>/dev/null && break; sleep 0.5; done
 grep -q sandbox-modbus-write "$dir/state/alerts.jsonl" || fail "no alert in the alert log"
