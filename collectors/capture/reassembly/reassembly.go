@@ -166,13 +166,16 @@ func (c *Conn) Add(dir Dir, seg *Segment, m Meta) {
 	}
 	delta := seqDiff(seq, s.next)
 	if delta < 0 {
-		old := -int(delta)
-		if old >= len(data)+seg.Missing {
+		// int64: -int(delta) overflows a 32-bit int when delta is -2^31
+		// (a segment half the sequence space behind), and slicing with it
+		// panicked on 32-bit ARM (make test-arm, zeek_fuzz-72.pcap).
+		old := -int64(delta)
+		if old >= int64(len(data)+seg.Missing) {
 			c.Stats.Retransmitted++
 			return
 		}
-		c.Stats.OverlapBytes += uint64(min(old, len(data)))
-		if old >= len(data) {
+		c.Stats.OverlapBytes += uint64(min(old, int64(len(data))))
+		if old >= int64(len(data)) {
 			// Only the bytes the capture dropped are new: a hole.
 			c.skipTo(dir, seq+uint32(len(data)+seg.Missing), m)
 			return
@@ -313,7 +316,7 @@ func (c *Conn) drainEarly(dir Dir, m Meta) {
 		if c.Budget != nil {
 			c.Budget.Used -= len(e.data)
 		}
-		if -int(d) >= len(e.data) {
+		if -int64(d) >= int64(len(e.data)) { // int64: see Add
 			c.Stats.OverlapBytes += uint64(len(e.data))
 			continue
 		}

@@ -117,6 +117,13 @@ func TestConn(t *testing.T) {
 			want: "0:|@1 0:|@1 0:b@2",
 		},
 		{
+			// -2^31 in sequence space: negated in a 32-bit int it stays
+			// negative, and slicing with it panicked on armv7.
+			name:  "a segment half the sequence space behind is old",
+			steps: []step{seg(0, isn, msg("a")), seg(0, isn+2+1<<31, msg("x")), seg(0, isn+2, msg("b"))},
+			want:  "0:|@1 0:a@1 0:b@3",
+		},
+		{
 			name:  "sequence numbers wrap around",
 			steps: []step{seg(0, 0xffffffff, msg("a")), seg(0, 1, msg("b")), seg(0, 0xffffffff, msg("a"))},
 			want:  "0:|@1 0:a@1 0:b@2",
