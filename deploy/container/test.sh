@@ -50,7 +50,10 @@ ok "getcap /usr/bin/plcwatch: ${caps##* }"
 [ -s "$rootfs/etc/ssl/certs/ca-certificates.crt" ] || fail "no CA certificates"
 ok "/var/lib/plcwatch 65532:65532 750, CA certificates ($(grep -c 'BEGIN CERT' "$rootfs/etc/ssl/certs/ca-certificates.crt"))"
 
-in_image() { chroot --userspec=65532:65532 "$rootfs" /usr/bin/plcwatch "$@"; }
+# In a network namespace of its own, as a container runs (config check
+# binds the configuration's listeners, which another program on this
+# machine may hold).
+in_image() { unshare --net sh -c 'ip link set lo up && exec chroot --userspec=65532:65532 "$0" /usr/bin/plcwatch "$@"' "$rootfs" "$@"; }
 v=$(in_image version) || fail "plcwatch version"
 ok "$v"
 # The image's own configuration and rules, as the container's user.
@@ -62,3 +65,10 @@ eff=$(chroot --userspec=65532:65532 "$rootfs" /usr/bin/plcwatch sim modbus --lis
 	sleep 1; grep CapEff "/proc/$pid/status"; kill "$pid")
 [ $(( 0x${eff##*[[:space:]]} >> 13 & 1 )) = 1 ] || fail "the binary runs without CAP_NET_RAW: $eff"
 ok "as user 65532 the binary runs with CAP_NET_RAW ($eff)"
+# Without NET_RAW in the bounding set (docker run --cap-drop=ALL, Podman's
+# default set) the kernel refuses to run a binary whose file capabilities
+# it cannot grant: the run lines in deploy/README.md keep NET_RAW.
+if setpriv --reuid=65532 --regid=65532 --clear-groups --bounding-set=-all "$rootfs/usr/bin/plcwatch" version >/dev/null 2>&1; then
+	fail "the binary ran without NET_RAW in the bounding set: is its file capability gone?"
+fi
+ok "without NET_RAW in the bounding set the binary does not start (EPERM): the runtime must grant NET_RAW"

@@ -47,9 +47,13 @@ if [ -d /run/systemd/system ] && systemctl is-active -q plcwatch; then fail "the
 
 /usr/bin/plcwatch version | grep -q '^plcwatch ' || fail "plcwatch version"
 ok "$(/usr/bin/plcwatch version)"
-/usr/bin/plcwatch config check /etc/plcwatch/plcwatch.yaml || fail "config check of the packaged configuration"
+# config check binds the configuration's listeners (the embedded broker,
+# /metrics): in a network namespace of its own, so that a program of this
+# shared machine on those ports does not fail it.
+isolated() { unshare --net sh -c 'ip link set lo up && exec "$@"' sh "$@"; }
+isolated /usr/bin/plcwatch config check /etc/plcwatch/plcwatch.yaml || fail "config check of the packaged configuration"
 # As the unit runs it: the plcwatch user reads its configuration and rules.
-setpriv --reuid=plcwatch --regid=plcwatch --init-groups /usr/bin/plcwatch config check /etc/plcwatch/plcwatch.yaml >/dev/null ||
+isolated setpriv --reuid=plcwatch --regid=plcwatch --init-groups /usr/bin/plcwatch config check /etc/plcwatch/plcwatch.yaml >/dev/null ||
 	fail "config check as the plcwatch user"
 ok "config check /etc/plcwatch/plcwatch.yaml (as root and as plcwatch)"
 man -w plcwatch-run >/dev/null 2>&1 && ok "man plcwatch-run" || true
@@ -61,7 +65,7 @@ printf 'rules: []\n' >/etc/plcwatch/rules.d/local.yaml
 dpkg -i --force-confold "$deb" >/dev/null
 grep -q '^# edited by the operator' /etc/plcwatch/plcwatch.yaml || fail "the upgrade replaced the edited configuration"
 [ -f /etc/plcwatch/rules.d/local.yaml ] || fail "the upgrade removed a user's rule file"
-/usr/bin/plcwatch config check /etc/plcwatch/plcwatch.yaml >/dev/null || fail "config check after the upgrade"
+isolated /usr/bin/plcwatch config check /etc/plcwatch/plcwatch.yaml >/dev/null || fail "config check after the upgrade"
 ok "upgrade kept the edited configuration and rules.d/local.yaml"
 rm /etc/plcwatch/rules.d/local.yaml
 
