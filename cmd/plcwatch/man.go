@@ -21,8 +21,8 @@ import (
 func newManCmd(stderr io.Writer) *cobra.Command {
 	var dir string
 	c := &cobra.Command{
-		Use:    "man --dir DIR",
-		Short:  "Write the man pages (section 1) into a folder",
+		Use:   "man --dir DIR",
+		Short: "Write the man pages (section 1) into a folder",
 		Long: `Write a man page (section 1) for plcwatch and each of its commands into DIR:
 plcwatch.1, plcwatch-run.1, plcwatch-config-check.1, ... The packages install them.
 Their date is SOURCE_DATE_EPOCH's when it is set.`,
