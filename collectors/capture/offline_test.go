@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -187,8 +188,14 @@ func TestCraftedFiles(t *testing.T) {
 			if errors.Is(err, capture.ErrTruncatedFile) != tc.trunc {
 				t.Errorf("error %v: truncated %v, want %v", err, !tc.trunc, tc.trunc)
 			}
-			if tc.errHas != "" && (err == nil || !strings.Contains(err.Error(), tc.errHas)) {
-				t.Errorf("error %v, want it to say %q", err, tc.errHas)
+			errHas := tc.errHas
+			if tc.name == "huge-caplen.pcap" && strconv.IntSize == 32 {
+				// On 32-bit ARM pcapgo refuses the length before comparing
+				// it (make test-arm): the same error at the same offset.
+				errHas = "does not fit in int"
+			}
+			if errHas != "" && (err == nil || !strings.Contains(err.Error(), errHas)) {
+				t.Errorf("error %v, want it to say %q", err, errHas)
 			}
 		})
 	}
