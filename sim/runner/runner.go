@@ -116,7 +116,7 @@ func actor(ctx context.Context, s *scenario.Scenario, a *scenario.Actor, o Optio
 	}
 	for n := 0; ; n++ {
 		at := a.At + time.Duration(n)*a.Every
-		if at > end || (n > 0 && a.Every == 0) || at > s.Duration {
+		if at > end || (n > 0 && a.Every == 0) || at >= s.Duration {
 			return
 		}
 		select {
