@@ -52,6 +52,7 @@ simulated devices, and write synthetic captures.`,
 	fl.StringVar(&f.scenario, "scenario", "", "scenario `FILE` to run (YAML, docs/sim.md)")
 	fl.StringVar(&f.pcap, "pcap", "", "record the scenario's traffic to this capture `FILE` (pcap); - streams it to stdout, and actions go to stderr")
 	fl.Float64Var(&f.speed, "speed", 1, "run the scenario this many times faster than its schedule")
+	fl.DurationVar(&f.hold, "hold", 0, "keep the plants serving this long after the scenario's actors are done")
 	_ = c.MarkFlagFilename("scenario", "yaml", "yml")
 	_ = c.MarkFlagFilename("pcap", "pcap")
 	c.Annotations = map[string]string{"exit": `  0  the scenario ran to its end (or was interrupted)
@@ -65,6 +66,7 @@ simulated devices, and write synthetic captures.`,
 type simScenarioFlags struct {
 	scenario, pcap string
 	speed          float64
+	hold           time.Duration
 }
 
 // simScenario is plcwatch sim --scenario: it runs a scenario, printing its
@@ -77,7 +79,7 @@ func simScenario(ctx context.Context, f simScenarioFlags, stdout, stderr io.Writ
 		return exitFail
 	}
 	log := stdout
-	o := runner.Options{Speed: f.speed}
+	o := runner.Options{Speed: f.speed, Hold: f.hold}
 	if f.pcap != "" {
 		out := io.Writer(nil)
 		var file *os.File

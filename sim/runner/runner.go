@@ -25,6 +25,10 @@ type Options struct {
 	// OnAction is told every firing of an actor, as it ends (called from
 	// the actors' goroutines, one at a time).
 	OnAction func(Action)
+	// Hold keeps the plants serving (and their processes running) this
+	// long after the scenario's duration, so that a poller watching them
+	// does not see them go away as the scenario ends.
+	Hold time.Duration
 	// Started, when not nil, is called once the plants serve, before the
 	// first actor fires: where a test or the demo starts its agent.
 	Started func(plants map[string]*plant.Plant)
@@ -63,6 +67,8 @@ func Run(ctx context.Context, s *scenario.Scenario, o Options) error {
 		}
 		plants[s.Plants[i].Name] = p
 	}
+	plantCtx, cancelPlants := context.WithTimeout(ctx, scale(s.Duration)+o.Hold)
+	defer cancelPlants()
 	ctx, cancel := context.WithTimeout(ctx, scale(s.Duration))
 	defer cancel()
 	var wg sync.WaitGroup
@@ -71,7 +77,7 @@ func Run(ctx context.Context, s *scenario.Scenario, o Options) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			p.Run(ctx, s.Tick, o.Speed)
+			p.Run(plantCtx, s.Tick, o.Speed)
 		}()
 	}
 	if o.Started != nil {
@@ -95,6 +101,7 @@ func Run(ctx context.Context, s *scenario.Scenario, o Options) error {
 		}()
 	}
 	<-ctx.Done()
+	<-plantCtx.Done()
 	return nil
 }
 
