@@ -150,12 +150,19 @@ func Ports(s *scenario.Scenario, ports []uint16) []uint16 {
 }
 
 // Attribute reads alerts (JSON lines, docs/alerts.md) and gives each the
-// actor whose From address is the alert's client.
+// actor whose From address is the alert's client, talking to that actor's
+// target: traffic from the same address to another server (another
+// scenario's, seen by a live capture) is no actor's.
 func Attribute(s *scenario.Scenario, r io.Reader) ([]Alert, error) {
-	by := map[netip.Addr]string{}
+	type key struct {
+		from   netip.Addr
+		server string
+	}
+	by := map[key]string{}
 	for _, a := range s.Actors {
-		if ip, err := netip.ParseAddr(a.From); err == nil {
-			by[ip] = a.Name
+		ip, err := netip.ParseAddr(a.From)
+		if p := s.Plant(a.Target); err == nil && p != nil {
+			by[key{ip, p.Listen}] = a.Name
 		}
 	}
 	var out []Alert
@@ -172,7 +179,7 @@ func Attribute(s *scenario.Scenario, r io.Reader) ([]Alert, error) {
 		}
 		a.Raw = slices.Clone(line)
 		if ap, err := netip.ParseAddrPort(a.Event.Client); err == nil {
-			a.Actor = by[ap.Addr()]
+			a.Actor = by[key{ap.Addr(), a.Event.Server}]
 		}
 		out = append(out, a)
 	}

@@ -188,7 +188,7 @@ func TestDemo(t *testing.T) {
 	pairs := func(as []check.Alert) []string {
 		var p []string
 		for _, al := range as {
-			if al.Event.Source == "wire" {
+			if al.Event.Source == "wire" && al.Actor != "" {
 				p = append(p, al.Rule.ID+" from "+al.Actor)
 			}
 		}
