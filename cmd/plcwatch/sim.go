@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	stdlog "log"
 	"net"
 	"os"
 	"strconv"
@@ -78,6 +79,7 @@ func simScenario(ctx context.Context, f simScenarioFlags, stdout, stderr io.Writ
 		printProblems(stderr, err)
 		return exitFail
 	}
+	quietGopcua()
 	log := stdout
 	o := runner.Options{Speed: f.speed, Hold: f.hold}
 	if f.pcap != "" {
@@ -178,6 +180,7 @@ func simCheck(ctx context.Context, path, config string, verbose bool, o check.Op
 	if verbose {
 		o.Log = stdout
 	}
+	quietGopcua()
 	fmt.Fprintf(stderr, "running %s (%s) against the rules of %s ...\n", path, time.Duration(float64(s.Duration)/o.Speed), config)
 	rep, err := check.Run(ctx, s, cfg, o)
 	if err != nil {
@@ -394,3 +397,8 @@ func simCheckLogs(path string, logs []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stdout, "all %d expectations held\n", len(rep.Results))
 	return exitOK
 }
+
+// quietGopcua silences the standard logger, through which gopcua's server
+// prints its node set import and listener (sim/opcuasim leaves it alone;
+// plcwatch logs through slog).
+func quietGopcua() { stdlog.SetOutput(io.Discard) }

@@ -81,3 +81,20 @@ func (rc *recConn) close() {
 	rc.c.Close()
 	rc.r.flushLocked()
 }
+
+// Tap is one recorded connection seen from outside its ends (a proxy's):
+// Request records bytes the client sent, Response bytes the server sent.
+type Tap struct{ rc *recConn }
+
+// Tap starts recording a connection between client and server with its
+// handshake.
+func (r *Recorder) Tap(client, server netip.AddrPort) *Tap { return &Tap{r.open(client, server)} }
+
+// Request records bytes from the client.
+func (t *Tap) Request(b []byte) { t.rc.send(b) }
+
+// Response records bytes from the server.
+func (t *Tap) Response(b []byte) { t.rc.receive(b) }
+
+// Close records the connection's end.
+func (t *Tap) Close() { t.rc.close() }

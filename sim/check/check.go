@@ -108,7 +108,8 @@ func Run(ctx context.Context, s *scenario.Scenario, cfg *agent.Config, o Options
 		return nil, err
 	}
 	opts := cfg.ReplayOptions(agent.ReplayOptions{Rules: set}, func(string) bool { return false })
-	opts.Capture.ModbusPorts = Ports(s, opts.Capture.ModbusPorts)
+	opts.Capture.ModbusPorts = Ports(s, "modbus", opts.Capture.ModbusPorts)
+	opts.Capture.OPCUAPorts = Ports(s, "opcua", opts.Capture.OPCUAPorts)
 	var out bytes.Buffer
 	rep.Summary, err = agent.Replay(ctx, path, opts, &out)
 	if err != nil {
@@ -135,11 +136,14 @@ func Record(ctx context.Context, s *scenario.Scenario, path string, o runner.Opt
 	return errors.Join(err, o.Recorder.Flush(), f.Close())
 }
 
-// Ports adds the ports of the scenario's plants to ports (the capture's
-// Modbus ports), once each.
-func Ports(s *scenario.Scenario, ports []uint16) []uint16 {
+// Ports adds the ports of the scenario's plants of protocol (modbus,
+// opcua) to ports (the capture's ports of that protocol), once each.
+func Ports(s *scenario.Scenario, protocol string, ports []uint16) []uint16 {
 	out := slices.Clone(ports)
 	for _, p := range s.Plants {
+		if p.Protocol != protocol {
+			continue
+		}
 		_, port, _ := net.SplitHostPort(p.Listen)
 		n, _ := strconv.Atoi(port)
 		if !slices.Contains(out, uint16(n)) {

@@ -12,9 +12,15 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"net"
+	"strconv"
+	"strings"
 	"time"
 
+	"github.com/gopcua/opcua/ua"
+
 	"github.com/plcwatch/plcwatch/sim/modbussim"
+	"github.com/plcwatch/plcwatch/sim/opcuasim"
 	"github.com/plcwatch/plcwatch/sim/scenario"
 )
 
@@ -22,8 +28,9 @@ import (
 // register image they live in.
 type Model struct {
 	Plant *scenario.Plant
-	Image *modbussim.Image
-	t     time.Duration // process time since the start
+	Image *modbussim.Image // a Modbus plant's tables
+	OPCUA *opcuasim.Server // an OPC UA plant's server (not started until Start)
+	t     time.Duration    // process time since the start
 	state map[string]float64
 	rng   *rand.Rand
 }
@@ -31,7 +38,38 @@ type Model struct {
 // NewModel builds a plant's image with its points' initial values; seed
 // makes random walks repeatable.
 func NewModel(p *scenario.Plant, seed uint64) *Model {
-	m := &Model{Plant: p, Image: &modbussim.Image{}, state: map[string]float64{}, rng: rand.New(rand.NewPCG(seed, 0x9e3779b97f4a7c15))}
+	m, _ := newModel(p, seed, "")
+	return m
+}
+
+// newModel builds the model of a plant that will serve on listen
+// (host:port; an OPC UA server needs it before its variables are added).
+func newModel(p *scenario.Plant, seed uint64, listen string) (*Model, error) {
+	m := &Model{Plant: p, state: map[string]float64{}, rng: rand.New(rand.NewPCG(seed, 0x9e3779b97f4a7c15))}
+	if p.Protocol == "opcua" {
+		host, port, _ := net.SplitHostPort(listen)
+		n, _ := strconv.Atoi(port)
+		srv, err := opcuasim.New(opcuasim.Config{Host: host, Port: n, Anonymous: true, Users: p.Users})
+		if err != nil {
+			return nil, fmt.Errorf("plant %q: %w", p.Name, err)
+		}
+		m.OPCUA = srv
+		for i := range p.Points {
+			pt := &p.Points[i]
+			if err := srv.Add(pt.Name, typed(pt, pt.Value)); err != nil {
+				return nil, fmt.Errorf("plant %q: point %q: %w", p.Name, pt.Name, err)
+			}
+		}
+		for _, meth := range p.Methods {
+			pt, v := p.Point(meth.Point), meth.Value
+			srv.AddMethod(meth.Name, func([]*ua.Variant) ([]*ua.Variant, ua.StatusCode) {
+				m.Set(pt, v)
+				return nil, ua.StatusOK
+			})
+		}
+	} else {
+		m.Image = &modbussim.Image{}
+	}
 	for i := range p.Points {
 		pt := &p.Points[i]
 		v := pt.Value
@@ -57,7 +95,18 @@ func NewModel(p *scenario.Plant, seed uint64) *Model {
 			m.Set(&p.Points[i], m.alarm(a))
 		}
 	}
-	return m
+	return m, nil
+}
+
+// typed is v as an OPC UA variable of pt's type holds it.
+func typed(pt *scenario.Point, v float64) any {
+	switch pt.Type {
+	case "Boolean":
+		return v >= 0.5
+	case "Int32":
+		return int32(math.Max(math.MinInt32, math.Min(math.MaxInt32, math.Round(v))))
+	}
+	return v
 }
 
 // Time is the process time since the start.
@@ -68,6 +117,18 @@ func (m *Model) Time() time.Duration { return m.t }
 func (m *Model) Value(name string) float64 {
 	pt := m.Plant.Point(name)
 	if pt == nil {
+		return math.NaN()
+	}
+	if m.OPCUA != nil {
+		v, _, _ := m.OPCUA.Value(name)
+		switch x := v.(type) {
+		case float64:
+			return x
+		case int32:
+			return float64(x)
+		case bool:
+			return b2f(x)
+		}
 		return math.NaN()
 	}
 	return Read(m.Image, pt)
@@ -89,6 +150,10 @@ func Read(img *modbussim.Image, pt *scenario.Point) float64 {
 // Set stores a point's engineering value into the image: registers hold
 // round(v / scale), clamped to 0..65535; bits are on when v ≥ 0.5.
 func (m *Model) Set(pt *scenario.Point, v float64) {
+	if m.OPCUA != nil {
+		m.OPCUA.Set(pt.Name, typed(pt, v))
+		return
+	}
 	switch pt.Table {
 	case "coil":
 		m.Image.SetCoil(pt.Address, v >= 0.5)
@@ -182,7 +247,7 @@ func (m *Model) alarm(a *scenario.Alarm) float64 {
 	return b2f(v < *a.Below)
 }
 
-// Plant is a running plant: its model served over Modbus/TCP.
+// Plant is a running plant: its model served over Modbus/TCP or OPC UA.
 type Plant struct {
 	Model  *Model
 	server *modbussim.Server
@@ -190,12 +255,37 @@ type Plant struct {
 
 // Start serves the plant on its listen address.
 func Start(p *scenario.Plant, seed uint64) (*Plant, error) {
-	m := NewModel(p, seed)
-	s, err := modbussim.Serve(p.Listen, m.Image, nil)
+	return StartAt(context.Background(), p, seed, p.Listen)
+}
+
+// StartAt serves the plant on listen instead of its own address (a
+// recording proxy takes that one). For OPC UA, a port of 0 is a free one:
+// Addr says which.
+func StartAt(ctx context.Context, p *scenario.Plant, seed uint64, listen string) (*Plant, error) {
+	m, err := newModel(p, seed, listen)
+	if err != nil {
+		return nil, err
+	}
+	if m.OPCUA != nil {
+		if err := m.OPCUA.Start(ctx); err != nil {
+			return nil, fmt.Errorf("plant %q: %w", p.Name, err)
+		}
+		return &Plant{Model: m}, nil
+	}
+	s, err := modbussim.Serve(listen, m.Image, nil)
 	if err != nil {
 		return nil, fmt.Errorf("plant %q: %w", p.Name, err)
 	}
 	return &Plant{Model: m, server: s}, nil
+}
+
+// Addr is where the plant serves (host:port).
+func (p *Plant) Addr() string {
+	if p.Model.OPCUA != nil {
+		u := strings.TrimPrefix(p.Model.OPCUA.Endpoint(), "opc.tcp://")
+		return u
+	}
+	return p.server.Addr
 }
 
 // Run steps the process every tick of the wall clock, speed times as fast
@@ -214,4 +304,9 @@ func (p *Plant) Run(ctx context.Context, tick time.Duration, speed float64) {
 }
 
 // Close stops serving.
-func (p *Plant) Close() error { return p.server.Close() }
+func (p *Plant) Close() error {
+	if p.Model.OPCUA != nil {
+		return p.Model.OPCUA.Close()
+	}
+	return p.server.Close()
+}

@@ -6,9 +6,12 @@ package runner
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/netip"
 	"sync"
 	"time"
+
+	"github.com/gopcua/opcua"
 
 	"github.com/plcwatch/plcwatch/sim/actors"
 	"github.com/plcwatch/plcwatch/sim/plant"
@@ -60,12 +63,34 @@ func Run(ctx context.Context, s *scenario.Scenario, o Options) error {
 			p.Close()
 		}
 	}()
+	var proxies []*proxy
+	defer func() {
+		for _, p := range proxies {
+			p.close()
+		}
+	}()
 	for i := range s.Plants {
-		p, err := plant.Start(&s.Plants[i], s.Seed+uint64(i))
+		sp := &s.Plants[i]
+		listen := sp.Listen
+		if sp.Protocol == "opcua" && o.Recorder != nil {
+			// gopcua's client takes no connection of ours to record: a
+			// recording proxy takes the plant's address, the server a free
+			// port beside it.
+			host, _, _ := net.SplitHostPort(sp.Listen)
+			listen = net.JoinHostPort(host, "0")
+		}
+		p, err := plant.StartAt(ctx, sp, s.Seed+uint64(i), listen)
 		if err != nil {
 			return err
 		}
-		plants[s.Plants[i].Name] = p
+		plants[sp.Name] = p
+		if listen != sp.Listen {
+			px, err := startProxy(sp.Listen, p.Addr(), o.Recorder)
+			if err != nil {
+				return fmt.Errorf("plant %q: %w", sp.Name, err)
+			}
+			proxies = append(proxies, px)
+		}
 	}
 	plantCtx, cancelPlants := context.WithTimeout(ctx, scale(s.Duration)+o.Hold)
 	defer cancelPlants()
@@ -97,6 +122,10 @@ func Run(ctx context.Context, s *scenario.Scenario, o Options) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			if scenario.IsOPCUA(a.Do) {
+				opcuaActor(ctx, s, a, start, scale, report)
+				return
+			}
 			actor(ctx, s, a, o, start, scale, report)
 		}()
 	}
@@ -117,19 +146,10 @@ func actor(ctx context.Context, s *scenario.Scenario, a *scenario.Actor, o Optio
 			c.Close()
 		}
 	}()
-	end := time.Duration(1<<63 - 1)
-	if a.For > 0 {
-		end = a.At + a.For
-	}
 	for n := 0; ; n++ {
-		at := a.At + time.Duration(n)*a.Every
-		if at > end || (n > 0 && a.Every == 0) || at >= s.Duration {
+		at, ok := next(ctx, s, a, n, start, scale)
+		if !ok {
 			return
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(time.Until(start.Add(scale(at)))):
 		}
 		act := Action{Time: time.Now(), At: at, Actor: a.Name, Do: a.Do, Target: a.Target}
 		if c == nil {
@@ -144,6 +164,60 @@ func actor(ctx context.Context, s *scenario.Scenario, a *scenario.Actor, o Optio
 		act.Did, act.Err = actors.Act(ctx, c, s, a, n)
 		if act.Err != nil && ctx.Err() == nil {
 			c.Close()
+			c = nil
+		}
+		report(act)
+	}
+}
+
+// next waits for the actor's nth firing and returns its time in the
+// scenario, or false when there is none (or ctx ended).
+func next(ctx context.Context, s *scenario.Scenario, a *scenario.Actor, n int, start time.Time, scale func(time.Duration) time.Duration) (time.Duration, bool) {
+	end := time.Duration(1<<63 - 1)
+	if a.For > 0 {
+		end = a.At + a.For
+	}
+	at := a.At + time.Duration(n)*a.Every
+	if at > end || (n > 0 && a.Every == 0) || at >= s.Duration {
+		return 0, false
+	}
+	select {
+	case <-ctx.Done():
+		return 0, false
+	case <-time.After(time.Until(start.Add(scale(at)))):
+		return at, true
+	}
+}
+
+// opcuaActor fires an OPC UA actor on its schedule over one session (a new
+// one after an error); opcua_login opens its own.
+func opcuaActor(ctx context.Context, s *scenario.Scenario, a *scenario.Actor, start time.Time,
+	scale func(time.Duration) time.Duration, report func(Action)) {
+	from := netip.MustParseAddr(a.From)
+	endpoint := "opc.tcp://" + s.Plant(a.Target).Listen
+	var c *opcua.Client
+	defer func() {
+		if c != nil {
+			c.Close(context.Background())
+		}
+	}()
+	for n := 0; ; n++ {
+		at, ok := next(ctx, s, a, n, start, scale)
+		if !ok {
+			return
+		}
+		act := Action{Time: time.Now(), At: at, Actor: a.Name, Do: a.Do, Target: a.Target, Client: netip.AddrPortFrom(from, 0)}
+		if c == nil && a.Do != scenario.DoOPCUALogin {
+			var err error
+			if c, err = actors.OPCUAConnect(ctx, from, endpoint, a.User, a.Password); err != nil {
+				act.Err = err
+				report(act)
+				continue
+			}
+		}
+		act.Did, act.Err = actors.ActOPCUA(ctx, c, s, a, n)
+		if act.Err != nil && c != nil && ctx.Err() == nil {
+			c.Close(context.Background())
 			c = nil
 		}
 		report(act)

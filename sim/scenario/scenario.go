@@ -43,20 +43,46 @@ func (s *Scenario) File() string { return s.file }
 // Plant is a simulated device.
 type Plant struct {
 	Name string `yaml:"name"`
-	// Protocol is modbus (the default).
+	// Protocol is modbus (the default) or opcua.
 	Protocol string `yaml:"protocol"`
 	// Listen is the address (host:port, a loopback address such as
 	// 127.0.0.10:5020) the device serves on.
 	Listen string  `yaml:"listen"`
 	Points []Point `yaml:"points"`
+	// Methods (opcua) are methods ns=1;s=<name> on the Objects folder; a
+	// call sets a point.
+	Methods []Method `yaml:"methods"`
+	// Users (opcua) are the user names and passwords the server accepts;
+	// anonymous sessions are accepted too.
+	Users map[string]string `yaml:"users"`
+}
+
+// Method is an OPC UA method: calling it sets Point to Value.
+type Method struct {
+	Name  string  `yaml:"name"`
+	Point string  `yaml:"point"`
+	Value float64 `yaml:"value"`
+}
+
+// Method returns the method named name, or nil.
+func (p *Plant) Method(name string) *Method {
+	for i := range p.Methods {
+		if p.Methods[i].Name == name {
+			return &p.Methods[i]
+		}
+	}
+	return nil
 }
 
 // Point is one register, coil or input of a plant, with its initial value
 // and, at most one, a process dynamic that moves it.
 type Point struct {
 	Name string `yaml:"name"`
-	// Table: coil, discrete, input or holding.
+	// Table (modbus): coil, discrete, input or holding.
 	Table string `yaml:"table"`
+	// Type (opcua): the variable's type, Double (the default), Boolean or
+	// Int32; the node id is ns=1;s=<name>.
+	Type string `yaml:"type"`
 	// Address is the 0-based protocol address (as on the wire).
 	Address int `yaml:"address"`
 	// Scale: register = round(value / scale); default 1. Dynamics and
@@ -139,9 +165,19 @@ const (
 	DoUnitScan     = "unit_scan"     // reads holding 0 from Count unit ids from Unit on
 	DoFunctionScan = "function_scan" // sends each of Functions with no data
 	DoFunction     = "function"      // sends Function with Data (a user-defined code such as UMAS 90)
+
+	DoOPCUAWrite    = "opcua_write"     // an anonymous (or User's) session writes Values to Point
+	DoOPCUACall     = "opcua_call"      // an anonymous (or User's) session calls Method
+	DoOPCUABrowse   = "opcua_browse"    // browses Count nodes, one Browse request each
+	DoOPCUAAddNodes = "opcua_add_nodes" // asks to add a variable (AddNodes)
+	DoOPCUALogin    = "opcua_login"     // Count sessions as User with wrong passwords
 )
 
-var kinds = []string{DoHMI, DoWrite, DoBruteForce, DoDiagnostic, DoIdentify, DoUnitScan, DoFunctionScan, DoFunction}
+var kinds = []string{DoHMI, DoWrite, DoBruteForce, DoDiagnostic, DoIdentify, DoUnitScan, DoFunctionScan, DoFunction,
+	DoOPCUAWrite, DoOPCUACall, DoOPCUABrowse, DoOPCUAAddNodes, DoOPCUALogin}
+
+// IsOPCUA says whether an action is one of an OPC UA client.
+func IsOPCUA(do string) bool { return strings.HasPrefix(do, "opcua_") }
 
 // Actor is a client of a plant, on a schedule: first At after the start,
 // then Every (0: once) for For (0: until the scenario ends).
@@ -165,6 +201,9 @@ type Actor struct {
 	Subfunction int       `yaml:"subfunction"`
 	Functions   []int     `yaml:"functions"`
 	Function    int       `yaml:"function"`
+	Method      string    `yaml:"method"` // opcua_call
+	User        string    `yaml:"user"`   // opcua: the session's user name (none: anonymous)
+	Password    string    `yaml:"password"`
 	// Data is the function's payload after the function code, in hex.
 	Data string `yaml:"data"`
 }
@@ -271,6 +310,9 @@ func (s *Scenario) defaults() {
 			if pt.Scale == 0 {
 				pt.Scale = 1
 			}
+			if p.Protocol == "opcua" && pt.Type == "" {
+				pt.Type = "Double"
+			}
 			if t := pt.Tank; t != nil && t.Min == 0 && t.Max == 0 {
 				t.Max = 100
 			}
@@ -314,7 +356,9 @@ func (s *Scenario) Actor(name string) *Actor {
 }
 
 // IsCoil says whether a point is a bit (coil or discrete input).
-func (p *Point) IsCoil() bool { return p.Table == "coil" || p.Table == "discrete" }
+func (p *Point) IsCoil() bool {
+	return p.Table == "coil" || p.Table == "discrete" || p.Type == "Boolean"
+}
 
 // Dynamic is the name of the point's dynamic ("" when it has none).
 func (p *Point) Dynamic() string {
@@ -361,8 +405,12 @@ func (s *Scenario) validate(file string, pos func(string) (int, int)) agent.Conf
 			at(f+".name", "%q: two plants have this name", p.Name)
 		}
 		plantNames[p.Name] = true
-		if p.Protocol != "modbus" {
-			at(f+".protocol", "%q: want modbus", p.Protocol)
+		if p.Protocol != "modbus" && p.Protocol != "opcua" {
+			at(f+".protocol", "%q: want modbus or opcua", p.Protocol)
+		}
+		opc := p.Protocol == "opcua"
+		if !opc && (len(p.Methods) > 0 || len(p.Users) > 0) {
+			at(f+".protocol", "methods and users are for opcua plants")
 		}
 		ap, err := netip.ParseAddrPort(p.Listen)
 		switch {
@@ -384,13 +432,20 @@ func (s *Scenario) validate(file string, pos func(string) (int, int)) agent.Conf
 				at(g+".name", "%q: two points of plant %q have this name", pt.Name, p.Name)
 			}
 			names[pt.Name] = true
-			if !slices.Contains([]string{"coil", "discrete", "input", "holding"}, pt.Table) {
+			switch {
+			case opc && pt.Table != "":
+				at(g+".table", "an OPC UA variable has a type (Double, Boolean, Int32), not a table")
+			case opc && !slices.Contains([]string{"Double", "Boolean", "Int32"}, pt.Type):
+				at(g+".type", "%q: want Double, Boolean or Int32", pt.Type)
+			case !opc && pt.Type != "":
+				at(g+".type", "a Modbus point has a table, not a type")
+			case !opc && !slices.Contains([]string{"coil", "discrete", "input", "holding"}, pt.Table):
 				at(g+".table", "%q: want coil, discrete, input or holding", pt.Table)
 			}
 			if pt.Address < 0 || pt.Address > 4095 {
 				at(g+".address", "%d: want 0-4095", pt.Address)
 			}
-			if k := [2]any{pt.Table, pt.Address}; used[k] != "" {
+			if k := [2]any{pt.Table, pt.Address}; !opc && used[k] != "" {
 				at(g+".address", "%s %d is point %q already", pt.Table, pt.Address, used[k])
 			} else {
 				used[k] = pt.Name
@@ -400,6 +455,15 @@ func (s *Scenario) validate(file string, pos func(string) (int, int)) agent.Conf
 			}
 			if d := pt.Dynamic(); strings.Contains(d, ",") {
 				at(g, "%s: a point has at most one dynamic", d)
+			}
+		}
+		for j, m := range p.Methods {
+			g := fmt.Sprintf("%s.methods[%d]", f, j)
+			if m.Name == "" || names[m.Name] {
+				at(g+".name", "%q: want a name of its own", m.Name)
+			}
+			if p.Point(m.Point) == nil {
+				at(g+".point", "%q: plant %q has no such point", m.Point, p.Name)
 			}
 		}
 		for j, pt := range p.Points {
@@ -465,6 +529,8 @@ func (s *Scenario) validate(file string, pos func(string) (int, int)) agent.Conf
 		}
 		if !slices.Contains(kinds, a.Do) {
 			at(f+".do", "%q: want one of %s", a.Do, strings.Join(kinds, ", "))
+		} else if p != nil && IsOPCUA(a.Do) != (p.Protocol == "opcua") {
+			at(f+".do", "%s: not for a %s plant", a.Do, p.Protocol)
 		}
 		positive(f+".at", a.At)
 		positive(f+".every", a.Every)
@@ -479,7 +545,7 @@ func (s *Scenario) validate(file string, pos func(string) (int, int)) agent.Conf
 			q := p.Point(a.Point)
 			if q == nil {
 				at(f+".point", "%q: plant %q has no such point", a.Point, a.Target)
-			} else if q.Table == "input" || q.Table == "discrete" {
+			} else if q.Table == "input" || q.Table == "discrete" { // OPC UA variables are all writable (the server says no)
 				at(f+".point", "%q: a %s cannot be written", a.Point, q.Table)
 			}
 			return q
@@ -522,6 +588,26 @@ func (s *Scenario) validate(file string, pos func(string) (int, int)) agent.Conf
 				if fc < 1 || fc > 127 {
 					at(fmt.Sprintf("%s.functions[%d]", f, j), "%d: want 1-127", fc)
 				}
+			}
+		case DoOPCUAWrite:
+			point()
+			if len(a.Values) == 0 {
+				at(f+".values", "want the values to write, like [45, 55]")
+			}
+		case DoOPCUACall:
+			if p != nil && p.Method(a.Method) == nil {
+				at(f+".method", "%q: plant %q has no such method", a.Method, a.Target)
+			}
+		case DoOPCUABrowse:
+			if a.Count < 1 || a.Count > 10000 {
+				at(f+".count", "%d: want 1-10000 nodes", a.Count)
+			}
+		case DoOPCUALogin:
+			if a.User == "" {
+				at(f+".user", "want the user name to guess passwords of")
+			}
+			if a.Count < 1 || a.Count > 1000 {
+				at(f+".count", "%d: want 1-1000 attempts", a.Count)
 			}
 		case DoFunction:
 			if a.Function < 1 || a.Function > 127 {
