@@ -69,6 +69,17 @@ func TestSimCheck(t *testing.T) {
 	}
 }
 
+// TestSimCheckOPCUA: every OPC UA attack of configs/scenarios/opcua.yaml
+// raises its default rule, attributed to its actor, through the recording
+// proxy in front of the OPC UA plant.
+func TestSimCheckOPCUA(t *testing.T) {
+	var out, errb bytes.Buffer
+	code := run(context.Background(), []string{"sim", "check", "--scenario", "../../configs/scenarios/opcua.yaml", "--config", "../../configs/plcwatch.yaml", "--speed", "2"}, &out, &errb)
+	if code != exitOK || !strings.Contains(out.String(), "all 5 expectations held") {
+		t.Errorf("exit %d\n%s%s", code, out.String(), errb.String())
+	}
+}
+
 // TestSimScenarioProblems: a broken scenario is refused with its problems
 // at file:line:col, exit 1.
 func TestSimScenarioProblems(t *testing.T) {
