@@ -1,10 +1,13 @@
 package plant_test
 
 import (
+	"context"
 	"math"
+	"net/netip"
 	"testing"
 	"time"
 
+	"github.com/plcwatch/plcwatch/sim/actors"
 	"github.com/plcwatch/plcwatch/sim/plant"
 	"github.com/plcwatch/plcwatch/sim/scenario"
 )
@@ -135,4 +138,58 @@ func TestDynamics(t *testing.T) {
 			t.Errorf("high alarm %v, low %g", high, m.Value("low"))
 		}
 	})
+}
+
+// TestOPCUAModel: the same dynamics move an OPC UA server's variables, of
+// their own types, and a method call sets its point.
+func TestOPCUAModel(t *testing.T) {
+	s, err := scenario.Parse("test.yaml", []byte(`plants:
+  - name: p
+    protocol: opcua
+    listen: 127.0.0.18:4840
+    points:
+      - {name: Setpoint, value: 80}
+      - {name: Temperature, lag: {setpoint: Setpoint, start: 20, tau: 10s}}
+      - {name: Batches, type: Int32, ramp: {from: 0, to: 10, over: 10s}}
+      - {name: Hot, type: Boolean, alarm: {of: Temperature, above: 50}}
+      - {name: Running, type: Boolean, value: 1}
+    methods:
+      - {name: Stop, point: Running, value: 0}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := plant.NewModel(&s.Plants[0], 1)
+	run(m, "Temperature", 10, time.Second)
+	if v := m.Value("Temperature"); !near(v, 20+60*(1-math.Exp(-1)), 0.01) {
+		t.Errorf("Temperature %g", v)
+	}
+	if v, _, _ := m.OPCUA.Value("Batches"); v != int32(10) {
+		t.Errorf("Batches %#v, want int32 10", v)
+	}
+	if v, _, _ := m.OPCUA.Value("Hot"); v != true {
+		t.Errorf("Hot %#v", v)
+	}
+	if m.Value("Running") != 1 {
+		t.Fatal("Running")
+	}
+	// Served (on a free port), the method stops the mixer.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	p, err := plant.StartAt(ctx, &s.Plants[0], 1, "127.0.0.18:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	c, err := actors.OPCUAConnect(ctx, netip.MustParseAddr("127.0.0.20"), "opc.tcp://"+p.Addr(), "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	if st, err := actors.OPCUACall(ctx, c, actors.ObjectsFolder, actors.NodeID("Stop")); err != nil || st != 0 {
+		t.Fatalf("call Stop: %v %v", st, err)
+	}
+	if p.Model.Value("Running") != 0 {
+		t.Error("Stop did not stop it")
+	}
 }
