@@ -120,18 +120,24 @@ func simScenario(ctx context.Context, f simScenarioFlags, stdout, stderr io.Writ
 
 func newSimCheckCmd(stdout, stderr io.Writer) *cobra.Command {
 	var path, config string
-	var verbose bool
+	var verbose, offline bool
 	var logs []string
 	var o check.Options
 	c := &cobra.Command{
 		Use:   "check --scenario FILE --config FILE [flags]",
 		Short: "Run a scenario and check the alerts a configuration's rules raise against its expectations",
-		Long: `Run a scenario (docs/sim.md) with its traffic recorded, decode the recording through the
-agent's replay and rules path with the rules, capture settings and device names of --config (the
-scenario's plant ports are added to the Modbus ports), attribute every alert to the actor whose
-address is its client, and compare with the scenario's expect: list. One line per expectation,
-ok or FAILED, then the alerts per rule and per actor. Expectations on poll rules need the
-daemon: make demo shows them.`,
+		Long: `Run a scenario (docs/sim.md) with its traffic recorded and check the alerts a configuration
+raises against the scenario's expect: list, each alert attributed to the actor whose address is
+its client.
+
+As root, live: the agent itself runs beside the scenario (its rules and polling from --config;
+live capture on lo with the plants' ports; an embedded broker on a free port, never the site's;
+its spool and alert log in a temporary folder), and expectations are judged on what it raised;
+the recording is then replayed offline through the same rules and must raise the same wire
+alerts. Otherwise (or with --offline), the recording alone, through the agent's replay and rules
+path: expectations marked poll: true are skipped.
+
+One line per expectation, ok, FAILED or skip, then the alerts per rule and per actor.`,
 		Example: `  plcwatch sim check --scenario configs/scenarios/demo.yaml --config configs/demo/plcwatch.yaml
   plcwatch sim check --scenario my-site.yaml --config /etc/plcwatch/plcwatch.yaml --speed 2 --pcap run.pcap`,
 		Args: noArgs,
@@ -142,6 +148,7 @@ daemon: make demo shows them.`,
 			if len(logs) > 0 {
 				return code(simCheckLogs(path, logs, stdout, stderr))
 			}
+			o.Live = !offline && os.Geteuid() == 0
 			if o.Speed <= 0 || o.Speed > 100 {
 				return usagef("--speed %g: want more than 0, at most 100", o.Speed)
 			}
@@ -155,6 +162,7 @@ daemon: make demo shows them.`,
 	fl.StringVar(&path, "scenario", "", "scenario `FILE` (required)")
 	fl.StringVarP(&config, "config", "c", "", "agent configuration `FILE` whose rules are checked (required)")
 	fl.StringVar(&o.Pcap, "pcap", "", "keep the recording in this capture `FILE`")
+	fl.BoolVar(&offline, "offline", false, "only replay the recording, even as root (poll expectations are skipped)")
 	fl.StringArrayVar(&logs, "alerts", nil, "do not run the scenario: check the alerts a run raised, from this alert log `FILE` (JSON lines, as alert_log.path writes; repeatable)")
 	fl.Float64Var(&o.Speed, "speed", 1, "run the scenario this many times faster (rules with windows or learning periods may then see something else)")
 	fl.BoolVarP(&verbose, "verbose", "v", false, "print every action and every alert")
@@ -181,7 +189,11 @@ func simCheck(ctx context.Context, path, config string, verbose bool, o check.Op
 		o.Log = stdout
 	}
 	quietGopcua()
-	fmt.Fprintf(stderr, "running %s (%s) against the rules of %s ...\n", path, time.Duration(float64(s.Duration)/o.Speed), config)
+	how := "the recording replayed offline"
+	if o.Live {
+		how = "the agent live (capture on lo, polling) and the recording offline"
+	}
+	fmt.Fprintf(stderr, "running %s (%s) against the rules of %s: %s ...\n", path, time.Duration(float64(s.Duration)/o.Speed), config, how)
 	rep, err := check.Run(ctx, s, cfg, o)
 	if err != nil {
 		fmt.Fprintln(stderr, "plcwatch sim check:", err)

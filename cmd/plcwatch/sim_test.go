@@ -33,17 +33,22 @@ func copyRules(t *testing.T, dir string, without ...string) {
 
 // TestSimCheck: sim check of the control scenario holds against the
 // default rules, and fails (exit 1, naming each expectation) when the
-// rules it expects are removed.
+// rules it expects are removed — live (as root: the agent itself beside
+// the scenario) and offline (the recording alone).
 func TestSimCheck(t *testing.T) {
 	scenario := "../../configs/scenarios/control.yaml"
 	for _, c := range []struct {
 		name    string
+		args    []string
 		without []string
 		code    int
 		want    []string
 	}{
-		{"default rules", nil, exitOK, []string{"ok     modbus-force-listen-only from listen-only: at least 1; raised 1", "all 4 expectations held"}},
-		{"modbus-control.yaml removed", []string{"modbus-control.yaml"}, exitFail, []string{
+		{"default rules", nil, nil, exitOK, []string{"ok     modbus-force-listen-only from listen-only: at least 1; raised 1", "all 4 expectations held"}},
+		{"modbus-control.yaml removed", nil, []string{"modbus-control.yaml"}, exitFail, []string{
+			"FAILED modbus-force-listen-only from listen-only: at least 1; raised 0",
+			"3 of 4 expectations failed"}},
+		{"modbus-control.yaml removed, offline", []string{"--offline"}, []string{"modbus-control.yaml"}, exitFail, []string{
 			"FAILED modbus-force-listen-only from listen-only: at least 1; raised 0",
 			"FAILED modbus-restart-communications from restart: at least 1; raised 0",
 			"FAILED modbus-reserved-function from umas: at least 1; raised 0",
@@ -56,7 +61,8 @@ func TestSimCheck(t *testing.T) {
 			cfg := filepath.Join(dir, "plcwatch.yaml")
 			os.WriteFile(cfg, []byte("rules: {paths: [rules]}\n"), 0o644)
 			var out, errb bytes.Buffer
-			code := run(context.Background(), []string{"sim", "check", "--scenario", scenario, "--config", cfg, "--speed", "2"}, &out, &errb)
+			args := append([]string{"sim", "check", "--scenario", scenario, "--config", cfg, "--speed", "2"}, c.args...)
+			code := run(context.Background(), args, &out, &errb)
 			if code != c.code {
 				t.Errorf("exit %d, want %d\n%s%s", code, c.code, out.String(), errb.String())
 			}

@@ -21,12 +21,14 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/plcwatch/plcwatch/agent"
 	"github.com/plcwatch/plcwatch/agent/alertsub"
 	"github.com/plcwatch/plcwatch/rules"
 	"github.com/plcwatch/plcwatch/sim/actors"
 	"github.com/plcwatch/plcwatch/sim/pcapgen"
+	"github.com/plcwatch/plcwatch/sim/plant"
 	"github.com/plcwatch/plcwatch/sim/runner"
 	"github.com/plcwatch/plcwatch/sim/scenario"
 )
@@ -39,24 +41,33 @@ type Options struct {
 	Speed float64
 	// Log, when not nil, is told every action as it happens.
 	Log io.Writer
+	// Live runs the agent itself beside the scenario (agent.New on the
+	// configuration, with live capture on lo — root — an embedded broker
+	// on a free port, its alert log in a temporary folder, and the
+	// configuration's polling): expectations are judged on what it raised,
+	// and the recording's alerts offline are compared with them.
+	Live bool
 }
 
 // Result is one expectation and what was raised for it.
 type Result struct {
-	Expect scenario.Expect
-	Got    int
-	Rules  []string // the rules counted, for a pattern
+	Expect  scenario.Expect
+	Got     int
+	Rules   []string // the rules counted, for a pattern
+	Skipped bool     // a poll expectation, and nothing polled
 }
 
 // OK says whether the count is within the expectation.
 func (r Result) OK() bool {
-	return r.Got >= r.Expect.Min() && (r.Expect.Max() < 0 || r.Got <= r.Expect.Max())
+	return r.Skipped || r.Got >= r.Expect.Min() && (r.Expect.Max() < 0 || r.Got <= r.Expect.Max())
 }
 
 // Report is a check's outcome.
 type Report struct {
 	Results []Result
-	Alerts  []Alert         // every alert raised, attributed
+	Alerts  []Alert         // every alert raised, attributed (live: the agent's)
+	Offline []Alert         // the recording's alerts, offline
+	Live    bool            // Alerts are the running agent's
 	Actions []runner.Action // every actor's firing
 	Summary agent.ReplaySummary
 }
@@ -98,14 +109,59 @@ func Run(ctx context.Context, s *scenario.Scenario, cfg *agent.Config, o Options
 		path = f.Name()
 		defer os.Remove(path)
 	}
-	rep := &Report{}
-	if err := Record(ctx, s, path, runner.Options{Speed: o.Speed, OnAction: func(a runner.Action) {
+	rep := &Report{Live: o.Live}
+	ro := runner.Options{Speed: o.Speed, OnAction: func(a runner.Action) {
 		rep.Actions = append(rep.Actions, a)
 		if o.Log != nil {
 			fmt.Fprintln(o.Log, a)
 		}
-	}}); err != nil {
+	}}
+	recCtx, stopRec := context.WithCancel(ctx)
+	defer stopRec()
+	var live *liveAgent
+	if o.Live {
+		dir, err := os.MkdirTemp("", "plcwatch-sim-check-*")
+		if err != nil {
+			return nil, err
+		}
+		defer os.RemoveAll(dir)
+		if live, err = startAgent(cfg, s, dir); err != nil {
+			return nil, err
+		}
+		// The plants stay until the agent has stopped, so that it never
+		// sees them go away.
+		ro.Hold = 24 * time.Hour
+		ro.Started = func(map[string]*plant.Plant) {
+			live.run(recCtx)
+			go func() {
+				select {
+				case <-recCtx.Done():
+				case <-time.After(time.Duration(float64(s.Duration)/ro.Speed) + 2*time.Second): // two poll intervals more
+				}
+				live.stop()
+				stopRec()
+			}()
+		}
+	}
+	if err := Record(recCtx, s, path, ro); err != nil {
 		return nil, err
+	}
+	if live != nil {
+		live.stop()
+		if live.err != nil {
+			return nil, fmt.Errorf("the agent: %w", live.err)
+		}
+		f, err := os.Open(live.alertLog)
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return nil, err
+		}
+		if err == nil {
+			rep.Alerts, err = Attribute(s, f)
+			f.Close()
+			if err != nil {
+				return nil, err
+			}
+		}
 	}
 	opts := cfg.ReplayOptions(agent.ReplayOptions{Rules: set}, func(string) bool { return false })
 	opts.Capture.ModbusPorts = Ports(s, "modbus", opts.Capture.ModbusPorts)
@@ -115,12 +171,48 @@ func Run(ctx context.Context, s *scenario.Scenario, cfg *agent.Config, o Options
 	if err != nil {
 		return nil, fmt.Errorf("replay of the recording: %w", err)
 	}
-	rep.Alerts, err = Attribute(s, &out)
-	if err != nil {
+	if rep.Offline, err = Attribute(s, &out); err != nil {
 		return nil, err
 	}
+	if !o.Live {
+		rep.Alerts = rep.Offline
+	}
 	rep.Results = Compare(s, rep.Alerts)
+	if !o.Live {
+		for i := range rep.Results {
+			rep.Results[i].Skipped = rep.Results[i].Expect.Poll
+		}
+	}
 	return rep, nil
+}
+
+// WireDifferences are the (rule, actor) pairs of wire alerts raised live
+// but not offline, and offline but not live: the recording must tell the
+// same story as the wire.
+func (r *Report) WireDifferences() (liveOnly, offlineOnly []string) {
+	pairs := func(as []Alert) map[string]bool {
+		m := map[string]bool{}
+		for _, a := range as {
+			if a.Event.Source == "wire" && a.Actor != "" {
+				m[a.Rule.ID+" from "+a.Actor] = true
+			}
+		}
+		return m
+	}
+	l, o := pairs(r.Alerts), pairs(r.Offline)
+	for k := range l {
+		if !o[k] {
+			liveOnly = append(liveOnly, k)
+		}
+	}
+	for k := range o {
+		if !l[k] {
+			offlineOnly = append(offlineOnly, k)
+		}
+	}
+	sort.Strings(liveOnly)
+	sort.Strings(offlineOnly)
+	return liveOnly, offlineOnly
 }
 
 // Record runs s with every actor's connection recorded to the capture
@@ -217,7 +309,11 @@ func Compare(s *scenario.Scenario, alerts []Alert) []Result {
 func (r *Report) Write(w io.Writer) {
 	for _, x := range r.Results {
 		mark := "ok    "
-		if !x.OK() {
+		switch {
+		case x.Skipped:
+			fmt.Fprintf(w, "skip   %s (a poll rule: only a live check, as root, polls the plants)\n", x.Expect)
+			continue
+		case !x.OK():
 			mark = "FAILED"
 		}
 		extra := ""
@@ -237,6 +333,15 @@ func (r *Report) Write(w io.Writer) {
 	}
 	fmt.Fprintf(w, "alerts per rule: %s\n", counts(perRule))
 	fmt.Fprintf(w, "alerts per actor: %s\n", counts(perActor))
+	if r.Live {
+		liveOnly, offlineOnly := r.WireDifferences()
+		if len(liveOnly)+len(offlineOnly) == 0 {
+			fmt.Fprintln(w, "the recording, replayed offline, raised the same wire alerts as the agent live")
+		} else {
+			fmt.Fprintf(w, "the recording offline differs from the agent live: live only %s; offline only %s\n",
+				strings.Join(liveOnly, ", "), strings.Join(offlineOnly, ", "))
+		}
+	}
 }
 
 func counts(m map[string]int) string {

@@ -213,11 +213,16 @@ type Actor struct {
 // alert's client is the actor's From address; empty: any, or a poll alert),
 // at least AtLeast (default 1 unless AtMost is given) and at most AtMost
 // times.
+//
+// Poll marks an expectation on a poll rule (source: poll), which only the
+// daemon polling the plants can raise: sim check judges it live, and
+// skips it when it can only replay the recording.
 type Expect struct {
 	Rule    string `yaml:"rule"`
 	Actor   string `yaml:"actor"`
 	AtLeast *int   `yaml:"at_least"`
 	AtMost  *int   `yaml:"at_most"`
+	Poll    bool   `yaml:"poll"`
 }
 
 // Min is the least count the expectation accepts.
@@ -624,6 +629,9 @@ func (s *Scenario) validate(file string, pos func(string) (int, int)) agent.Conf
 			at(f+".rule", "want a rule id (or a pattern like modbus-*)")
 		} else if _, err := path.Match(e.Rule, ""); err != nil {
 			at(f+".rule", "%q: %v", e.Rule, err)
+		}
+		if e.Poll && e.Actor != "" {
+			at(f+".actor", "a poll alert has no client: no actor raises it")
 		}
 		if e.Actor != "" && !actorNames[e.Actor] {
 			at(f+".actor", "%q: no actor has this name", e.Actor)
