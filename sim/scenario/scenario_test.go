@@ -1,6 +1,7 @@
 package scenario_test
 
 import (
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -68,4 +69,26 @@ func TestExpect(t *testing.T) {
 	if !(scenario.Expect{Rule: "modbus-*"}).Matches("modbus-write-burst") || (scenario.Expect{Rule: "modbus-*"}).Matches("poll-device-down") {
 		t.Error("patterns")
 	}
+}
+
+// FuzzParse: no scenario file, however broken, panics the loader, and a
+// file it accepts is valid (its references resolve).
+func FuzzParse(f *testing.F) {
+	files, _ := filepath.Glob("../../configs/scenarios/*.yaml")
+	for _, p := range append(files, "testdata/bad.yaml") {
+		if b, err := os.ReadFile(p); err == nil {
+			f.Add(b)
+		}
+	}
+	f.Fuzz(func(t *testing.T, src []byte) {
+		s, err := scenario.Parse("fuzz.yaml", src)
+		if err != nil {
+			return
+		}
+		for _, a := range s.Actors {
+			if s.Plant(a.Target) == nil {
+				t.Fatalf("actor %q: target %q accepted but absent", a.Name, a.Target)
+			}
+		}
+	})
 }
