@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/gopcua/opcua"
@@ -63,6 +64,26 @@ func OPCUAConnect(ctx context.Context, from netip.Addr, endpoint, user, password
 		return nil, fmt.Errorf("session to %s: %w", endpoint, err)
 	}
 	return c, nil
+}
+
+// OPCUARead reads the values of nodes, as an HMI polls them.
+func OPCUARead(ctx context.Context, c *opcua.Client, nodes ...*ua.NodeID) ([]any, error) {
+	req := &ua.ReadRequest{TimestampsToReturn: ua.TimestampsToReturnBoth}
+	for _, n := range nodes {
+		req.NodesToRead = append(req.NodesToRead, &ua.ReadValueID{NodeID: n, AttributeID: ua.AttributeIDValue})
+	}
+	res, err := c.Read(ctx, req)
+	if err != nil {
+		return nil, fmt.Errorf("read: %w", err)
+	}
+	out := make([]any, len(res.Results))
+	for i, r := range res.Results {
+		if r.Status != ua.StatusOK {
+			return out, fmt.Errorf("read %s: %w", nodes[i], r.Status)
+		}
+		out[i] = r.Value.Value()
+	}
+	return out, nil
 }
 
 // OPCUAWrite writes v to the value of node; the result is the operation's
@@ -171,6 +192,13 @@ func ActOPCUA(ctx context.Context, c *opcua.Client, s *scenario.Scenario, a *sce
 		who = "user " + a.User
 	}
 	switch a.Do {
+	case scenario.DoOPCUARead:
+		nodes := make([]*ua.NodeID, len(a.Reads))
+		for i, r := range a.Reads {
+			nodes[i] = NodeID(r)
+		}
+		vals, err := OPCUARead(ctx, c, nodes...)
+		return fmt.Sprintf("%s read %s: %v", who, strings.Join(a.Reads, ", "), vals), err
 	case scenario.DoOPCUAWrite:
 		pt := p.Point(a.Point)
 		v := a.Values[n%len(a.Values)]

@@ -166,6 +166,7 @@ const (
 	DoFunctionScan = "function_scan" // sends each of Functions with no data
 	DoFunction     = "function"      // sends Function with Data (a user-defined code such as UMAS 90)
 
+	DoOPCUARead     = "opcua_read"      // a session reads Reads (an OPC UA HMI or historian)
 	DoOPCUAWrite    = "opcua_write"     // an anonymous (or User's) session writes Values to Point
 	DoOPCUACall     = "opcua_call"      // an anonymous (or User's) session calls Method
 	DoOPCUABrowse   = "opcua_browse"    // browses Count nodes, one Browse request each
@@ -174,7 +175,7 @@ const (
 )
 
 var kinds = []string{DoHMI, DoWrite, DoBruteForce, DoDiagnostic, DoIdentify, DoUnitScan, DoFunctionScan, DoFunction,
-	DoOPCUAWrite, DoOPCUACall, DoOPCUABrowse, DoOPCUAAddNodes, DoOPCUALogin}
+	DoOPCUARead, DoOPCUAWrite, DoOPCUACall, DoOPCUABrowse, DoOPCUAAddNodes, DoOPCUALogin}
 
 // IsOPCUA says whether an action is one of an OPC UA client.
 func IsOPCUA(do string) bool { return strings.HasPrefix(do, "opcua_") }
@@ -592,6 +593,17 @@ func (s *Scenario) validate(file string, pos func(string) (int, int)) agent.Conf
 			for j, fc := range a.Functions {
 				if fc < 1 || fc > 127 {
 					at(fmt.Sprintf("%s.functions[%d]", f, j), "%d: want 1-127", fc)
+				}
+			}
+		case DoOPCUARead:
+			if len(a.Reads) == 0 {
+				at(f+".reads", "want the points to read, like [Temperature, Speed]")
+			}
+			if p != nil {
+				for j, r := range a.Reads {
+					if p.Point(r) == nil {
+						at(fmt.Sprintf("%s.reads[%d]", f, j), "%q: plant %q has no such point", r, a.Target)
+					}
 				}
 			}
 		case DoOPCUAWrite:
