@@ -81,7 +81,7 @@ func TestSimCheck(t *testing.T) {
 func TestSimCheckOPCUA(t *testing.T) {
 	var out, errb bytes.Buffer
 	code := run(context.Background(), []string{"sim", "check", "--scenario", "../../configs/scenarios/opcua.yaml", "--config", "../../configs/plcwatch.yaml", "--speed", "2"}, &out, &errb)
-	if code != exitOK || !strings.Contains(out.String(), "all 6 expectations held") {
+	if code != exitOK || !strings.Contains(out.String(), "all 7 expectations held") {
 		t.Errorf("exit %d\n%s%s", code, out.String(), errb.String())
 	}
 }
