@@ -1,6 +1,6 @@
 # plcwatch — make test is the one test command.
 #
-#   make demo         the daemon polling simulated boilers, alerts printed (DEMO_SECONDS=30)
+#   make demo         a simulated plant under attack, watched by the daemon (DEMO_SECONDS=60)
 #   make build        static binary in bin/ (CGO_ENABLED=0)
 #   make build-all    cross-builds for linux/amd64, linux/arm64, linux/arm/v7
 #   make test         the whole test suite (CI runs this)

@@ -1,7 +1,11 @@
 package main
 
 import (
+	"bufio"
+	"encoding/json"
+	"fmt"
 	"io"
+	"os"
 
 	"github.com/spf13/cobra"
 
@@ -11,6 +15,7 @@ import (
 func newAlertsCmd(stdout, stderr io.Writer) *cobra.Command {
 	var o alertsub.Options
 	var qos int
+	var file string
 	c := &cobra.Command{
 		Use:   "alerts --broker URL [--topic FILTER]... [flags]",
 		Short: "Print the alerts of a broker as readable lines, as they come",
@@ -21,10 +26,16 @@ broker goes away, until interrupted: what a SOC analyst or an operator runs to w
   plcwatch alerts --broker ssl://broker:8883 --tls-ca ca.pem --username soc --password-file soc.pw --topic 'plcwatch/plant-a/+/alerts/#'`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if len(o.Brokers) == 0 && file == "" {
+				return usagef("--broker URL (or --file FILE) is required")
+			}
 			if qos < 0 || qos > 2 {
 				return usagef("--qos %d: want 0, 1 or 2", qos)
 			}
 			o.QoS = byte(qos)
+			if file != "" {
+				return code(printAlertLines(file, o.Color, stdout, stderr))
+			}
 			return code(alertsub.Run(cmd.Context(), o, stdout, stderr))
 		},
 		Annotations: map[string]string{"exit": `  0  interrupted (SIGINT, SIGTERM)
@@ -45,9 +56,40 @@ broker goes away, until interrupted: what a SOC analyst or an operator runs to w
 	fl.IntVar(&qos, "qos", 1, "QoS of the subscription: 0, 1 or 2")
 	fl.BoolVar(&o.JSON, "json", false, "print each alert as it came (JSON), not as a summary")
 	fl.BoolVar(&o.Color, "color", false, "severity in color")
+	fl.StringVar(&file, "file", "", "print the alerts of this `FILE` of JSON lines (an alert log, replay's output; - is stdin, read as it grows) instead of a broker's")
 	_ = c.MarkFlagFilename("password-file")
 	_ = c.MarkFlagFilename("tls-ca", "pem", "crt")
 	_ = c.MarkFlagFilename("tls-cert", "pem", "crt")
 	_ = c.MarkFlagFilename("tls-key", "pem", "key")
 	return c
+}
+
+// printAlertLines is plcwatch alerts --file: the summaries of alerts given
+// as JSON lines (make demo reads replay's output with it when it cannot
+// capture live).
+func printAlertLines(file string, color bool, stdout, stderr io.Writer) int {
+	in := io.Reader(os.Stdin)
+	if file != "-" {
+		f, err := os.Open(file)
+		if err != nil {
+			fmt.Fprintln(stderr, "plcwatch alerts:", err)
+			return exitFail
+		}
+		defer f.Close()
+		in = f
+	}
+	sc := bufio.NewScanner(in)
+	sc.Buffer(make([]byte, 64<<10), 16<<20)
+	for sc.Scan() {
+		var a alertsub.Alert
+		if err := json.Unmarshal(sc.Bytes(), &a); err != nil || a.Rule.ID == "" {
+			continue // not an alert: replay's other lines
+		}
+		fmt.Fprintln(stdout, alertsub.Summary(&a, color))
+	}
+	if err := sc.Err(); err != nil {
+		fmt.Fprintln(stderr, "plcwatch alerts:", err)
+		return exitFail
+	}
+	return exitOK
 }

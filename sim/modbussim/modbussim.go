@@ -120,6 +120,27 @@ func (m *Image) Holding(addr int) uint16 {
 	return m.holding[addr]
 }
 
+// Input returns an input register.
+func (m *Image) Input(addr int) uint16 {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.input[addr]
+}
+
+// Coil returns a coil.
+func (m *Image) Coil(addr int) bool {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.coils[addr]
+}
+
+// Discrete returns a discrete input.
+func (m *Image) Discrete(addr int) bool {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.discrete[addr]
+}
+
 // delay holds a response back, or says the device is busy.
 func (m *Image) delay() error {
 	if d := m.Delay.Load(); d > 0 {
