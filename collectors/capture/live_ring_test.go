@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -36,6 +37,17 @@ func modbusServer(t *testing.T) (int, string) {
 // startLive runs a live capture on lo and collects its events.
 func startLive(t *testing.T, cfg capture.Config) (*capture.Live, func() []plcwatch.Event) {
 	t.Helper()
+	if len(cfg.OPCUAPorts) == 0 {
+		// The default, 4840, is where other tests (and simulated plants)
+		// on this machine talk OPC UA over lo: hold a free port instead,
+		// so only this test's traffic is captured.
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { l.Close() })
+		cfg.OPCUAPorts = []uint16{uint16(l.Addr().(*net.TCPAddr).Port)}
+	}
 	live, err := capture.NewLive(cfg, nil)
 	if err != nil {
 		t.Fatal(err)
