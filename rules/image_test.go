@@ -1,0 +1,178 @@
+package rules
+
+import (
+	"encoding/binary"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/plcwatch/plcwatch"
+)
+
+var (
+	imgServer = netip.MustParseAddrPort("10.0.1.1:502")
+	imgHMI    = netip.MustParseAddrPort("10.0.0.9:40000")
+)
+
+// imgPoll is a polled holding register tag "sp" at address 10 of unit 1.
+func imgPoll(at time.Time, reg uint16) plcwatch.Event {
+	ev := plcwatch.Event{Time: at, Source: plcwatch.Poll, Protocol: plcwatch.ProtoModbus, Op: plcwatch.OpRead,
+		Device: "plc", Server: imgServer, Unit: 1, Function: 3, Table: plcwatch.TableHolding, Address: 10, Count: 1,
+		Tag: "sp", Quality: "good", Value: float64(reg) / 10, Raw: float64(reg)}
+	ev.Response.SetWord(reg)
+	return ev
+}
+
+// imgWrite is an FC 16 write of regs from address addr, answered with exc.
+func imgWrite(at time.Time, addr uint16, exc uint8, regs ...uint16) plcwatch.Event {
+	ev := plcwatch.Event{Time: at, Source: plcwatch.Wire, Protocol: plcwatch.ProtoModbus, Op: plcwatch.OpWrite,
+		Client: imgHMI, Server: imgServer, Unit: 1, Function: 16, Table: plcwatch.TableHolding, Address: addr,
+		Count: uint16(len(regs)), Exception: exc, Conn: 1}
+	w := make([]byte, 2*len(regs))
+	for i, r := range regs {
+		binary.BigEndian.PutUint16(w[2*i:], r)
+	}
+	ev.Values.SetWords(w)
+	return ev
+}
+
+// imgRead is an FC 3 read response of regs from address addr.
+func imgRead(at time.Time, addr uint16, regs ...uint16) plcwatch.Event {
+	ev := imgWrite(at, addr, 0, regs...)
+	ev.Op, ev.Function, ev.Response, ev.Values = plcwatch.OpRead, 3, ev.Values, plcwatch.Values{}
+	return ev
+}
+
+func tenthsDecoder(device, tag string) Decoder {
+	return func(w []byte) (float64, bool) {
+		if len(w) != 2 {
+			return 0, false
+		}
+		return float64(binary.BigEndian.Uint16(w)) / 10, true
+	}
+}
+
+func TestImage(t *testing.T) {
+	s := func(n int) time.Time { return t0.Add(time.Duration(n) * time.Second) }
+	type check func(t *testing.T, evs []plcwatch.Event)
+	cases := []struct {
+		name  string
+		evs   []plcwatch.Event
+		check check
+	}{
+		{"change without write is found one cycle late",
+			[]plcwatch.Event{imgPoll(s(0), 100), imgPoll(s(10), 100), imgPoll(s(20), 250), imgPoll(s(30), 250)},
+			func(t *testing.T, evs []plcwatch.Event) {
+				for i, want := range []bool{false, false, false, true} {
+					if evs[i].Unwritten != want {
+						t.Errorf("poll %d: unwritten %v, want %v", i, evs[i].Unwritten, want)
+					}
+				}
+				if evs[3].Cycle != 10*time.Second {
+					t.Errorf("cycle %v", evs[3].Cycle)
+				}
+			}},
+		{"a captured write explains the change, even handed over after the poll",
+			[]plcwatch.Event{imgPoll(s(0), 100), imgPoll(s(10), 100), imgPoll(s(20), 250), imgWrite(s(15), 10, 0, 250), imgPoll(s(30), 250)},
+			func(t *testing.T, evs []plcwatch.Event) {
+				if evs[4].Unwritten || evs[2].Unwritten {
+					t.Errorf("unwritten after a captured write")
+				}
+				if !evs[4].Written || evs[4].Writer != imgHMI.Addr() || evs[4].WrittenValue != 25 {
+					t.Errorf("written %v writer %v value %v", evs[4].Written, evs[4].Writer, evs[4].WrittenValue)
+				}
+				if evs[4].WriteCycles != 0 {
+					t.Errorf("write cycles %d after the write took", evs[4].WriteCycles)
+				}
+			}},
+		{"a rejected write is not taken",
+			[]plcwatch.Event{imgPoll(s(0), 100), imgWrite(s(1), 9, 2, 7, 500), imgPoll(s(10), 100), imgPoll(s(20), 100), imgPoll(s(30), 100)},
+			func(t *testing.T, evs []plcwatch.Event) {
+				for i, want := range []uint16{0, 0, 1, 2, 3} {
+					if evs[i].WriteCycles != want {
+						t.Errorf("event %d: write cycles %d, want %d", i, evs[i].WriteCycles, want)
+					}
+				}
+				if !evs[2].Written || evs[3].Written {
+					t.Errorf("written: %v %v, want true false", evs[2].Written, evs[3].Written)
+				}
+			}},
+		{"a read response that differs from the poll, for how long",
+			[]plcwatch.Event{imgPoll(s(0), 100), imgPoll(s(10), 100), imgRead(s(11), 9, 1, 999, 3), imgRead(s(25), 10, 999), imgPoll(s(20), 100), imgRead(s(26), 10, 100)},
+			func(t *testing.T, evs []plcwatch.Event) {
+				r := evs[2]
+				if r.PolledTag != "sp" || r.Polled != 10 || r.Viewed != 99.9 || r.PolledAge != time.Second || r.ViewDiffers != 0 {
+					t.Errorf("first differing read: %+v", r)
+				}
+				if evs[3].ViewDiffers != 14*time.Second {
+					t.Errorf("view differs %v, want 14s", evs[3].ViewDiffers)
+				}
+				if evs[5].ViewDiffers != 0 || evs[5].Viewed != 10 {
+					t.Errorf("agreeing read: differs %v viewed %v", evs[5].ViewDiffers, evs[5].Viewed)
+				}
+			}},
+		{"other servers, units and addresses are not joined",
+			func() []plcwatch.Event {
+				w1 := imgWrite(s(5), 10, 0, 7)
+				w1.Unit = 2
+				w2 := imgWrite(s(5), 11, 0, 7)
+				w3 := imgWrite(s(5), 10, 0, 7)
+				w3.Server = netip.MustParseAddrPort("10.0.1.2:502")
+				r := imgRead(s(6), 10, 7)
+				r.Table = plcwatch.TableInput
+				return []plcwatch.Event{imgPoll(s(0), 1), w1, w2, w3, r, imgPoll(s(10), 1)}
+			}(),
+			func(t *testing.T, evs []plcwatch.Event) {
+				if evs[5].Written || evs[5].Writer.IsValid() || evs[4].PolledTag != "" {
+					t.Errorf("joined across servers, units, addresses or tables: %+v", evs[5])
+				}
+			}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			e := NewEngine(&Set{}, Options{Decoder: tenthsDecoder}, func(*plcwatch.Alert) {})
+			for i := range c.evs {
+				e.Process(&c.evs[i])
+			}
+			c.check(t, c.evs)
+		})
+	}
+}
+
+func TestImageBounded(t *testing.T) {
+	e := NewEngine(&Set{}, Options{MaxImage: 2}, func(*plcwatch.Alert) {})
+	for a := uint16(0); a < 5; a++ {
+		ev := imgPoll(t0, 1)
+		ev.Address, ev.Tag = a, "t"+string(rune('a'+a))
+		e.Process(&ev)
+	}
+	if e.ImageSize() != 2 || e.ImageFull() != 3 {
+		t.Fatalf("size %d full %d, want 2 and 3", e.ImageSize(), e.ImageFull())
+	}
+}
+
+// BenchmarkImageWire is the process image's cost on the wire path: a
+// write and a read response of a server with 1,000 polled tags, and a
+// request to a server not polled.
+func BenchmarkImageWire(b *testing.B) {
+	im := newImage(0, tenthsDecoder)
+	for a := uint16(0); a < 1000; a++ {
+		ev := imgPoll(t0, a)
+		ev.Address, ev.Tag = a, "t"
+		im.observe(&ev, 1)
+	}
+	other := imgWrite(t0, 500, 0, 1)
+	other.Server = netip.MustParseAddrPort("10.0.1.2:502")
+	evs := []plcwatch.Event{imgWrite(t0, 500, 0, 42, 43), imgRead(t0, 500, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10), other}
+	for _, c := range []struct {
+		name string
+		ev   *plcwatch.Event
+	}{{"write", &evs[0]}, {"read10", &evs[1]}, {"unpolled", &evs[2]}} {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for i := 0; i < b.N; i++ {
+				im.observe(c.ev, int64(i)+2)
+			}
+		})
+	}
+}
