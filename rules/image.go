@@ -39,8 +39,8 @@ type Decoder func(wire []byte) (value float64, ok bool)
 // them; a poll of a tag beyond that is counted in overflow and not
 // correlated (plcwatch_process_image_full_total).
 type image struct {
-	blocks   map[uint64]*block   // IPv4 servers, by v4Key: a word hashes fastest
-	blocks6  map[blockKey]*block // IPv6 servers
+	servers  map[uint64]*server         // IPv4 servers, by address and port in one word: it hashes fastest
+	servers6 map[netip.AddrPort]*server // IPv6 servers
 	nodes    map[nodeKey]*imageEntry
 	n        int
 	max      int
@@ -49,11 +49,12 @@ type image struct {
 	scratch  [2 * maxImageRegs]byte
 }
 
-// blockKey is one Modbus table of one unit of one server.
-type blockKey struct {
-	server netip.AddrPort
-	unit   uint8
-	table  plcwatch.Table
+// server is a polled server: its tables, and whether the capture sees it.
+type server struct {
+	blocks []*block // few: one per polled unit and table
+	// wire: a wire event of this server was seen, so the capture sees
+	// its link and a change without a write means something.
+	wire bool
 }
 
 type nodeKey struct {
@@ -64,6 +65,8 @@ type nodeKey struct {
 // block holds the polled tags of one table, sorted by address, so that a
 // wire read or write finds those it covers by binary search.
 type block struct {
+	unit    uint8
+	table   plcwatch.Table
 	entries []*imageEntry
 }
 
@@ -75,6 +78,8 @@ type imageEntry struct {
 	n           uint8  // of them compared: min(count, maxImageRegs)
 	bits        bool
 	decode      Decoder
+	srv         *server
+	stable      int // polls in a row that found the value unchanged
 
 	// Polled.
 	polled      [maxImageRegs]uint16
@@ -108,7 +113,7 @@ func newImage(max int, decoder func(device, tag string) Decoder) *image {
 	if max <= 0 {
 		max = DefaultMaxImage
 	}
-	return &image{blocks: map[uint64]*block{}, blocks6: map[blockKey]*block{}, nodes: map[nodeKey]*imageEntry{}, max: max, decoder: decoder}
+	return &image{servers: map[uint64]*server{}, servers6: map[netip.AddrPort]*server{}, nodes: map[nodeKey]*imageEntry{}, max: max, decoder: decoder}
 }
 
 // observe updates the image with ev and fills ev's correlation fields. A
@@ -172,8 +177,14 @@ func (im *image) poll(ev *plcwatch.Event, now int64) {
 		}
 		ent.pending = false
 	}
-	if changed && (ent.okWriteAt <= ent.prevAt || ent.okWriteAt == 0) {
+	if changed && ent.stable >= stableCycles && ent.srv.wire && (ent.okWriteAt <= ent.prevAt || ent.okWriteAt == 0) {
 		ent.pending, ent.pendingRef = true, ent.prevAt
+	}
+	switch {
+	case changed:
+		ent.stable = 0
+	case ent.polledAt != 0:
+		ent.stable++
 	}
 	if ent.writeSeen {
 		ev.Written = true
@@ -272,27 +283,51 @@ func (ent *imageEntry) value(regs *[maxImageRegs]uint16, im *image) float64 {
 	return v
 }
 
-// lookup returns the block of a Modbus event's server, unit and table;
-// nil when none of it is polled.
-func (im *image) lookup(ev *plcwatch.Event) *block {
-	if a := ev.Server.Addr(); a.Is4() || a.Is4In6() {
+// stableCycles is how many polls in a row must find a tag unchanged
+// before a change of it without a write counts (Event.Unwritten): a
+// setpoint holds still, a measurement that moves every few cycles is not
+// one.
+const stableCycles = 3
+
+// server returns the state of a polled server; nil when it is not polled
+// (make: make it).
+func (im *image) server(ap netip.AddrPort, make bool) *server {
+	a := ap.Addr()
+	if a.Is4() || a.Is4In6() {
 		v := a.Unmap().As4()
-		return im.blocks[uint64(binary.BigEndian.Uint32(v[:]))<<32|uint64(ev.Server.Port())<<16|uint64(ev.Unit)<<8|uint64(ev.Table)]
+		k := uint64(binary.BigEndian.Uint32(v[:]))<<16 | uint64(ap.Port())
+		s := im.servers[k]
+		if s == nil && make {
+			s = &server{}
+			im.servers[k] = s
+		}
+		return s
 	}
-	return im.blocks6[blockKey{serverKey(ev.Server), ev.Unit, ev.Table}]
+	s := im.servers6[ap]
+	if s == nil && make {
+		s = &server{}
+		im.servers6[ap] = s
+	}
+	return s
+}
+
+// block returns the block of a unit and table of s; nil when none.
+func (s *server) block(unit uint8, table plcwatch.Table) *block {
+	for _, b := range s.blocks {
+		if b.unit == unit && b.table == table {
+			return b
+		}
+	}
+	return nil
 }
 
 // modbusEntry returns the entry of a polled Modbus tag, making it.
 func (im *image) modbusEntry(ev *plcwatch.Event) *imageEntry {
-	b := im.lookup(ev)
+	srv := im.server(ev.Server, true)
+	b := srv.block(ev.Unit, ev.Table)
 	if b == nil {
-		b = &block{}
-		if a := ev.Server.Addr(); a.Is4() || a.Is4In6() {
-			v := a.Unmap().As4()
-			im.blocks[uint64(binary.BigEndian.Uint32(v[:]))<<32|uint64(ev.Server.Port())<<16|uint64(ev.Unit)<<8|uint64(ev.Table)] = b
-		} else {
-			im.blocks6[blockKey{serverKey(ev.Server), ev.Unit, ev.Table}] = b
-		}
+		b = &block{unit: ev.Unit, table: ev.Table}
+		srv.blocks = append(srv.blocks, b)
 	}
 	i, found := slices.BinarySearchFunc(b.entries, ev.Address, func(e *imageEntry, a uint16) int { return int(e.address) - int(a) })
 	for j := i; found && j < len(b.entries) && b.entries[j].address == ev.Address; j++ {
@@ -304,7 +339,7 @@ func (im *image) modbusEntry(ev *plcwatch.Event) *imageEntry {
 		im.overflow.Add(1)
 		return nil
 	}
-	ent := &imageEntry{tag: ev.Tag, device: ev.Device, address: ev.Address, count: ev.Count,
+	ent := &imageEntry{tag: ev.Tag, device: ev.Device, address: ev.Address, count: ev.Count, srv: srv,
 		n: uint8(min(int(ev.Count), maxImageRegs)), bits: ev.Table == plcwatch.TableCoil || ev.Table == plcwatch.TableDiscrete,
 		polledValue: plcwatch.NoValue}
 	if im.decoder != nil {
@@ -325,7 +360,7 @@ func (im *image) nodeEntry(ev *plcwatch.Event) *imageEntry {
 		im.overflow.Add(1)
 		return nil
 	}
-	ent := &imageEntry{tag: ev.Tag, device: ev.Device, polledValue: plcwatch.NoValue}
+	ent := &imageEntry{tag: ev.Tag, device: ev.Device, polledValue: plcwatch.NoValue, srv: im.server(ev.Server, true)}
 	im.nodes[k] = ent
 	im.n++
 	return ent
@@ -333,9 +368,14 @@ func (im *image) nodeEntry(ev *plcwatch.Event) *imageEntry {
 
 // wire takes a wire read response or write.
 func (im *image) wire(ev *plcwatch.Event, now int64) {
+	srv := im.server(ev.Server, false)
+	if srv == nil {
+		return
+	}
+	srv.wire = true
 	switch ev.Protocol {
 	case plcwatch.ProtoModbus:
-		im.modbusWire(ev, now)
+		im.modbusWire(srv, ev, now)
 	case plcwatch.ProtoOPCUA:
 		im.nodeWire(ev, now)
 	}
@@ -343,13 +383,13 @@ func (im *image) wire(ev *plcwatch.Event, now int64) {
 
 // modbusWire takes a Modbus write (FC 5, 6, 15, 16, 22, and 23's write
 // half) or read response (FC 1-4, 23's read half).
-func (im *image) modbusWire(ev *plcwatch.Event, now int64) {
+func (im *image) modbusWire(srv *server, ev *plcwatch.Event, now int64) {
 	if ev.Orphan || ev.Table == plcwatch.TableNone || ev.Malformed != "" {
 		return
 	}
 	switch ev.Op {
 	case plcwatch.OpWrite:
-		b := im.lookup(ev)
+		b := srv.block(ev.Unit, ev.Table)
 		if b == nil {
 			return
 		}
@@ -361,7 +401,7 @@ func (im *image) modbusWire(ev *plcwatch.Event, now int64) {
 		if ev.Exception != 0 || ev.Response.Kind() == plcwatch.NoValues {
 			return
 		}
-		b := im.lookup(ev)
+		b := srv.block(ev.Unit, ev.Table)
 		if b == nil {
 			return
 		}

@@ -61,8 +61,9 @@ func TestImage(t *testing.T) {
 		check check
 	}{
 		{"change without write is found one cycle late",
-			[]plcwatch.Event{imgPoll(s(0), 100), imgPoll(s(10), 100), imgPoll(s(20), 250), imgPoll(s(30), 250)},
+			[]plcwatch.Event{imgPoll(s(0), 100), imgRead(s(1), 0, 1), imgPoll(s(10), 100), imgPoll(s(20), 100), imgPoll(s(30), 100), imgPoll(s(40), 250), imgPoll(s(50), 250)},
 			func(t *testing.T, evs []plcwatch.Event) {
+				evs = evs[3:]
 				for i, want := range []bool{false, false, false, true} {
 					if evs[i].Unwritten != want {
 						t.Errorf("poll %d: unwritten %v, want %v", i, evs[i].Unwritten, want)
@@ -72,9 +73,26 @@ func TestImage(t *testing.T) {
 					t.Errorf("cycle %v", evs[3].Cycle)
 				}
 			}},
-		{"a captured write explains the change, even handed over after the poll",
-			[]plcwatch.Event{imgPoll(s(0), 100), imgPoll(s(10), 100), imgPoll(s(20), 250), imgWrite(s(15), 10, 0, 250), imgPoll(s(30), 250)},
+		{"not on a captured link: no change without write",
+			[]plcwatch.Event{imgPoll(s(0), 100), imgPoll(s(10), 100), imgPoll(s(20), 100), imgPoll(s(30), 100), imgPoll(s(40), 250), imgPoll(s(50), 250)},
 			func(t *testing.T, evs []plcwatch.Event) {
+				if evs[5].Unwritten {
+					t.Error("unwritten for a server the capture never saw")
+				}
+			}},
+		{"a value that moves is no setpoint",
+			[]plcwatch.Event{imgPoll(s(0), 100), imgRead(s(1), 0, 1), imgPoll(s(10), 101), imgPoll(s(20), 101), imgPoll(s(30), 103), imgPoll(s(40), 250), imgPoll(s(50), 250)},
+			func(t *testing.T, evs []plcwatch.Event) {
+				for i := range evs {
+					if evs[i].Unwritten {
+						t.Errorf("event %d: unwritten", i)
+					}
+				}
+			}},
+		{"a captured write explains the change, even handed over after the poll",
+			[]plcwatch.Event{imgPoll(s(0), 100), imgRead(s(1), 0, 1), imgPoll(s(10), 100), imgPoll(s(20), 100), imgPoll(s(30), 100), imgPoll(s(40), 250), imgWrite(s(35), 10, 0, 250), imgPoll(s(50), 250)},
+			func(t *testing.T, evs []plcwatch.Event) {
+				evs = evs[3:]
 				if evs[4].Unwritten || evs[2].Unwritten {
 					t.Errorf("unwritten after a captured write")
 				}
@@ -172,6 +190,60 @@ func BenchmarkImageWire(b *testing.B) {
 			b.ReportAllocs()
 			for i := 0; i < b.N; i++ {
 				im.observe(c.ev, int64(i)+2)
+			}
+		})
+	}
+}
+
+// TestCorrelationDefaults runs configs/rules/correlation.yaml on the
+// process image's three stories, and on their harmless twins.
+func TestCorrelationDefaults(t *testing.T) {
+	set, err := Load("../configs/rules/correlation.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := func(n int) time.Time { return t0.Add(time.Duration(n) * time.Second) }
+	steady := func(evs ...plcwatch.Event) []plcwatch.Event {
+		out := []plcwatch.Event{imgPoll(s(0), 100), imgRead(s(1), 10, 100)}
+		for i := 1; i <= 4; i++ {
+			out = append(out, imgPoll(s(10*i), 100))
+		}
+		return append(out, evs...)
+	}
+	cases := []struct {
+		name string
+		evs  []plcwatch.Event
+		want map[string]int
+	}{
+		{"changed by a path the capture does not see", steady(imgPoll(s(50), 300), imgPoll(s(60), 300)),
+			map[string]int{"correlation-change-without-write": 1}},
+		{"changed by a captured write", steady(imgWrite(s(45), 10, 0, 300), imgPoll(s(50), 300), imgPoll(s(60), 300)), map[string]int{}},
+		{"write refused", steady(imgWrite(s(45), 10, 4, 300), imgPoll(s(50), 100), imgPoll(s(60), 100), imgPoll(s(70), 100), imgPoll(s(80), 100)),
+			map[string]int{"correlation-write-not-taken": 1}},
+		{"write overridden", steady(imgWrite(s(45), 10, 0, 300), imgPoll(s(50), 120), imgPoll(s(60), 120), imgPoll(s(70), 120)),
+			map[string]int{"correlation-write-not-taken": 1}},
+		{"view differs for longer than a cycle", steady(imgRead(s(41), 10, 555), imgRead(s(46), 10, 555), imgPoll(s(50), 100), imgRead(s(52), 10, 555)),
+			map[string]int{"correlation-view-differs": 1}},
+		{"view differs for a moment", steady(imgRead(s(41), 10, 555), imgPoll(s(50), 555), imgRead(s(52), 10, 555)), map[string]int{}},
+		{"view within tolerance", steady(imgRead(s(41), 10, 101), imgRead(s(46), 10, 101), imgPoll(s(50), 100), imgRead(s(52), 10, 101)), map[string]int{}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			e, r := newTestEngine(set)
+			e.opts.Decoder = tenthsDecoder
+			e.image.decoder = tenthsDecoder
+			for i := range c.evs {
+				e.Process(&c.evs[i])
+			}
+			e.Close()
+			got := r.byRule()
+			if len(got) != len(c.want) {
+				t.Fatalf("alerts %v, want %v", got, c.want)
+			}
+			for id, n := range c.want {
+				if got[id] != n {
+					t.Fatalf("alerts %v, want %v", got, c.want)
+				}
 			}
 		})
 	}

@@ -366,6 +366,7 @@ func (l *loader) rule(n *yaml.Node) *Rule {
 		r.when, seen = c.prog, c.names
 		r.needsValue = seen.value && !seen.hasValue
 		r.needsStatus = seen.status && !seen.hasStatus
+		r.correlates = seen.correlation
 	}
 	stateful := 0
 	if v := k["threshold"]; v != nil {

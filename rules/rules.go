@@ -98,7 +98,14 @@ type Rule struct {
 	// with the default fold), so the group's open fold notes every
 	// matching event, not only those that fire.
 	foldOnGroup bool
+	// correlates: when names a field of the process image (image.go).
+	correlates bool
 }
+
+// Correlates reports whether the rule's when names a field of the process
+// image (written, polled, ...: docs/correlation.md): it can only fire for
+// a device that plcwatch both polls and sees on a captured link.
+func (r *Rule) Correlates() bool { return r.correlates }
 
 // stage bits of Rule.stages.
 const (

@@ -29,12 +29,21 @@ type compiled struct {
 // names is what an expression looks at, for deciding when a rule is
 // evaluated (issue 9 §4) and how it treats a missing value (§8).
 type names struct {
-	response  bool // a field that comes from the response, or the whole env
-	malformed bool // malformed
-	value     bool // value or raw
-	hasValue  bool // has_value: the expression handles a missing value itself
-	status    bool // status or status_name
-	hasStatus bool // has_status: the expression handles a missing status itself
+	response    bool // a field that comes from the response, or the whole env
+	malformed   bool // malformed
+	value       bool // value or raw
+	hasValue    bool // has_value: the expression handles a missing value itself
+	status      bool // status or status_name
+	hasStatus   bool // has_status: the expression handles a missing status itself
+	correlation bool // a field of the process image (docs/correlation.md)
+}
+
+// correlationNames are the env fields the process image fills: a rule
+// that names one needs a device both polled and on a captured link.
+var correlationNames = map[string]bool{
+	"written": true, "writer": true, "has_written": true, "written_value": true, "write_cycles": true,
+	"unwritten": true, "has_polled": true, "polled_tag": true, "polled": true, "viewed": true,
+	"polled_age": true, "view_differs": true, "cycle": true,
 }
 
 // responseNames are the env fields a request's response fills in: a rule
@@ -115,6 +124,9 @@ func (w *nameWalker) Visit(n *ast.Node) {
 	id, ok := (*n).(*ast.IdentifierNode)
 	if !ok {
 		return
+	}
+	if correlationNames[id.Value] {
+		w.names.correlation = true
 	}
 	switch name := id.Value; {
 	case name == "$env":
