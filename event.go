@@ -130,6 +130,10 @@ type Event struct {
 	PolledAge    time.Duration // wire read response: the time from that poll to this response (negative when the poll is newer)
 	ViewDiffers  time.Duration // wire read response: how long the wire's view of PolledTag has differed from plcwatch's, in register form; 0 when they agree
 	Cycle        time.Duration // poll and wire read response: the tag's poll interval as plcwatch saw it; 0 before its second poll
+
+	// Asset says what an OpAsset event found new (docs/inventory.md):
+	// AssetServer, AssetClient or AssetWriter.
+	Asset string
 }
 
 // UACPBuffers are the sizes a Hello or an Acknowledge carries (OPC 10000-6
@@ -218,6 +222,13 @@ const (
 	UnansweredEOF     = "eof"     // the capture file ended first
 	UnansweredIdle    = "idle"    // the connection was dropped for idleness or to make room
 	UnansweredStopped = "stopped" // the capture stopped first
+)
+
+// What an OpAsset event reports (Event.Asset).
+const (
+	AssetServer = "server" // a server not seen before (Server, Device, Protocol)
+	AssetClient = "client" // a client not seen before (Client; Server is the first it talked to)
+	AssetWriter = "writer" // a client writing to a server it had not written to before (Client, Server)
 )
 
 // DeviceObject is one object of a Modbus Read Device Identification

@@ -441,6 +441,7 @@ func AppendJSONString(b []byte, s string) []byte {
 // appendCorrelation appends the process image's fields that are set
 // (docs/correlation.md).
 func (e *Event) appendCorrelation(b []byte) []byte {
+	b = appendStr(b, "asset", e.Asset)
 	if e.Written {
 		b = append(b, `,"written":true`...)
 	}

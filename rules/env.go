@@ -112,6 +112,8 @@ type Env struct {
 	PolledAge    float64 `expr:"polled_age"`   // seconds
 	ViewDiffers  float64 `expr:"view_differs"` // seconds
 	Cycle        float64 `expr:"cycle"`        // seconds
+
+	Asset string `expr:"asset"` // op asset: server, client or writer (docs/inventory.md)
 }
 
 // fill sets env from ev, reusing env's slices.
@@ -155,7 +157,7 @@ func (env *Env) fill(ev *plcwatch.Event) {
 		env.HasPolled, env.PolledTag, env.Polled, env.Viewed = true, ev.PolledTag, round15(ev.Polled), round15(ev.Viewed)
 		env.PolledAge, env.ViewDiffers = ev.PolledAge.Seconds(), ev.ViewDiffers.Seconds()
 	}
-	env.Cycle = ev.Cycle.Seconds()
+	env.Cycle, env.Asset = ev.Cycle.Seconds(), ev.Asset
 	if hasValue(ev) {
 		env.HasValue, env.Value, env.Raw = true, round15(ev.Value), round15(ev.Raw)
 	}
