@@ -15,6 +15,7 @@ import (
 	"net/netip"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/plcwatch/plcwatch"
@@ -123,8 +124,11 @@ func (inv *Inventory) Observe(ev *plcwatch.Event, found plcwatch.Emit) {
 	if ev.Source != plcwatch.Wire || ev.Stage == plcwatch.StageRequest || !ev.Server.IsValid() || !ev.Client.IsValid() {
 		return
 	}
-	if ev.Protocol == plcwatch.ProtoModbus && ev.Function == 0 && ev.Malformed != "" {
-		return // not Modbus at all (a scanner on port 502): no server, no client
+	if ev.Protocol == plcwatch.ProtoModbus && strings.Contains(ev.Malformed, "MBAP") {
+		// A framing error — every such reason names the MBAP header — or
+		// bytes that are not Modbus at all (a scanner on port 502): no
+		// request, so no function, unit, server or client from it.
+		return
 	}
 	if ev.Protocol == plcwatch.ProtoUnknown {
 		return

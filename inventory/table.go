@@ -80,6 +80,9 @@ func identity(s *Server) string {
 			parts = append(parts, p)
 		}
 	}
+	if len(s.Endpoints) > 0 {
+		parts = append(parts, strings.Join(s.Endpoints, ","))
+	}
 	if len(s.Policies) > 0 {
 		parts = append(parts, "policies "+strings.Join(s.Policies, ","))
 	}
