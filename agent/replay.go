@@ -16,6 +16,7 @@ import (
 
 	"github.com/plcwatch/plcwatch"
 	"github.com/plcwatch/plcwatch/collectors/capture"
+	"github.com/plcwatch/plcwatch/inventory"
 	"github.com/plcwatch/plcwatch/rules"
 )
 
@@ -100,6 +101,7 @@ type pipeline struct {
 	buf    []byte
 	err    error
 	engine *rules.Engine
+	inv    *inventory.Inventory // with rules: its op asset events go through them
 	alerts uint64
 }
 
@@ -107,6 +109,7 @@ func newPipeline(opts ReplayOptions, out io.Writer) *pipeline {
 	p := &pipeline{opts: opts, w: bufio.NewWriterSize(out, 256<<10)}
 	if opts.Rules != nil {
 		p.engine = rules.NewEngine(opts.Rules, rules.Options{Site: opts.Site, Gateway: opts.Gateway, Baseline: opts.Baseline}, p.alert)
+		p.inv = inventory.New()
 	}
 	return p
 }
@@ -127,6 +130,9 @@ func (p *pipeline) event(ev *plcwatch.Event) {
 		p.write()
 	}
 	if p.engine != nil {
+		if ev.Source == plcwatch.Wire {
+			p.inv.Observe(ev, p.engine.Process)
+		}
 		p.engine.Process(ev)
 	}
 }

@@ -98,6 +98,7 @@ type Pair struct {
 	LastSeen  time.Time         `json:"last_seen"`
 
 	read, written [plcwatch.TableFile + 1]spans
+	fcs           *[256]uint64 // Modbus requests by function code; Functions in a snapshot
 	client        netip.Addr
 	server        netip.AddrPort
 }
@@ -309,14 +310,13 @@ func (inv *Inventory) addName(list []string, s string, max int) []string {
 }
 
 func (inv *Inventory) modbusPair(p *Pair, ev *plcwatch.Event) {
-	if p.Functions == nil {
-		p.Functions = map[string]uint64{}
+	if p.fcs == nil {
+		p.fcs = new([256]uint64)
 	}
-	fc := strconv.Itoa(int(ev.Function))
-	if p.Functions[fc] == 0 {
+	if p.fcs[ev.Function] == 0 {
 		inv.changed = true
 	}
-	p.Functions[fc]++
+	p.fcs[ev.Function]++
 	if ev.Table == plcwatch.TableNone || ev.Malformed != "" {
 		return
 	}
@@ -387,7 +387,11 @@ func (inv *Inventory) Snapshot() *Inventory {
 	slices.SortFunc(out.Clients, func(a, b *Client) int { return a.addr.Compare(b.addr) })
 	for _, p := range inv.Pairs {
 		q := *p
-		q.Functions, q.Services = clone(p.Functions), clone(p.Services)
+		q.Functions, q.Services = p.functions(), clone(p.Services)
+		if p.fcs != nil {
+			q.fcs = new([256]uint64)
+			*q.fcs = *p.fcs
+		}
 		q.NodesRead, q.NodesWrit = slices.Clone(p.NodesRead), slices.Clone(p.NodesWrit)
 		q.Read, q.Written = p.ranges(&p.read), p.ranges(&p.written)
 		for i := range q.read {
@@ -398,6 +402,20 @@ func (inv *Inventory) Snapshot() *Inventory {
 	slices.SortFunc(out.Pairs, func(a, b *Pair) int {
 		return cmp.Or(a.client.Compare(b.client), a.server.Compare(b.server))
 	})
+	return out
+}
+
+// functions is the pair's function counts by code, in text.
+func (p *Pair) functions() map[string]uint64 {
+	if p.fcs == nil {
+		return nil
+	}
+	out := map[string]uint64{}
+	for fc, n := range p.fcs {
+		if n > 0 {
+			out[strconv.Itoa(fc)] = n
+		}
+	}
 	return out
 }
 

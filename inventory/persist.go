@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 
 	"github.com/plcwatch/plcwatch"
 )
@@ -90,6 +91,17 @@ func Parse(data []byte) (*Inventory, error) {
 			}
 		}
 		p.Read, p.Written = nil, nil
+		for fc, n := range p.Functions {
+			v, err := strconv.ParseUint(fc, 10, 8)
+			if err != nil {
+				return nil, fmt.Errorf("pair %s→%s: function %q", p.Client, p.Server, fc)
+			}
+			if p.fcs == nil {
+				p.fcs = new([256]uint64)
+			}
+			p.fcs[v] = n
+		}
+		p.Functions = nil
 		inv.pairs[pairKey{c, s}] = p
 		inv.Pairs = append(inv.Pairs, p)
 	}
