@@ -102,11 +102,14 @@ type imageEntry struct {
 	okWriteAt   int64
 	writtenF    float64 // an OPC UA node's written value
 
-	// Last wire read response.
+	// Last wire read response, and the connection whose view differs.
 	reader       netip.Addr
 	viewAt       int64
 	view         [maxImageRegs]uint16
-	differsSince int64 // 0: the view agrees with the polled value
+	differsSince int64          // 0: the view agrees with the polled value
+	diffConn     netip.AddrPort // the client connection shown a differing value since differsSince
+	diffView     [maxImageRegs]uint16
+	diffValue    float64 // an OPC UA node's differing value
 }
 
 func newImage(max int, decoder func(device, tag string) Decoder) *image {
@@ -206,7 +209,9 @@ func (im *image) poll(ev *plcwatch.Event, now int64) {
 	if ent.polledAt == 0 { // a time of 0 is a time too: never "not polled"
 		ent.polledAt = 1
 	}
-	if ent.differsSince != 0 && ent.viewAt != 0 && ent.same(&ent.view, math.NaN()) {
+	// The device now holds what the differing view showed: the process
+	// moved, the view was early, not false.
+	if ent.differsSince != 0 && ent.same(&ent.diffView, ent.diffValue) {
 		ent.differsSince = 0
 	}
 }
@@ -468,7 +473,7 @@ func (im *image) write(b *block, ev *plcwatch.Event, now int64) {
 func (im *image) read(b *block, ev *plcwatch.Event, addr, count uint16, now int64) {
 	start, end := int(addr), int(addr)+int(count)
 	var pick *imageEntry
-	pickDiffers := false
+	pickDiffers, pickTracked := false, false
 	for i := b.first(addr); i < len(b.entries); i++ {
 		ent := b.entries[i]
 		if int(ent.address) >= end {
@@ -485,15 +490,10 @@ func (im *image) read(b *block, ev *plcwatch.Event, addr, count uint16, now int6
 			ent.view[r] = ev.Response.At(off + r)
 		}
 		ent.reader, ent.viewAt = ev.Client.Addr(), max(now, 1)
-		differs := !ent.same(&ent.view, math.NaN())
-		switch {
-		case !differs:
-			ent.differsSince = 0
-		case ent.differsSince == 0:
-			ent.differsSince = max(now, 1)
-		}
+		differs := differsFrom(ent, &ent.view, math.NaN())
+		tracked := ent.viewed(ev.Client, differs, now)
 		if pick == nil || (differs && !pickDiffers) {
-			pick, pickDiffers = ent, differs
+			pick, pickDiffers, pickTracked = ent, differs, tracked
 		}
 	}
 	if pick == nil {
@@ -501,12 +501,36 @@ func (im *image) read(b *block, ev *plcwatch.Event, addr, count uint16, now int6
 	}
 	ev.PolledTag, ev.Polled, ev.Cycle = pick.tag, pick.polledValue, time.Duration(pick.cycle)
 	ev.PolledAge = time.Duration(now - pick.polledAt)
-	if pickDiffers {
+	if pickTracked {
 		ev.ViewDiffers = time.Duration(now - pick.differsSince)
+	}
+	if pickDiffers {
 		ev.Viewed = pick.value(&pick.view, im)
 	} else {
 		ev.Viewed = pick.polledValue
 	}
+}
+
+func differsFrom(ent *imageEntry, view *[maxImageRegs]uint16, v float64) bool {
+	return !ent.same(view, v)
+}
+
+// viewed follows how long one client connection has been shown a value
+// that differs from the polled one: other connections that agree (the
+// poller's own reads, when the capture sees them; an honest HMI) do not
+// clear it, a response on the same connection that agrees does. It
+// reports whether conn's view differs now.
+func (ent *imageEntry) viewed(conn netip.AddrPort, differs bool, now int64) bool {
+	switch {
+	case differs && ent.differsSince == 0:
+		ent.differsSince, ent.diffConn = max(now, 1), conn
+		ent.diffView = ent.view
+	case differs && ent.diffConn == conn:
+		ent.diffView = ent.view
+	case !differs && ent.diffConn == conn:
+		ent.differsSince = 0
+	}
+	return differs && ent.diffConn == conn
 }
 
 // nodeWire takes an OPC UA write or read of a polled node: the value
@@ -540,14 +564,11 @@ func (im *image) nodeWire(ev *plcwatch.Event, now int64) {
 		}
 		v := ev.Response.Float(0)
 		ent.reader, ent.viewAt = ev.Client.Addr(), max(now, 1)
-		if ent.same(nil, v) {
-			ent.differsSince = 0
-		} else if ent.differsSince == 0 {
-			ent.differsSince = max(now, 1)
-		}
+		ent.diffValue = v
+		differs := ent.viewed(ev.Client, !ent.same(nil, v), now)
 		ev.PolledTag, ev.Polled, ev.Viewed, ev.Cycle = ent.tag, ent.polledValue, v, time.Duration(ent.cycle)
 		ev.PolledAge = time.Duration(now - ent.polledAt)
-		if ent.differsSince != 0 {
+		if differs {
 			ev.ViewDiffers = time.Duration(now - ent.differsSince)
 		}
 	}

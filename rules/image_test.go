@@ -210,6 +210,10 @@ func TestCorrelationDefaults(t *testing.T) {
 		}
 		return append(out, evs...)
 	}
+	honest := func(ev plcwatch.Event) plcwatch.Event {
+		ev.Client = netip.MustParseAddrPort("10.0.0.9:40001")
+		return ev
+	}
 	cases := []struct {
 		name string
 		evs  []plcwatch.Event
@@ -223,6 +227,9 @@ func TestCorrelationDefaults(t *testing.T) {
 		{"write overridden", steady(imgWrite(s(45), 10, 0, 300), imgPoll(s(50), 120), imgPoll(s(60), 120), imgPoll(s(70), 120)),
 			map[string]int{"correlation-write-not-taken": 1}},
 		{"view differs for longer than a cycle", steady(imgRead(s(41), 10, 555), imgRead(s(46), 10, 555), imgPoll(s(50), 100), imgRead(s(52), 10, 555)),
+			map[string]int{"correlation-view-differs": 1}},
+		{"an honest connection's reads do not hide a deceived one's", steady(imgRead(s(41), 10, 555), honest(imgRead(s(42), 10, 100)),
+			imgRead(s(46), 10, 555), honest(imgRead(s(48), 10, 100)), imgPoll(s(50), 100), imgRead(s(52), 10, 555)),
 			map[string]int{"correlation-view-differs": 1}},
 		{"view differs for a moment", steady(imgRead(s(41), 10, 555), imgPoll(s(50), 555), imgRead(s(52), 10, 555)), map[string]int{}},
 		{"view within tolerance", steady(imgRead(s(41), 10, 101), imgRead(s(46), 10, 101), imgPoll(s(50), 100), imgRead(s(52), 10, 101)), map[string]int{}},
@@ -246,5 +253,27 @@ func TestCorrelationDefaults(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestAssetEventsMatch: op asset events reach the rules whatever function
+// the request that revealed them had, and the default new-writer rule
+// fires for a writer first seen after its week of learning.
+func TestAssetEventsMatch(t *testing.T) {
+	set, err := Load("../configs/rules/correlation.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	asset := func(at time.Time, client string) plcwatch.Event {
+		ev := imgWrite(at, 1, 0, 1)
+		ev.Op, ev.Asset, ev.Client = plcwatch.OpAsset, plcwatch.AssetWriter, netip.MustParseAddrPort(client)
+		return ev
+	}
+	_, r := run(t, set, []plcwatch.Event{
+		asset(t0, "10.0.0.9:4000"),
+		asset(t0.Add(169*time.Hour), "10.0.0.66:4000"),
+	})
+	if got := r.byRule(); len(got) != 1 || got["inventory-new-writer"] != 1 {
+		t.Fatalf("alerts %v, want one inventory-new-writer", got)
 	}
 }

@@ -140,10 +140,11 @@ func decidedByIndex(m *match) bool {
 // match m, or nil for any. Ops and tables narrow it through each function's
 // class; "other" does not, because events that are not a proper request
 // (a broken MBAP header) carry op other with whatever byte stood where the
-// function code would, and neither does "status", which no function code
-// has (a polled device's up and down events).
+// function code would, and neither do "status", which no function code
+// has (a polled device's up and down events), and "asset", which carries
+// the function of the request that revealed it (docs/inventory.md).
 func modbusFunctions(m *match) *bits256 {
-	const unnarrowed = 1<<plcwatch.OpOther | 1<<plcwatch.OpStatus
+	const unnarrowed = 1<<plcwatch.OpOther | 1<<plcwatch.OpStatus | 1<<plcwatch.OpAsset
 	if m.funcs == nil && (m.ops == 0 || m.ops&unnarrowed != 0) && m.tables == 0 {
 		return nil
 	}

@@ -55,6 +55,9 @@ var responseNames = map[string]bool{
 	"status": true, "status_name": true, "has_status": true, "objects": true,
 	"token_id": true, "revised_lifetime_ms": true, "ack_receive_buffer_size": true, "ack_send_buffer_size": true,
 	"ack_max_message_size": true, "ack_max_chunk_count": true, "output_type": true, "output_text": true, "input_status": true,
+	// The process image compares a read's response with the polled value.
+	"has_polled": true, "polled_tag": true, "polled": true, "viewed": true, "polled_age": true,
+	"view_differs": true, "cycle": true,
 }
 
 // envNames lists the names a when expression can use, for "did you mean".
