@@ -27,6 +27,7 @@ type keeper struct {
 	json      atomic.Pointer[[]byte]
 	imageFull atomic.Pointer[func() uint64]
 	invOver   atomic.Uint64
+	found     plcwatch.Emit // the engine's Process, bound once (a method value per event allocates)
 }
 
 // newKeeper loads the saved inventory (a missing file is an empty one).
@@ -65,7 +66,10 @@ func (k *keeper) observe(ev *plcwatch.Event, engine *rules.Engine) {
 	if ev.Source != plcwatch.Wire {
 		return
 	}
-	k.inv.Observe(ev, engine.Process)
+	if k.found == nil {
+		k.found = engine.Process
+	}
+	k.inv.Observe(ev, k.found)
 	if k.inv.Changed() {
 		k.dirty = true
 	}

@@ -102,6 +102,7 @@ type pipeline struct {
 	err    error
 	engine *rules.Engine
 	inv    *inventory.Inventory // with rules: its op asset events go through them
+	found  plcwatch.Emit        // p.engine.Process, bound once: a method value made per event is an allocation
 	alerts uint64
 }
 
@@ -109,7 +110,9 @@ func newPipeline(opts ReplayOptions, out io.Writer) *pipeline {
 	p := &pipeline{opts: opts, w: bufio.NewWriterSize(out, 256<<10)}
 	if opts.Rules != nil {
 		p.engine = rules.NewEngine(opts.Rules, rules.Options{Site: opts.Site, Gateway: opts.Gateway, Baseline: opts.Baseline}, p.alert)
-		p.inv = inventory.New()
+		if opts.Rules.WantsAssets() {
+			p.inv, p.found = inventory.NewForAssets(), p.engine.Process
+		}
 	}
 	return p
 }
@@ -130,8 +133,8 @@ func (p *pipeline) event(ev *plcwatch.Event) {
 		p.write()
 	}
 	if p.engine != nil {
-		if ev.Source == plcwatch.Wire {
-			p.inv.Observe(ev, p.engine.Process)
+		if p.inv != nil && ev.Source == plcwatch.Wire {
+			p.inv.Observe(ev, p.found)
 		}
 		p.engine.Process(ev)
 	}

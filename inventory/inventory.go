@@ -43,6 +43,22 @@ type Inventory struct {
 	clients map[netip.Addr]*Client
 	pairs   map[pairKey]*Pair
 	changed bool
+	// byConn caches the server, client and pair of recent TCP connections
+	// (direct-mapped by Event.Conn): most events skip the three map
+	// lookups.
+	byConn *[connCache]connEntry
+	// assetsOnly: keep only what op asset events need (NewForAssets).
+	assetsOnly bool
+}
+
+const connCache = 1024
+
+type connEntry struct {
+	conn uint64
+	srv  *Server
+	cli  *Client
+	pair *Pair
+	unit uint8 // of the last event: names and units change only with it
 }
 
 type pairKey struct {
@@ -68,6 +84,7 @@ type Server struct {
 	LastSeen  time.Time `json:"last_seen"`
 
 	addr netip.AddrPort
+	last int64 // LastSeen in Unix nanoseconds, kept without time.Time's cost; LastSeen in a snapshot
 }
 
 // Client is an address that sent requests.
@@ -79,6 +96,7 @@ type Client struct {
 	LastSeen  time.Time `json:"last_seen"`
 
 	addr netip.Addr
+	last int64
 }
 
 // Pair is what one client did to one server.
@@ -101,11 +119,23 @@ type Pair struct {
 	fcs           *[256]uint64 // Modbus requests by function code; Functions in a snapshot
 	client        netip.Addr
 	server        netip.AddrPort
+	last          int64
 }
 
 // New returns an empty inventory.
 func New() *Inventory {
-	return &Inventory{servers: map[netip.AddrPort]*Server{}, clients: map[netip.Addr]*Client{}, pairs: map[pairKey]*Pair{}}
+	return &Inventory{servers: map[netip.AddrPort]*Server{}, clients: map[netip.Addr]*Client{}, pairs: map[pairKey]*Pair{},
+		byConn: new([connCache]connEntry)}
+}
+
+// NewForAssets returns an inventory that keeps only what its op asset
+// events need — servers, clients, pairs and whether each pair wrote — and
+// neither function counts nor ranges nor nodes: replay and rules test run
+// one when a rule asks for op asset, and print no inventory.
+func NewForAssets() *Inventory {
+	inv := New()
+	inv.assetsOnly = true
+	return inv
 }
 
 // Changed reports whether something was added or changed since the last
@@ -125,7 +155,7 @@ func (inv *Inventory) Observe(ev *plcwatch.Event, found plcwatch.Emit) {
 	if ev.Source != plcwatch.Wire || ev.Stage == plcwatch.StageRequest || !ev.Server.IsValid() || !ev.Client.IsValid() {
 		return
 	}
-	if ev.Protocol == plcwatch.ProtoModbus && strings.Contains(ev.Malformed, "MBAP") {
+	if ev.Malformed != "" && ev.Protocol == plcwatch.ProtoModbus && strings.Contains(ev.Malformed, "MBAP") {
 		// A framing error — every such reason names the MBAP header — or
 		// bytes that are not Modbus at all (a scanner on port 502): no
 		// request, so no function, unit, server or client from it.
@@ -134,29 +164,50 @@ func (inv *Inventory) Observe(ev *plcwatch.Event, found plcwatch.Emit) {
 	if ev.Protocol == plcwatch.ProtoUnknown {
 		return
 	}
-	srvAddr := netip.AddrPortFrom(ev.Server.Addr().Unmap(), ev.Server.Port())
-	cliAddr := ev.Client.Addr().Unmap()
-	srv := inv.server(ev, srvAddr, found)
-	cli := inv.client(ev, cliAddr, srvAddr, found)
+	var srv *Server
+	var cli *Client
+	var p *Pair
+	var ce *connEntry
+	t := ev.Time.UnixNano()
+	if ev.Conn != 0 {
+		ce = &inv.byConn[ev.Conn%connCache]
+		if ce.conn == ev.Conn {
+			srv, cli, p = ce.srv, ce.cli, ce.pair
+			srv.last, cli.last = max(srv.last, t), max(cli.last, t)
+			if ev.Protocol == plcwatch.ProtoModbus && ev.Unit == ce.unit && len(ev.Objects) == 0 {
+				srv = nil // known: nothing of the server to learn from this event
+			}
+			ce.unit = ev.Unit
+		}
+	}
+	if cli == nil {
+		srvAddr := netip.AddrPortFrom(ev.Server.Addr().Unmap(), ev.Server.Port())
+		cliAddr := ev.Client.Addr().Unmap()
+		srv = inv.server(ev, srvAddr, found)
+		cli = inv.client(ev, cliAddr, srvAddr, found)
+		if !ev.Orphan && srv != nil && cli != nil {
+			p = inv.pair(ev, cliAddr, srvAddr)
+		}
+		if ce != nil && p != nil {
+			*ce = connEntry{ev.Conn, srv, cli, p, ev.Unit}
+		}
+	}
 	if srv != nil {
 		inv.serverFacts(srv, ev)
 	}
 	if cli != nil {
 		inv.clientFacts(cli, ev)
 	}
-	if ev.Orphan {
+	if ev.Orphan || p == nil {
 		return // a response alone: who answered whom, not what was asked
 	}
-	p := inv.pair(ev, cliAddr, srvAddr)
-	if p == nil {
-		return
-	}
-	p.LastSeen = later(p.LastSeen, ev.Time)
+	p.last = max(p.last, t)
 	p.Requests++
-	switch ev.Protocol {
-	case plcwatch.ProtoModbus:
+	switch {
+	case inv.assetsOnly:
+	case ev.Protocol == plcwatch.ProtoModbus:
 		inv.modbusPair(p, ev)
-	case plcwatch.ProtoOPCUA:
+	case ev.Protocol == plcwatch.ProtoOPCUA:
 		inv.opcuaPair(p, ev)
 	}
 	if ev.Op == plcwatch.OpWrite {
@@ -179,23 +230,19 @@ func assetEvent(ev *plcwatch.Event, kind string) plcwatch.Event {
 		Node: ev.Node, Asset: kind, Value: plcwatch.NoValue, Raw: plcwatch.NoValue}
 }
 
-func later(a, b time.Time) time.Time {
-	if b.After(a) {
-		return b
-	}
-	return a
-}
+// lastSeen is a last-seen time as the JSON gives it.
+func lastSeen(ns int64) time.Time { return time.Unix(0, ns).UTC() }
 
 func (inv *Inventory) server(ev *plcwatch.Event, addr netip.AddrPort, found plcwatch.Emit) *Server {
 	if s := inv.servers[addr]; s != nil {
-		s.LastSeen = later(s.LastSeen, ev.Time)
+		s.last = max(s.last, ev.Time.UnixNano())
 		return s
 	}
 	if len(inv.servers) >= DefaultMaxServers {
 		inv.Overflow++
 		return nil
 	}
-	s := &Server{Address: addr.String(), Protocol: ev.Protocol.String(), FirstSeen: ev.Time, LastSeen: ev.Time, addr: addr}
+	s := &Server{Address: addr.String(), Protocol: ev.Protocol.String(), FirstSeen: ev.Time, addr: addr, last: ev.Time.UnixNano()}
 	inv.servers[addr] = s
 	inv.Servers = append(inv.Servers, s)
 	inv.changed = true
@@ -208,14 +255,14 @@ func (inv *Inventory) server(ev *plcwatch.Event, addr netip.AddrPort, found plcw
 
 func (inv *Inventory) client(ev *plcwatch.Event, addr netip.Addr, srv netip.AddrPort, found plcwatch.Emit) *Client {
 	if c := inv.clients[addr]; c != nil {
-		c.LastSeen = later(c.LastSeen, ev.Time)
+		c.last = max(c.last, ev.Time.UnixNano())
 		return c
 	}
 	if len(inv.clients) >= DefaultMaxClients {
 		inv.Overflow++
 		return nil
 	}
-	c := &Client{Address: addr.String(), FirstSeen: ev.Time, LastSeen: ev.Time, addr: addr}
+	c := &Client{Address: addr.String(), FirstSeen: ev.Time, addr: addr, last: ev.Time.UnixNano()}
 	inv.clients[addr] = c
 	inv.Clients = append(inv.Clients, c)
 	inv.changed = true
@@ -236,7 +283,7 @@ func (inv *Inventory) pair(ev *plcwatch.Event, cli netip.Addr, srv netip.AddrPor
 		return nil
 	}
 	p := &Pair{Client: cli.String(), Server: srv.String(), Protocol: ev.Protocol.String(), FirstSeen: ev.Time,
-		LastSeen: ev.Time, client: cli, server: srv}
+		client: cli, server: srv, last: ev.Time.UnixNano()}
 	inv.pairs[k] = p
 	inv.Pairs = append(inv.Pairs, p)
 	inv.changed = true
@@ -375,18 +422,21 @@ func (inv *Inventory) Snapshot() *Inventory {
 	out := &Inventory{Overflow: inv.Overflow}
 	for _, s := range inv.Servers {
 		c := *s
+		c.LastSeen = lastSeen(s.last)
 		c.Units, c.Endpoints, c.Policies, c.Modes = slices.Clone(s.Units), slices.Clone(s.Endpoints), slices.Clone(s.Policies), slices.Clone(s.Modes)
 		out.Servers = append(out.Servers, &c)
 	}
 	slices.SortFunc(out.Servers, func(a, b *Server) int { return a.addr.Compare(b.addr) })
 	for _, c := range inv.Clients {
 		d := *c
+		d.LastSeen = lastSeen(c.last)
 		d.AppURIs, d.Users = slices.Clone(c.AppURIs), slices.Clone(c.Users)
 		out.Clients = append(out.Clients, &d)
 	}
 	slices.SortFunc(out.Clients, func(a, b *Client) int { return a.addr.Compare(b.addr) })
 	for _, p := range inv.Pairs {
 		q := *p
+		q.LastSeen = lastSeen(p.last)
 		q.Functions, q.Services = p.functions(), clone(p.Services)
 		if p.fcs != nil {
 			q.fcs = new([256]uint64)

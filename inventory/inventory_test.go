@@ -133,3 +133,16 @@ func TestSpansBounded(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkObserve is the inventory's cost per wire event of a known
+// connection: the daemon and replay with rules pay it for every request.
+func BenchmarkObserve(b *testing.B) {
+	inv := New()
+	ev := wire("10.0.0.9:4000", "10.0.1.1:502", 3, 0, 10)
+	ev.Conn = 7
+	inv.Observe(&ev, nil)
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		inv.Observe(&ev, nil)
+	}
+}

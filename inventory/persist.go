@@ -60,7 +60,7 @@ func Parse(data []byte) (*Inventory, error) {
 		if err != nil {
 			return nil, fmt.Errorf("server %q: %w", s.Address, err)
 		}
-		s.addr = a
+		s.addr, s.last = a, s.LastSeen.UnixNano()
 		inv.servers[a] = s
 		inv.Servers = append(inv.Servers, s)
 	}
@@ -69,7 +69,7 @@ func Parse(data []byte) (*Inventory, error) {
 		if err != nil {
 			return nil, fmt.Errorf("client %q: %w", c.Address, err)
 		}
-		c.addr = a
+		c.addr, c.last = a, c.LastSeen.UnixNano()
 		inv.clients[a] = c
 		inv.Clients = append(inv.Clients, c)
 	}
@@ -79,7 +79,7 @@ func Parse(data []byte) (*Inventory, error) {
 		if err := errors.Join(err1, err2); err != nil {
 			return nil, fmt.Errorf("pair %s→%s: %w", p.Client, p.Server, err)
 		}
-		p.client, p.server = c, s
+		p.client, p.server, p.last = c, s, p.LastSeen.UnixNano()
 		for name, text := range p.Read {
 			if err := setSpans(&p.read, name, text); err != nil {
 				return nil, fmt.Errorf("pair %s→%s read: %w", p.Client, p.Server, err)

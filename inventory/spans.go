@@ -13,7 +13,11 @@ type span struct{ lo, hi uint16 }
 // spans is a sorted set of disjoint, non-adjacent ranges, at most maxSpans
 // of them: beyond, the two closest are merged (the gap between them
 // counts as touched), so that a sweep costs a bounded memory.
-type spans struct{ s []span }
+type spans struct {
+	s      []span
+	recent [8]span // ranges added lately: a poller reads the same few ranges again and again
+	next   uint8
+}
 
 const (
 	spanSame = iota
@@ -23,6 +27,16 @@ const (
 
 // add puts lo-hi in the set.
 func (s *spans) add(lo, hi uint16) int {
+	r := span{lo, hi}
+	if len(s.s) > 0 {
+		for _, x := range s.recent {
+			if x == r {
+				return spanSame
+			}
+		}
+	}
+	s.recent[s.next&7] = r
+	s.next++
 	i, _ := slices.BinarySearchFunc(s.s, lo, func(a span, v uint16) int { return int(a.lo) - int(v) })
 	// Already covered by the span before or at i?
 	if i > 0 && s.s[i-1].lo <= lo && s.s[i-1].hi >= hi {

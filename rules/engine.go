@@ -374,11 +374,17 @@ func (e *Engine) Process(ev *plcwatch.Event) {
 		if !r.match.decided && !r.match.matches(ev) {
 			continue
 		}
+		if ev.Op == plcwatch.OpAsset && r.match.ops&(1<<plcwatch.OpAsset) == 0 {
+			continue // only rules that ask for op asset see the inventory's events
+		}
 		if r.schedule != nil && !r.schedule.allows(ev.Time) {
 			continue
 		}
 		cond := true
 		if r.when != nil {
+			if r.needsPolled && ev.PolledTag == "" {
+				continue // a read not compared with a polled tag: false, as a missing value is
+			}
 			if (r.needsValue && !hasValue(ev)) || (r.needsStatus && !ev.Shows(plcwatch.FieldStatus)) {
 				// No value: the condition is false without being run (a
 				// value that is not there never compares as 0), and a

@@ -277,3 +277,25 @@ func TestAssetEventsMatch(t *testing.T) {
 		t.Fatalf("alerts %v, want one inventory-new-writer", got)
 	}
 }
+
+// TestAssetEventsOnlyForAssetRules: a rule that does not ask for op asset
+// never sees the inventory's events, though they carry the function of the
+// request that revealed them.
+func TestAssetEventsOnlyForAssetRules(t *testing.T) {
+	set := loadText(t, `rules:
+  - id: diagnostics
+    title: Any FC 8
+    severity: low
+    match: {function: 8}
+    fold: 0s
+`)
+	ev := wireEvent(t0, 8)
+	asset := ev
+	asset.Op, asset.Asset = plcwatch.OpAsset, plcwatch.AssetClient
+	if _, r := run(t, set, []plcwatch.Event{asset, ev}); r.byRule()["diagnostics"] != 1 {
+		t.Fatalf("alerts %v, want one for the request alone", r.byRule())
+	}
+	if set.WantsAssets() {
+		t.Error("WantsAssets for a set without op asset")
+	}
+}

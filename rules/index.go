@@ -15,6 +15,7 @@ type index struct {
 	anyFunc bucket       // Modbus rules that do not narrow the function
 	opcua   bucket
 	other   bucket // events of no protocol (rules that name none)
+	asset   bucket // rules that ask for op asset: the inventory's events (docs/inventory.md), and only those
 }
 
 type bucket struct {
@@ -92,6 +93,15 @@ func buildIndex(rules []*Rule) index {
 	var x index
 	for _, r := range rules {
 		r.match.decided = decidedByIndex(&r.match)
+		if r.match.ops&(1<<plcwatch.OpAsset) != 0 {
+			// Only the inventory's events are op asset, and only rules
+			// that ask for them see them (Engine.Process): no other
+			// event needs to be offered these rules.
+			x.asset.add(r)
+			if r.match.ops == 1<<plcwatch.OpAsset {
+				continue
+			}
+		}
 		p := r.match.protocol
 		if p == 0 || p == plcwatch.ProtoModbus {
 			if fcs := modbusFunctions(&r.match); fcs == nil {
@@ -176,10 +186,12 @@ func modbusFunctions(m *match) *bits256 {
 // rule order. seen and stamp deduplicate without clearing between events.
 func (x *index) candidates(ev *plcwatch.Event, out []int32, seen []uint32, stamp uint32) []int32 {
 	var buckets [2]*bucket
-	switch ev.Protocol {
-	case plcwatch.ProtoModbus:
+	switch {
+	case ev.Op == plcwatch.OpAsset:
+		buckets[0] = &x.asset
+	case ev.Protocol == plcwatch.ProtoModbus:
 		buckets = [2]*bucket{x.byFunc[ev.Function], &x.anyFunc}
-	case plcwatch.ProtoOPCUA:
+	case ev.Protocol == plcwatch.ProtoOPCUA:
 		buckets[0] = &x.opcua
 	default:
 		buckets[0] = &x.other

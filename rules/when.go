@@ -36,6 +36,17 @@ type names struct {
 	status      bool // status or status_name
 	hasStatus   bool // has_status: the expression handles a missing status itself
 	correlation bool // a field of the process image (docs/correlation.md)
+	polled      bool // a field of a read response compared with a polled tag (polled, viewed, ...)
+	hasPolled   bool // has_polled: the expression handles a response not compared itself
+}
+
+// polledNames are the fields a wire read response has only when it was
+// compared with a polled tag: a rule that names one (and not has_polled)
+// is false, without running, for every other event, as a rule that names
+// value is for an event without a value. Most wire events are reads; this
+// keeps the correlation rules from costing each of them an evaluation.
+var polledNames = map[string]bool{
+	"polled_tag": true, "polled": true, "viewed": true, "polled_age": true, "view_differs": true,
 }
 
 // correlationNames are the env fields the process image fills: a rule
@@ -131,6 +142,8 @@ func (w *nameWalker) Visit(n *ast.Node) {
 	if correlationNames[id.Value] {
 		w.names.correlation = true
 	}
+	w.names.polled = w.names.polled || polledNames[id.Value]
+	w.names.hasPolled = w.names.hasPolled || id.Value == "has_polled"
 	switch name := id.Value; {
 	case name == "$env":
 		// $env.field or $env["field"]: it may look at anything.
