@@ -299,3 +299,42 @@ func TestAssetEventsOnlyForAssetRules(t *testing.T) {
 		t.Error("WantsAssets for a set without op asset")
 	}
 }
+
+// TestImageNodes: the OPC UA half joins polls and wire reads and writes by
+// server address and node id.
+func TestImageNodes(t *testing.T) {
+	s := func(n int) time.Time { return t0.Add(time.Duration(n) * time.Second) }
+	srv := netip.MustParseAddrPort("10.0.1.5:4840")
+	poll := func(at time.Time, v float64) plcwatch.Event {
+		return plcwatch.Event{Time: at, Source: plcwatch.Poll, Protocol: plcwatch.ProtoOPCUA, Op: plcwatch.OpRead,
+			Device: "ua", Server: srv, Node: "ns=2;s=Tank.Setpoint", Tag: "setpoint", Value: v, Raw: v, Quality: "good", ValueType: "Double"}
+	}
+	wire := func(at time.Time, op plcwatch.Op, v float64, status uint32) plcwatch.Event {
+		ev := plcwatch.Event{Time: at, Source: plcwatch.Wire, Protocol: plcwatch.ProtoOPCUA, Op: op, Client: imgHMI,
+			Server: srv, Node: "ns=2;s=Tank.Setpoint", Attribute: 13, Status: status, ValueType: "Double", Value: plcwatch.NoValue}
+		if op == plcwatch.OpWrite {
+			ev.Values.SetFloats([]float64{v})
+		} else {
+			ev.Response.SetFloats([]float64{v})
+		}
+		return ev
+	}
+	evs := []plcwatch.Event{
+		poll(s(0), 40), wire(s(1), plcwatch.OpRead, 40, 0), poll(s(10), 40), poll(s(20), 40), poll(s(30), 40),
+		wire(s(31), plcwatch.OpWrite, 55, 0x801F0000), // BadUserAccessDenied: refused
+		poll(s(40), 40), wire(s(41), plcwatch.OpRead, 99, 0), poll(s(50), 40), wire(s(52), plcwatch.OpRead, 99, 0),
+	}
+	e := NewEngine(&Set{}, Options{}, func(*plcwatch.Alert) {})
+	for i := range evs {
+		e.Process(&evs[i])
+	}
+	if p := evs[6]; !p.Written || p.Writer != imgHMI.Addr() || p.WrittenValue != 55 || p.WriteCycles != 1 {
+		t.Errorf("poll after a refused write: written %v writer %v value %v cycles %d", p.Written, p.Writer, p.WrittenValue, p.WriteCycles)
+	}
+	if r := evs[1]; r.PolledTag != "setpoint" || r.Polled != 40 || r.Viewed != 40 || r.ViewDiffers != 0 {
+		t.Errorf("agreeing read: %+v", r)
+	}
+	if r := evs[9]; r.Viewed != 99 || r.Polled != 40 || r.ViewDiffers != 11*time.Second {
+		t.Errorf("differing read: viewed %v polled %v differs %v", r.Viewed, r.Polled, r.ViewDiffers)
+	}
+}
