@@ -122,6 +122,7 @@ fuzz:
 	$(GO) test ./agent/ -run '^$$' -fuzz '^FuzzParseConfig$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10s -timeout 0
 	$(GO) test ./collectors/capture/ -run '^$$' -fuzz '^FuzzReadPcap$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10s -timeout 0
 	$(GO) test ./collectors/capture/ -run '^$$' -fuzz '^FuzzReadPcapng$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10s -timeout 0
+	$(GO) test ./inventory/ -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10s -timeout 0
 
 clean:
 	rm -rf bin .bench
