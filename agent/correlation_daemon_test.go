@@ -26,8 +26,10 @@ import (
 
 // viewProxy stands between an HMI and a PLC. While rewrite is on, the
 // connections it accepts get read responses (FC 3) whose registers all
-// say 9999: the Stuxnet pattern, the operator shown a value the PLC does
-// not hold. Connections accepted before stay honest (plcwatch's poller).
+// say 9999 — the Stuxnet pattern, the operator shown a value the PLC does
+// not hold — and their single-register writes (FC 6) answered as done
+// without reaching the PLC: a spoofed write response. Connections
+// accepted before stay honest (plcwatch's poller).
 type viewProxy struct {
 	ln      net.Listener
 	rewrite atomic.Bool
@@ -56,9 +58,10 @@ func newViewProxy(t *testing.T, upstream string) *viewProxy {
 				continue
 			}
 			rewrite := p.rewrite.Load()
+			var mu sync.Mutex // both directions answer the client
 			p.wg.Add(2)
-			go func() { defer p.wg.Done(); io.Copy(up, c); up.Close() }()
-			go func() { defer p.wg.Done(); p.responses(c, up, rewrite); c.Close() }()
+			go func() { defer p.wg.Done(); p.requests(up, c, &mu, rewrite); up.Close() }()
+			go func() { defer p.wg.Done(); p.responses(c, up, &mu, rewrite); c.Close() }()
 		}
 	}()
 	return p
@@ -66,25 +69,60 @@ func newViewProxy(t *testing.T, upstream string) *viewProxy {
 
 // responses copies ADUs from the PLC to the client, rewriting FC 3
 // registers when rewrite.
-func (p *viewProxy) responses(dst io.Writer, src io.Reader, rewrite bool) {
+func (p *viewProxy) responses(dst io.Writer, src io.Reader, mu *sync.Mutex, rewrite bool) {
 	for {
-		hdr := make([]byte, 7)
-		if _, err := io.ReadFull(src, hdr); err != nil {
+		adu, err := readADU(src)
+		if err != nil {
 			return
 		}
-		pdu := make([]byte, int(be.BigEndian.Uint16(hdr[4:]))-1)
-		if _, err := io.ReadFull(src, pdu); err != nil {
-			return
-		}
-		if rewrite && len(pdu) > 2 && pdu[0] == 3 {
+		if pdu := adu[7:]; rewrite && len(pdu) > 2 && pdu[0] == 3 {
 			for i := 2; i+1 < len(pdu); i += 2 {
 				be.BigEndian.PutUint16(pdu[i:], 9999)
 			}
 		}
-		if _, err := dst.Write(append(hdr, pdu...)); err != nil {
+		mu.Lock()
+		_, err = dst.Write(adu)
+		mu.Unlock()
+		if err != nil {
 			return
 		}
 	}
+}
+
+// requests forwards the client's ADUs to the PLC, but answers an FC 6
+// itself (its echo, as the PLC would) when rewrite.
+func (p *viewProxy) requests(up io.Writer, client io.ReadWriter, mu *sync.Mutex, rewrite bool) {
+	for {
+		adu, err := readADU(client)
+		if err != nil {
+			return
+		}
+		if rewrite && adu[7] == 6 {
+			mu.Lock()
+			_, err = client.Write(adu)
+			mu.Unlock()
+		} else {
+			_, err = up.Write(adu)
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// readADU reads one Modbus/TCP ADU: the MBAP header and its PDU.
+func readADU(r io.Reader) ([]byte, error) {
+	hdr := make([]byte, 7)
+	if _, err := io.ReadFull(r, hdr); err != nil {
+		return nil, err
+	}
+	n := int(be.BigEndian.Uint16(hdr[4:])) - 1
+	if n < 1 {
+		return nil, io.ErrUnexpectedEOF
+	}
+	adu := append(hdr, make([]byte, n)...)
+	_, err := io.ReadFull(r, adu[7:])
+	return adu, err
 }
 
 func (p *viewProxy) addr() string { return p.ln.Addr().String() }
@@ -110,8 +148,8 @@ func modbusClient(t *testing.T, addr string) *modbus.ModbusClient {
 //     changed through a captured write raises nothing;
 //   - a proxy rewriting the read responses an HMI gets raises
 //     correlation-view-differs; the same reads through it honest, nothing;
-//   - a write the PLC refuses (exception 2) raises
-//     correlation-write-not-taken;
+//   - a write the PLC refuses (exception 2), and one the proxy answers
+//     as done without passing it on, raise correlation-write-not-taken;
 //
 // and the daemon keeps the passive inventory: op asset events a rule
 // matches, GET /inventory, the retained <prefix>/inventory, the file.
@@ -125,6 +163,7 @@ func TestDaemonCorrelatesPollsAndWire(t *testing.T) {
 	img.SetHolding(11, 600) // setpoint_hmi: changed by a captured write
 	img.SetHolding(20, 100) // level: what the HMI is shown
 	img.SetHolding(30, 50)  // limit: a write to it is refused
+	img.SetHolding(40, 1)   // mode: a write to it is swallowed by the proxy
 	img.Unmap(modbussim.HoldingRegisters, 31, 1)
 	plc, err := modbussim.Serve(mqtttest.FreeAddr(t), img, nil)
 	if err != nil {
@@ -174,6 +213,7 @@ modbus:
       interval: 300ms
       tags:
         - {name: level, table: holding, address: 20, scale: 0.1}
+        - {name: mode, table: holding, address: 40}
 `, plcPort, proxyPort, defaults, broker, pfx, clientID(pfx), httpAddr, invFile, plc.Addr, proxy.addr())
 	d := startDaemon(t, dir, cfg)
 	time.Sleep(2 * time.Second) // a few cycles: the setpoints hold still, the capture sees the PLC
@@ -199,13 +239,17 @@ modbus:
 	}
 	proxy.rewrite.Store(true)
 	deceived := modbusClient(t, proxy.addr())
+	if err := deceived.WriteRegister(40, 2); err != nil {
+		t.Fatalf("the proxy's spoofed write response: %v", err)
+	}
 	for i := 0; i < 15; i++ {
 		if v, err := deceived.ReadRegister(20, modbus.HOLDING_REGISTER); err != nil || v != 9999 {
 			t.Fatalf("rewritten read: %d %v", v, err)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	want := []string{"correlation-change-without-write setpoint", "correlation-view-differs level", "correlation-write-not-taken limit"}
+	want := []string{"correlation-change-without-write setpoint", "correlation-view-differs level",
+		"correlation-write-not-taken limit", "correlation-write-not-taken mode"}
 	have := func(msgs []mqtttest.Message) []string {
 		var out []string
 		for _, a := range alerts(msgs) {
@@ -240,7 +284,8 @@ modbus:
 				t.Errorf("view differs: %v", ev)
 			}
 		case "correlation-write-not-taken":
-			if ev["written_value"] != 70.0 || ev["value"] != 50.0 || ev["writer"] != "127.0.0.1" {
+			if ev["tag"] == "limit" && (ev["written_value"] != 70.0 || ev["value"] != 50.0 || ev["writer"] != "127.0.0.1") ||
+				ev["tag"] == "mode" && (ev["written_value"] != 2.0 || ev["value"] != 1.0) {
 				t.Errorf("not taken: %v", ev)
 			}
 		case "correlation-change-without-write":
