@@ -178,6 +178,9 @@ func TestDaemonCorrelatesPollsAndWire(t *testing.T) {
 	proxy := newViewProxy(t, plc.Addr)
 	_, plcPort, _ := net.SplitHostPort(plc.Addr)
 	_, proxyPort, _ := net.SplitHostPort(proxy.addr())
+	// No OPC UA here: a port nothing listens on, so that other tests'
+	// OPC UA servers on lo (4840) stay out of this inventory.
+	_, unused, _ := net.SplitHostPort(mqtttest.FreeAddr(t))
 
 	dir := t.TempDir()
 	writeRules(t, dir, `rules:
@@ -193,7 +196,7 @@ func TestDaemonCorrelatesPollsAndWire(t *testing.T) {
 	invFile := filepath.Join(dir, "inventory.json")
 	cfg := fmt.Sprintf(`site: lab
 gateway: gw-test
-capture: {interfaces: [lo], modbus_ports: [%s, %s]}
+capture: {interfaces: [lo], modbus_ports: [%s, %s], opcua_ports: [%s]}
 rules: {paths: [rules, %q]}
 mqtt: {brokers: [%s], topic_prefix: %s, heartbeat: 0s, client_id: %s}
 spool: {dir: spool}
@@ -214,7 +217,7 @@ modbus:
       tags:
         - {name: level, table: holding, address: 20, scale: 0.1}
         - {name: mode, table: holding, address: 40}
-`, plcPort, proxyPort, defaults, broker, pfx, clientID(pfx), httpAddr, invFile, plc.Addr, proxy.addr())
+`, plcPort, proxyPort, unused, defaults, broker, pfx, clientID(pfx), httpAddr, invFile, plc.Addr, proxy.addr())
 	d := startDaemon(t, dir, cfg)
 	time.Sleep(2 * time.Second) // a few cycles: the setpoints hold still, the capture sees the PLC
 
