@@ -168,9 +168,19 @@ func (inv *Inventory) Observe(ev *plcwatch.Event, found plcwatch.Emit) {
 	var cli *Client
 	var p *Pair
 	var ce *connEntry
-	t := ev.Time.UnixNano()
 	if ev.Conn != 0 {
 		ce = &inv.byConn[ev.Conn%connCache]
+		if ce.conn == ev.Conn && inv.assetsOnly {
+			// Known server, client and pair: all an asset event can
+			// still be is the pair's first write.
+			if ev.Op == plcwatch.OpWrite && !ev.Orphan {
+				inv.wrote(ce.pair, ev, found)
+			}
+			return
+		}
+	}
+	t := ev.Time.UnixNano()
+	if ce != nil {
 		if ce.conn == ev.Conn {
 			srv, cli, p = ce.srv, ce.cli, ce.pair
 			srv.last, cli.last = max(srv.last, t), max(cli.last, t)
@@ -211,15 +221,20 @@ func (inv *Inventory) Observe(ev *plcwatch.Event, found plcwatch.Emit) {
 		inv.opcuaPair(p, ev)
 	}
 	if ev.Op == plcwatch.OpWrite {
-		if p.Writes == 0 && found != nil {
+		inv.wrote(p, ev, found)
+	}
+}
+
+// wrote counts a write of pair p: its first is an asset event.
+func (inv *Inventory) wrote(p *Pair, ev *plcwatch.Event, found plcwatch.Emit) {
+	if p.Writes == 0 {
+		inv.changed = true
+		if found != nil {
 			a := assetEvent(ev, plcwatch.AssetWriter)
 			found(&a)
 		}
-		if p.Writes == 0 {
-			inv.changed = true
-		}
-		p.Writes++
 	}
+	p.Writes++
 }
 
 // assetEvent is the OpAsset event for what ev showed new.

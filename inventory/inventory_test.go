@@ -146,3 +146,27 @@ func BenchmarkObserve(b *testing.B) {
 		inv.Observe(&ev, nil)
 	}
 }
+
+// TestForAssetsGivesTheSameEvents: the inventory replay keeps for op asset
+// rules raises the asset events the full one does.
+func TestForAssetsGivesTheSameEvents(t *testing.T) {
+	evs := []plcwatch.Event{
+		wire("10.0.0.9:4000", "10.0.1.1:502", 3, 0, 10),
+		wire("10.0.0.9:4000", "10.0.1.1:502", 3, 0, 10),
+		wire("10.0.0.9:4000", "10.0.1.1:502", 16, 100, 2),
+		wire("10.0.0.9:4000", "10.0.1.1:502", 16, 100, 2),
+		wire("10.0.0.7:4000", "10.0.1.2:502", 6, 0, 1),
+	}
+	for i := range evs {
+		evs[i].Conn = uint64(1 + i/4)
+	}
+	var full, lite []string
+	a, b := New(), NewForAssets()
+	for i := range evs {
+		a.Observe(&evs[i], func(ev *plcwatch.Event) { full = append(full, ev.Asset+" "+ev.Client.String()) })
+		b.Observe(&evs[i], func(ev *plcwatch.Event) { lite = append(lite, ev.Asset+" "+ev.Client.String()) })
+	}
+	if strings.Join(full, ",") != strings.Join(lite, ",") || len(full) != 6 {
+		t.Fatalf("full %v\nfor assets %v", full, lite)
+	}
+}

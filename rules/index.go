@@ -16,6 +16,13 @@ type index struct {
 	opcua   bucket
 	other   bucket // events of no protocol (rules that name none)
 	asset   bucket // rules that ask for op asset: the inventory's events (docs/inventory.md), and only those
+	// poll holds the rules about polled events only (source: poll): few,
+	// offered to every polled event and to no wire event — the many wire
+	// reads of a site need not be offered the poll rules that name op read.
+	poll []int32
+	// polled holds the rules that look at a wire read compared with a
+	// polled tag (Rule.needsPolled): offered only to such reads.
+	polled []int32
 }
 
 type bucket struct {
@@ -101,6 +108,14 @@ func buildIndex(rules []*Rule) index {
 			if r.match.ops == 1<<plcwatch.OpAsset {
 				continue
 			}
+		}
+		if r.match.source == plcwatch.Poll {
+			x.poll = append(x.poll, int32(r.index))
+			continue
+		}
+		if r.needsPolled && r.match.ops&(1<<plcwatch.OpAsset) == 0 {
+			x.polled = append(x.polled, int32(r.index))
+			continue
 		}
 		p := r.match.protocol
 		if p == 0 || p == plcwatch.ProtoModbus {
@@ -215,6 +230,12 @@ func (x *index) candidates(ev *plcwatch.Event, out []int32, seen []uint32, stamp
 		for blk := int(ev.Address >> 8); blk <= hi>>8; blk++ {
 			out = addOnce(out, b.blocks[blk], seen, stamp)
 		}
+	}
+	if ev.Source == plcwatch.Poll && ev.Op != plcwatch.OpAsset {
+		out = addOnce(out, x.poll, seen, stamp)
+	}
+	if ev.PolledTag != "" {
+		out = addOnce(out, x.polled, seen, stamp)
 	}
 	// Rule order: buckets interleave, and there are few candidates.
 	for i := 1; i < len(out); i++ {
