@@ -120,7 +120,7 @@ func TestInventoryAgreesWithTshark(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer f.Close()
-			inv, _, err := ReadCapture(context.Background(), f, capture.Config{}, nil)
+			inv, _, err := ReadCapture(context.Background(), f, capture.Config{}, nil, nil)
 			if inv == nil {
 				t.Fatal(err)
 			}

@@ -48,7 +48,14 @@ inventory live (GET /inventory, <topic_prefix>/inventory).`,
 				defer file.Close()
 				in = file
 			}
-			inv, _, err := inventory.ReadCapture(cmd.Context(), in, f.cfg, nil)
+			name := f.pcap
+			if name == "-" {
+				name = "standard input"
+			}
+			skipped := func(fe *capture.FileError) {
+				fmt.Fprintf(stderr, "plcwatch inventory: warning: %s: %v (skipped; reading on)\n", name, fe)
+			}
+			inv, _, err := inventory.ReadCapture(cmd.Context(), in, f.cfg, nil, skipped)
 			if inv == nil || (err != nil && !isTruncated(err)) {
 				fmt.Fprintf(stderr, "plcwatch inventory: %s: %v\n", f.pcap, err)
 				return code(exitFail)
