@@ -114,6 +114,26 @@ type Event struct {
 	// or a request never answered lacks.
 	Has    Fields
 	Absent Fields
+
+	// Correlation of what plcwatch polled with what crossed the wire: the
+	// rules engine's process image fills these in (docs/correlation.md),
+	// for polled tags and the wire reads and writes of the same server,
+	// unit, table and address (Modbus) or server and node (OPC UA).
+	Written      bool          // poll: a write covering the tag was seen on the wire since its previous cycle
+	Writer       netip.Addr    // poll: the client of the last write covering the tag since the start; invalid when none
+	WrittenValue float64       // poll: that write's value as the tag's engineering value (registers the write left out keep their polled value); NoValue when none or not decodable
+	WriteCycles  uint16        // poll: cycles polled since the last write without the tag taking its value; 0 when it took it or there is none
+	Unwritten    bool          // poll: the value changed at the previous cycle and no accepted write covering the tag was seen from the cycle before it until now
+	PolledTag    string        // wire read response: the polled tag it is compared with (the first in the read's range that differs, else the first); "" when none
+	Polled       float64       // wire read response: plcwatch's latest polled value of PolledTag (engineering); NoValue when none
+	Viewed       float64       // wire read response: PolledTag's value as this response gave it (engineering); NoValue when not decodable
+	PolledAge    time.Duration // wire read response: the time from that poll to this response (negative when the poll is newer)
+	ViewDiffers  time.Duration // wire read response: how long the wire's view of PolledTag has differed from plcwatch's, in register form; 0 when they agree
+	Cycle        time.Duration // poll and wire read response: the tag's poll interval as plcwatch saw it; 0 before its second poll
+
+	// Asset says what an OpAsset event found new (docs/inventory.md):
+	// AssetServer, AssetClient or AssetWriter.
+	Asset string
 }
 
 // UACPBuffers are the sizes a Hello or an Acknowledge carries (OPC 10000-6
@@ -202,6 +222,13 @@ const (
 	UnansweredEOF     = "eof"     // the capture file ended first
 	UnansweredIdle    = "idle"    // the connection was dropped for idleness or to make room
 	UnansweredStopped = "stopped" // the capture stopped first
+)
+
+// What an OpAsset event reports (Event.Asset).
+const (
+	AssetServer = "server" // a server not seen before (Server, Device, Protocol)
+	AssetClient = "client" // a client not seen before (Client; Server is the first it talked to)
+	AssetWriter = "writer" // a client writing to a server it had not written to before (Client, Server)
 )
 
 // DeviceObject is one object of a Modbus Read Device Identification

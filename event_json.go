@@ -82,6 +82,7 @@ func (e *Event) AppendJSON(b []byte) []byte {
 	if e.Protocol == ProtoOPCUA && e.Op != OpStatus {
 		b = e.appendOPCUA(b)
 	}
+	b = e.appendCorrelation(b)
 	return append(b, '}')
 }
 
@@ -435,4 +436,44 @@ func AppendJSONString(b []byte, s string) []byte {
 	}
 	b = append(b, s[start:]...)
 	return append(b, '"')
+}
+
+// appendCorrelation appends the process image's fields that are set
+// (docs/correlation.md).
+func (e *Event) appendCorrelation(b []byte) []byte {
+	b = appendStr(b, "asset", e.Asset)
+	if e.Written {
+		b = append(b, `,"written":true`...)
+	}
+	if e.Writer.IsValid() {
+		b = appendKey(b, "writer")
+		b = append(b, '"')
+		b = e.Writer.AppendTo(b)
+		b = append(b, '"')
+		b = appendKey(b, "written_value")
+		b = appendFloat(b, e.WrittenValue)
+	}
+	if e.WriteCycles != 0 {
+		b = appendKey(b, "write_cycles")
+		b = strconv.AppendUint(b, uint64(e.WriteCycles), 10)
+	}
+	if e.Unwritten {
+		b = append(b, `,"unwritten":true`...)
+	}
+	if e.PolledTag != "" {
+		b = appendStr(b, "polled_tag", e.PolledTag)
+		b = appendKey(b, "polled")
+		b = appendFloat(b, e.Polled)
+		b = appendKey(b, "viewed")
+		b = appendFloat(b, e.Viewed)
+		b = appendKey(b, "polled_age_ms")
+		b = appendFloat(b, float64(e.PolledAge)/float64(time.Millisecond))
+		b = appendKey(b, "view_differs_ms")
+		b = appendFloat(b, float64(e.ViewDiffers)/float64(time.Millisecond))
+	}
+	if e.Cycle != 0 {
+		b = appendKey(b, "cycle_ms")
+		b = appendFloat(b, float64(e.Cycle)/float64(time.Millisecond))
+	}
+	return b
 }

@@ -43,6 +43,8 @@ type Agent struct {
 	pub      *publish.Publisher
 	broker   *embeddedBroker
 	names    *deviceNames
+	keep     *keeper                                // the passive inventory (inventory.go)
+	decoder  func(device, tag string) rules.Decoder // polled tags' decoders, for the process image
 	httpLn   net.Listener
 	alertLog *rotate.File
 	eventLog *eventlog.Log
@@ -95,6 +97,9 @@ func New(cfg *Config, log *slog.Logger) (*Agent, error) {
 		}
 	}
 	a.baseline = baseline
+	if a.keep, err = newKeeper(cfg); err != nil {
+		return nil, err
+	}
 	if a.names = cfg.names; a.names == nil {
 		var conflicts []nameConflict
 		if a.names, conflicts = cfg.deviceNames(); len(conflicts) > 0 {
@@ -124,6 +129,7 @@ func New(cfg *Config, log *slog.Logger) (*Agent, error) {
 		brokers, user, password, tlsCfg = []string{a.broker.url}, agentUser, a.broker.password, nil
 	}
 	a.metrics = newMetrics(a)
+	a.reg.MustRegister(keeperMetrics{a.keep})
 	var teleQoS byte // what telemetry takes of the broker's receive maximum
 	if cfg.Telemetry.Enabled {
 		teleQoS = byte(cfg.Telemetry.QoS)
@@ -150,6 +156,7 @@ func New(cfg *Config, log *slog.Logger) (*Agent, error) {
 	// The pollers hold what they need of their devices; the agent keeps a
 	// copy of the configuration without the tag lists (10,000 tags are a
 	// few megabytes a gateway would carry for nothing).
+	a.decoder = decoders(cfg.Modbus.Devices)
 	kept := *cfg
 	kept.Modbus.Devices = nil
 	a.cfg = &kept
@@ -350,7 +357,10 @@ func (a *Agent) emit(ev *plcwatch.Event) {
 
 // evaluate is the rules goroutine: it alone owns the rule engine's state.
 func (a *Agent) evaluate() {
-	engine := rules.NewEngine(a.set, rules.Options{Site: a.cfg.Site, Gateway: a.cfg.Gateway, Baseline: a.baseline}, a.raise)
+	engine := rules.NewEngine(a.set, rules.Options{Site: a.cfg.Site, Gateway: a.cfg.Gateway, Baseline: a.baseline,
+		Decoder: a.decoder}, a.raise)
+	imageFull := engine.ImageFull
+	a.keep.imageFull.Store(&imageFull)
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	lastSave := time.Now()
@@ -373,6 +383,7 @@ func (a *Agent) evaluate() {
 			if a.eventLog != nil {
 				a.eventLog.Offer(&ev)
 			}
+			a.keep.observe(&ev, engine)
 			engine.Process(&ev)
 		case ev, ok = <-polled:
 			if !ok {
@@ -395,6 +406,7 @@ func (a *Agent) evaluate() {
 		case now := <-tick.C:
 			engine.Tick(now)
 			publishHits()
+			a.keep.tick(now, a)
 			if err := a.sp.Sync(); err != nil {
 				a.log.Error("spool sync", "err", err)
 			}
@@ -407,6 +419,7 @@ func (a *Agent) evaluate() {
 	engine.Close()
 	publishHits()
 	a.saveBaseline()
+	a.keep.flush(a)
 }
 
 func (a *Agent) saveBaseline() {
@@ -509,7 +522,7 @@ func (a *Agent) serveHTTP() *http.Server {
 			a.log.Error("http server", "err", err)
 		}
 	}()
-	a.log.Info("http listening", "address", a.httpLn.Addr().String(), "paths", "/healthz /readyz /metrics")
+	a.log.Info("http listening", "address", a.httpLn.Addr().String(), "paths", "/healthz /readyz /metrics /inventory")
 	return srv
 }
 

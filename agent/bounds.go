@@ -77,6 +77,8 @@ var boundList = []bound{
 
 	{path: "telemetry.qos", min: 0, max: 2, def: "0"},
 
+	{path: "inventory.publish_every", min: sec, max: 24 * hour, zero: "never", def: "10s", why: "a changed inventory is published (retained) and saved at most this often"},
+
 	{path: "modbus.devices[].unit", min: 0, max: 255, def: "1"},
 	{path: "modbus.devices[].interval", min: 10 * ms, max: 24 * hour, def: "10s"},
 	{path: "modbus.devices[].timeout", min: 10 * ms, max: minute, def: "1s", why: "per request"},

@@ -95,6 +95,7 @@ func (c *Config) checkFiles(ps *problems) {
 			ps.add("rules.paths", "%v", err)
 		case len(found) == len(c.Rules.Paths):
 			c.ruleSet = set
+			c.warnCorrelation(set)
 			if len(set.Enabled()) == 0 {
 				c.warn("rules.paths", "no rule is enabled: nothing will ever raise an alert")
 			}

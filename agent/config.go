@@ -44,6 +44,8 @@ type Config struct {
 	Assets []Asset `yaml:"assets"`
 	// Telemetry publishes polled values.
 	Telemetry TelemetryConfig `yaml:"telemetry"`
+	// Inventory is the passive asset inventory (docs/inventory.md).
+	Inventory InventoryConfig `yaml:"inventory"`
 
 	file     string
 	nodes    map[string]*yaml.Node // field path -> value node, for positions
@@ -119,6 +121,14 @@ type ModbusConfig struct {
 type TelemetryConfig struct {
 	Enabled bool `yaml:"enabled"`
 	QoS     int  `yaml:"qos"` // 0 (default): a lost value is replaced by the next cycle's
+}
+
+// InventoryConfig is the passive asset inventory the daemon keeps
+// (docs/inventory.md): saved to File like the baseline, served at
+// /inventory, published retained at <prefix>/inventory.
+type InventoryConfig struct {
+	File         string        `yaml:"file"`          // "": kept in memory only
+	PublishEvery time.Duration `yaml:"publish_every"` // changes are published and saved at most this often; 0 never publishes
 }
 
 // EmbeddedMQTT is the in-process broker started when no broker is
@@ -373,7 +383,7 @@ func (c *Config) resolve(dir string) {
 	for i := range c.Rules.Paths {
 		abs(&c.Rules.Paths[i])
 	}
-	for _, p := range []*string{&c.Rules.BaselineFile, &c.Spool.Dir, &c.MQTT.PasswordFile, &c.MQTT.TLS.CAFile,
+	for _, p := range []*string{&c.Rules.BaselineFile, &c.Inventory.File, &c.Spool.Dir, &c.MQTT.PasswordFile, &c.MQTT.TLS.CAFile,
 		&c.MQTT.TLS.CertFile, &c.MQTT.TLS.KeyFile, &c.Alerts.Path, &c.Events.Path,
 		&c.MQTT.Embedded.TLS.CertFile, &c.MQTT.Embedded.TLS.KeyFile, &c.MQTT.Embedded.TLS.ClientCAFile,
 		&c.HTTP.TLS.CertFile, &c.HTTP.TLS.KeyFile, &c.HTTP.TLS.ClientCAFile} {
@@ -415,6 +425,9 @@ func (c *Config) Defaults() {
 	}
 	if c.nodes["mqtt.qos"] == nil {
 		c.MQTT.QoS = 1
+	}
+	if c.nodes["inventory.publish_every"] == nil {
+		c.Inventory.PublishEvery = 10 * time.Second
 	}
 	if c.nodes["mqtt.keepalive"] == nil {
 		c.MQTT.KeepAlive = 30 * time.Second // 0, written, turns it off (MQTT 3.1.1 §3.1.2.10)

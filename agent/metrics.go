@@ -254,6 +254,7 @@ func (a *Agent) handler() http.Handler {
 		}
 		json.NewEncoder(w).Encode(body)
 	})
+	mux.HandleFunc("/inventory", a.keep.serveInventory)
 	mux.Handle("/metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{Registry: a.reg}))
 	if a.cfg.HTTP.PProf {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)

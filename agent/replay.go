@@ -16,6 +16,7 @@ import (
 
 	"github.com/plcwatch/plcwatch"
 	"github.com/plcwatch/plcwatch/collectors/capture"
+	"github.com/plcwatch/plcwatch/inventory"
 	"github.com/plcwatch/plcwatch/rules"
 )
 
@@ -100,6 +101,8 @@ type pipeline struct {
 	buf    []byte
 	err    error
 	engine *rules.Engine
+	inv    *inventory.Inventory // with rules: its op asset events go through them
+	found  plcwatch.Emit        // p.engine.Process, bound once: a method value made per event is an allocation
 	alerts uint64
 }
 
@@ -107,6 +110,9 @@ func newPipeline(opts ReplayOptions, out io.Writer) *pipeline {
 	p := &pipeline{opts: opts, w: bufio.NewWriterSize(out, 256<<10)}
 	if opts.Rules != nil {
 		p.engine = rules.NewEngine(opts.Rules, rules.Options{Site: opts.Site, Gateway: opts.Gateway, Baseline: opts.Baseline}, p.alert)
+		if opts.Rules.WantsAssets() {
+			p.inv, p.found = inventory.NewForAssets(), p.engine.Process
+		}
 	}
 	return p
 }
@@ -127,6 +133,9 @@ func (p *pipeline) event(ev *plcwatch.Event) {
 		p.write()
 	}
 	if p.engine != nil {
+		if p.inv != nil && ev.Source == plcwatch.Wire {
+			p.inv.Observe(ev, p.found)
+		}
 		p.engine.Process(ev)
 	}
 }

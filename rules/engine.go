@@ -30,6 +30,13 @@ type Options struct {
 	// MaxBaselineKeys bounds the tuples one baseline rule keeps. Beyond
 	// it a new tuple still alerts after learning, but is not remembered.
 	MaxBaselineKeys int
+	// MaxImage bounds the polled tags and nodes the process image follows
+	// (docs/correlation.md). Default DefaultMaxImage.
+	MaxImage int
+	// Decoder returns the decoder of a polled tag's registers, for the
+	// engineering values of wire reads and writes (Event.Viewed,
+	// Event.WrittenValue); nil, or a nil Decoder, leaves them NoValue.
+	Decoder func(device, tag string) Decoder
 }
 
 // RuleHits is what one rule did.
@@ -80,6 +87,7 @@ type Engine struct {
 	alerts   uint64
 	folds    int // open folds, all rules
 	baseline *Baseline
+	image    *image // the process image (image.go)
 }
 
 type ruleState struct {
@@ -203,7 +211,7 @@ func NewEngine(set *Set, opts Options, raise func(*plcwatch.Alert)) *Engine {
 	if opts.MaxBaselineKeys <= 0 {
 		opts.MaxBaselineKeys = DefaultMaxBaselineKeys
 	}
-	e := &Engine{opts: opts, raise: raise, baseline: opts.Baseline}
+	e := &Engine{opts: opts, raise: raise, baseline: opts.Baseline, image: newImage(opts.MaxImage, opts.Decoder)}
 	if e.baseline == nil {
 		e.baseline = NewBaseline("")
 	}
@@ -312,6 +320,14 @@ func (e *Engine) carryGroups(from *groupSet, fromSlot int, to *groupSet, toSlot 
 	}
 }
 
+// ImageFull counts the polls of tags the process image had no room for
+// (Options.MaxImage). Safe to call from any goroutine.
+func (e *Engine) ImageFull() uint64 { return e.image.overflow.Load() }
+
+// ImageSize is the number of polled tags and nodes in the process image.
+// Only the engine's goroutine may call it.
+func (e *Engine) ImageSize() int { return e.image.n }
+
 // Set returns the rule set in use.
 func (e *Engine) Set() *Set { return e.set }
 
@@ -335,6 +351,7 @@ func (e *Engine) Process(ev *plcwatch.Event) {
 		e.tick(clock)
 	}
 	e.now = now
+	e.image.observe(ev, now)
 	e.stamp++
 	if e.stamp == 0 {
 		clear(e.seen)
@@ -357,11 +374,17 @@ func (e *Engine) Process(ev *plcwatch.Event) {
 		if !r.match.decided && !r.match.matches(ev) {
 			continue
 		}
+		if ev.Op == plcwatch.OpAsset && r.match.ops&(1<<plcwatch.OpAsset) == 0 {
+			continue // only rules that ask for op asset see the inventory's events
+		}
 		if r.schedule != nil && !r.schedule.allows(ev.Time) {
 			continue
 		}
 		cond := true
 		if r.when != nil {
+			if r.needsPolled && ev.PolledTag == "" {
+				continue // a read not compared with a polled tag: false, as a missing value is
+			}
 			if (r.needsValue && !hasValue(ev)) || (r.needsStatus && !ev.Shows(plcwatch.FieldStatus)) {
 				// No value: the condition is false without being run (a
 				// value that is not there never compares as 0), and a

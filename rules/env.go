@@ -97,6 +97,23 @@ type Env struct {
 	OutputType           string    `expr:"output_type"`
 	OutputText           string    `expr:"output_text"`
 	InputStatus          []float64 `expr:"input_status"`
+
+	// Correlation (docs/correlation.md): the process image's fields.
+	Written      bool    `expr:"written"`
+	Writer       string  `expr:"writer"`
+	HasWritten   bool    `expr:"has_written"` // a write covering the tag was seen since the start
+	WrittenValue float64 `expr:"written_value"`
+	WriteCycles  int     `expr:"write_cycles"`
+	Unwritten    bool    `expr:"unwritten"`
+	HasPolled    bool    `expr:"has_polled"` // a wire read response compared with a polled tag
+	PolledTag    string  `expr:"polled_tag"`
+	Polled       float64 `expr:"polled"`
+	Viewed       float64 `expr:"viewed"`
+	PolledAge    float64 `expr:"polled_age"`   // seconds
+	ViewDiffers  float64 `expr:"view_differs"` // seconds
+	Cycle        float64 `expr:"cycle"`        // seconds
+
+	Asset string `expr:"asset"` // op asset: server, client or writer (docs/inventory.md)
 }
 
 // fill sets env from ev, reusing env's slices.
@@ -131,6 +148,16 @@ func (env *Env) fill(ev *plcwatch.Event) {
 		PasswordClear: ev.PasswordClear, OutputType: ev.OutputType, OutputText: ev.OutputText,
 		InputStatus: statuses(inputStatus, ev.InputStatus),
 	}
+	env.WrittenValue, env.Polled, env.Viewed = plcwatch.NoValue, plcwatch.NoValue, plcwatch.NoValue
+	if ev.Writer.IsValid() {
+		env.Writer, env.HasWritten, env.WrittenValue = ev.Writer.String(), true, round15(ev.WrittenValue)
+	}
+	env.Written, env.WriteCycles, env.Unwritten = ev.Written, int(ev.WriteCycles), ev.Unwritten
+	if ev.PolledTag != "" {
+		env.HasPolled, env.PolledTag, env.Polled, env.Viewed = true, ev.PolledTag, round15(ev.Polled), round15(ev.Viewed)
+		env.PolledAge, env.ViewDiffers = ev.PolledAge.Seconds(), ev.ViewDiffers.Seconds()
+	}
+	env.Cycle, env.Asset = ev.Cycle.Seconds(), ev.Asset
 	if hasValue(ev) {
 		env.HasValue, env.Value, env.Raw = true, round15(ev.Value), round15(ev.Raw)
 	}

@@ -15,6 +15,14 @@ type index struct {
 	anyFunc bucket       // Modbus rules that do not narrow the function
 	opcua   bucket
 	other   bucket // events of no protocol (rules that name none)
+	asset   bucket // rules that ask for op asset: the inventory's events (docs/inventory.md), and only those
+	// poll holds the rules about polled events only (source: poll): few,
+	// offered to every polled event and to no wire event — the many wire
+	// reads of a site need not be offered the poll rules that name op read.
+	poll []int32
+	// polled holds the rules that look at a wire read compared with a
+	// polled tag (Rule.needsPolled): offered only to such reads.
+	polled []int32
 }
 
 type bucket struct {
@@ -92,6 +100,23 @@ func buildIndex(rules []*Rule) index {
 	var x index
 	for _, r := range rules {
 		r.match.decided = decidedByIndex(&r.match)
+		if r.match.ops&(1<<plcwatch.OpAsset) != 0 {
+			// Only the inventory's events are op asset, and only rules
+			// that ask for them see them (Engine.Process): no other
+			// event needs to be offered these rules.
+			x.asset.add(r)
+			if r.match.ops == 1<<plcwatch.OpAsset {
+				continue
+			}
+		}
+		if r.match.source == plcwatch.Poll {
+			x.poll = append(x.poll, int32(r.index))
+			continue
+		}
+		if r.needsPolled && r.match.ops&(1<<plcwatch.OpAsset) == 0 {
+			x.polled = append(x.polled, int32(r.index))
+			continue
+		}
 		p := r.match.protocol
 		if p == 0 || p == plcwatch.ProtoModbus {
 			if fcs := modbusFunctions(&r.match); fcs == nil {
@@ -140,10 +165,11 @@ func decidedByIndex(m *match) bool {
 // match m, or nil for any. Ops and tables narrow it through each function's
 // class; "other" does not, because events that are not a proper request
 // (a broken MBAP header) carry op other with whatever byte stood where the
-// function code would, and neither does "status", which no function code
-// has (a polled device's up and down events).
+// function code would, and neither do "status", which no function code
+// has (a polled device's up and down events), and "asset", which carries
+// the function of the request that revealed it (docs/inventory.md).
 func modbusFunctions(m *match) *bits256 {
-	const unnarrowed = 1<<plcwatch.OpOther | 1<<plcwatch.OpStatus
+	const unnarrowed = 1<<plcwatch.OpOther | 1<<plcwatch.OpStatus | 1<<plcwatch.OpAsset
 	if m.funcs == nil && (m.ops == 0 || m.ops&unnarrowed != 0) && m.tables == 0 {
 		return nil
 	}
@@ -175,10 +201,12 @@ func modbusFunctions(m *match) *bits256 {
 // rule order. seen and stamp deduplicate without clearing between events.
 func (x *index) candidates(ev *plcwatch.Event, out []int32, seen []uint32, stamp uint32) []int32 {
 	var buckets [2]*bucket
-	switch ev.Protocol {
-	case plcwatch.ProtoModbus:
+	switch {
+	case ev.Op == plcwatch.OpAsset:
+		buckets[0] = &x.asset
+	case ev.Protocol == plcwatch.ProtoModbus:
 		buckets = [2]*bucket{x.byFunc[ev.Function], &x.anyFunc}
-	case plcwatch.ProtoOPCUA:
+	case ev.Protocol == plcwatch.ProtoOPCUA:
 		buckets[0] = &x.opcua
 	default:
 		buckets[0] = &x.other
@@ -202,6 +230,12 @@ func (x *index) candidates(ev *plcwatch.Event, out []int32, seen []uint32, stamp
 		for blk := int(ev.Address >> 8); blk <= hi>>8; blk++ {
 			out = addOnce(out, b.blocks[blk], seen, stamp)
 		}
+	}
+	if ev.Source == plcwatch.Poll && ev.Op != plcwatch.OpAsset {
+		out = addOnce(out, x.poll, seen, stamp)
+	}
+	if ev.PolledTag != "" {
+		out = addOnce(out, x.polled, seen, stamp)
 	}
 	// Rule order: buckets interleave, and there are few candidates.
 	for i := 1; i < len(out); i++ {

@@ -366,6 +366,8 @@ func (l *loader) rule(n *yaml.Node) *Rule {
 		r.when, seen = c.prog, c.names
 		r.needsValue = seen.value && !seen.hasValue
 		r.needsStatus = seen.status && !seen.hasStatus
+		r.correlates = seen.correlation
+		r.needsPolled = seen.polled && !seen.hasPolled
 	}
 	stateful := 0
 	if v := k["threshold"]; v != nil {

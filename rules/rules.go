@@ -98,7 +98,18 @@ type Rule struct {
 	// with the default fold), so the group's open fold notes every
 	// matching event, not only those that fire.
 	foldOnGroup bool
+	// correlates: when names a field of the process image (image.go).
+	correlates bool
+	// needsPolled: when names a field of a read response compared with a
+	// polled tag (and not has_polled): false without running for an event
+	// that was not compared (Event.PolledTag empty).
+	needsPolled bool
 }
+
+// Correlates reports whether the rule's when names a field of the process
+// image (written, polled, ...: docs/correlation.md): it can only fire for
+// a device that plcwatch both polls and sees on a captured link.
+func (r *Rule) Correlates() bool { return r.correlates }
 
 // stage bits of Rule.stages.
 const (
@@ -148,6 +159,17 @@ type Set struct {
 
 // Enabled returns the rules that are enabled, in evaluation order.
 func (s *Set) Enabled() []*Rule { return s.enabled }
+
+// WantsAssets reports whether an enabled rule matches op asset: the
+// passive inventory's events (docs/inventory.md) are for those rules only.
+func (s *Set) WantsAssets() bool {
+	for _, r := range s.enabled {
+		if r.match.ops&(1<<plcwatch.OpAsset) != 0 {
+			return true
+		}
+	}
+	return false
+}
 
 // Lookup returns the rule with the given id.
 func (s *Set) Lookup(id string) *Rule {

@@ -29,12 +29,32 @@ type compiled struct {
 // names is what an expression looks at, for deciding when a rule is
 // evaluated (issue 9 §4) and how it treats a missing value (§8).
 type names struct {
-	response  bool // a field that comes from the response, or the whole env
-	malformed bool // malformed
-	value     bool // value or raw
-	hasValue  bool // has_value: the expression handles a missing value itself
-	status    bool // status or status_name
-	hasStatus bool // has_status: the expression handles a missing status itself
+	response    bool // a field that comes from the response, or the whole env
+	malformed   bool // malformed
+	value       bool // value or raw
+	hasValue    bool // has_value: the expression handles a missing value itself
+	status      bool // status or status_name
+	hasStatus   bool // has_status: the expression handles a missing status itself
+	correlation bool // a field of the process image (docs/correlation.md)
+	polled      bool // a field of a read response compared with a polled tag (polled, viewed, ...)
+	hasPolled   bool // has_polled: the expression handles a response not compared itself
+}
+
+// polledNames are the fields a wire read response has only when it was
+// compared with a polled tag: a rule that names one (and not has_polled)
+// is false, without running, for every other event, as a rule that names
+// value is for an event without a value. Most wire events are reads; this
+// keeps the correlation rules from costing each of them an evaluation.
+var polledNames = map[string]bool{
+	"polled_tag": true, "polled": true, "viewed": true, "polled_age": true, "view_differs": true,
+}
+
+// correlationNames are the env fields the process image fills: a rule
+// that names one needs a device both polled and on a captured link.
+var correlationNames = map[string]bool{
+	"written": true, "writer": true, "has_written": true, "written_value": true, "write_cycles": true,
+	"unwritten": true, "has_polled": true, "polled_tag": true, "polled": true, "viewed": true,
+	"polled_age": true, "view_differs": true, "cycle": true,
 }
 
 // responseNames are the env fields a request's response fills in: a rule
@@ -46,6 +66,9 @@ var responseNames = map[string]bool{
 	"status": true, "status_name": true, "has_status": true, "objects": true,
 	"token_id": true, "revised_lifetime_ms": true, "ack_receive_buffer_size": true, "ack_send_buffer_size": true,
 	"ack_max_message_size": true, "ack_max_chunk_count": true, "output_type": true, "output_text": true, "input_status": true,
+	// The process image compares a read's response with the polled value.
+	"has_polled": true, "polled_tag": true, "polled": true, "viewed": true, "polled_age": true,
+	"view_differs": true, "cycle": true,
 }
 
 // envNames lists the names a when expression can use, for "did you mean".
@@ -116,6 +139,11 @@ func (w *nameWalker) Visit(n *ast.Node) {
 	if !ok {
 		return
 	}
+	if correlationNames[id.Value] {
+		w.names.correlation = true
+	}
+	w.names.polled = w.names.polled || polledNames[id.Value]
+	w.names.hasPolled = w.names.hasPolled || id.Value == "has_polled"
 	switch name := id.Value; {
 	case name == "$env":
 		// $env.field or $env["field"]: it may look at anything.

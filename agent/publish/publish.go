@@ -152,6 +152,7 @@ type Publisher struct {
 	storage   atomic.Uint64
 
 	tele        chan telemetryMsg
+	ret         retained // retained topics (retain.go)
 	teleSent    atomic.Uint64
 	teleDropped atomic.Uint64
 
@@ -530,6 +531,7 @@ func (p *Publisher) serve(ctx context.Context, c mqtt.Client, lost <-chan error)
 	teleCtx, stopTele := context.WithCancel(ctx)
 	defer stopTele()
 	go p.sendTelemetry(teleCtx, c)
+	go p.sendRetained(teleCtx, c)
 	var beat <-chan time.Time
 	if p.cfg.Heartbeat > 0 && p.cfg.HeartbeatPayload != nil {
 		t := time.NewTicker(p.cfg.Heartbeat)

@@ -19,11 +19,15 @@ func newRulesCmd(stdout, stderr io.Writer) *cobra.Command {
 		Short: "Check rule files and try them on captures",
 		Long:  `Commands about rule files (docs/rules.md).`,
 	}, stderr)
+	var lintConfig string
 	lint := &cobra.Command{
-		Use:   "lint PATH...",
+		Use:   "lint PATH... [--config FILE]",
 		Short: "Check rule files: every problem as file:line:col: message",
 		Long: `Check rule files, folders (every .yaml and .yml below them) and globs: every problem is
-printed on stdout as file:line:col: message; with none, a count of the rules on stderr.`,
+printed on stdout as file:line:col: message; with none, a count of the rules on stderr.
+With --config, rules that compare polled and wire values (docs/correlation.md) are
+warned about (stderr, exit 0) when no polled device of that configuration is on a
+captured link: they could never fire.`,
 		Example: `  plcwatch rules lint configs/rules
   plcwatch rules lint '/etc/plcwatch/rules/*.yaml'`,
 		Args: func(_ *cobra.Command, args []string) error {
@@ -33,12 +37,14 @@ printed on stdout as file:line:col: message; with none, a count of the rules on 
 			return nil
 		},
 		RunE: func(_ *cobra.Command, args []string) error {
-			return code(lintRules(args, stdout, stderr))
+			return code(lintRules(args, lintConfig, stdout, stderr))
 		},
 		Annotations: map[string]string{"exit": `  0  every rule is valid
   1  problems found (each on stdout as file:line:col: message)
   2  the command line is wrong`},
 	}
+	lint.Flags().StringVar(&lintConfig, "config", "", "agent configuration `FILE` whose devices and capture the rules will run with")
+	_ = lint.MarkFlagFilename("config", "yaml", "yml")
 	var t struct {
 		rules    []string
 		pcap     string
@@ -83,7 +89,7 @@ on stderr. Try rules here before they go near a plant.`,
 
 // lintRules prints every problem as file:line:col: message; it exits 0
 // when all rules are valid, 1 otherwise.
-func lintRules(paths []string, stdout, stderr io.Writer) int {
+func lintRules(paths []string, config string, stdout, stderr io.Writer) int {
 	set, err := rules.Load(paths...)
 	if err != nil {
 		var probs rules.Problems
@@ -95,6 +101,22 @@ func lintRules(paths []string, stdout, stderr io.Writer) int {
 		}
 		fmt.Fprintln(stdout, err)
 		return exitFail
+	}
+	if config != "" {
+		cfg, err := agent.LoadConfig(config)
+		if err != nil {
+			fmt.Fprintln(stdout, err)
+			return exitFail
+		}
+		for _, w := range cfg.CorrelationWarnings(set) {
+			fmt.Fprintln(stderr, "warning:", w)
+		}
+	} else {
+		for _, r := range set.Enabled() {
+			if r.Correlates() {
+				fmt.Fprintf(stderr, "note: %s:%d: rule %s compares polled and wire values: it fires only for a device both polled and on a captured link (lint with --config to check)\n", r.File, r.Line, r.ID)
+			}
+		}
 	}
 	fmt.Fprintf(stderr, "%d rules, %d enabled: ok\n", len(set.Rules), len(set.Enabled()))
 	return exitOK

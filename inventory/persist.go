@@ -1,0 +1,151 @@
+package inventory
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	"github.com/plcwatch/plcwatch"
+)
+
+// MarshalJSON writes the inventory as docs/inventory.md documents it:
+// sorted, ranges in text.
+func (inv *Inventory) MarshalJSON() ([]byte, error) {
+	type plain Inventory // without this method
+	s := inv
+	if inv.servers != nil { // a live inventory: its pairs' ranges are not in text yet
+		s = inv.Snapshot()
+	}
+	return json.Marshal((*plain)(s))
+}
+
+// Load reads an inventory saved by Save; a missing file is an empty
+// inventory.
+func Load(path string) (*Inventory, error) {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return New(), nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("inventory: %w", err)
+	}
+	inv, err := Parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("inventory %s: %w", path, err)
+	}
+	return inv, nil
+}
+
+// Parse reads an inventory's JSON (what MarshalJSON writes) into a live
+// inventory that goes on from there.
+func Parse(data []byte) (*Inventory, error) {
+	var raw struct {
+		Servers  []*Server `json:"servers"`
+		Clients  []*Client `json:"clients"`
+		Pairs    []*Pair   `json:"pairs"`
+		Overflow uint64    `json:"overflow"`
+	}
+	if err := json.Unmarshal(data, &raw); err != nil {
+		return nil, err
+	}
+	inv := New()
+	inv.Overflow = raw.Overflow
+	for _, s := range raw.Servers {
+		a, err := netip.ParseAddrPort(s.Address)
+		if err != nil {
+			return nil, fmt.Errorf("server %q: %w", s.Address, err)
+		}
+		s.addr, s.last = a, s.LastSeen.UnixNano()
+		inv.servers[a] = s
+		inv.Servers = append(inv.Servers, s)
+	}
+	for _, c := range raw.Clients {
+		a, err := netip.ParseAddr(c.Address)
+		if err != nil {
+			return nil, fmt.Errorf("client %q: %w", c.Address, err)
+		}
+		c.addr, c.last = a, c.LastSeen.UnixNano()
+		inv.clients[a] = c
+		inv.Clients = append(inv.Clients, c)
+	}
+	for _, p := range raw.Pairs {
+		c, err1 := netip.ParseAddr(p.Client)
+		s, err2 := netip.ParseAddrPort(p.Server)
+		if err := errors.Join(err1, err2); err != nil {
+			return nil, fmt.Errorf("pair %s→%s: %w", p.Client, p.Server, err)
+		}
+		p.client, p.server, p.last = c, s, p.LastSeen.UnixNano()
+		for name, text := range p.Read {
+			if err := setSpans(&p.read, name, text); err != nil {
+				return nil, fmt.Errorf("pair %s→%s read: %w", p.Client, p.Server, err)
+			}
+		}
+		for name, text := range p.Written {
+			if err := setSpans(&p.written, name, text); err != nil {
+				return nil, fmt.Errorf("pair %s→%s written: %w", p.Client, p.Server, err)
+			}
+		}
+		p.Read, p.Written = nil, nil
+		for fc, n := range p.Functions {
+			v, err := strconv.ParseUint(fc, 10, 8)
+			if err != nil {
+				return nil, fmt.Errorf("pair %s→%s: function %q", p.Client, p.Server, fc)
+			}
+			if p.fcs == nil {
+				p.fcs = new([256]uint64)
+			}
+			p.fcs[v] = n
+		}
+		p.Functions = nil
+		inv.pairs[pairKey{c, s}] = p
+		inv.Pairs = append(inv.Pairs, p)
+	}
+	return inv, nil
+}
+
+func setSpans(t *[plcwatch.TableFile + 1]spans, table, text string) error {
+	tb, ok := plcwatch.ParseTable(table)
+	if !ok {
+		return fmt.Errorf("table %q", table)
+	}
+	s, err := parseSpans(text)
+	if err != nil {
+		return err
+	}
+	t[tb] = s
+	return nil
+}
+
+// Save writes the inventory to path atomically (a temporary file renamed
+// over the old one), as the baseline is saved.
+func (inv *Inventory) Save(path string) error {
+	data, err := json.MarshalIndent(inv.Snapshot(), "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".inventory-*")
+	if err != nil {
+		return fmt.Errorf("inventory: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(append(data, '\n')); err != nil {
+		tmp.Close()
+		return fmt.Errorf("inventory: %w", err)
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return fmt.Errorf("inventory: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("inventory: %w", err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("inventory: %w", err)
+	}
+	return nil
+}
