@@ -84,7 +84,8 @@ type imageEntry struct {
 	// Polled.
 	polled      [maxImageRegs]uint16
 	polledValue float64
-	polledAt    int64 // 0: never polled with a value
+	prevValue   float64 // the value of the poll before (NaN: none)
+	polledAt    int64   // 0: never polled with a value
 	prevAt      int64 // the poll before polledAt
 	cycle       int64
 	pending     bool  // the value changed at the last poll without a write to explain it yet
@@ -205,6 +206,10 @@ func (im *image) poll(ev *plcwatch.Event, now int64) {
 		}
 		ev.WriteCycles = ent.writeCycles
 	}
+	ent.prevValue = plcwatch.NoValue
+	if ent.polledAt != 0 {
+		ent.prevValue = ent.polledValue
+	}
 	ent.prevAt, ent.polledAt, ent.polled, ent.polledValue = ent.polledAt, now, regs, ev.Value
 	if ent.polledAt == 0 { // a time of 0 is a time too: never "not polled"
 		ent.polledAt = 1
@@ -233,6 +238,30 @@ func (ent *imageEntry) same(regs *[maxImageRegs]uint16, v float64) bool {
 		return v == ent.polledValue || (v != v && ent.polledValue != ent.polledValue)
 	}
 	return slices.Equal(regs[:ent.n], ent.polled[:ent.n])
+}
+
+// within reports whether v, a value a client was shown between polls, is
+// one the process could have held then: inside the span of the last two
+// polled values widened by that span on each side (a value moving as it
+// did over the last cycle, either way) and by the tolerance of
+// configs/rules/correlation.yaml (1%, at least 0.01). A tank filling or a
+// temperature following its setpoint is read by an HMI between plcwatch's
+// polls at values plcwatch never saw; only a view outside what the
+// process did can be a false one. NaN (no engineering value: the tag has
+// no decoder, or a poll had no value) is never within: registers are then
+// compared exactly.
+func (ent *imageEntry) within(v float64) bool {
+	p, q := ent.polledValue, ent.prevValue
+	if v != v || p != p {
+		return false
+	}
+	if q != q {
+		q = p
+	}
+	lo, hi := min(p, q), max(p, q)
+	span := hi - lo
+	tol := max(0.01, 0.01*math.Abs(p))
+	return v >= lo-span-tol && v <= hi+span+tol
 }
 
 // takes reports whether the polled registers hold what the open write
@@ -490,7 +519,7 @@ func (im *image) read(b *block, ev *plcwatch.Event, addr, count uint16, now int6
 			ent.view[r] = ev.Response.At(off + r)
 		}
 		ent.reader, ent.viewAt = ev.Client.Addr(), max(now, 1)
-		differs := differsFrom(ent, &ent.view, math.NaN())
+		differs := differsFrom(ent, &ent.view, math.NaN()) && !ent.within(ent.value(&ent.view, im))
 		tracked := ent.viewed(ev.Client, differs, now)
 		if pick == nil || (differs && !pickDiffers) {
 			pick, pickDiffers, pickTracked = ent, differs, tracked
@@ -565,7 +594,7 @@ func (im *image) nodeWire(ev *plcwatch.Event, now int64) {
 		v := ev.Response.Float(0)
 		ent.reader, ent.viewAt = ev.Client.Addr(), max(now, 1)
 		ent.diffValue = v
-		differs := ent.viewed(ev.Client, !ent.same(nil, v), now)
+		differs := ent.viewed(ev.Client, !ent.same(nil, v) && !ent.within(v), now)
 		ev.PolledTag, ev.Polled, ev.Viewed, ev.Cycle = ent.tag, ent.polledValue, v, time.Duration(ent.cycle)
 		ev.PolledAge = time.Duration(now - ent.polledAt)
 		if differs {

@@ -214,6 +214,15 @@ func TestCorrelationDefaults(t *testing.T) {
 		ev.Client = netip.MustParseAddrPort("10.0.0.9:40001")
 		return ev
 	}
+	// A tank filling: polled every 10 s at 100, 110, ... 200; a client
+	// reads it 5 s after each poll, shown view(i).
+	ramp := func(view func(i int) uint16) []plcwatch.Event {
+		var out []plcwatch.Event
+		for i := 0; i <= 10; i++ {
+			out = append(out, imgPoll(s(10*i), uint16(100+10*i)), imgRead(s(10*i+5), 10, view(i)))
+		}
+		return out
+	}
 	cases := []struct {
 		name string
 		evs  []plcwatch.Event
@@ -232,6 +241,10 @@ func TestCorrelationDefaults(t *testing.T) {
 			imgRead(s(46), 10, 555), honest(imgRead(s(48), 10, 100)), imgPoll(s(50), 100), imgRead(s(52), 10, 555)),
 			map[string]int{"correlation-view-differs": 1}},
 		{"view differs for a moment", steady(imgRead(s(41), 10, 555), imgPoll(s(50), 555), imgRead(s(52), 10, 555)), map[string]int{}},
+		{"a moving process read between polls", ramp(func(i int) uint16 { return uint16(105 + 10*i) }), map[string]int{}},
+		// Nine reads differ for longer than a cycle (25 s to 105 s): the
+		// default 30 s fold makes them three alerts.
+		{"a moving process shown a false value", ramp(func(int) uint16 { return 555 }), map[string]int{"correlation-view-differs": 3}},
 		{"view within tolerance", steady(imgRead(s(41), 10, 101), imgRead(s(46), 10, 101), imgPoll(s(50), 100), imgRead(s(52), 10, 101)), map[string]int{}},
 	}
 	for _, c := range cases {
