@@ -74,6 +74,17 @@ func TestCheckFindsWhatRunRefuses(t *testing.T) {
 		{"folders", map[string]string{"file": "x"}, strings.Replace(base, "spool: {dir: spool}", "spool: {dir: file/spool}\nalert_log: {path: file/a/alerts.jsonl}", 1) +
 			"rules: {paths: [rules]}\n", []string{"3:14: spool.dir: DIR/file/spool: DIR/file is not a folder",
 			"4:19: alert_log.path: DIR/file/a/alerts.jsonl: DIR/file is not a folder"}},
+		{"paths run writes", map[string]string{"logs/x": "x"}, strings.Replace(base, "spool: {dir: spool}",
+			"spool: {dir: /proc/nope}\nalert_log: {path: logs}\nevent_log: {path: /proc/nope/events.jsonl}\nrules: {paths: [rules], baseline_file: /proc/nope/b.json}", 1), []string{
+			"3:14: spool.dir: /proc/nope: cannot be made: cannot make a folder in /proc:",
+			"4:19: alert_log.path: DIR/logs: is a folder, not a file",
+			"5:19: event_log.path: /proc/nope/events.jsonl: cannot be made: cannot make a folder in /proc:"}},
+		{"names in MQTT topics", nil, strings.Replace(base, "site: s\ngateway: g\n", "site: \"a/b\"\ngateway: \"gw#\"\n", 1) +
+			"rules: {paths: [rules]}\n", []string{
+			`1:7: site: "a/b": no / (it is one level of the MQTT topics)`,
+			`2:10: gateway: "gw#": no + or # (MQTT wildcards; it is part of the MQTT topics)`}},
+		{"topic prefix levels", nil, strings.Replace(base, "mqtt: {", "mqtt: {topic_prefix: \"plant//gw\", ", 1) + "rules: {paths: [rules]}\n", []string{
+			`5:22: mqtt.topic_prefix: "plant//gw": level 2: an empty level (no leading, trailing or double /)`}},
 		{"embedded broker files", nil, strings.Replace(base, "mqtt: {embedded: {", "mqtt: {embedded: {users: [{username: u, password_env: PLCWATCH_NO_SUCH_VAR}], tls: {cert_file: c.pem, key_file: k.pem}, ", 1) +
 			"rules: {paths: [rules]}\n", []string{
 			"5:55: mqtt.embedded.users[0].password_env: the environment has no variable of that name",
