@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -202,19 +203,13 @@ func (c *Config) checkSystem(ps *problems) {
 				ps.add(at, "%q: no such network interface (this machine has: %s)", name, interfaceNames())
 				continue
 			}
-			// Open it as run does (socket, filter, buffer), and close it.
-			one := c.Capture.Config
-			one.Interfaces = []string{name}
-			live, err := capture.NewLive(one, nil)
-			if err != nil {
-				continue // the capture settings have problems, reported already
-			}
-			err = live.Open()
-			live.Close()
-			if err != nil {
+			// A packet socket on it, without the ring run maps: a check
+			// must not take the gigabytes a ring configuration may ask for.
+			if err := capture.ProbeInterface(name); err != nil {
 				ps.add(at, "%v", err)
 			}
 		}
+		c.checkRingMemory(memTotal())
 	}
 	if len(c.MQTT.Brokers) == 0 {
 		if err := canListen(c.MQTT.Embedded.Listen); err != nil {
@@ -244,6 +239,34 @@ func (c *Config) checkSystem(ps *problems) {
 			c.warn("rules.baseline_file", "%s: %v: what baseline rules learn will not be saved", c.Rules.BaselineFile, err)
 		}
 	}
+}
+
+// checkRingMemory warns when the capture rings would take more than a
+// quarter of the machine's memory (memTotal bytes, 0 when unknown): they
+// are locked in kernel memory, beyond GOMEMLIMIT and the OOM killer's
+// reach of plcwatch. capture.MaxRingMemory bounds them on every machine.
+func (c *Config) checkRingMemory(memTotal int64) {
+	if ring := c.Capture.RingMemory(); memTotal > 0 && ring > memTotal/4 {
+		c.warn("capture.ring_blocks", "the capture rings take %d MiB (ring_block_size × ring_blocks × fanout × interfaces), more than a quarter of this machine's %d MiB",
+			ring>>20, memTotal>>20)
+	}
+}
+
+// memTotal is MemTotal of /proc/meminfo in bytes, 0 when unknown.
+func memTotal() int64 {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(l, "MemTotal:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+			if err == nil {
+				return kb << 10
+			}
+		}
+	}
+	return 0
 }
 
 // canListen says whether addr can be listened on now.
