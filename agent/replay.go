@@ -39,6 +39,13 @@ type ReplaySummary struct {
 	Events    uint64
 	Malformed uint64
 	NotModbus uint64 // connections on a Modbus port that showed they are not Modbus/TCP
+	// UnknownLink counts packets of a link type plcwatch does not decode
+	// (docs/inputs.md), UnknownLinkTypes says which (at most 8);
+	// Undecodable counts packets whose link, IP or TCP header could not be
+	// decoded (cut short, or not what it claims).
+	UnknownLink      uint64
+	UnknownLinkTypes []capture.LinkType
+	Undecodable      uint64
 	Flows     uint64
 	Alerts    uint64
 	Drops     uint64 // events lost between decoding and output (a replay never drops)
@@ -71,6 +78,12 @@ func (s ReplaySummary) String() string {
 		s.Elapsed.Round(time.Microsecond), s.PacketsPerSecond())
 	if s.NotModbus > 0 {
 		line += fmt.Sprintf(" not_modbus=%d", s.NotModbus)
+	}
+	if s.UnknownLink > 0 {
+		line += fmt.Sprintf(" unknown_link=%d", s.UnknownLink)
+	}
+	if s.Undecodable > 0 {
+		line += fmt.Sprintf(" undecodable=%d", s.Undecodable)
 	}
 	if s.Skipped > 0 {
 		line += fmt.Sprintf(" skipped=%d", s.Skipped)
@@ -215,6 +228,10 @@ func Replay(ctx context.Context, path string, opts ReplayOptions, out io.Writer)
 		Flows:     st.Flows,
 		Skipped:   skipped,
 		Problems:  problems,
+
+		UnknownLink:      st.UnknownLink,
+		UnknownLinkTypes: e.UnknownLinkTypes(),
+		Undecodable:      st.Undecodable,
 	}
 	if errors.Is(err, capture.ErrTruncatedFile) {
 		sum.Truncated = true
