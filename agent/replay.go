@@ -46,11 +46,11 @@ type ReplaySummary struct {
 	UnknownLink      uint64
 	UnknownLinkTypes []capture.LinkType
 	Undecodable      uint64
-	Flows     uint64
-	Alerts    uint64
-	Drops     uint64 // events lost between decoding and output (a replay never drops)
-	Elapsed   time.Duration
-	Truncated bool // the file ended in the middle of a packet
+	Flows            uint64
+	Alerts           uint64
+	Drops            uint64 // events lost between decoding and output (a replay never drops)
+	Elapsed          time.Duration
+	Truncated        bool // the file ended in the middle of a packet
 	// TruncatedAt is the byte offset of the packet (pcapng: block) the
 	// file ends inside, when Truncated.
 	TruncatedAt int64

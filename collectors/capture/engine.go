@@ -1,10 +1,10 @@
 package capture
 
 import (
-	"slices"
 	"encoding/binary"
 	"errors"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/gopacket/gopacket"
@@ -150,10 +150,10 @@ type Engine struct {
 	// unknownLinks are the unsupported link types seen, at most
 	// maxUnknownLinks of them, for a warning that names them.
 	unknownLinks []LinkType
-	budget     reassembly.Budget
-	stats      Stats
-	clock      clock // timers: response timeouts, holes, lingering and idle connections
-	sweepAt    int64 // on clock
+	budget       reassembly.Budget
+	stats        Stats
+	clock        clock // timers: response timeouts, holes, lingering and idle connections
+	sweepAt      int64 // on clock
 
 	// Decoding: layers allocated once and reused for every packet.
 	eth     layers.Ethernet
