@@ -39,18 +39,11 @@ type ReplaySummary struct {
 	Events    uint64
 	Malformed uint64
 	NotModbus uint64 // connections on a Modbus port that showed they are not Modbus/TCP
-	// UnknownLink counts packets of a link type plcwatch does not decode
-	// (docs/inputs.md), UnknownLinkTypes says which (at most 8);
-	// Undecodable counts packets whose link, IP or TCP header could not be
-	// decoded (cut short, or not what it claims).
-	UnknownLink      uint64
-	UnknownLinkTypes []capture.LinkType
-	Undecodable      uint64
-	Flows            uint64
-	Alerts           uint64
-	Drops            uint64 // events lost between decoding and output (a replay never drops)
-	Elapsed          time.Duration
-	Truncated        bool // the file ended in the middle of a packet
+	Flows     uint64
+	Alerts    uint64
+	Drops     uint64 // events lost between decoding and output (a replay never drops)
+	Elapsed   time.Duration
+	Truncated bool // the file ended in the middle of a packet
 	// TruncatedAt is the byte offset of the packet (pcapng: block) the
 	// file ends inside, when Truncated.
 	TruncatedAt int64
@@ -60,6 +53,14 @@ type ReplaySummary struct {
 	Skipped  uint64
 	Problems []string
 	Hits     []rules.RuleHits // per rule, when rules were given
+
+	// UnknownLink counts packets of a link type plcwatch does not decode
+	// (docs/inputs.md), UnknownLinkTypes says which (at most 8);
+	// Undecodable counts packets whose link, IP or TCP header could not be
+	// decoded (cut short, or not what it claims).
+	UnknownLink      uint64
+	UnknownLinkTypes []capture.LinkType
+	Undecodable      uint64
 }
 
 // PacketsPerSecond is the replay's throughput.
