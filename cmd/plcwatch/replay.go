@@ -46,7 +46,8 @@ as it can be: skipped pcapng blocks and a file cut short are warnings with their
   plcwatch replay --pcap capture.pcap --rules configs/rules
   plcwatch replay --pcap capture.pcap --config /etc/plcwatch/plcwatch.yaml
   plcwatch replay --pcap opcua.pcapng --opcua-ports 4840,48010 --events
-  tcpdump -i eth0 -U -w - 'tcp port 502' | plcwatch replay --pcap - --events`,
+  tcpdump -i eth0 -U -w - 'tcp port 502' | plcwatch replay --pcap - --events
+  tshark -i eth0 -l -w - -f 'tcp port 502' | plcwatch replay --pcap - --events`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if f.pcap == "" {
