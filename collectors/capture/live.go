@@ -242,7 +242,7 @@ func (l *Live) Run(ctx context.Context, emit plcwatch.Emit) error {
 		}()
 	}
 	for _, name := range l.cfg.Interfaces {
-		l.log.Info("capturing", "interface", name, "workers", l.cfg.Fanout, "ring_bytes", l.cfg.RingBlockSize*l.cfg.RingBlocks,
+		l.log.Info("capturing", "interface", name, "workers", l.cfg.Fanout, "ring_bytes", int64(l.cfg.RingBlockSize)*int64(l.cfg.RingBlocks),
 			"modbus_ports", l.cfg.ModbusPorts, "opcua_ports", l.cfg.OPCUAPorts, "promiscuous", l.cfg.Promiscuous)
 	}
 	wg.Wait()
