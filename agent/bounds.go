@@ -21,6 +21,7 @@ type bound struct {
 	zero     string  // what an explicit 0 means when it is allowed outside min..max ("off"); "" when it is not
 	def      string  // the default, as docs/config.md shows it
 	why      string  // why the range is what it is, for docs/config.md
+	size     bool    // an integer key that counts bytes: written like a ByteSize (64KiB, 1MiB), shown so
 }
 
 const (
@@ -39,10 +40,10 @@ const (
 var boundList = []bound{
 	{path: "queue", min: 64, max: 262144, def: "8192", why: "events between capture and the rules; about 0.8 KB each"},
 
-	{path: "capture.snaplen", min: 256, max: 262144, def: "65557", why: "bytes kept per packet"},
-	{path: "capture.socket_buffer", min: 64 * kib, max: gib, def: "8388608", why: "bytes; ignored since capture reads a ring (ring_block_size × ring_blocks), accepted so that older configurations load"},
-	{path: "capture.ring_block_size", min: 64 * kib, max: 64 * mib, def: "1048576", why: "bytes per block of the capture ring: a power of two, at least snaplen + 4096"},
-	{path: "capture.ring_blocks", min: 2, max: 4096, def: "32", why: "blocks in the ring; the ring (32 MiB by default) is per interface and fanout worker, locked in memory: the room a burst has before the kernel drops"},
+	{path: "capture.snaplen", size: true, min: 256, max: 256 * kib, def: "65557", why: "bytes kept per packet"},
+	{path: "capture.socket_buffer", size: true, min: 64 * kib, max: gib, def: "8MiB", why: "bytes; ignored since capture reads a ring (ring_block_size × ring_blocks), accepted so that older configurations load"},
+	{path: "capture.ring_block_size", size: true, min: 64 * kib, max: 16 * mib, def: "1MiB", why: "bytes per block of the capture ring: a power of two, at least snaplen + 4096"},
+	{path: "capture.ring_blocks", min: 2, max: 1024, def: "32", why: "blocks in the ring; the ring (32 MiB by default) is per interface and fanout worker, in kernel memory: the room a burst has before the kernel drops. All rings together (ring_block_size × ring_blocks × fanout × interfaces) at most 4GiB"},
 	{path: "capture.fanout", min: 1, max: 64, def: "1", why: "workers per interface, each with its ring and engine; the kernel spreads connections over them by flow hash"},
 	{path: "capture.modbus_ports[]", min: 1, max: 65535, def: "[502]", why: "TCP ports; with opcua_ports, at most 32"},
 	{path: "capture.opcua_ports[]", min: 1, max: 65535, def: "[4840]", why: "TCP ports; with modbus_ports, at most 32"},
@@ -50,8 +51,8 @@ var boundList = []bound{
 	{path: "capture.max_outstanding", min: 1, max: 65536, def: "64", why: "requests per connection"},
 	{path: "capture.flow_idle_timeout", min: sec, max: 24 * hour, def: "10m"},
 	{path: "capture.max_flows", min: 1, max: 1 << 20, def: "16384", why: "connections"},
-	{path: "capture.max_flow_buffer", min: kib, max: 16 * mib, def: "65536", why: "bytes per direction of a connection"},
-	{path: "capture.max_buffer", min: kib, max: gib, def: "33554432", why: "bytes in all; at least max_flow_buffer"},
+	{path: "capture.max_flow_buffer", size: true, min: kib, max: 16 * mib, def: "64KiB", why: "bytes per direction of a connection"},
+	{path: "capture.max_buffer", size: true, min: kib, max: gib, def: "32MiB", why: "bytes in all; at least max_flow_buffer"},
 
 	{path: "mqtt.qos", min: 0, max: 2, def: "1"},
 	{path: "mqtt.keepalive", min: sec, max: 65535 * sec, zero: "off", def: "30s", why: "whole seconds (MQTT counts it in seconds, at most 65535). 0 is MQTT's \"off\": no pings, the broker never times the agent out (so it publishes the offline status only when the connection visibly ends), and a connection that died silently is noticed at the next publish"},
@@ -123,6 +124,9 @@ func (b bound) Range() string {
 	case durationType:
 		f = func(v float64) string { return fmtDuration(time.Duration(v)) }
 	case sizeType:
+		f = fmtSize
+	}
+	if b.size {
 		f = fmtSize
 	}
 	sep := "-"

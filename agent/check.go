@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -203,19 +204,13 @@ func (c *Config) checkSystem(ps *problems) {
 				ps.add(at, "%q: no such network interface (this machine has: %s)", name, interfaceNames())
 				continue
 			}
-			// Open it as run does (socket, filter, buffer), and close it.
-			one := c.Capture.Config
-			one.Interfaces = []string{name}
-			live, err := capture.NewLive(one, nil)
-			if err != nil {
-				continue // the capture settings have problems, reported already
-			}
-			err = live.Open()
-			live.Close()
-			if err != nil {
+			// A packet socket on it, without the ring run maps: a check
+			// must not take the gigabytes a ring configuration may ask for.
+			if err := capture.ProbeInterface(name); err != nil {
 				ps.add(at, "%v", err)
 			}
 		}
+		c.checkRingMemory(memTotal())
 	}
 	if len(c.MQTT.Brokers) == 0 {
 		if err := canListen(c.MQTT.Embedded.Listen); err != nil {
@@ -227,19 +222,52 @@ func (c *Config) checkSystem(ps *problems) {
 			ps.add("http.listen", "%s: %v (another program, or a running plcwatch, listens there? set http.listen to another address, or off)", c.HTTP.Listen, err)
 		}
 	}
+	// Every path the daemon creates or writes (issue 9: "spool: {dir:
+	// /proc/nope}" was ok here and refused by run). The spool folder holds
+	// the dead-letter file too.
 	if err := canWriteDir(c.Spool.Dir); err != nil {
 		ps.add("spool.dir", "%s: %v", c.Spool.Dir, err)
 	}
-	if c.Alerts.Path != "" {
-		if err := canWriteDir(filepath.Dir(c.Alerts.Path)); err != nil {
-			ps.add("alert_log.path", "%s: %v", c.Alerts.Path, err)
+	for _, f := range []struct{ key, path string }{{"alert_log.path", c.Alerts.Path}, {"event_log.path", c.Events.Path}} {
+		if f.path != "" {
+			if err := canWriteFile(f.path); err != nil {
+				ps.add(f.key, "%s: %v", f.path, err)
+			}
 		}
 	}
 	if c.Rules.BaselineFile != "" {
-		if err := canWriteDir(filepath.Dir(c.Rules.BaselineFile)); err != nil {
+		if err := canWriteFile(c.Rules.BaselineFile); err != nil {
 			c.warn("rules.baseline_file", "%s: %v: what baseline rules learn will not be saved", c.Rules.BaselineFile, err)
 		}
 	}
+}
+
+// checkRingMemory warns when the capture rings would take more than a
+// quarter of the machine's memory (memTotal bytes, 0 when unknown): they
+// are locked in kernel memory, beyond GOMEMLIMIT and the OOM killer's
+// reach of plcwatch. capture.MaxRingMemory bounds them on every machine.
+func (c *Config) checkRingMemory(memTotal int64) {
+	if ring := c.Capture.RingMemory(); memTotal > 0 && ring > memTotal/4 {
+		c.warn("capture.ring_blocks", "the capture rings take %d MiB (ring_block_size × ring_blocks × fanout × interfaces), more than a quarter of this machine's %d MiB",
+			ring>>20, memTotal>>20)
+	}
+}
+
+// memTotal is MemTotal of /proc/meminfo in bytes, 0 when unknown.
+func memTotal() int64 {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(l, "MemTotal:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+			if err == nil {
+				return kb << 10
+			}
+		}
+	}
+	return 0
 }
 
 // canListen says whether addr can be listened on now.
@@ -251,8 +279,10 @@ func canListen(addr string) error {
 	return ln.Close()
 }
 
-// canWriteDir says whether dir can be written, or made and written: its
-// closest existing ancestor must be a writable folder.
+// canWriteDir says whether dir can be written, or made and written. It
+// tries, rather than asking access(2), which says yes to root for /proc
+// and for folders that cannot hold a file: it makes a file in dir, or a
+// folder in dir's closest existing ancestor, and removes it again.
 func canWriteDir(dir string) error {
 	for d := dir; ; d = filepath.Dir(d) {
 		st, err := os.Stat(d)
@@ -260,15 +290,50 @@ func canWriteDir(dir string) error {
 			if !st.IsDir() {
 				return fmt.Errorf("%s is not a folder", d)
 			}
-			if err := unix.Access(d, unix.W_OK|unix.X_OK); err != nil {
-				return fmt.Errorf("%s cannot be written by this user: %w", d, err)
+			if d == dir {
+				f, err := os.CreateTemp(d, ".plcwatch-check-*")
+				if err != nil {
+					return fmt.Errorf("cannot write in %s: %w", d, unwrapPath(err))
+				}
+				f.Close()
+				return os.Remove(f.Name())
 			}
-			return nil
+			made, err := os.MkdirTemp(d, ".plcwatch-check-*")
+			if err != nil {
+				return fmt.Errorf("cannot be made: cannot make a folder in %s: %w", d, unwrapPath(err))
+			}
+			return os.Remove(made)
 		}
 		if !(errors.Is(err, fs.ErrNotExist) || errors.Is(err, unix.ENOTDIR)) || d == filepath.Dir(d) {
 			return err
 		}
 	}
+}
+
+// canWriteFile says whether the file at path can be appended to, or made:
+// an existing one is opened for writing (and nothing written), a missing
+// one needs a folder canWriteDir accepts.
+func canWriteFile(path string) error {
+	st, err := os.Stat(path)
+	switch {
+	case err == nil && st.IsDir():
+		return errors.New("is a folder, not a file")
+	case err == nil:
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+		if err != nil {
+			return fmt.Errorf("cannot be written: %w", unwrapPath(err))
+		}
+		return f.Close()
+	}
+	return canWriteDir(filepath.Dir(path))
+}
+
+func unwrapPath(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
 }
 
 func interfaceNames() string {

@@ -9,6 +9,10 @@ import (
 	"strings"
 	"testing"
 
+	"golang.org/x/sys/unix"
+	"gopkg.in/yaml.v3"
+
+	"github.com/plcwatch/plcwatch/collectors/capture"
 	"github.com/plcwatch/plcwatch/rules"
 )
 
@@ -74,6 +78,17 @@ func TestCheckFindsWhatRunRefuses(t *testing.T) {
 		{"folders", map[string]string{"file": "x"}, strings.Replace(base, "spool: {dir: spool}", "spool: {dir: file/spool}\nalert_log: {path: file/a/alerts.jsonl}", 1) +
 			"rules: {paths: [rules]}\n", []string{"3:14: spool.dir: DIR/file/spool: DIR/file is not a folder",
 			"4:19: alert_log.path: DIR/file/a/alerts.jsonl: DIR/file is not a folder"}},
+		{"paths run writes", map[string]string{"logs/x": "x"}, strings.Replace(base, "spool: {dir: spool}",
+			"spool: {dir: /proc/nope}\nalert_log: {path: logs}\nevent_log: {path: /proc/nope/events.jsonl}\nrules: {paths: [rules], baseline_file: /proc/nope/b.json}", 1), []string{
+			"3:14: spool.dir: /proc/nope: cannot be made: cannot make a folder in /proc:",
+			"4:19: alert_log.path: DIR/logs: is a folder, not a file",
+			"5:19: event_log.path: /proc/nope/events.jsonl: cannot be made: cannot make a folder in /proc:"}},
+		{"names in MQTT topics", nil, strings.Replace(base, "site: s\ngateway: g\n", "site: \"a/b\"\ngateway: \"gw#\"\n", 1) +
+			"rules: {paths: [rules]}\n", []string{
+			`1:7: site: "a/b": no / (it is one level of the MQTT topics)`,
+			`2:10: gateway: "gw#": no + or # (MQTT wildcards; it is part of the MQTT topics)`}},
+		{"topic prefix levels", nil, strings.Replace(base, "mqtt: {", "mqtt: {topic_prefix: \"plant//gw\", ", 1) + "rules: {paths: [rules]}\n", []string{
+			`5:22: mqtt.topic_prefix: "plant//gw": level 2: an empty level (no leading, trailing or double /)`}},
 		{"embedded broker files", nil, strings.Replace(base, "mqtt: {embedded: {", "mqtt: {embedded: {users: [{username: u, password_env: PLCWATCH_NO_SUCH_VAR}], tls: {cert_file: c.pem, key_file: k.pem}, ", 1) +
 			"rules: {paths: [rules]}\n", []string{
 			"5:55: mqtt.embedded.users[0].password_env: the environment has no variable of that name",
@@ -142,5 +157,102 @@ func TestLogErrorOnePerLine(t *testing.T) {
 	LogError(log, "cannot start", errors.New("one thing"))
 	if strings.Count(out.String(), "\n") != 1 || !strings.Contains(out.String(), `err="one thing"`) {
 		t.Errorf("log:\n%s", out.String())
+	}
+}
+
+// TestCheckOpensNoRing: Check tries the capture interfaces without mapping
+// the ring run would (issue: "config check" of a configuration with
+// 64 MiB × 4096 × fanout 64 rings brought the OOM killer, and one of
+// 256 × 4 × 1 MiB took 1 GiB for a check). No memory figure is asserted:
+// a fanout group of another mode is taken on lo first, so that opening a
+// ring and joining its group fails — and Check must still pass.
+func TestCheckOpensNoRing(t *testing.T) {
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("a packet socket on lo needs root (CAP_NET_RAW), and CI runs as root")
+		}
+		t.Skip("a packet socket on lo needs root (CAP_NET_RAW); CI runs as root")
+	}
+	lo, err := net.InterfaceByName("lo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	if err := unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: lo.Index}); err != nil {
+		t.Fatal(err)
+	}
+	group := int(capture.FanoutGroup(lo.Index)) | unix.PACKET_FANOUT_LB<<16
+	if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_FANOUT, group); err != nil {
+		t.Fatal(err)
+	}
+	ring := "capture: {interfaces: [lo], fanout: 2, snaplen: 1500, ring_block_size: 64KiB, ring_blocks: 2}\n"
+	dir := checkDir(t, map[string]string{})
+	path := filepath.Join(dir, "plcwatch.yaml")
+	os.WriteFile(path, []byte("spool: {dir: spool}\nhttp: {listen: \"off\"}\nmqtt: {brokers: [\"tcp://127.0.0.1:1\"]}\nrules: {paths: [rules]}\n"+ring), 0o600)
+
+	// The trap works: a capture that opens its rings fails on it.
+	cfg, err := LoadConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	live, err := capture.NewLive(cfg.Capture.Config, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := live.Open(); err == nil || !strings.Contains(err.Error(), "join fanout group") {
+		live.Close()
+		t.Fatalf("opening the rings: %v, want a refused fanout group", err)
+	}
+	if _, err := Check(path, CheckOptions{}); err != nil {
+		t.Errorf("Check opened a ring: %v", err)
+	}
+}
+
+func htons(v uint16) uint16 { return v<<8 | v>>8 }
+
+// TestRingMemoryBound: the rings together have a bound (capture.MaxRingMemory)
+// that Check refuses beyond, with the file's other problems, and a warning
+// past a quarter of the machine's memory.
+func TestRingMemoryBound(t *testing.T) {
+	for _, tc := range []struct {
+		name, capture string
+		want          []string
+	}{
+		{"the issue's", "{ring_block_size: 64MiB, ring_blocks: 4096, fanout: 64}", []string{
+			"3:28: capture.ring_block_size: 64MiB: want 64KiB-16MiB",
+			"3:48: capture.ring_blocks: 4096: want 2-1024"}},
+		{"each in range, too much together", "{interfaces: [lo, lo2], ring_block_size: 16MiB, ring_blocks: 1024, fanout: 2}", []string{
+			"3:71: capture.ring_blocks: the capture rings would take 65536 MiB (ring_block_size 16777216 × ring_blocks 1024 × fanout 2 × 2 interfaces), more than 4096 MiB: lower them"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := checkDir(t, map[string]string{})
+			path := filepath.Join(dir, "plcwatch.yaml")
+			os.WriteFile(path, []byte("queue: 1\nrules: {paths: [rules]}\ncapture: "+tc.capture+"\n"), 0o600)
+			_, err := Check(path, CheckOptions{Offline: true})
+			got := Problems(err)
+			want := append([]string{"1:8: queue: 1: want 64-262144"}, tc.want...)
+			if len(got) != len(want) {
+				t.Fatalf("problems:\n%s", strings.Join(got, "\n"))
+			}
+			for i := range want {
+				if g := strings.TrimPrefix(got[i], path+":"); g != want[i] {
+					t.Errorf("problem %d:\n got  %s\n want %s", i, g, want[i])
+				}
+			}
+		})
+	}
+	cfg := &Config{nodes: map[string]*yaml.Node{}}
+	cfg.Capture.Defaults() // 32 MiB
+	cfg.checkRingMemory(1 << 30)
+	if len(cfg.warnings) != 0 {
+		t.Errorf("32 MiB of 1 GiB: %v", cfg.warnings)
+	}
+	cfg.checkRingMemory(100 << 20)
+	if len(cfg.warnings) != 1 || !strings.Contains(cfg.warnings[0].Msg, "take 32 MiB (ring_block_size × ring_blocks × fanout × interfaces), more than a quarter of this machine's 100 MiB") {
+		t.Errorf("32 MiB of 100 MiB: %v", cfg.warnings)
 	}
 }

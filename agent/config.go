@@ -567,6 +567,7 @@ func (c *Config) validate() ConfigError {
 	default:
 		bad("log.format", "%q: want text or json", c.Log.Format)
 	}
+	c.validateTopicNames(ps)
 	if err := c.Capture.Validate(); err != nil {
 		var fe *capture.FieldError
 		for _, e := range unjoin(err) {
@@ -696,9 +697,6 @@ func (c *Config) validateMQTT(ps *problems) {
 	}
 	if c.MQTT.PasswordFile != "" && c.MQTT.PasswordEnv != "" {
 		bad("mqtt.password_env", "give password_file or password_env, not both")
-	}
-	if strings.ContainsAny(c.MQTT.TopicPrefix, "#+") || strings.HasSuffix(c.MQTT.TopicPrefix, "/") || strings.HasPrefix(c.MQTT.TopicPrefix, "$") {
-		bad("mqtt.topic_prefix", "%q: no wildcards (+ #), no trailing /, not starting with $", c.MQTT.TopicPrefix)
 	}
 	if t := c.MQTT.TLS; (t.CertFile == "") != (t.KeyFile == "") {
 		bad("mqtt.tls", "cert_file and key_file go together")

@@ -429,6 +429,59 @@ func TestRangesAreChecked(t *testing.T) {
 	}
 }
 
+// TestSizeKeysTakeSuffixes: every key counted in bytes — the ByteSize keys
+// and capture's integers alike — reads 64KiB, 1MiB, 1GiB, 1000KB and the
+// plain number the same (issue: "capture.ring_block_size: 1MiB" was "want
+// a whole number", though docs/config.md promises sizes take 256MiB).
+func TestSizeKeysTakeSuffixes(t *testing.T) {
+	n := 0
+	for _, b := range boundList {
+		if typeAt(b.path) != sizeType && !b.size {
+			continue
+		}
+		n++
+		for _, tc := range []struct {
+			text string
+			want int64
+		}{
+			{fmtSize(b.max), int64(b.max)},
+			{fmt.Sprint(int64(b.max)), int64(b.max)},
+			{"128KiB", 128 << 10},
+			{"1MiB", 1 << 20},
+			{"1000KB", 1e6},
+		} {
+			if float64(tc.want) < b.min || float64(tc.want) > b.max {
+				continue
+			}
+			t.Run(b.path+"="+tc.text, func(t *testing.T) {
+				cfg, probs := parse("c.yaml", []byte(configWith(b.path, tc.text)))
+				path := strings.ReplaceAll(b.path, "[]", "[0]")
+				for _, p := range probs {
+					// Not read as a size, or not in range: what goes with
+					// other keys (a power of two, at most max_bytes) may be.
+					if strings.Contains(p.Error(), " "+path+": ") && strings.Contains(p.Error(), ": want ") {
+						t.Fatalf("%s", p.Error())
+					}
+				}
+				f := reflect.ValueOf(cfg).Elem()
+				for _, part := range strings.Split(b.path, ".") {
+					f = fieldByYAML(f, part)
+				}
+				if f.Int() != tc.want {
+					t.Errorf("read %d, want %d", f.Int(), tc.want)
+				}
+			})
+		}
+		got := problemsOf(t, configWith(b.path, "lots"))
+		if !strings.Contains(strings.Join(got, "\n"), b.path+`: lots: want a size in bytes, like 1048576, 64KiB or 256MiB`) {
+			t.Errorf("%s: lots: %q", b.path, got)
+		}
+	}
+	if n < 10 {
+		t.Errorf("%d size keys, want at least the 10 of docs/config.md", n)
+	}
+}
+
 // configWith is a valid configuration with value written at path (list
 // items: the first of one device with one tag, one asset).
 func configWith(path, value string) string {

@@ -265,7 +265,8 @@ func TestDaemonAlertsOverMQTTAndLastWill(t *testing.T) {
 	// after, not at once.
 	addr := strings.TrimSpace(strings.Split(strings.Split(d.Log(), `msg="http listening" address=`)[1], " ")[0])
 	wants := []string{`plcwatch_alerts_total{rule="modbus-write",severity="high"} 1`, `plcwatch_mqtt_connected{broker="` + broker + `"} 1`,
-		`plcwatch_capture_packets_total{interface="lo"}`, `plcwatch_spool_depth 0`}
+		`plcwatch_capture_packets_total{interface="lo"}`, `plcwatch_spool_depth 0`,
+		`plcwatch_capture_undecodable_packets_total{interface="lo",reason="header"} 0`, `plcwatch_capture_undecodable_packets_total{interface="lo",reason="unknown_link"} 0`}
 	var body string
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 		body = scrape(t, addr)

@@ -96,6 +96,10 @@ func (d *decoder) walk(n *yaml.Node, t reflect.Type, path, pat string) {
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
+	if b, ok := bounds[pat]; ok && b.size && t.Kind() >= reflect.Int && t.Kind() <= reflect.Uint64 {
+		d.intSize(n, path, pat, b)
+		return
+	}
 	switch {
 	case t == durationType:
 		d.duration(n, path, pat)
@@ -305,6 +309,24 @@ func (d *decoder) size(n *yaml.Node, path, pat string) {
 		return
 	}
 	d.inBounds(n, path, pat, float64(v))
+}
+
+// intSize reads a size into an integer field (capture's byte counts take
+// 1MiB as spool.max_bytes does, as docs/config.md promises), and leaves
+// the plain number in the tree for the decoding that follows.
+func (d *decoder) intSize(n *yaml.Node, path, pat string, b bound) {
+	v, ok := parseSize(n.Value)
+	if n.Kind != yaml.ScalarNode || !ok {
+		d.wrongType(n, path, "a size in bytes, like 1048576, 64KiB or 256MiB")
+		return
+	}
+	d.inBounds(n, path, pat, float64(v))
+	if !b.holds(float64(v)) {
+		// Reported; keep a value that may not fit an int out of the decoding.
+		*n = yaml.Node{Kind: yaml.ScalarNode, Tag: "!!null", Line: n.Line, Column: n.Column}
+		return
+	}
+	n.Value, n.Tag, n.Style = strconv.FormatInt(v, 10), "!!int", 0
 }
 
 func (d *decoder) integer(n *yaml.Node, t reflect.Type, path, pat string) {

@@ -45,6 +45,7 @@ var (
 	descInfo           = prometheus.NewDesc("plcwatch_info", "Build and site information.", []string{"version", "go", "site", "gateway"}, nil)
 	descPackets        = prometheus.NewDesc("plcwatch_capture_packets_total", "Packets captured.", []string{"interface"}, nil)
 	descBytes          = prometheus.NewDesc("plcwatch_capture_bytes_total", "Bytes captured.", []string{"interface"}, nil)
+	descUndecodable    = prometheus.NewDesc("plcwatch_capture_undecodable_packets_total", "Packets not decoded: reason unknown_link (a link type plcwatch does not decode) or header (a link, IP or TCP header cut short or invalid).", []string{"interface", "reason"}, nil)
 	descKernelPackets  = prometheus.NewDesc("plcwatch_capture_kernel_packets_total", "Packets the kernel filter passed.", []string{"interface"}, nil)
 	descKernelDrops    = prometheus.NewDesc("plcwatch_capture_kernel_drops_total", "Packets the kernel dropped: the capture ring was full.", []string{"interface"}, nil)
 	descKernelFreezes  = prometheus.NewDesc("plcwatch_capture_kernel_freezes_total", "Times the capture ring was full (TPACKET_V3 queue freezes).", []string{"interface"}, nil)
@@ -104,7 +105,7 @@ type snapshot struct{ a *Agent }
 // Describe lists the descriptions without collecting: registration happens
 // before the parts the collector reads exist.
 func (s *snapshot) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descInfo, descPackets, descBytes, descKernelPackets, descKernelDrops, descKernelFreezes, descFlows,
+	for _, d := range []*prometheus.Desc{descInfo, descPackets, descBytes, descUndecodable, descKernelPackets, descKernelDrops, descKernelFreezes, descFlows,
 		descActiveFlows, descFlowEvictions, descGaps, descNotModbus, descModbusPDUs, descOPCUAMessages, descOPCUALimits, descEvents, descMalformed, descPipeline,
 		descPipelineDrops, descRules, descRuleMatches, descRuleErrors, descRuleOverflow, descSpoolDepth, descSpoolBytes, descSpoolOldest,
 		descSpoolDropped, descSpoolErrors, descSpooled, descSpoolCorrupt, descSpoolMemory, descSpoolWritable, descSpoolWriteErrs,
@@ -133,6 +134,8 @@ func (s *snapshot) Collect(ch chan<- prometheus.Metric) {
 			}
 			counter(descPackets, float64(st.Stats.Packets), i)
 			counter(descBytes, float64(st.Stats.Bytes), i)
+			counter(descUndecodable, float64(st.Stats.UnknownLink), i, "unknown_link")
+			counter(descUndecodable, float64(st.Stats.Undecodable), i, "header")
 			counter(descKernelPackets, float64(st.KernelPackets), i)
 			counter(descKernelDrops, float64(st.KernelDrops), i)
 			counter(descKernelFreezes, float64(st.KernelFreezes), i)

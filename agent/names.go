@@ -195,3 +195,54 @@ func parseAssetAddr(s string) (netip.AddrPort, error) {
 	}
 	return netip.AddrPort{}, fmt.Errorf("%q: want ip:port, or an IP address for every port", s)
 }
+
+// topicLevel says what keeps name from being one level of an MQTT topic,
+// "" when nothing does: a / makes two levels (an alert published under
+// plcwatch/site/gw/bad/alerts never matches plcwatch/+/+/alerts/#), + and
+// # are wildcards a publisher may not use, an empty level matches no +
+// the docs show, and NUL is not allowed in a topic (MQTT 3.1.1 §4.7.3).
+func topicLevel(name string) string {
+	switch {
+	case name == "":
+		return "empty"
+	case strings.Contains(name, "/"):
+		return "no / (it is one level of the MQTT topics)"
+	case strings.ContainsAny(name, "+#"):
+		return "no + or # (MQTT wildcards; it is part of the MQTT topics)"
+	case strings.ContainsRune(name, 0):
+		return "no NUL (it is part of the MQTT topics)"
+	}
+	return ""
+}
+
+// validateTopicNames checks every name the configuration puts into MQTT
+// topics: site and gateway (the default topic prefix is
+// plcwatch/<site>/<gateway>) and each level of a topic_prefix given. Device
+// names are checked with the devices.
+func (c *Config) validateTopicNames(ps *problems) {
+	for _, f := range []struct{ key, name string }{{"site", c.Site}, {"gateway", c.Gateway}} {
+		if why := topicLevel(f.name); why != "" {
+			if f.name == "" && f.key == "gateway" {
+				why += ": this machine has no host name to take; set gateway"
+			}
+			ps.add(f.key, "%q: %s", f.name, why)
+		}
+	}
+	if c.nodes["mqtt.topic_prefix"] == nil {
+		return // made of site and gateway
+	}
+	p := c.MQTT.TopicPrefix
+	if strings.HasPrefix(p, "$") {
+		ps.add("mqtt.topic_prefix", "%q: not starting with $ (topics for the broker's own use)", p)
+		return
+	}
+	for i, level := range strings.Split(p, "/") {
+		if why := topicLevel(level); why != "" {
+			if level == "" {
+				why = "an empty level (no leading, trailing or double /)"
+			}
+			ps.add("mqtt.topic_prefix", "%q: level %d: %s", p, i+1, strings.Replace(why, "it is one level of the MQTT topics", "levels are separated by /", 1))
+			return
+		}
+	}
+}

@@ -54,6 +54,14 @@ type ReplaySummary struct {
 	Skipped  uint64
 	Problems []string
 	Hits     []rules.RuleHits // per rule, when rules were given
+
+	// UnknownLink counts packets of a link type plcwatch does not decode
+	// (docs/inputs.md), UnknownLinkTypes says which (at most 8);
+	// Undecodable counts packets whose link, IP or TCP header could not be
+	// decoded (cut short, or not what it claims).
+	UnknownLink      uint64
+	UnknownLinkTypes []capture.LinkType
+	Undecodable      uint64
 }
 
 // PacketsPerSecond is the replay's throughput.
@@ -72,6 +80,12 @@ func (s ReplaySummary) String() string {
 		s.Elapsed.Round(time.Microsecond), s.PacketsPerSecond())
 	if s.NotModbus > 0 {
 		line += fmt.Sprintf(" not_modbus=%d", s.NotModbus)
+	}
+	if s.UnknownLink > 0 {
+		line += fmt.Sprintf(" unknown_link=%d", s.UnknownLink)
+	}
+	if s.Undecodable > 0 {
+		line += fmt.Sprintf(" undecodable=%d", s.Undecodable)
 	}
 	if s.Skipped > 0 {
 		line += fmt.Sprintf(" skipped=%d", s.Skipped)
@@ -224,6 +238,10 @@ func Replay(ctx context.Context, path string, opts ReplayOptions, out io.Writer)
 		Flows:     st.Flows,
 		Skipped:   skipped,
 		Problems:  problems,
+
+		UnknownLink:      st.UnknownLink,
+		UnknownLinkTypes: e.UnknownLinkTypes(),
+		Undecodable:      st.Undecodable,
 	}
 	if errors.Is(err, capture.ErrTruncatedFile) {
 		sum.Truncated = true

@@ -278,6 +278,8 @@ type Event struct {
 	Error       string   `json:"error"`
 	Service     string   `json:"service"`
 	Node        string   `json:"node"`
+	Object      string   `json:"object"`
+	IndexRange  string   `json:"index_range"`
 	StatusName  string   `json:"status_name"`
 	User        string   `json:"user"`
 }
@@ -365,9 +367,30 @@ func what(e *Event) string {
 		}
 		if e.Node != "" {
 			b.WriteString(" " + e.Node)
+			if e.IndexRange != "" {
+				b.WriteString("[" + e.IndexRange + "]")
+			}
+		}
+		if e.Object != "" {
+			b.WriteString(" on " + e.Object)
 		}
 		if e.User != "" {
 			b.WriteString(" user " + e.User)
+		}
+		// What was written, or the method's input arguments: two writes
+		// of 1 and of 2 must not print the same line. A value in "values"
+		// is printed below, as for Modbus.
+		if e.Tag == "" && len(e.Values) == 0 {
+			sep := " = "
+			if e.Op == "call" {
+				sep = " args "
+			}
+			switch {
+			case e.Text != "":
+				b.WriteString(sep + strconv.Quote(cut(e.Text, maxText)))
+			case e.Value != nil:
+				b.WriteString(sep + strconv.FormatFloat(*e.Value, 'g', -1, 64))
+			}
 		}
 	}
 	if len(e.Values) > 0 {
@@ -377,7 +400,7 @@ func what(e *Event) string {
 		b.WriteString(" " + e.Tag)
 		switch {
 		case e.Text != "":
-			b.WriteString(" = " + strconv.Quote(e.Text))
+			b.WriteString(" = " + strconv.Quote(cut(e.Text, maxText)))
 		case e.Value != nil:
 			b.WriteString(" = " + strconv.FormatFloat(*e.Value, 'g', -1, 64))
 		}
@@ -401,6 +424,21 @@ func what(e *Event) string {
 		b.WriteString(" (" + e.Error + ")")
 	}
 	return b.String()
+}
+
+// maxText bounds a text value in a summary, in runes: a written string or
+// ByteString may be kilobytes, a line is for reading.
+const maxText = 64
+
+// cut is s up to n runes, with … when there was more.
+func cut(s string, n int) string {
+	for i := range s {
+		if n == 0 {
+			return s[:i] + "…"
+		}
+		n--
+	}
+	return s
 }
 
 // values prints at most 8 values.

@@ -60,6 +60,58 @@ func TestSummary(t *testing.T) {
 	}
 }
 
+// TestSummaryOPCUAValues: an OPC UA write or call line shows what was
+// written or passed (two writes of 1 and of 2 printed the same line), in
+// every shape docs/events.md gives it — a number, a Boolean as 0/1, an
+// array in values, a string in text (bounded), a method's arguments — and
+// the node's index range and the method's object.
+func TestSummaryOPCUAValues(t *testing.T) {
+	const head = `2026-11-21T10:00:03.000Z HIGH     r  s/g  10.0.0.9:50000 → 10.0.0.4:4840: `
+	long := strings.Repeat("é", 70)
+	for _, tc := range []struct {
+		name, event, want string
+	}{
+		{"write 1", `"op":"write","service":"WriteRequest","node":"ns=1;s=the.answer","attribute":13,"value_type":"Int32","value":1`,
+			`write WriteRequest ns=1;s=the.answer = 1`},
+		{"write 2", `"op":"write","service":"WriteRequest","node":"ns=1;s=the.answer","attribute":13,"value_type":"Int32","value":2`,
+			`write WriteRequest ns=1;s=the.answer = 2`},
+		{"write a Boolean", `"op":"write","service":"WriteRequest","node":"ns=2;s=Pump.Run","value_type":"Boolean","value":0,"status":0`,
+			`write WriteRequest ns=2;s=Pump.Run = 0`},
+		{"write a Double", `"op":"write","service":"WriteRequest","node":"i=2258","value_type":"Double","value":-12.5`,
+			`write WriteRequest i=2258 = -12.5`},
+		{"write an array range", `"op":"write","service":"WriteRequest","node":"ns=2;s=Recipe","index_range":"2:4","value_type":"Int16","values":[5,6,7]`,
+			`write WriteRequest ns=2;s=Recipe[2:4] [5 6 7]`},
+		{"write a string", `"op":"write","service":"WriteRequest","node":"ns=2;s=Batch","value_type":"String","text":"lot \"42\"\n"`,
+			`write WriteRequest ns=2;s=Batch = "lot \"42\"\n"`},
+		{"write a long string, cut", `"op":"write","service":"WriteRequest","node":"ns=2;s=Note","value_type":"String","text":"` + long + `"`,
+			`write WriteRequest ns=2;s=Note = "` + strings.Repeat("é", 64) + `…"`},
+		{"write a null", `"op":"write","service":"WriteRequest","node":"ns=2;s=X","value_type":"Null","status_name":"BadTypeMismatch"`,
+			`write WriteRequest ns=2;s=X → BadTypeMismatch`},
+		{"call with a text argument", `"op":"call","service":"CallRequest","node":"ns=1;i=62541","object":"i=85","value_type":"String","text":"Hello Server","status_name":"BadNodeIdUnknown"`,
+			`call CallRequest ns=1;i=62541 on i=85 args "Hello Server" → BadNodeIdUnknown`},
+		{"call with arguments", `"op":"call","service":"CallRequest","node":"ns=2;s=Recipes.Load","object":"ns=2;s=Recipes","value_type":"String,Int32","text":"bread,-1","user":"op1"`,
+			`call CallRequest ns=2;s=Recipes.Load on ns=2;s=Recipes user op1 args "bread,-1"`},
+		{"call with a number", `"op":"call","service":"CallRequest","node":"ns=2;s=Valve.Open","object":"ns=2;s=Valve","value_type":"Int32","value":3`,
+			`call CallRequest ns=2;s=Valve.Open on ns=2;s=Valve args 3`},
+		{"call with numbers", `"op":"call","service":"CallRequest","node":"ns=2;s=M","object":"ns=2;s=O","value_type":"Int32,Int32","values":[3,4]`,
+			`call CallRequest ns=2;s=M on ns=2;s=O [3 4]`},
+		{"a session, no value", `"op":"session","service":"ActivateSessionRequest","identity":"anonymous"`,
+			`session ActivateSessionRequest`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var a Alert
+			js := `{"schema":"plcwatch.alert/v1","id":"x","time":"2026-11-21T10:00:03Z","site":"s","gateway":"g","rule":{"id":"r","severity":"high"},` +
+				`"event":{"source":"wire","protocol":"opcua","client":"10.0.0.9:50000","server":"10.0.0.4:4840",` + tc.event + `},"count":1}`
+			if err := json.Unmarshal([]byte(js), &a); err != nil {
+				t.Fatal(err)
+			}
+			if got := Summary(&a, false); got != head+tc.want {
+				t.Errorf("got\n%s\nwant\n%s", got, head+tc.want)
+			}
+		})
+	}
+}
+
 // syncBuf is a buffer written by the subscriber and read by the test.
 type syncBuf struct {
 	mu sync.Mutex

@@ -24,6 +24,8 @@ func brokenConfigs(t *testing.T, busy string) map[string]string {
 		"port in use":            "rules: {paths: [rules]}\nspool: {dir: spool}\nhttp: {listen: \"" + busy + "\"}\nmqtt: {embedded: {listen: \"" + busy + "\"}}\n",
 		"password file":          "rules: {paths: [rules]}\nspool: {dir: spool}\nhttp: {listen: \"off\"}\nmqtt: {brokers: [\"tcp://127.0.0.1:1\"], password_file: nope}\n",
 		"network-facing":         "rules: {paths: [rules]}\nspool: {dir: spool}\nhttp: {listen: \"0.0.0.0:0\", pprof: true}\nmqtt: {embedded: {listen: \"0.0.0.0:0\"}}\n",
+		"paths written":          "rules: {paths: [rules]}\nspool: {dir: /proc/nope}\nevent_log: {path: /proc/nope/e.jsonl}\nalert_log: {path: rules}\nhttp: {listen: \"off\"}\nmqtt: {brokers: [\"tcp://127.0.0.1:1\"]}\n",
+		"topic names":            "site: a/b\ngateway: \"gw+\"\nrules: {paths: [rules]}\nspool: {dir: spool}\nhttp: {listen: \"off\"}\nmqtt: {brokers: [\"tcp://127.0.0.1:1\"], topic_prefix: \"x/\\0/y\"}\n",
 		"baseline":               "rules: {paths: [rules], baseline_file: bad.json}\nspool: {dir: spool}\nhttp: {listen: \"off\"}\nmqtt: {brokers: [\"tcp://127.0.0.1:1\"]}\n",
 	}
 }

@@ -48,6 +48,30 @@ func TestReplayEventsAndSummary(t *testing.T) {
 	}
 }
 
+// TestReplayUndecodedIsVisible: a capture of a link type plcwatch does not
+// decode (147 in its header) read as "pdus=0 events=0", exit 0, nothing
+// else. The packets are counted in the summary line with one warning that
+// names the link type, and bad IP headers are counted too (docs/inputs.md).
+func TestReplayUndecodedIsVisible(t *testing.T) {
+	const files = "../../collectors/capture/testdata/files/"
+	for _, tc := range []struct {
+		file, summary, warning string
+	}{
+		{"linktype-147.pcap", ` pdus=0 events=0 .* unknown_link=152$`,
+			"plcwatch replay: warning: " + files + "linktype-147.pcap: 152 packets of link type 147 skipped: plcwatch does not decode that link type (docs/inputs.md lists those it does)\n"},
+		{"short-ip.pcap", ` undecodable=1$`, ""},
+	} {
+		for _, cmd := range []struct{ name, args string }{{"replay", "replay"}, {"rules test", "rules test --rules ../../configs/rules"}} {
+			code, _, errOut := plcwatch(t, append(strings.Fields(cmd.args), "--pcap", files+tc.file)...)
+			summary := regexp.MustCompile(`(?m)^replay: packets=.*` + tc.summary)
+			want := strings.Replace(tc.warning, "plcwatch replay:", "plcwatch "+cmd.name+":", 1)
+			if code != 0 || !summary.MatchString(errOut) || strings.Count(errOut, "warning:") != strings.Count(want, "warning:") || !strings.Contains(errOut, want) {
+				t.Errorf("%s %s: exit %d, stderr:\n%s", cmd.name, tc.file, code, errOut)
+			}
+		}
+	}
+}
+
 func TestReplayWithRules(t *testing.T) {
 	code, out, errOut := plcwatch(t, "replay", "--pcap", "../../testdata/pcaps/modbus/iti_modbus_test_data_part1.pcap", "--rules", "../../configs/rules", "--site", "plant-a", "--gateway", "gw-1")
 	if code != 0 {

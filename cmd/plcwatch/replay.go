@@ -46,7 +46,8 @@ as it can be: skipped pcapng blocks and a file cut short are warnings with their
   plcwatch replay --pcap capture.pcap --rules configs/rules
   plcwatch replay --pcap capture.pcap --config /etc/plcwatch/plcwatch.yaml
   plcwatch replay --pcap opcua.pcapng --opcua-ports 4840,48010 --events
-  tcpdump -i eth0 -U -w - 'tcp port 502' | plcwatch replay --pcap - --events`,
+  tcpdump -i eth0 -U -w - 'tcp port 502' | plcwatch replay --pcap - --events
+  tshark -i eth0 -l -w - -f 'tcp port 502' | plcwatch replay --pcap - --events`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if f.pcap == "" {
@@ -134,6 +135,16 @@ func fileWarnings(stderr io.Writer, cmd, path string, sum agent.ReplaySummary) {
 	}
 	if more := sum.Skipped - uint64(len(sum.Problems)); more > 0 {
 		fmt.Fprintf(stderr, "plcwatch %s: warning: %s: %d more damaged stretches skipped\n", cmd, path, more)
+	}
+	if sum.UnknownLink > 0 {
+		// Once per file: a capture of another link type decodes nothing,
+		// and "pdus=0 events=0" alone does not say why.
+		types := make([]string, len(sum.UnknownLinkTypes))
+		for i, lt := range sum.UnknownLinkTypes {
+			types[i] = strconv.FormatUint(uint64(lt), 10)
+		}
+		fmt.Fprintf(stderr, "plcwatch %s: warning: %s: %d packets of link type %s skipped: plcwatch does not decode that link type (docs/inputs.md lists those it does)\n",
+			cmd, path, sum.UnknownLink, strings.Join(types, ", "))
 	}
 	if sum.Truncated {
 		fmt.Fprintf(stderr, "plcwatch %s: warning: %s ends in the middle of a packet (at byte offset %d); everything before it was decoded\n", cmd, path, sum.TruncatedAt)

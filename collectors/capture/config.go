@@ -28,11 +28,12 @@ type Config struct {
 	SocketBuffer int `yaml:"socket_buffer"`
 	// RingBlockSize is the size in bytes of each block of the TPACKET_V3
 	// ring the kernel writes packets into: a power of two from 64 KiB to
-	// 64 MiB, at least Snaplen plus 4 KiB (a packet never spans blocks).
+	// 16 MiB, at least Snaplen plus 4 KiB (a packet never spans blocks).
 	RingBlockSize int `yaml:"ring_block_size"`
-	// RingBlocks is the number of blocks in the ring, 2 to 4096. The ring
+	// RingBlocks is the number of blocks in the ring, 2 to 1024. The ring
 	// (RingBlockSize × RingBlocks, per interface and fanout worker, locked
-	// in memory) is the room bursts have before the kernel drops.
+	// in memory) is the room bursts have before the kernel drops. All the
+	// rings together (RingMemory) are at most MaxRingMemory, 4 GiB.
 	RingBlocks int `yaml:"ring_blocks"`
 	// Fanout is the number of workers per interface, 1 to 64: each has its
 	// own ring and engine, and the kernel spreads packets over them by flow
@@ -112,6 +113,27 @@ func (c *Config) Defaults() {
 	}
 }
 
+// Bounds of the capture rings (issue: a configuration with each key in
+// its range, 64 MiB blocks × 4096 × fanout 64, asked the kernel for 16 TiB
+// and brought the machine's OOM killer). For scale: Zeek's af_packet source
+// takes a 128 MiB ring per worker by default, plcwatch 32 MiB.
+const (
+	// MaxRingBlockSize is the largest ring block (capture.ring_block_size).
+	MaxRingBlockSize = 16 << 20
+	// MaxRingBlocks is the most blocks in one ring (capture.ring_blocks).
+	MaxRingBlocks = 1024
+	// MaxRingMemory bounds all the rings of a live capture together:
+	// RingMemory, in bytes.
+	MaxRingMemory int64 = 4 << 30
+)
+
+// RingMemory is the kernel memory the live capture's rings take together,
+// in bytes: ring_block_size × ring_blocks × fanout × interfaces (at least
+// one interface, for a configuration that names none yet).
+func (c *Config) RingMemory() int64 {
+	return int64(c.RingBlockSize) * int64(c.RingBlocks) * int64(c.Fanout) * int64(max(1, len(c.Interfaces)))
+}
+
 // Ports returns every server port capture listens for, all protocols:
 // the kernel filter's ports.
 func (c *Config) Ports() []uint16 {
@@ -142,17 +164,25 @@ func (c *Config) Validate() error {
 	if c.SocketBuffer < 0 {
 		bad("socket_buffer", "%d: must not be negative", c.SocketBuffer)
 	}
+	rangesOK := true
 	switch b := c.RingBlockSize; {
-	case b < 64<<10 || b > 64<<20 || b&(b-1) != 0:
-		bad("ring_block_size", "%d: must be a power of two from 65536 (64 KiB) to 67108864 (64 MiB)", b)
+	case b < 64<<10 || b > MaxRingBlockSize || b&(b-1) != 0:
+		bad("ring_block_size", "%d: must be a power of two from 65536 (64 KiB) to %d (16 MiB)", b, MaxRingBlockSize)
+		rangesOK = false
 	case b < c.Snaplen+4096:
 		bad("ring_block_size", "%d: must be at least snaplen + 4096 (%d): a packet never spans blocks", b, c.Snaplen+4096)
 	}
-	if c.RingBlocks < 2 || c.RingBlocks > 4096 {
-		bad("ring_blocks", "%d: must be 2..4096", c.RingBlocks)
+	if c.RingBlocks < 2 || c.RingBlocks > MaxRingBlocks {
+		bad("ring_blocks", "%d: must be 2..%d", c.RingBlocks, MaxRingBlocks)
+		rangesOK = false
 	}
 	if c.Fanout < 1 || c.Fanout > 64 {
 		bad("fanout", "%d: must be 1..64 workers per interface", c.Fanout)
+		rangesOK = false
+	}
+	if total := c.RingMemory(); rangesOK && total > MaxRingMemory {
+		bad("ring_blocks", "the capture rings would take %d MiB (ring_block_size %d × ring_blocks %d × fanout %d × %d interfaces), more than %d MiB: lower them",
+			total>>20, c.RingBlockSize, c.RingBlocks, c.Fanout, max(1, len(c.Interfaces)), MaxRingMemory>>20)
 	}
 	seen := map[uint16]string{}
 	for _, list := range []struct {

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/gopacket/gopacket"
@@ -146,10 +147,13 @@ type Engine struct {
 	tail       *flow
 	last       *flow  // the flow of the previous packet
 	connBase   uint64 // high bits of connection ids: tells the engines of several interfaces apart
-	budget     reassembly.Budget
-	stats      Stats
-	clock      clock // timers: response timeouts, holes, lingering and idle connections
-	sweepAt    int64 // on clock
+	// unknownLinks are the unsupported link types seen, at most
+	// maxUnknownLinks of them, for a warning that names them.
+	unknownLinks []LinkType
+	budget       reassembly.Budget
+	stats        Stats
+	clock        clock // timers: response timeouts, holes, lingering and idle connections
+	sweepAt      int64 // on clock
 
 	// Decoding: layers allocated once and reused for every packet.
 	eth     layers.Ethernet
@@ -222,6 +226,15 @@ func (e *Engine) register(d Dissector, ports []uint16) {
 }
 
 // Stats returns a copy of the counters.
+// maxUnknownLinks bounds Engine.UnknownLinkTypes: a hostile pcapng can
+// describe thousands of interfaces.
+const maxUnknownLinks = 8
+
+// UnknownLinkTypes are the link types of the packets counted in
+// Stats.UnknownLink, in the order first seen, at most 8 of them: a capture
+// of another link type decodes nothing, and a user must be told why.
+func (e *Engine) UnknownLinkTypes() []LinkType { return slices.Clone(e.unknownLinks) }
+
 func (e *Engine) Stats() Stats {
 	s := e.stats
 	s.ActiveFlows = uint64(len(e.flows))
@@ -288,6 +301,9 @@ func (e *Engine) Packet(data []byte, ts time.Time, lt LinkType) {
 	switch link {
 	case linkUnknown:
 		e.stats.UnknownLink++
+		if len(e.unknownLinks) < maxUnknownLinks && !slices.Contains(e.unknownLinks, lt) {
+			e.unknownLinks = append(e.unknownLinks, lt)
+		}
 		return
 	case linkShort:
 		e.stats.Undecodable++

@@ -110,10 +110,7 @@ func (l *Live) Open() error {
 			// (PACKET_OUTGOING) and received. Keep one copy.
 			f = dropOutgoing(filter)
 		}
-		// A fanout group id is per network namespace: derive it from the
-		// process and the interface, so that two plcwatch processes (or
-		// two interfaces) do not share one group.
-		group := uint16(os.Getpid()*31 + ifi.Index)
+		group := FanoutGroup(ifi.Index)
 		for w := 0; w < l.cfg.Fanout; w++ {
 			tp, err := openRing(name, l.cfg, f, group)
 			if err != nil {
@@ -124,6 +121,37 @@ func (l *Live) Open() error {
 		}
 	}
 	l.stats = make([]InterfaceStats, len(l.cfg.Interfaces))
+	return nil
+}
+
+// FanoutGroup is the PACKET_FANOUT group id this process's capture on the
+// interface with index ifindex joins. A group id is per network namespace:
+// it is derived from the process and the interface, so that two plcwatch
+// processes (or two interfaces) do not share one group.
+func FanoutGroup(ifindex int) uint16 { return uint16(os.Getpid()*31 + ifindex) }
+
+// ProbeInterface says whether a live capture could open the interface
+// name: that it exists and that this process may open a packet socket on
+// it (CAP_NET_RAW). It opens a plain AF_PACKET socket bound to the
+// interface, with protocol 0 so that it receives nothing, and closes it:
+// unlike Open, it allocates no ring ("config check" with a ring
+// configuration of gigabytes must not take them, nor the time to map them).
+func ProbeInterface(name string) error {
+	ifi, err := net.InterfaceByName(name)
+	if err != nil {
+		return fmt.Errorf("interface %q: %w", name, err)
+	}
+	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		if errors.Is(err, unix.EPERM) {
+			return fmt.Errorf("interface %q: %v: live capture needs CAP_NET_RAW (run as root, or grant it: setcap cap_net_raw,cap_net_admin+ep plcwatch)", name, err)
+		}
+		return fmt.Errorf("interface %q: packet socket: %w", name, err)
+	}
+	defer unix.Close(fd)
+	if err := unix.Bind(fd, &unix.SockaddrLinklayer{Ifindex: ifi.Index}); err != nil {
+		return fmt.Errorf("interface %q: bind a packet socket: %w", name, err)
+	}
 	return nil
 }
 
@@ -214,7 +242,7 @@ func (l *Live) Run(ctx context.Context, emit plcwatch.Emit) error {
 		}()
 	}
 	for _, name := range l.cfg.Interfaces {
-		l.log.Info("capturing", "interface", name, "workers", l.cfg.Fanout, "ring_bytes", l.cfg.RingBlockSize*l.cfg.RingBlocks,
+		l.log.Info("capturing", "interface", name, "workers", l.cfg.Fanout, "ring_bytes", int64(l.cfg.RingBlockSize)*int64(l.cfg.RingBlocks),
 			"modbus_ports", l.cfg.ModbusPorts, "opcua_ports", l.cfg.OPCUAPorts, "promiscuous", l.cfg.Promiscuous)
 	}
 	wg.Wait()

@@ -227,10 +227,15 @@ func TestRingConfig(t *testing.T) {
 		{capture.Config{RingBlockSize: 128 << 10, RingBlocks: 2, Fanout: 64}, ""},
 		{capture.Config{RingBlockSize: 100000}, "ring_block_size: 100000: must be a power of two"},
 		{capture.Config{RingBlockSize: 128 << 20}, "ring_block_size: 134217728: must be a power of two"},
+		{capture.Config{RingBlockSize: 32 << 20}, "ring_block_size: 33554432: must be a power of two from 65536 (64 KiB) to 16777216 (16 MiB)"},
+		{capture.Config{RingBlockSize: 16 << 20, RingBlocks: 256}, ""}, // 4 GiB: the bound itself
+		{capture.Config{RingBlockSize: 16 << 20, RingBlocks: 257}, "ring_blocks: the capture rings would take 4112 MiB"},
+		{capture.Config{RingBlockSize: 1 << 20, RingBlocks: 256, Fanout: 4, Interfaces: []string{"a", "b", "c", "d", "e"}}, "would take 5120 MiB (ring_block_size 1048576 × ring_blocks 256 × fanout 4 × 5 interfaces), more than 4096 MiB"},
+		{capture.Config{RingBlockSize: 64 << 20, RingBlocks: 4096, Fanout: 64}, "ring_blocks: 4096: must be 2..1024"}, // the issue's: each key named, no total of a sum that overflows
 		{capture.Config{RingBlockSize: 64 << 10}, "must be at least snaplen + 4096"},
 		{capture.Config{RingBlockSize: 64 << 10, Snaplen: 1500}, ""},
-		{capture.Config{RingBlocks: 1}, "ring_blocks: 1: must be 2..4096"},
-		{capture.Config{RingBlocks: 5000}, "ring_blocks: 5000"},
+		{capture.Config{RingBlocks: 1}, "ring_blocks: 1: must be 2..1024"},
+		{capture.Config{RingBlocks: 1025}, "ring_blocks: 1025"},
 		{capture.Config{Fanout: 65}, "fanout: 65: must be 1..64"},
 		{capture.Config{Fanout: -1}, "fanout: -1"},
 	} {

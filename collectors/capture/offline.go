@@ -99,8 +99,13 @@ func ReadWith(ctx context.Context, r io.Reader, e *Engine, opts ReadOptions) err
 	br := bufio.NewReaderSize(r, 1<<20) // > maxBlock: a pcapng block is peeked whole
 	magic, err := br.Peek(4)
 	if err != nil {
-		if len(magic) == 0 && errors.Is(err, io.EOF) {
+		switch {
+		case len(magic) == 0 && errors.Is(err, io.EOF):
 			return &FileError{Err: errors.New("empty file: not a pcap or pcapng capture")}
+		case errors.Is(err, io.EOF):
+			// Shorter than a magic number: said as for any file shorter
+			// than a header, not as "EOF".
+			return &FileError{Err: fmt.Errorf("not a pcap or pcapng file: %d bytes, a pcap header has 24", len(magic))}
 		}
 		return &FileError{Err: fmt.Errorf("read capture header: %w", err)}
 	}
@@ -111,6 +116,9 @@ func ReadWith(ctx context.Context, r io.Reader, e *Engine, opts ReadOptions) err
 		}
 		br = bufio.NewReaderSize(zr, 1<<20)
 		if magic, err = br.Peek(4); err != nil {
+			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+				return &FileError{Err: fmt.Errorf("gzip: not a pcap or pcapng file inside: %d bytes, a pcap header has 24", len(magic))}
+			}
 			return &FileError{Err: fmt.Errorf("read capture header: %w", err)}
 		}
 	}

@@ -79,7 +79,17 @@ func craftedFiles(t *testing.T) map[string][]byte {
 	huge := clone(blocks[7])
 	binary.LittleEndian.PutUint32(huge[4:], 0xfffffff0)
 	garbage := bytes.Repeat([]byte{0xA5}, 36)
+	// The whole pcap, its header saying link type 147 (LINKTYPE_USER0):
+	// every packet is of a link type plcwatch does not decode.
+	user0 := clone(pc)
+	binary.LittleEndian.PutUint32(user0[20:], 147)
+	// One LINKTYPE_NULL packet whose IPv4 header is cut after 10 bytes,
+	// then the real packets.
+	shortIP := join(pc[:24], make([]byte, 8), binary.LittleEndian.AppendUint32(binary.LittleEndian.AppendUint32(nil, 14), 14),
+		[]byte{2, 0, 0, 0, 0x45, 0, 0, 0x28, 0, 0, 0, 0, 0x40, 6}, pc[24:])
 	return map[string][]byte{
+		"linktype-147.pcap":        user0,
+		"short-ip.pcap":            shortIP,
 		"tsresol-7f.pcapng":        join(blocks[0], idbWithTsresol(0x7f), epbs),
 		"tsresol-ff.pcapng":        join(blocks[0], idbWithTsresol(0xff), epbs),
 		"tsresol-7f-second.pcapng": join(blocks[0], blocks[1], idbWithTsresol(0x7f), epbs),
@@ -95,6 +105,8 @@ func craftedFiles(t *testing.T) map[string][]byte {
 		"garbage-between.pcapng":  join(blocks[0], blocks[1], join(blocks[2:10]...), garbage, join(blocks[10:]...)),
 		"bad-magic.pcap":          join([]byte{0xde, 0xad, 0xbe, 0xef}, pc[4:200]),
 		"empty.pcap":              {},
+		"short-3.pcap":            pc[:3],
+		"short-10.pcap":           pc[:10],
 		"header-only.pcap":        pc[:24],
 		"truncated.pcap":          pc[:len(pc)-30],
 		"huge-caplen.pcap":        join(pc[:24], binary.LittleEndian.AppendUint64(binary.LittleEndian.AppendUint64(nil, 0), 0xffffffff_fffffff0), pc[40:]),
@@ -130,7 +142,11 @@ func TestCraftedFiles(t *testing.T) {
 		errAt   int64   // offset of the error that ended reading; -1: none
 		trunc   bool
 		errHas  string
+		unknown uint64 // packets of an unsupported link type
+		undec   uint64 // packets whose link, IP or TCP header is bad
 	}{
+		{name: "linktype-147.pcap", packets: 152, unknown: 152, errAt: -1},
+		{name: "short-ip.pcap", packets: 153, undec: 1, errAt: -1},
 		// Every packet names the interface whose if_tsresol cannot be
 		// used: the interface and its 22 packets are skipped, and said so
 		// in two reports (gopacket v1.1.19 divided by zero here).
@@ -146,6 +162,8 @@ func TestCraftedFiles(t *testing.T) {
 		{name: "garbage-between.pcapng", packets: 22, skips: []int64{off(10)}, errAt: -1},
 		{name: "bad-magic.pcap", errAt: 0, errHas: "not a pcap or pcapng file"},
 		{name: "empty.pcap", errAt: 0, errHas: "empty file"},
+		{name: "short-3.pcap", errAt: 0, errHas: "not a pcap or pcapng file: 3 bytes, a pcap header has 24"},
+		{name: "short-10.pcap", errAt: 0, errHas: "not a pcap or pcapng file: 10 bytes, a pcap header has 24"},
 		{name: "header-only.pcap", errAt: -1},
 		{name: "truncated.pcap", packets: 151, errAt: lastRecord(t), trunc: true},
 		{name: "huge-caplen.pcap", errAt: 24, errHas: "capture length exceeds"},
@@ -170,8 +188,13 @@ func TestCraftedFiles(t *testing.T) {
 				}
 				skips = append(skips, fe.Offset)
 			}})
-			if got := e.Stats().Packets; got != tc.packets {
-				t.Errorf("%d packets decoded, want %d", got, tc.packets)
+			st := e.Stats()
+			if st.Packets != tc.packets || st.UnknownLink != tc.unknown || st.Undecodable != tc.undec {
+				t.Errorf("%d packets decoded, %d of an unknown link type, %d undecodable; want %d, %d, %d",
+					st.Packets, st.UnknownLink, st.Undecodable, tc.packets, tc.unknown, tc.undec)
+			}
+			if lt := e.UnknownLinkTypes(); (tc.unknown > 0) != (len(lt) == 1 && lt[0] == 147) {
+				t.Errorf("unknown link types %v", lt)
 			}
 			if !equalInts(skips, tc.skips) {
 				t.Errorf("skipped at offsets %v, want %v", skips, tc.skips)
