@@ -240,6 +240,11 @@ func (c *Config) checkSystem(ps *problems) {
 			c.warn("rules.baseline_file", "%s: %v: what baseline rules learn will not be saved", c.Rules.BaselineFile, err)
 		}
 	}
+	if c.Inventory.File != "" {
+		if err := canWriteFile(c.Inventory.File); err != nil {
+			c.warn("inventory.file", "%s: %v: the passive inventory will not be saved", c.Inventory.File, err)
+		}
+	}
 }
 
 // checkRingMemory warns when the capture rings would take more than a

@@ -2,10 +2,12 @@ package agent
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -254,5 +256,34 @@ func TestRingMemoryBound(t *testing.T) {
 	cfg.checkRingMemory(100 << 20)
 	if len(cfg.warnings) != 1 || !strings.Contains(cfg.warnings[0].Msg, "take 32 MiB (ring_block_size × ring_blocks × fanout × interfaces), more than a quarter of this machine's 100 MiB") {
 		t.Errorf("32 MiB of 100 MiB: %v", cfg.warnings)
+	}
+}
+
+// TestCheckWarnsOfFilesItCannotSave: the baseline and the inventory are
+// saved as the daemon runs; a place they cannot be written is a warning
+// (the agent works, but forgets on restart), never silence.
+func TestCheckWarnsOfFilesItCannotSave(t *testing.T) {
+	free := func() string {
+		l, _ := net.Listen("tcp", "127.0.0.1:0")
+		defer l.Close()
+		return l.Addr().String()
+	}
+	dir := checkDir(t, map[string]string{})
+	path := filepath.Join(dir, "plcwatch.yaml")
+	os.WriteFile(path, []byte("site: s\ngateway: g\nspool: {dir: spool}\nhttp: {listen: \""+free()+"\"}\nmqtt: {embedded: {listen: \""+free()+"\"}}\n"+
+		"rules: {paths: [rules], baseline_file: /proc/nope/b.json}\ninventory: {file: /proc/nope/inventory.json}\n"), 0o600)
+	cfg, err := Check(path, CheckOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, w := range cfg.Warnings() {
+		got = append(got, fmt.Sprintf("%d: %s", w.Line, w.Msg))
+	}
+	if !slices.ContainsFunc(got, func(s string) bool { return strings.HasPrefix(s, "6: rules.baseline_file: /proc/nope/b.json: ") }) ||
+		!slices.ContainsFunc(got, func(s string) bool {
+			return strings.HasPrefix(s, "7: inventory.file: /proc/nope/inventory.json: ") && strings.HasSuffix(s, "the passive inventory will not be saved")
+		}) {
+		t.Errorf("warnings:\n%s", strings.Join(got, "\n"))
 	}
 }
