@@ -140,7 +140,7 @@ func New(cfg *Config, log *slog.Logger) (*Agent, error) {
 		ConnectTimeout: cfg.MQTT.ConnectTimeout, PublishTimeout: cfg.MQTT.PublishTimeout,
 		Window: cfg.MQTT.Window, ReceiveMaximum: cfg.MQTT.ReceiveMaximum,
 		Heartbeat: cfg.MQTT.Heartbeat, HeartbeatPayload: a.heartbeat, Published: a.metrics.observePublish,
-		TelemetryQoS: teleQoS, MaxAttempts: cfg.MQTT.MaxAttempts, Logger: log.With("component", "mqtt"),
+		TelemetryQoS: teleQoS, MaxAttempts: cfg.MQTT.MaxAttempts, VerifyTimeout: cfg.MQTT.VerifyTimeout, Logger: log.With("component", "mqtt"),
 	}, a.sp)
 	for _, d := range cfg.Modbus.Devices {
 		opts := modbus.Options{Logger: log.With("component", "modbus"), Site: cfg.Site, Gateway: cfg.Gateway}

@@ -62,6 +62,7 @@ var boundList = []bound{
 	{path: "mqtt.heartbeat", min: sec, max: 24 * hour, zero: "off", def: "1m"},
 	{path: "mqtt.receive_maximum", min: 1, max: 65535, def: "20", why: "QoS 1 and 2 publishes the broker takes in flight from one client (Mosquitto's max_inflight_messages, MQTT 5's Receive Maximum): at QoS 2 the agent keeps within it, since Mosquitto acknowledges and drops what is beyond"},
 	{path: "mqtt.max_attempts", min: 1, max: 1000, zero: "never", def: "5", why: "refusals of one message before it goes to the dead-letter file"},
+	{path: "mqtt.verify_timeout", min: 100 * ms, max: 5 * minute, zero: "off", def: "5s", why: "how long the agent waits, on each connection, to read back the status it published: a broker that acknowledges and drops its publishes (an ACL) is reported"},
 	{path: "mqtt.drain_timeout", min: 100 * ms, max: 10 * minute, def: "5s", why: "keep it below systemd's TimeoutStopSec (30s in deploy/plcwatch.service)"},
 
 	{path: "spool.max_bytes", min: mib, max: tib, def: "256MiB"},

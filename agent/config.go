@@ -97,6 +97,10 @@ type MQTTConfig struct {
 	// MaxAttempts: a message the broker refuses this many times, alone on
 	// a working connection, goes to the dead-letter file; 0 never.
 	MaxAttempts int `yaml:"max_attempts"`
+	// VerifyTimeout: on every connection the agent reads back its own
+	// "online" status within this time, to find a broker that takes and
+	// drops its publishes (publish.Config.VerifyTimeout); 0 turns it off.
+	VerifyTimeout time.Duration `yaml:"verify_timeout"`
 
 	urlPassword string // a password written in a broker URL, taken out of it (secrets.go)
 }
@@ -446,6 +450,9 @@ func (c *Config) Defaults() {
 	}
 	if c.MQTT.ReceiveMaximum == 0 {
 		c.MQTT.ReceiveMaximum = publish.DefaultReceiveMaximum
+	}
+	if c.nodes["mqtt.verify_timeout"] == nil {
+		c.MQTT.VerifyTimeout = 5 * time.Second
 	}
 	if c.nodes["mqtt.heartbeat"] == nil {
 		c.MQTT.Heartbeat = time.Minute

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/plcwatch/plcwatch/agent/publish"
 	"github.com/plcwatch/plcwatch/agent/spool"
 )
 
@@ -78,6 +79,7 @@ var (
 	descSpoolReadErrs  = prometheus.NewDesc("plcwatch_spool_read_errors_total", "Reads of the spool's files that failed (retried; a segment that keeps failing is skipped).", nil, nil)
 	descDeadLetters    = prometheus.NewDesc("plcwatch_mqtt_dead_letters_total", "Alerts the broker refused again and again, set aside in the dead-letter file.", nil, nil)
 	descMQTTConnected  = prometheus.NewDesc("plcwatch_mqtt_connected", "1 while connected to this configured broker, 0 otherwise (credentials redacted).", []string{"broker"}, nil)
+	descMQTTVerified   = prometheus.NewDesc("plcwatch_mqtt_publish_verified", "1 when the agent read back the status it published on its last checked connection, 0 when it did not (the broker may be dropping its alerts: see the log); absent until a check ended, or with mqtt.verify_timeout 0.", nil, nil)
 	descMQTTConnects   = prometheus.NewDesc("plcwatch_mqtt_connects_total", "Connections made to the broker (CONNACK and status taken).", nil, nil)
 	descMQTTTakeovers  = prometheus.NewDesc("plcwatch_mqtt_takeovers_total", "Connections lost soon after they were made with no message at fault, again and again: another client with the same client id.", nil, nil)
 	descEventLog       = prometheus.NewDesc("plcwatch_event_log_events_total", "Events in the event log, by result: written, dropped (the writer was behind), failed (could not be written).", []string{"result"}, nil)
@@ -109,7 +111,7 @@ func (s *snapshot) Describe(ch chan<- *prometheus.Desc) {
 		descActiveFlows, descFlowEvictions, descGaps, descNotModbus, descModbusPDUs, descOPCUAMessages, descOPCUALimits, descEvents, descMalformed, descPipeline,
 		descPipelineDrops, descRules, descRuleMatches, descRuleErrors, descRuleOverflow, descSpoolDepth, descSpoolBytes, descSpoolOldest,
 		descSpoolDropped, descSpoolErrors, descSpooled, descSpoolCorrupt, descSpoolMemory, descSpoolWritable, descSpoolWriteErrs,
-		descSpoolReadErrs, descDeadLetters, descMQTTConnects, descMQTTTakeovers, descEventLog,
+		descSpoolReadErrs, descDeadLetters, descMQTTConnects, descMQTTVerified, descMQTTTakeovers, descEventLog,
 		descMQTTConnected, descMQTTPublished, descMQTTFailures, descMQTTConnErrors,
 		descPollUp, descPollCycles, descPollSeconds, descPollLast, descPollRequests, descPollPlanned, descPollExceptions,
 		descPollTimeouts, descPollConnects, descPollOverruns, descPollUnitUp, descPollDiscarded, descTelemetry} {
@@ -218,6 +220,9 @@ func (s *snapshot) Collect(ch chan<- prometheus.Metric) {
 		gauge(descMQTTConnected, b2f(b.Connected), b.URL)
 	}
 	counter(descMQTTConnects, float64(p.Connects))
+	if p.Verify == publish.VerifyOK || p.Verify == publish.VerifyFailed {
+		gauge(descMQTTVerified, b2f(p.Verify == publish.VerifyOK))
+	}
 	counter(descMQTTTakeovers, float64(p.Takeovers))
 	if a.eventLog != nil {
 		el := a.eventLog.Stats()
@@ -245,12 +250,21 @@ func (a *Agent) handler() http.Handler {
 		st := a.sp.Stats()
 		// The spool failing to write is not ready (issue 8 §2): alerts
 		// then live in memory only, and go when it is full.
-		ready := a.ready.Load() && st.WriteError == ""
+		//
+		// Nor is a broker that drops what the agent publishes (the publish
+		// check failed): the spool empties into nothing.
+		ready := a.ready.Load() && st.WriteError == "" && p.Verify != publish.VerifyFailed
 		up, pending := a.devicesUp()
 		body := map[string]any{"ready": ready, "rules": a.rulesN.Load(), "mqtt_connected": p.Connected,
 			"mqtt_broker": p.Broker, "mqtt_last_error": p.LastError, "spool_depth": st.Depth, "spool_ok": st.WriteError == "",
 			"spool_error": st.WriteError, "spool_memory": st.Memory, "devices": len(a.pollers), "devices_up": up,
 			"devices_pending": pending}
+		if p.Verify != publish.VerifyOff {
+			body["mqtt_publish_verified"] = p.Verify
+			if p.VerifyError != "" {
+				body["mqtt_publish_error"] = p.VerifyError
+			}
+		}
 		w.Header().Set("Content-Type", "application/json")
 		if !ready {
 			w.WriteHeader(http.StatusServiceUnavailable)

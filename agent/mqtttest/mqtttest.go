@@ -331,9 +331,24 @@ func Subscribe(t testing.TB, url, filter string) *Subscriber {
 // its delayed ACKs hold Mosquitto's next small message for up to 40 ms.
 func SubscribeQoS(t testing.TB, url, filter string, qos byte) *Subscriber {
 	t.Helper()
+	return subscribe(t, url, "", filter, qos)
+}
+
+// SubscribeAs is Subscribe with a broker username (no password): for a
+// broker of the test's own whose ACL names users.
+func SubscribeAs(t testing.TB, url, username, filter string) *Subscriber {
+	t.Helper()
+	return subscribe(t, url, username, filter, 0)
+}
+
+func subscribe(t testing.TB, url, username, filter string, qos byte) *Subscriber {
+	t.Helper()
 	s := &Subscriber{more: make(chan struct{}, 1)}
 	o := mqtt.NewClientOptions().AddBroker(url).SetClientID(fmt.Sprintf("sub-%d", time.Now().UnixNano())).
 		SetCleanSession(true).SetAutoReconnect(true).SetOrderMatters(true).SetConnectTimeout(5 * time.Second)
+	if username != "" {
+		o.SetUsername(username)
+	}
 	s.c = mqtt.NewClient(o)
 	if tok := s.c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
 		t.Fatalf("subscriber connect %s: %v", url, tok.Error())

@@ -106,6 +106,13 @@ type Config struct {
 	// client can see. At QoS 1 Mosquitto frees the place before its PUBACK,
 	// so the window is not cut.
 	ReceiveMaximum int
+	// VerifyTimeout: on every connection the agent reads back the
+	// "online" it publishes at its status topic, within this time
+	// (verify.go); one that does not come back means the broker may be
+	// dropping what the agent publishes (an ACL, with MQTT 3.1.1), said
+	// in the log, Stats.Verify and Stats.VerifyError. 0 turns the check
+	// off.
+	VerifyTimeout time.Duration
 }
 
 // DefaultReceiveMaximum is Mosquitto's default max_inflight_messages.
@@ -132,6 +139,10 @@ type Stats struct {
 	SetAside      uint64            // messages set aside (dead letters)
 	Takeovers     uint64            // connections lost soon after connect with no message at fault
 	StorageErrors uint64            // spool reads that failed (retried)
+	// Verify is the publish check's state: VerifyOff, VerifyPending,
+	// VerifyOK or VerifyFailed; VerifyError says why it failed.
+	Verify      string
+	VerifyError string
 }
 
 // Publisher sends what the spool holds.
@@ -162,13 +173,16 @@ type Publisher struct {
 	strikes     int         // how many times in a row
 	lostAt      []time.Time // recent connections lost soon after connect with nothing at fault
 	takeoverLog time.Time
+	ver         *verifier // the check of the connection connect made
 
-	mu       sync.Mutex
-	broker   int // index of the broker connected to; -1 none
-	connErrs uint64
-	lastErr  string
-	errKinds map[string]uint64
-	logs     map[string]*repeat // repeated log lines, by kind
+	mu        sync.Mutex
+	broker    int // index of the broker connected to; -1 none
+	connErrs  uint64
+	lastErr   string
+	errKinds  map[string]uint64
+	logs      map[string]*repeat // repeated log lines, by kind
+	verify    string             // Stats.Verify
+	verifyErr string
 }
 
 // New returns a publisher for sp.
@@ -198,6 +212,9 @@ func New(cfg Config, sp *spool.Spool) *Publisher {
 		errKinds: map[string]uint64{}, logs: map[string]*repeat{}, tele: make(chan telemetryMsg, telemetryQueue)}
 	for _, b := range cfg.Brokers {
 		p.brokers = append(p.brokers, Redact(b))
+	}
+	if cfg.VerifyTimeout > 0 {
+		p.verify = VerifyPending
 	}
 	return p
 }
@@ -321,7 +338,7 @@ func (p *Publisher) Stats() Stats {
 	st := Stats{
 		Connected: connected, Published: p.published.Load(), Failures: p.failures.Load(), Connects: p.connects.Load(),
 		ConnectErrors: p.connErrs, LastError: p.lastErr, ErrorsByKind: kinds, SetAside: p.setAside.Load(),
-		Takeovers: p.takeovers.Load(), StorageErrors: p.storage.Load(),
+		Takeovers: p.takeovers.Load(), StorageErrors: p.storage.Load(), Verify: p.verify, VerifyError: p.verifyErr,
 	}
 	for i, b := range p.brokers {
 		on := connected && i == p.broker
@@ -483,7 +500,16 @@ func (p *Publisher) connect(ctx context.Context) (mqtt.Client, <-chan error, err
 		}
 		return nil, nil, err
 	}
-	if err := wait(ctx, c.Publish(p.StatusTopic(), 1, true, "online"), p.cfg.PublishTimeout); err != nil {
+	p.ver = nil
+	if p.cfg.VerifyTimeout > 0 {
+		v, err := p.verifySubscribe(ctx, c)
+		if err != nil {
+			c.Disconnect(0)
+			return nil, nil, err
+		}
+		p.ver = v
+	}
+	if err := wait(ctx, c.Publish(p.StatusTopic(), 1, true, verifyOnlineMsg), p.cfg.PublishTimeout); err != nil {
 		c.Disconnect(0)
 		return nil, nil, fmt.Errorf("publish status: %w", err)
 	}
@@ -532,6 +558,9 @@ func (p *Publisher) serve(ctx context.Context, c mqtt.Client, lost <-chan error)
 	defer stopTele()
 	go p.sendTelemetry(teleCtx, c)
 	go p.sendRetained(teleCtx, c)
+	if p.ver != nil {
+		go p.verifyWait(teleCtx, c, p.ver)
+	}
 	var beat <-chan time.Time
 	if p.cfg.Heartbeat > 0 && p.cfg.HeartbeatPayload != nil {
 		t := time.NewTicker(p.cfg.Heartbeat)
