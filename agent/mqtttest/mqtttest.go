@@ -369,11 +369,21 @@ func subscribe(t testing.TB, url, username, filter string, qos byte) *Subscriber
 // connection, in case the broker lost the subscription.
 func SubscribeSession(t testing.TB, url, filter string, qos byte) *Subscriber {
 	t.Helper()
+	return SubscribeSessionAs(t, url, "", filter, qos)
+}
+
+// SubscribeSessionAs is SubscribeSession with a broker username (no
+// password), "" for none.
+func SubscribeSessionAs(t testing.TB, url, username, filter string, qos byte) *Subscriber {
+	t.Helper()
 	s := &Subscriber{more: make(chan struct{}, 1)}
 	subscribed := make(chan error, 1)
 	o := mqtt.NewClientOptions().AddBroker(url).SetClientID(fmt.Sprintf("sub-%d", time.Now().UnixNano())).
 		SetCleanSession(false).SetAutoReconnect(true).SetConnectRetry(true).SetMaxReconnectInterval(500 * time.Millisecond).
 		SetOrderMatters(true).SetConnectTimeout(5 * time.Second)
+	if username != "" {
+		o.SetUsername(username)
+	}
 	o.SetDefaultPublishHandler(s.record) // what the session delivers before the SUBACK
 	o.SetOnConnectHandler(func(c mqtt.Client) {
 		tok := c.Subscribe(filter, qos, s.record)

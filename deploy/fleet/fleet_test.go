@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -19,6 +20,7 @@ import (
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/plcwatch/plcwatch/agent"
 	"github.com/plcwatch/plcwatch/agent/mqtttest"
 	"github.com/plcwatch/plcwatch/agent/publish"
 	"github.com/plcwatch/plcwatch/agent/spool"
@@ -56,16 +58,59 @@ func bridge(t *testing.T, central, site string) string {
 		switch strings.Fields(line)[0] {
 		case "address":
 			line = "address " + u.Host
-		case "bridge_cafile", "bridge_certfile", "bridge_keyfile", "remote_username":
+		case "bridge_cafile", "bridge_certfile", "bridge_keyfile":
 			continue
 		case "restart_timeout":
 			line = "restart_timeout 1 2" // the test's broker comes back within a second
 		}
 		b.WriteString(strings.ReplaceAll(line, "site-a", site) + "\n")
 	}
+	// The central broker takes the bridge's certificate CN as its user
+	// name; without TLS the test says it.
+	b.WriteString("remote_username bridge-" + site + "\n")
 	if !strings.Contains(b.String(), "cleansession false") || !strings.Contains(b.String(), "/alerts/# out 2") {
 		t.Fatalf("site-broker.conf has no bridge section as docs/fleet.md describes it:\n%s", b.String())
 	}
+	return b.String()
+}
+
+// brokerConf returns the broker settings of an example configuration (the
+// lines before its bridge section), without what needs the machine's files
+// and ports: the listener, TLS, password file, ACL file and persistence
+// folder. With them go the example ACL file, its site made the test's,
+// and anonymous clients may connect with a user name and no password (the
+// test's stand-in for passwords and certificates).
+func brokerConf(t *testing.T, file, acl, site string) string {
+	t.Helper()
+	src, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	for _, line := range strings.Split(string(src), "\n") {
+		line = strings.TrimSpace(line)
+		if strings.HasPrefix(line, "connection ") {
+			break
+		}
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		switch strings.Fields(line)[0] {
+		case "listener", "certfile", "keyfile", "cafile", "require_certificate", "use_identity_as_username", "tls_version",
+			"password_file", "acl_file", "allow_anonymous", "persistence_location", "per_listener_settings":
+			continue
+		}
+		b.WriteString(line + "\n")
+	}
+	rules, err := os.ReadFile(acl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), filepath.Base(acl))
+	if err := os.WriteFile(path, []byte(strings.ReplaceAll(string(rules), "site-a", site)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b.WriteString("acl_file " + path + "\nallow_anonymous true\n")
 	return b.String()
 }
 
@@ -74,7 +119,8 @@ func bridge(t *testing.T, central, site string) string {
 // that is away (Mosquitto's default max_queued_messages, 1,000, would drop
 // beyond: a loss of configuration, not of the path under test).
 //
-// The central broker takes more QoS 2 publishes in flight from one client
+// Both take their settings and ACLs from deploy/fleet's examples. The
+// central broker takes more QoS 2 publishes in flight from one client
 // (max_inflight_messages 100) than a bridge sends (the site's default, 20):
 // with both at 20, Mosquitto 2.0.11's central broker refused some of the
 // bridge's QoS 2 publishes with quota exceeded (rc151 in its log) while
@@ -83,22 +129,28 @@ func bridge(t *testing.T, central, site string) string {
 // 800 when the bridge caught up after a restart (docs/fleet.md).
 func brokers(t *testing.T, site string) (central, siteBroker *mqtttest.MosquittoProcess) {
 	t.Helper()
-	central = mqtttest.StartMosquitto(t, "persistence true\nmax_queued_messages 100000\nmax_inflight_messages 100")
+	centralConf := brokerConf(t, "central-broker.conf", "central.acl", site)
+	for _, want := range []string{"persistence true", "max_queued_messages 100000", "max_inflight_messages 100"} {
+		if !strings.Contains(centralConf, want+"\n") {
+			t.Fatalf("central-broker.conf has no %q, which docs/fleet.md and this test rely on:\n%s", want, centralConf)
+		}
+	}
+	central = mqtttest.StartMosquitto(t, centralConf)
 	t.Cleanup(func() {
 		if n := strings.Count(central.Log(), "rc151"); n > 0 {
 			t.Errorf("the central broker refused %d publishes for quota (rc151): acknowledged and dropped", n)
 		}
 	})
-	siteBroker = mqtttest.StartMosquitto(t, "persistence true\nmax_queued_messages 100000\n"+bridge(t, central.URL(), site))
+	siteBroker = mqtttest.StartMosquitto(t, brokerConf(t, "site-broker.conf", "site.acl", site)+bridge(t, central.URL(), site))
 	// The bridge is up when a message published at the site reaches the
 	// central broker.
-	probe := mqtttest.Subscribe(t, central.URL(), "plcwatch/"+site+"/probe/#")
+	probe := mqtttest.SubscribeAs(t, central.URL(), consumer, "plcwatch/"+site+"/+/alerts/#")
 	deadline := time.Now().Add(20 * time.Second)
 	for len(probe.Messages()) == 0 {
 		if time.Now().After(deadline) {
 			t.Fatalf("the bridge did not come up:\nsite: %s\ncentral: %s", siteBroker.Log(), central.Log())
 		}
-		publishOnce(t, siteBroker.URL(), "plcwatch/"+site+"/probe/alerts/x", []byte("probe"))
+		publishOnce(t, siteBroker.URL(), "probe", "plcwatch/"+site+"/probe/alerts/x", []byte("probe"))
 		time.Sleep(200 * time.Millisecond)
 	}
 	return central, siteBroker
@@ -115,8 +167,30 @@ type gateway struct {
 	drain  func() error
 }
 
+// consumer is the SOC consumers' user name in central.acl.
+const consumer = "soc-consumer"
+
+// exampleGateway is deploy/fleet/gateway.yaml, loaded as the agent loads
+// its configuration: what the docs show is what the test runs (its user
+// name, QoS and receive maximum).
+func exampleGateway(t *testing.T) *agent.Config {
+	t.Helper()
+	cfg, err := agent.LoadConfig("gateway.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.MQTT.Username != cfg.Gateway || cfg.MQTT.QoS != 2 || cfg.MQTT.PasswordFile == "" || cfg.MQTT.TLS.CAFile == "" ||
+		len(cfg.MQTT.Brokers) != 1 || !strings.HasPrefix(cfg.MQTT.Brokers[0], "ssl://") {
+		t.Fatalf("gateway.yaml is not the example docs/fleet.md describes (username = gateway, qos 2, password_file, tls.ca_file, ssl://): %+v", cfg.MQTT)
+	}
+	return cfg
+}
+
+// startGateway starts gateway name of site, configured as gateway.yaml
+// but for its broker, names and QoS: its broker user name is its name.
 func startGateway(t *testing.T, broker, site, name string, qos byte) *gateway {
 	t.Helper()
+	ex := exampleGateway(t)
 	sp, err := spool.Open(spool.Options{Dir: t.TempDir(), MaxBytes: 64 << 20, Sync: spool.SyncNever})
 	if err != nil {
 		t.Fatal(err)
@@ -124,8 +198,8 @@ func startGateway(t *testing.T, broker, site, name string, qos byte) *gateway {
 	t.Cleanup(func() { sp.Close() })
 	g := &gateway{name: name, prefix: "plcwatch/" + site + "/" + name, sp: sp}
 	g.p = publish.New(publish.Config{Brokers: []string{broker}, ClientID: "plcwatch-" + site + "-" + name,
-		TopicPrefix: g.prefix, QoS: qos, PublishTimeout: 3 * time.Second, ConnectTimeout: 3 * time.Second,
-		Logger: slog.New(slog.DiscardHandler)}, sp)
+		Username: name, TopicPrefix: g.prefix, QoS: qos, ReceiveMaximum: ex.MQTT.ReceiveMaximum, VerifyTimeout: ex.MQTT.VerifyTimeout,
+		PublishTimeout: 3 * time.Second, ConnectTimeout: 3 * time.Second, Logger: slog.New(slog.DiscardHandler)}, sp)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- g.p.Run(ctx) }()
@@ -208,14 +282,20 @@ func burst(t *testing.T, gws []*gateway, n, perSecond int, mid func()) {
 		if d := g.sp.Stats().Depth; d != 0 {
 			t.Fatalf("gateway %s: %d alerts left in the spool", g.name, d)
 		}
+		// site.acl lets each gateway read its status back: the publish
+		// check passes (a failed one would mean the alerts were dropped).
+		if st := g.p.Stats(); st.Verify != publish.VerifyOK {
+			t.Errorf("gateway %s: publish check %q: %s", g.name, st.Verify, st.VerifyError)
+		}
 	}
 }
 
-// publishOnce publishes one message at QoS 1 with a client of its own.
-func publishOnce(t *testing.T, broker, topic string, payload []byte) {
+// publishOnce publishes one message at QoS 1 with a client of its own,
+// as user (site.acl lets a user write under plcwatch/<site>/<user>/).
+func publishOnce(t *testing.T, broker, user, topic string, payload []byte) {
 	t.Helper()
 	c := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(broker).SetClientID(fmt.Sprintf("probe-%d", time.Now().UnixNano())).
-		SetConnectTimeout(5 * time.Second))
+		SetUsername(user).SetConnectTimeout(5 * time.Second))
 	if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
 		t.Fatalf("connect %s: %v", broker, tok.Error())
 	}
@@ -238,8 +318,8 @@ func TestFleetSharedSubscription(t *testing.T) {
 		t.Run(fmt.Sprintf("qos %d", qos), func(t *testing.T) {
 			site := fmt.Sprintf("site-q%d", qos)
 			central, siteBroker := brokers(t, site)
-			a := mqtttest.SubscribeSession(t, central.URL(), sharedAlerts, 2)
-			b := mqtttest.SubscribeSession(t, central.URL(), sharedAlerts, 2)
+			a := mqtttest.SubscribeSessionAs(t, central.URL(), consumer, sharedAlerts, 2)
+			b := mqtttest.SubscribeSessionAs(t, central.URL(), consumer, sharedAlerts, 2)
 			gws := []*gateway{startGateway(t, siteBroker.URL(), site, "gw-1", qos), startGateway(t, siteBroker.URL(), site, "gw-2", qos)}
 			burst(t, gws, n, perSecond, nil)
 
@@ -263,7 +343,7 @@ func TestFleetSharedSubscription(t *testing.T) {
 
 			// The fleet view: a new client on the central broker learns
 			// every gateway's status from the retained messages.
-			status := mqtttest.Subscribe(t, central.URL(), "plcwatch/+/+/status")
+			status := mqtttest.SubscribeAs(t, central.URL(), consumer, "plcwatch/+/+/status")
 			msgs, err := status.WaitFor(10*time.Second, func(m []mqtttest.Message) bool { return len(m) >= len(gws) })
 			if err != nil {
 				t.Fatalf("retained status on the central broker: %v (got %v)", err, msgs)
@@ -289,8 +369,8 @@ func TestFleetBridgeRestart(t *testing.T) {
 		t.Run(fmt.Sprintf("qos %d", qos), func(t *testing.T) {
 			site := fmt.Sprintf("site-r%d", qos)
 			central, siteBroker := brokers(t, site)
-			a := mqtttest.SubscribeSession(t, central.URL(), sharedAlerts, 2)
-			b := mqtttest.SubscribeSession(t, central.URL(), sharedAlerts, 2)
+			a := mqtttest.SubscribeSessionAs(t, central.URL(), consumer, sharedAlerts, 2)
+			b := mqtttest.SubscribeSessionAs(t, central.URL(), consumer, sharedAlerts, 2)
 			gws := []*gateway{startGateway(t, siteBroker.URL(), site, "gw-1", qos), startGateway(t, siteBroker.URL(), site, "gw-2", qos)}
 			burst(t, gws, n, perSecond, func() {
 				siteBroker.Stop()
