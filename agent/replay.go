@@ -62,6 +62,14 @@ type ReplaySummary struct {
 	UnknownLink      uint64
 	UnknownLinkTypes []capture.LinkType
 	Undecodable      uint64
+
+	// OtherTCP are the (at most 3) ports with the most TCP packets on no
+	// configured port, most first; ModbusPorts and OPCUAPorts are the
+	// ports the replay decoded. A capture with no PDUs but TCP traffic
+	// elsewhere was most likely read with the wrong ports.
+	OtherTCP    []capture.PortCount
+	ModbusPorts []uint16
+	OPCUAPorts  []uint16
 }
 
 // PacketsPerSecond is the replay's throughput.
@@ -242,6 +250,10 @@ func Replay(ctx context.Context, path string, opts ReplayOptions, out io.Writer)
 		UnknownLink:      st.UnknownLink,
 		UnknownLinkTypes: e.UnknownLinkTypes(),
 		Undecodable:      st.Undecodable,
+
+		OtherTCP:    e.OtherPorts(3),
+		ModbusPorts: cfg.ModbusPorts,
+		OPCUAPorts:  cfg.OPCUAPorts,
 	}
 	if errors.Is(err, capture.ErrTruncatedFile) {
 		sum.Truncated = true

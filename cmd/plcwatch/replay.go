@@ -146,9 +146,30 @@ func fileWarnings(stderr io.Writer, cmd, path string, sum agent.ReplaySummary) {
 		fmt.Fprintf(stderr, "plcwatch %s: warning: %s: %d packets of link type %s skipped: plcwatch does not decode that link type (docs/inputs.md lists those it does)\n",
 			cmd, path, sum.UnknownLink, strings.Join(types, ", "))
 	}
+	if sum.PDUs == 0 && len(sum.OtherTCP) > 0 {
+		// "pdus=0 events=0" after a capture full of TCP: its servers are
+		// on ports not decoded (issue 12: a plant on port 5520).
+		busy := make([]string, len(sum.OtherTCP))
+		for i, pc := range sum.OtherTCP {
+			busy[i] = fmt.Sprintf("%d (%d packets)", pc.Port, pc.Packets)
+		}
+		top := sum.OtherTCP[0].Port
+		fmt.Fprintf(stderr, "plcwatch %s: warning: %s: no Modbus/TCP or OPC UA message on the ports decoded (Modbus %s, OPC UA %s); its TCP traffic is on port %s: "+
+			"if that is a Modbus/TCP or OPC UA server, give its port with --modbus-ports %d or --opcua-ports %d (or capture.modbus_ports / opcua_ports in --config)\n",
+			cmd, path, ports(sum.ModbusPorts), ports(sum.OPCUAPorts), strings.Join(busy, ", "), top, top)
+	}
 	if sum.Truncated {
 		fmt.Fprintf(stderr, "plcwatch %s: warning: %s ends in the middle of a packet (at byte offset %d); everything before it was decoded\n", cmd, path, sum.TruncatedAt)
 	}
+}
+
+// ports is a port list as a user writes it: "502,5020", "none".
+func ports(p []uint16) string {
+	if len(p) == 0 {
+		return "none"
+	}
+	l := portList(p)
+	return l.String()
 }
 
 // portList is a flag value for "502,5020".

@@ -47,33 +47,58 @@ captured link: they could never fire.`,
 	_ = lint.MarkFlagFilename("config", "yaml", "yml")
 	var t struct {
 		rules    []string
+		config   string
 		pcap     string
 		events   string
 		baseline string
 		opts     agent.ReplayOptions
 	}
 	test := &cobra.Command{
-		Use:   "test --rules PATH (--pcap FILE | --events FILE) [flags]",
+		Use:   "test (--rules PATH | --config FILE) (--pcap FILE | --events FILE) [flags]",
 		Short: "Evaluate rules on a capture or on events: alerts and hits per rule",
 		Long: `Evaluate rules on a capture (--pcap) or on events written as JSON lines (--events, what
 "plcwatch replay --events" prints, or hand-written scenarios): every alert on stdout as a
 JSON line, what every rule did (matched, alerts, folded, errors, overflow) and a summary
-on stderr. Try rules here before they go near a plant.`,
+on stderr. Try rules here before they go near a plant.
+
+--config FILE takes from an agent configuration what replay does: the site and gateway
+names, the capture settings (Modbus and OPC UA ports, timeouts, bounds), the device names
+and, without --rules, its rules. Flags given on the command line win.
+
+A capture whose TCP traffic is all on ports not decoded (the defaults are 502 and 4840)
+gives no PDUs: the summary then names the busiest TCP ports, to give with --modbus-ports
+or --opcua-ports (or capture.modbus_ports / opcua_ports in --config).`,
 		Example: `  plcwatch rules test --rules my-rules.yaml --pcap attack.pcap
+  plcwatch rules test --rules my-rules.yaml --pcap site.pcap --modbus-ports 5520
+  plcwatch rules test --config /etc/plcwatch/plcwatch.yaml --pcap site.pcap
   plcwatch rules test --rules configs/rules --events scenario.jsonl`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if len(t.rules) == 0 || (t.pcap == "") == (t.events == "") {
-				return usagef("give --rules PATH and one of --pcap FILE or --events FILE")
+			if (len(t.rules) == 0 && t.config == "") || (t.pcap == "") == (t.events == "") {
+				return usagef("give --rules PATH (or --config FILE) and one of --pcap FILE or --events FILE")
 			}
-			return code(testRules(cmd.Context(), t.rules, t.pcap, t.events, t.baseline, t.opts, stdout, stderr))
+			opts, paths := t.opts, t.rules
+			if t.config != "" {
+				cfg, err := agent.LoadConfig(t.config)
+				if err != nil {
+					fmt.Fprintf(stderr, "plcwatch rules test: %s has problems:\n", t.config)
+					printProblems(stderr, err)
+					return code(exitFail)
+				}
+				opts = cfg.ReplayOptions(opts, cmd.Flags().Changed)
+				if len(paths) == 0 {
+					paths = cfg.Rules.Paths
+				}
+			}
+			return code(testRules(cmd.Context(), paths, t.pcap, t.events, t.baseline, opts, stdout, stderr))
 		},
 		Annotations: map[string]string{"exit": `  0  the input was evaluated (alerts or not)
   1  the rules have problems, or the input could not be read
   2  the command line is wrong`},
 	}
 	fl := test.Flags()
-	fl.StringArrayVar(&t.rules, "rules", nil, "rule `PATH`: a file, folder or glob (repeatable; required)")
+	fl.StringArrayVar(&t.rules, "rules", nil, "rule `PATH`: a file, folder or glob (repeatable; required without --config)")
+	fl.StringVarP(&t.config, "config", "c", "", "agent configuration `FILE` to take site, gateway, capture settings, device names and rules from")
 	fl.StringVar(&t.pcap, "pcap", "", "capture `FILE` to decode and evaluate (- reads standard input as it arrives)")
 	fl.StringVar(&t.events, "events", "", "`FILE` of events to evaluate, as JSON lines (what replay --events prints)")
 	fl.StringVar(&t.baseline, "baseline", "", "baseline `FILE` to load and save (default: learn in memory)")
@@ -83,6 +108,7 @@ on stderr. Try rules here before they go near a plant.`,
 	fl.Var((*portList)(&t.opts.Capture.OPCUAPorts), "opcua-ports", "comma-separated TCP `PORTS` of OPC UA servers (default 4840)")
 	_ = test.MarkFlagFilename("pcap", "pcap", "pcapng", "cap")
 	_ = test.MarkFlagFilename("events", "jsonl", "json")
+	_ = test.MarkFlagFilename("config", "yaml", "yml")
 	c.AddCommand(lint, test)
 	return c
 }

@@ -1,6 +1,7 @@
 package capture
 
 import (
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"net/netip"
@@ -150,10 +151,15 @@ type Engine struct {
 	// unknownLinks are the unsupported link types seen, at most
 	// maxUnknownLinks of them, for a warning that names them.
 	unknownLinks []LinkType
-	budget       reassembly.Budget
-	stats        Stats
-	clock        clock // timers: response timeouts, holes, lingering and idle connections
-	sweepAt      int64 // on clock
+	// otherPorts counts the TCP packets on no configured port by the
+	// lower of their two ports (the server's, as a rule: clients take
+	// ephemeral ports, 32768 and up on Linux), for at most maxOtherPorts
+	// ports: a capture that decodes nothing can say where its traffic is.
+	otherPorts map[uint16]uint64
+	budget     reassembly.Budget
+	stats      Stats
+	clock      clock // timers: response timeouts, holes, lingering and idle connections
+	sweepAt    int64 // on clock
 
 	// Decoding: layers allocated once and reused for every packet.
 	eth     layers.Ethernet
@@ -369,6 +375,7 @@ func (e *Engine) segment(src, dst [16]byte, t *tcpHeader, missing int) {
 	toServer, fromServer := e.server[t.dstPort] != 0, e.server[t.srcPort] != 0
 	if !toServer && !fromServer {
 		e.stats.OtherPorts++
+		e.countOther(min(t.srcPort, t.dstPort))
 		return
 	}
 	dir := reassembly.ClientToServer
@@ -423,6 +430,42 @@ func (e *Engine) segment(src, dst [16]byte, t *tcpHeader, missing int) {
 	if (rst || f.asm.Closed()) && f.closeAt == 0 {
 		f.closeAt = e.meta.Clock + int64(closeLinger)
 	}
+}
+
+// maxOtherPorts bounds the ports Engine.OtherPorts counts: a port scan
+// must not grow the map without end.
+const maxOtherPorts = 1024
+
+func (e *Engine) countOther(port uint16) {
+	if e.otherPorts == nil {
+		e.otherPorts = make(map[uint16]uint64)
+	}
+	if _, ok := e.otherPorts[port]; ok || len(e.otherPorts) < maxOtherPorts {
+		e.otherPorts[port]++
+	}
+}
+
+// PortCount is how many TCP packets went to or from a port.
+type PortCount struct {
+	Port    uint16
+	Packets uint64
+}
+
+// OtherPorts returns the n ports with the most TCP packets on no
+// configured port (Stats.OtherPorts), most first: each packet counted
+// under the lower of its two ports, the server's as a rule.
+func (e *Engine) OtherPorts(n int) []PortCount {
+	out := make([]PortCount, 0, len(e.otherPorts))
+	for p, c := range e.otherPorts {
+		out = append(out, PortCount{p, c})
+	}
+	slices.SortFunc(out, func(a, b PortCount) int {
+		if a.Packets != b.Packets {
+			return cmp.Compare(b.Packets, a.Packets)
+		}
+		return cmp.Compare(a.Port, b.Port)
+	})
+	return out[:min(n, len(out))]
 }
 
 func (e *Engine) newFlow(key flowKey) *flow {
