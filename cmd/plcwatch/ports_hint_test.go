@@ -67,3 +67,18 @@ func mustAbs(t *testing.T, p string) string {
 	}
 	return a
 }
+
+// TestConfigCheckResultOnStdout: config check's "ok" went to stderr while
+// its problems go to stdout; the result is now on stdout either way, the
+// exit code unchanged.
+func TestConfigCheckResultOnStdout(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "plcwatch.yaml")
+	text := "site: s\ngateway: g\nrules: {paths: [" + mustAbs(t, "../../configs/rules") + "]}\nspool: {dir: spool}\n"
+	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := plcwatch(t, "config", "check", "--offline", path)
+	if code != 0 || !strings.HasPrefix(out, path+": ok (") || strings.Contains(errOut, ": ok") {
+		t.Fatalf("exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+}

@@ -116,8 +116,9 @@ problem at once, one per line on stdout, as file:line:col: message: keys and val
 (types, ranges), the rules it names (loaded and linted), the baseline, certificate and
 password files, the capture interfaces and the privilege to capture on them (CAP_NET_RAW),
 and the addresses the agent listens on. Whatever "run" would refuse, "config check" refuses,
-so deploy/plcwatch.service runs it as ExecStartPre. Warnings (settings that work but are
-risky) go to stderr and do not fail the check.
+so deploy/plcwatch.service runs it as ExecStartPre. The result is on stdout: every problem,
+or "FILE: ok (summary)". Warnings (settings that work but are risky) go to stderr and do not
+fail the check.
 
 FILE is the configuration file (default ` + defaultConfig + `); --config FILE says the same.`,
 		Example: `  plcwatch config check configs/plcwatch.yaml
@@ -136,7 +137,7 @@ FILE is the configuration file (default ` + defaultConfig + `); --config FILE sa
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return code(checkConfig(path, agent.CheckOptions{Offline: offline}, stdout, stderr))
 		},
-		Annotations: map[string]string{"exit": `  0  the configuration is valid (a summary on stderr)
+		Annotations: map[string]string{"exit": `  0  the configuration is valid ("FILE: ok (summary)" on stdout)
   1  problems found (each on stdout as file:line:col: message)
   2  the command line is wrong`},
 	}
@@ -162,6 +163,8 @@ func checkConfig(path string, opts agent.CheckOptions, stdout, stderr io.Writer)
 	for _, w := range cfg.Warnings() {
 		fmt.Fprintf(stderr, "%s: warning: %s\n", w.Pos(), w.Msg)
 	}
-	fmt.Fprintf(stderr, "%s: ok (%s)\n", path, cfg.Summary())
+	// The result on stdout, as the problems are: a script reads one
+	// stream and the exit code; warnings are remarks, on stderr.
+	fmt.Fprintf(stdout, "%s: ok (%s)\n", path, cfg.Summary())
 	return exitOK
 }
