@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"strings"
 	"sync"
 	"time"
 
@@ -39,12 +40,17 @@ type Options struct {
 
 // Action is one firing of an actor.
 type Action struct {
-	Time   time.Time
-	At     time.Duration // since the start, in scenario time (× Speed)
+	Time time.Time
+	At   time.Duration // when it was due, since the start, in scenario time (× Speed)
+	// Actual is when it fired, since the start, in scenario time: later
+	// than At when the actor's previous action or its connection took
+	// longer than its period.
+	Actual time.Duration
 	Actor  string
 	Do     string
 	Target string
-	Client netip.AddrPort // the connection's source address and port
+	Server string         // the target plant's address (host:port)
+	Client netip.AddrPort // the connection's source address and port; port 0 when unknown (OPC UA: gopcua dials)
 	Did    string         // what it did, in words
 	Err    error
 }
@@ -57,6 +63,7 @@ func Run(ctx context.Context, s *scenario.Scenario, o Options) error {
 		o.Speed = 1
 	}
 	scale := func(d time.Duration) time.Duration { return time.Duration(float64(d) / o.Speed) }
+	since := func(start time.Time) time.Duration { return time.Duration(float64(time.Since(start)) * o.Speed) }
 	plants := map[string]*plant.Plant{}
 	defer func() {
 		for _, p := range plants {
@@ -123,10 +130,10 @@ func Run(ctx context.Context, s *scenario.Scenario, o Options) error {
 		go func() {
 			defer wg.Done()
 			if scenario.IsOPCUA(a.Do) {
-				opcuaActor(ctx, s, a, start, scale, report)
+				opcuaActor(ctx, s, a, start, scale, since, report)
 				return
 			}
-			actor(ctx, s, a, o, start, scale, report)
+			actor(ctx, s, a, o, start, scale, since, report)
 		}()
 	}
 	<-ctx.Done()
@@ -137,7 +144,7 @@ func Run(ctx context.Context, s *scenario.Scenario, o Options) error {
 // actor fires a on its schedule until ctx ends, over one connection that
 // it dials again after an error.
 func actor(ctx context.Context, s *scenario.Scenario, a *scenario.Actor, o Options, start time.Time,
-	scale func(time.Duration) time.Duration, report func(Action)) {
+	scale func(time.Duration) time.Duration, since func(time.Time) time.Duration, report func(Action)) {
 	from := netip.MustParseAddr(a.From)
 	server := s.Plant(a.Target).Listen
 	var c *actors.Client
@@ -151,7 +158,7 @@ func actor(ctx context.Context, s *scenario.Scenario, a *scenario.Actor, o Optio
 		if !ok {
 			return
 		}
-		act := Action{Time: time.Now(), At: at, Actor: a.Name, Do: a.Do, Target: a.Target}
+		act := Action{Time: time.Now(), At: at, Actual: since(start), Actor: a.Name, Do: a.Do, Target: a.Target, Server: server}
 		if c == nil {
 			var err error
 			if c, err = actors.Dial(ctx, from, server, o.Recorder); err != nil {
@@ -192,9 +199,10 @@ func next(ctx context.Context, s *scenario.Scenario, a *scenario.Actor, n int, s
 // opcuaActor fires an OPC UA actor on its schedule over one session (a new
 // one after an error); opcua_login opens its own.
 func opcuaActor(ctx context.Context, s *scenario.Scenario, a *scenario.Actor, start time.Time,
-	scale func(time.Duration) time.Duration, report func(Action)) {
+	scale func(time.Duration) time.Duration, since func(time.Time) time.Duration, report func(Action)) {
 	from := netip.MustParseAddr(a.From)
-	endpoint := "opc.tcp://" + s.Plant(a.Target).Listen
+	server := s.Plant(a.Target).Listen
+	endpoint := "opc.tcp://" + server
 	var c *opcua.Client
 	defer func() {
 		if c != nil {
@@ -206,7 +214,8 @@ func opcuaActor(ctx context.Context, s *scenario.Scenario, a *scenario.Actor, st
 		if !ok {
 			return
 		}
-		act := Action{Time: time.Now(), At: at, Actor: a.Name, Do: a.Do, Target: a.Target, Client: netip.AddrPortFrom(from, 0)}
+		act := Action{Time: time.Now(), At: at, Actual: since(start), Actor: a.Name, Do: a.Do, Target: a.Target, Server: server,
+			Client: netip.AddrPortFrom(from, 0)}
 		if c == nil && a.Do != scenario.DoOPCUALogin {
 			var err error
 			if c, err = actors.OPCUAConnect(ctx, from, endpoint, a.User, a.Password); err != nil {
@@ -225,8 +234,28 @@ func opcuaActor(ctx context.Context, s *scenario.Scenario, a *scenario.Actor, st
 }
 
 // String is an action in one line: "12.0s attacker 127.0.0.66:41234 -> tank-plc: wrote level_sp = 98".
+//
+// The time is when the action fired, with when it was due after it when
+// the two differ at the line's precision (0.1 s): "26.4s (due 26.0s)". The
+// client is its address and port, or the address alone when the port is
+// not known (OPC UA); the target is the plant with its address.
 func (a Action) String() string {
-	s := fmt.Sprintf("%5.1fs %s %s -> %s: %s", a.At.Seconds(), a.Actor, a.Client, a.Target, a.Did)
+	when := fmt.Sprintf("%5.1fs", a.Actual.Seconds())
+	if due := fmt.Sprintf("%5.1fs", a.At.Seconds()); due != when {
+		when += " (due " + strings.TrimSpace(due) + ")"
+	}
+	client := a.Client.String()
+	switch {
+	case !a.Client.IsValid():
+		client = "-" // no connection: the error says why
+	case a.Client.Port() == 0:
+		client = a.Client.Addr().String()
+	}
+	target := a.Target
+	if a.Server != "" {
+		target += " " + a.Server
+	}
+	s := fmt.Sprintf("%s %s %s -> %s: %s", when, a.Actor, client, target, a.Did)
 	if a.Err != nil {
 		s += " (" + a.Err.Error() + ")"
 	}

@@ -2,7 +2,9 @@ package runner_test
 
 import (
 	"context"
+	"errors"
 	"net"
+	"net/netip"
 	"testing"
 	"time"
 
@@ -79,5 +81,31 @@ actors:
 	}
 	if v := model.Value("sp"); v != 2 {
 		t.Errorf("sp = %g, want 2", v)
+	}
+}
+
+// TestActionLine: the action log printed OPC UA clients as port 0
+// ("ua-hmi 127.0.0.22:0 -> mixer") and the scheduled time of a late
+// action as if it fired then.
+func TestActionLine(t *testing.T) {
+	for _, tc := range []struct {
+		a    runner.Action
+		want string
+	}{
+		{runner.Action{At: 2 * time.Second, Actual: 2*time.Second + 30*time.Millisecond, Actor: "hmi", Target: "tank-plc", Server: "127.0.0.10:5020",
+			Client: netip.MustParseAddrPort("127.0.0.20:43207"), Did: "read level"},
+			"  2.0s hmi 127.0.0.20:43207 -> tank-plc 127.0.0.10:5020: read level"},
+		{runner.Action{At: 2 * time.Second, Actual: 2 * time.Second, Actor: "ua-hmi", Target: "mixer", Server: "127.0.0.12:4841",
+			Client: netip.AddrPortFrom(netip.MustParseAddr("127.0.0.22"), 0), Did: "read Speed"},
+			"  2.0s ua-hmi 127.0.0.22 -> mixer 127.0.0.12:4841: read Speed"},
+		{runner.Action{At: 26 * time.Second, Actual: 26*time.Second + 400*time.Millisecond, Actor: "brute-force", Target: "tank-plc", Server: "127.0.0.10:5020",
+			Client: netip.MustParseAddrPort("127.0.0.70:40000"), Did: "toggled pump"},
+			" 26.4s (due 26.0s) brute-force 127.0.0.70:40000 -> tank-plc 127.0.0.10:5020: toggled pump"},
+		{runner.Action{At: time.Second, Actual: time.Second, Actor: "x", Target: "tank-plc", Server: "127.0.0.10:5020", Err: errors.New("connection refused")},
+			"  1.0s x - -> tank-plc 127.0.0.10:5020:  (connection refused)"},
+	} {
+		if got := tc.a.String(); got != tc.want {
+			t.Errorf("got  %q\nwant %q", got, tc.want)
+		}
 	}
 }
