@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+
 	"github.com/plcwatch/plcwatch/agent/mqtttest"
 )
 
@@ -37,7 +39,8 @@ func (l *lockedBuffer) String() string {
 // (issue 14: "connected … published=2", nothing arrives). The publish
 // check finds it; with the username equal to the gateway it passes; with
 // an ACL that lets the agent write but not read its status it fails too,
-// saying both possibilities.
+// saying both possibilities. A retained "online" left at the status topic
+// from before does not pass for the connection's own.
 func TestPublishCheck(t *testing.T) {
 	const site = "plcwatch/site-a/"
 	for _, tc := range []struct {
@@ -53,13 +56,23 @@ func TestPublishCheck(t *testing.T) {
 			dir := t.TempDir()
 			acl := filepath.Join(dir, "acl")
 			// The admin reads everything, to see what the broker delivers.
-			if err := os.WriteFile(acl, []byte(tc.acl+"user admin\ntopic read #\n"), 0o644); err != nil {
+			if err := os.WriteFile(acl, []byte(tc.acl+"user admin\ntopic readwrite #\n"), 0o644); err != nil {
 				t.Fatal(err)
 			}
 			broker := mqtttest.StartMosquitto(t, "acl_file "+acl)
-			admin := mqtttest.SubscribeAs(t, broker.URL(), "admin", site+"#")
-			sp := newSpool(t)
 			pfx := site + tc.gateway
+			// A retained "online" left from an earlier connection must not
+			// pass for this one's.
+			c := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(broker.URL()).SetUsername("admin").SetClientID("admin-pub"))
+			if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+				t.Fatal(tok.Error())
+			}
+			if tok := c.Publish(pfx+"/status", 1, true, "online"); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+				t.Fatal(tok.Error())
+			}
+			c.Disconnect(100)
+			admin := mqtttest.SubscribeAs(t, broker.URL(), "admin", site+"+/alerts/#")
+			sp := newSpool(t)
 			appendAlerts(t, sp, pfx, 0, 2)
 			var logs lockedBuffer
 			p, _ := start(t, Config{Brokers: []string{broker.URL()}, Username: tc.username, TopicPrefix: pfx, QoS: 1,
@@ -98,5 +111,21 @@ func TestPublishCheck(t *testing.T) {
 				t.Errorf("check passed but logged %d ERROR lines, error %q", errs, st.VerifyError)
 			}
 		})
+	}
+}
+
+// TestPublishCheckMochi: mochi-mqtt, the embedded broker's library, sends
+// an established subscription's message with RETAIN 0 as MQTT 3.1.1 says:
+// the check passes there too (the embedded broker lets everyone read).
+func TestPublishCheckMochi(t *testing.T) {
+	broker := mqtttest.Broker(t, &mqtttest.BrokerOptions{})
+	sp := newSpool(t)
+	p, _ := start(t, Config{Brokers: []string{broker}, TopicPrefix: prefix(t), QoS: 1, VerifyTimeout: 5 * time.Second}, sp)
+	deadline := time.Now().Add(30 * time.Second)
+	for p.Stats().Verify == VerifyPending && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if st := p.Stats(); st.Verify != VerifyOK {
+		t.Fatalf("Verify %q: %s", st.Verify, st.VerifyError)
 	}
 }
