@@ -86,7 +86,7 @@ type imageEntry struct {
 	polledValue float64
 	prevValue   float64 // the value of the poll before (NaN: none)
 	polledAt    int64   // 0: never polled with a value
-	prevAt      int64 // the poll before polledAt
+	prevAt      int64   // the poll before polledAt
 	cycle       int64
 	pending     bool  // the value changed at the last poll without a write to explain it yet
 	pendingRef  int64 // writes after this time explain the pending change
