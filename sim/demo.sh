@@ -23,16 +23,23 @@ cp -r configs/rules "$dir/rules"
 cfg=$dir/demo/plcwatch.yaml
 
 # free_port N HOST...: the first port from N on that nothing listens on at
-# any of the hosts (127.0.0.1 when none is given).
+# any of the hosts (127.0.0.1 when none is given). With "any" first, a port
+# that anything listens on, at any address, is taken too (ss): live capture
+# on lo tells servers apart by port only, so a stranger's server on
+# 127.0.0.17:4841 would put its traffic in the demo's.
 free_port() {
-	local p=$1 h busy
+	local p=$1 h busy any=
 	shift
+	if [ "${1:-}" = any ]; then any=1; shift; fi
 	[ $# -gt 0 ] || set -- 127.0.0.1
 	while :; do
 		busy=
 		for h in "$@"; do
 			if (exec 3<>"/dev/tcp/$h/$p") 2>/dev/null; then busy=1; break; fi
 		done
+		if [ -z "$busy" ] && [ -n "$any" ] && command -v ss >/dev/null && [ -n "$(ss -Hltn "sport = :$p" 2>/dev/null)" ]; then
+			busy=1
+		fi
 		[ -z "$busy" ] && break
 		p=$((p + 1))
 	done
@@ -43,15 +50,16 @@ metrics=$(free_port 19108)
 sed -i "s/127.0.0.1:18830/127.0.0.1:$broker/; s/127.0.0.1:19108/127.0.0.1:$metrics/" "$cfg"
 
 # The plants listen where the scenario says (Modbus 127.0.0.10-11:5020,
-# OPC UA 127.0.0.12:4841) unless something listens there already — another
-# demo, a test, a simulator — whose answers the demo would take for its
-# plant's: then on the same addresses with the next free ports, in copies
-# of the scenario and of the daemon's configuration.
+# OPC UA 127.0.0.12:4841) unless something listens on those ports already —
+# another demo, a test, a simulator — whose answers (or traffic, captured on
+# lo) the demo would take for its plant's: then on the same addresses with
+# the next free ports, in copies of the scenario and of the daemon's
+# configuration.
 scenario=$dir/demo-scenario.yaml
 cp configs/scenarios/demo.yaml "$scenario"
 # DEMO_MODBUS_PORT and DEMO_OPCUA_PORT start the search elsewhere.
-mb=$(free_port "${DEMO_MODBUS_PORT:-5020}" 127.0.0.10 127.0.0.11)
-ua=$(free_port "${DEMO_OPCUA_PORT:-4841}" 127.0.0.12)
+mb=$(free_port "${DEMO_MODBUS_PORT:-5020}" any 127.0.0.10 127.0.0.11)
+ua=$(free_port "${DEMO_OPCUA_PORT:-4841}" any 127.0.0.12)
 if [ "$mb" != 5020 ] || [ "$ua" != 4841 ]; then
 	echo "== the scenario's plant ports are taken: the demo plant listens on Modbus port $mb and OPC UA port $ua instead"
 	sed -i "s/\(127\.0\.0\.1[01]\):5020/\1:$mb/g; s/127\.0\.0\.12:4841/127.0.0.12:$ua/g" "$scenario" "$cfg"
