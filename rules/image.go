@@ -79,7 +79,8 @@ type imageEntry struct {
 	bits        bool
 	decode      Decoder
 	srv         *server
-	stable      int // polls in a row that found the value unchanged
+	stable      int  // polls in a row that found the value unchanged
+	byWrite     bool // the polled value is one an accepted write seen on the wire set (it took)
 
 	// Polled.
 	polled      [maxImageRegs]uint16
@@ -157,7 +158,7 @@ func (im *image) poll(ev *plcwatch.Event, now int64) {
 		}
 		ent = im.nodeEntry(ev)
 	}
-	if ent == nil || !hasValue(ev) {
+	if ent == nil || !polledRegisters(ev) {
 		return
 	}
 	var regs [maxImageRegs]uint16
@@ -181,8 +182,18 @@ func (im *image) poll(ev *plcwatch.Event, now int64) {
 		}
 		ent.pending = false
 	}
-	if changed && ent.stable >= stableCycles && ent.srv.wire && (ent.okWriteAt <= ent.prevAt || ent.okWriteAt == 0) {
-		ent.pending, ent.pendingRef = true, ent.prevAt
+	// Writes after ref explain the change: after the cycle before the
+	// change; for a value a seen write set (it took at the last poll),
+	// after that poll, since that write is already spent on it.
+	ref := ent.prevAt
+	if ent.byWrite {
+		ref = ent.polledAt
+	}
+	if changed && (ent.stable >= stableCycles || ent.byWrite) && ent.srv.wire && (ent.okWriteAt <= ref || ent.okWriteAt == 0) {
+		ent.pending, ent.pendingRef = true, ref
+	}
+	if changed {
+		ent.byWrite = false
 	}
 	switch {
 	case changed:
@@ -201,6 +212,10 @@ func (im *image) poll(ev *plcwatch.Event, now int64) {
 	if ent.writeOpen && now > ent.writeAt {
 		if ent.takes(&regs) {
 			ent.writeOpen, ent.writeCycles = false, 0
+			// The value is now one a seen write set: a setting by
+			// definition, so undoing it by a hidden path counts
+			// at once, without 3 stable polls first.
+			ent.byWrite = true
 		} else if ent.writeCycles < math.MaxUint16 {
 			ent.writeCycles++
 		}
@@ -219,6 +234,17 @@ func (im *image) poll(ev *plcwatch.Event, now int64) {
 	if ent.differsSince != 0 && ent.same(&ent.diffView, ent.diffValue) {
 		ent.differsSince = 0
 	}
+}
+
+// polledRegisters reports whether a poll event has what the image
+// compares: for Modbus, the registers (bits) read, good — a string tag has
+// no engineering value (Value is NoValue, Text holds it) but has them; for
+// OPC UA, a value.
+func polledRegisters(ev *plcwatch.Event) bool {
+	if ev.Protocol == plcwatch.ProtoModbus {
+		return ev.Quality != "bad" && ev.Response.Len() > 0
+	}
+	return hasValue(ev)
 }
 
 // regs copies the compared registers of a polled or wire value into out.
@@ -502,27 +528,38 @@ func (im *image) write(b *block, ev *plcwatch.Event, now int64) {
 func (im *image) read(b *block, ev *plcwatch.Event, addr, count uint16, now int64) {
 	start, end := int(addr), int(addr)+int(count)
 	var pick *imageEntry
-	pickDiffers, pickTracked := false, false
+	pickDiffers, pickTracked, pickWhole := false, false, false
 	for i := b.first(addr); i < len(b.entries); i++ {
 		ent := b.entries[i]
 		if int(ent.address) >= end {
 			break
 		}
-		if int(ent.address) < start || int(ent.address)+int(ent.count) > end || ent.polledAt == 0 {
-			continue // only tags the read covers whole
-		}
-		off := int(ent.address) - start
-		if off+int(ent.n) > ev.Response.Len() {
+		if ent.polledAt == 0 {
 			continue
 		}
-		for r := 0; r < int(ent.n); r++ {
-			ent.view[r] = ev.Response.At(off + r)
+		// The compared registers of the tag the read covers, [lo, hi)
+		// from the tag's start: a read of part of a tag (the first
+		// register of a float32) is compared on the registers it has.
+		lo, hi := max(start-int(ent.address), 0), min(end-int(ent.address), int(ent.n))
+		if lo >= hi || int(ent.address)+hi-start > ev.Response.Len() {
+			continue
+		}
+		whole := lo == 0 && int(ent.address)+int(ent.count) <= end
+		ent.view = ent.polled
+		for r := lo; r < hi; r++ {
+			ent.view[r] = ev.Response.At(int(ent.address) + r - start)
 		}
 		ent.reader, ent.viewAt = ev.Client.Addr(), max(now, 1)
-		differs := differsFrom(ent, &ent.view, math.NaN()) && !ent.within(ent.value(&ent.view, im))
+		differs := differsFrom(ent, &ent.view, math.NaN())
+		// A whole tag has an engineering value that may be one the
+		// process held between polls; part of one has none: its
+		// registers are compared exactly.
+		if differs && whole {
+			differs = !ent.within(ent.value(&ent.view, im))
+		}
 		tracked := ent.viewed(ev.Client, differs, now)
 		if pick == nil || (differs && !pickDiffers) {
-			pick, pickDiffers, pickTracked = ent, differs, tracked
+			pick, pickDiffers, pickTracked, pickWhole = ent, differs, tracked, whole
 		}
 	}
 	if pick == nil {
@@ -533,9 +570,12 @@ func (im *image) read(b *block, ev *plcwatch.Event, addr, count uint16, now int6
 	if pickTracked {
 		ev.ViewDiffers = time.Duration(now - pick.differsSince)
 	}
-	if pickDiffers {
+	switch {
+	case pickDiffers && pickWhole:
 		ev.Viewed = pick.value(&pick.view, im)
-	} else {
+	case pickDiffers:
+		ev.Viewed = plcwatch.NoValue // part of a tag: no engineering value was shown
+	default:
 		ev.Viewed = pick.polledValue
 	}
 }
