@@ -71,7 +71,7 @@ type Server struct {
 	Address   string    `json:"address"` // ip:port
 	Protocol  string    `json:"protocol"`
 	Device    string    `json:"device,omitempty"` // its configured or listed name
-	Units     []uint8   `json:"units,omitempty"`  // Modbus unit ids addressed, sorted
+	Units     Units     `json:"units,omitempty"`  // Modbus unit ids addressed, sorted
 	Vendor    string    `json:"vendor,omitempty"` // FC 43/14 VendorName
 	Product   string    `json:"product,omitempty"`
 	Revision  string    `json:"revision,omitempty"`

@@ -13,6 +13,47 @@ import (
 	"github.com/plcwatch/plcwatch"
 )
 
+// Units are Modbus unit ids (0-255), sorted. Their JSON is an array of
+// numbers ([1, 2]), not the base64 string encoding/json makes of a
+// []uint8; an inventory file of a version that wrote base64 ("AQI=")
+// still loads.
+type Units []uint8
+
+// MarshalJSON writes the units as an array of numbers.
+func (u Units) MarshalJSON() ([]byte, error) {
+	if u == nil {
+		return []byte("null"), nil
+	}
+	b := make([]byte, 0, 2+4*len(u))
+	b = append(b, '[')
+	for i, v := range u {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = strconv.AppendUint(b, uint64(v), 10)
+	}
+	return append(b, ']'), nil
+}
+
+// UnmarshalJSON reads an array of numbers, or the base64 string of older
+// files.
+func (u *Units) UnmarshalJSON(data []byte) error {
+	var n []uint8
+	if len(data) > 0 && data[0] == '"' {
+		var b []byte // encoding/json decodes base64 into a []byte
+		if err := json.Unmarshal(data, &b); err != nil {
+			return fmt.Errorf("units: %w", err)
+		}
+		*u = b
+		return nil
+	}
+	if err := json.Unmarshal(data, &n); err != nil {
+		return fmt.Errorf("units: %w", err)
+	}
+	*u = n
+	return nil
+}
+
 // MarshalJSON writes the inventory as docs/inventory.md documents it:
 // sorted, ranges in text.
 func (inv *Inventory) MarshalJSON() ([]byte, error) {

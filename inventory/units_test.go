@@ -1,0 +1,45 @@
+package inventory
+
+import (
+	"encoding/json"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// TestUnitsJSON: units are a JSON array of numbers (docs/inventory.md:
+// "units": [1, 2]), and a file written by a version that gave base64
+// still loads.
+func TestUnitsJSON(t *testing.T) {
+	inv := New()
+	for _, u := range []uint8{7, 0, 255, 1} {
+		ev := wire("10.0.0.9:4000", "10.0.1.1:502", 3, 0, 1)
+		ev.Unit = u
+		inv.Observe(&ev, nil)
+	}
+	b, err := json.Marshal(inv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var shape struct {
+		Servers []struct {
+			Units []any `json:"units"`
+		} `json:"servers"`
+	}
+	if err := json.Unmarshal(b, &shape); err != nil {
+		t.Fatal(err)
+	}
+	want := []any{0.0, 1.0, 7.0, 255.0}
+	if len(shape.Servers) != 1 || !slices.Equal(shape.Servers[0].Units, want) {
+		t.Fatalf("units %s, want [0,1,7,255]", b)
+	}
+	back, err := Parse(b)
+	if err != nil || !slices.Equal(back.Servers[0].Units, Units{0, 1, 7, 255}) {
+		t.Fatalf("round trip: %v %v", back.Servers[0].Units, err)
+	}
+	old := strings.Replace(string(b), "[0,1,7,255]", `"AAEH/w=="`, 1)
+	back, err = Parse([]byte(old))
+	if err != nil || !slices.Equal(back.Servers[0].Units, Units{0, 1, 7, 255}) {
+		t.Fatalf("base64 units of an old file: %v %v", back.Servers[0].Units, err)
+	}
+}
