@@ -92,12 +92,12 @@ func New(cfg *Config, log *slog.Logger) (*Agent, error) {
 	a.set = set
 	a.rulesN.Store(int64(len(set.Enabled())))
 	if baseline == nil && cfg.Rules.BaselineFile != "" {
-		if baseline, err = rules.LoadBaseline(cfg.Rules.BaselineFile); err != nil {
+		if baseline, err = loadBaseline(cfg.Rules.BaselineFile, log); err != nil {
 			return nil, err
 		}
 	}
 	a.baseline = baseline
-	if a.keep, err = newKeeper(cfg); err != nil {
+	if a.keep, err = newKeeper(cfg, log); err != nil {
 		return nil, err
 	}
 	if a.names = cfg.names; a.names == nil {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/plcwatch/plcwatch/collectors/capture"
 	"github.com/plcwatch/plcwatch/collectors/modbus"
+	"github.com/plcwatch/plcwatch/inventory"
 	"github.com/plcwatch/plcwatch/rules"
 )
 
@@ -103,10 +104,21 @@ func (c *Config) checkFiles(ps *problems) {
 		}
 	}
 	if f := c.Rules.BaselineFile; f != "" {
-		if b, err := rules.LoadBaseline(f); err != nil {
-			ps.add("rules.baseline_file", "%v", err)
-		} else {
+		b, err := rules.LoadBaseline(f)
+		switch {
+		case err == nil:
 			c.baseline = b
+		case baselineDamaged(f):
+			// Learnt, not configured: a damaged one must not stop
+			// monitoring. run moves it aside and learns again.
+			c.warn("rules.baseline_file", "%v: run moves it aside to %s.bad and baseline rules learn again", err, f)
+		default:
+			ps.add("rules.baseline_file", "%v", err)
+		}
+	}
+	if f := c.Inventory.File; f != "" {
+		if _, err := inventory.Load(f); err != nil {
+			c.warn("inventory.file", "%v: run moves it aside to %s.bad and starts an empty inventory", err, f)
 		}
 	}
 	// Passwords and certificates.

@@ -64,8 +64,6 @@ func TestCheckFindsWhatRunRefuses(t *testing.T) {
 				`6:40: rules.paths[3]: DIR/rules/*.yml matches no rule file`}},
 		{"rule problems", map[string]string{"more/bad.yaml": "rules:\n  - {id: x, title: t, severity: loud, match: {op: write}}\n"},
 			base + "rules: {paths: [rules, more]}\n", []string{`DIR/more/bad.yaml:2:33: severity "loud"`}},
-		{"baseline", map[string]string{"base.json": "{not json"},
-			base + "rules: {paths: [rules], baseline_file: base.json}\n", []string{"6:40: rules.baseline_file: baseline DIR/base.json: invalid character"}},
 		{"password and certificates", nil,
 			strings.Replace(base, "mqtt: {embedded", "mqtt: {password_file: nope, tls: {ca_file: ca.pem}, brokers: [\"tcp://b:1883\"], embedded", 1) +
 				"rules: {paths: [rules]}\n", []string{

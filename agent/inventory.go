@@ -2,7 +2,10 @@ package agent
 
 import (
 	"encoding/json"
+	"fmt"
+	"log/slog"
 	"net/http"
+	"os"
 	"sync/atomic"
 	"time"
 
@@ -30,13 +33,15 @@ type keeper struct {
 	found     plcwatch.Emit // the engine's Process, bound once (a method value per event allocates)
 }
 
-// newKeeper loads the saved inventory (a missing file is an empty one).
-func newKeeper(cfg *Config) (*keeper, error) {
+// newKeeper loads the saved inventory (a missing file is an empty one; a
+// damaged one is moved aside to FILE.bad with a warning, and the
+// inventory starts empty: docs/inventory.md).
+func newKeeper(cfg *Config, log *slog.Logger) (*keeper, error) {
 	k := &keeper{file: cfg.Inventory.File, every: cfg.Inventory.PublishEvery}
-	var err error
 	if k.file != "" {
-		if k.inv, err = inventory.Load(k.file); err != nil {
-			return nil, err
+		var damaged error
+		if k.inv, damaged = inventory.LoadOrReset(k.file); damaged != nil {
+			log.Warn("the saved inventory is damaged: moved aside, starting an empty one", "file", k.file, "moved_to", k.file+".bad", "err", damaged)
 		}
 	} else {
 		k.inv = inventory.New()
@@ -70,13 +75,17 @@ func (k *keeper) observe(ev *plcwatch.Event, engine *rules.Engine) {
 		k.found = engine.Process
 	}
 	k.inv.Observe(ev, k.found)
-	if k.inv.Changed() {
+	// Counts and last-seen times count too: a stable site's inventory
+	// must not freeze at its last new entry (published and saved at
+	// most every publish_every, and at stop).
+	if k.inv.Changed() || k.inv.Seen() {
 		k.dirty = true
 	}
 }
 
-// tick publishes (retained), serves and saves a changed inventory, at most
-// every publish_every.
+// tick publishes (retained), serves and saves an inventory that changed
+// (new entries, or only counts and last-seen times), at most every
+// publish_every.
 func (k *keeper) tick(now time.Time, a *Agent) {
 	if !k.dirty || k.every == 0 || now.Sub(k.lastPub) < k.every {
 		return
@@ -139,4 +148,32 @@ func (m keeperMetrics) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(descImageFull, prometheus.CounterValue, float64(full))
 	ch <- prometheus.MustNewConstMetric(descInventoryOverflow, prometheus.CounterValue, float64(m.k.invOver.Load()))
+}
+
+// loadBaseline reads the baseline file as rules.LoadBaseline does; a
+// damaged one (not JSON, truncated, empty) does not stop a monitoring
+// agent: it is moved aside to FILE.bad with a warning and the baseline
+// rules start learning again (docs/rules.md). A file that cannot be read
+// (permissions) is still an error: it is not damaged, and moving it could
+// lose a good one.
+func loadBaseline(path string, log *slog.Logger) (*rules.Baseline, error) {
+	b, err := rules.LoadBaseline(path)
+	if err == nil {
+		return b, nil
+	}
+	if !baselineDamaged(path) {
+		return nil, err
+	}
+	if rerr := os.Rename(path, path+".bad"); rerr != nil {
+		return nil, fmt.Errorf("%w (moving it aside: %v)", err, rerr)
+	}
+	log.Warn("the baseline file is damaged: moved aside, baseline rules learn again", "file", path, "moved_to", path+".bad", "err", err)
+	return rules.NewBaseline(path), nil
+}
+
+// baselineDamaged reports whether path can be read but is not a
+// baseline.
+func baselineDamaged(path string) bool {
+	_, err := os.ReadFile(path)
+	return err == nil
 }

@@ -43,6 +43,7 @@ type Inventory struct {
 	clients map[netip.Addr]*Client
 	pairs   map[pairKey]*Pair
 	changed bool
+	seen    bool // counts or last-seen times moved since the last Seen
 	// byConn caches the server, client and pair of recent TCP connections
 	// (direct-mapped by Event.Conn): most events skip the three map
 	// lookups.
@@ -146,6 +147,14 @@ func (inv *Inventory) Changed() bool {
 	return c
 }
 
+// Seen reports whether counts or last-seen times moved since the last
+// call of Seen: an event was taken, new or not.
+func (inv *Inventory) Seen() bool {
+	c := inv.seen
+	inv.seen = false
+	return c
+}
+
 // Observe adds a wire event. For a server, a client or a client writing to
 // a server seen for the first time it calls found with an OpAsset event
 // (Event.Asset says which); found may be nil. Polled events, a request's
@@ -180,6 +189,7 @@ func (inv *Inventory) Observe(ev *plcwatch.Event, found plcwatch.Emit) {
 		}
 	}
 	t := ev.Time.UnixNano()
+	inv.seen = true
 	if ce != nil {
 		if ce.conn == ev.Conn {
 			srv, cli, p = ce.srv, ce.cli, ce.pair

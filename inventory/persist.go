@@ -82,6 +82,23 @@ func Load(path string) (*Inventory, error) {
 	return inv, nil
 }
 
+// LoadOrReset reads the inventory at path as Load does; a file that is
+// not one (damaged, truncated, empty) or cannot be read does not stop the
+// agent: the inventory is a cache of what the wire showed, and the wire
+// shows it again. The file is moved aside to path+".bad" (replacing an
+// older one), the inventory starts empty, and damaged says why (nil when
+// the file loaded or was missing).
+func LoadOrReset(path string) (inv *Inventory, damaged error) {
+	inv, err := Load(path)
+	if err == nil {
+		return inv, nil
+	}
+	if rerr := os.Rename(path, path+".bad"); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
+		err = fmt.Errorf("%w (moving it aside: %v)", err, rerr)
+	}
+	return New(), err
+}
+
 // Parse reads an inventory's JSON (what MarshalJSON writes) into a live
 // inventory that goes on from there.
 func Parse(data []byte) (*Inventory, error) {
