@@ -30,6 +30,7 @@ type keeper struct {
 	json      atomic.Pointer[[]byte]
 	imageFull atomic.Pointer[func() uint64]
 	invOver   atomic.Uint64
+	invEvict  atomic.Uint64
 	found     plcwatch.Emit // the engine's Process, bound once (a method value per event allocates)
 }
 
@@ -115,6 +116,7 @@ func (k *keeper) snapshot() []byte {
 	b, _ := json.Marshal(k.inv)
 	k.json.Store(&b)
 	k.invOver.Store(k.inv.Overflow)
+	k.invEvict.Store(k.inv.Evicted)
 	return b
 }
 
@@ -130,7 +132,9 @@ var (
 	descImageFull = prometheus.NewDesc("plcwatch_process_image_full_total",
 		"Polls of tags the process image had no room for (docs/correlation.md): they are not correlated with the wire.", nil, nil)
 	descInventoryOverflow = prometheus.NewDesc("plcwatch_inventory_overflow_total",
-		"Servers, clients, pairs, address ranges and nodes the passive inventory did not keep because a bound was hit.", nil, nil)
+		"Address ranges, nodes and names the passive inventory did not keep because a bound was hit.", nil, nil)
+	descInventoryEvicted = prometheus.NewDesc("plcwatch_inventory_evicted_total",
+		"Servers, clients and pairs the passive inventory evicted (never answered first, then least recently seen) to make room for new ones.", nil, nil)
 )
 
 // keeperMetrics exports the process image's and the inventory's bounds.
@@ -139,6 +143,7 @@ type keeperMetrics struct{ k *keeper }
 func (m keeperMetrics) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descImageFull
 	ch <- descInventoryOverflow
+	ch <- descInventoryEvicted
 }
 
 func (m keeperMetrics) Collect(ch chan<- prometheus.Metric) {
@@ -148,6 +153,7 @@ func (m keeperMetrics) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(descImageFull, prometheus.CounterValue, float64(full))
 	ch <- prometheus.MustNewConstMetric(descInventoryOverflow, prometheus.CounterValue, float64(m.k.invOver.Load()))
+	ch <- prometheus.MustNewConstMetric(descInventoryEvicted, prometheus.CounterValue, float64(m.k.invEvict.Load()))
 }
 
 // loadBaseline reads the baseline file as rules.LoadBaseline does; a

@@ -22,7 +22,12 @@ import (
 )
 
 // Bounds: a sweep over addresses, or spoofed clients, must not grow the
-// inventory without end. What does not fit is counted in Overflow.
+// inventory without end. A new server, client or pair always gets in: when
+// its table is full, the entry that was never answered and least recently
+// seen (else the least recently seen) makes room (Evicted counts them), so
+// that a full table never hides a new writer and a one-way flood of forged
+// requests churns only its own entries. Ranges, nodes and names that do
+// not fit are counted in Overflow.
 const (
 	DefaultMaxServers = 4096
 	DefaultMaxClients = 4096
@@ -37,7 +42,10 @@ type Inventory struct {
 	Servers  []*Server `json:"servers"`
 	Clients  []*Client `json:"clients"`
 	Pairs    []*Pair   `json:"pairs"`
-	Overflow uint64    `json:"overflow,omitempty"` // servers, clients, pairs, ranges and nodes not kept because a bound was hit
+	Overflow uint64    `json:"overflow,omitempty"` // ranges, nodes and names not kept because a bound was hit
+	Evicted  uint64    `json:"evicted,omitempty"`  // servers, clients and pairs dropped to make room for new ones
+
+	maxServers, maxClients, maxPairs int
 
 	servers map[netip.AddrPort]*Server
 	clients map[netip.Addr]*Client
@@ -84,6 +92,10 @@ type Server struct {
 	FirstSeen time.Time `json:"first_seen"`
 	LastSeen  time.Time `json:"last_seen"`
 
+	// Unanswered: no request to it was answered yet (a one-way flood
+	// of forged requests never is): evicted first.
+	Unanswered bool `json:"unanswered,omitempty"`
+
 	addr netip.AddrPort
 	last int64 // LastSeen in Unix nanoseconds, kept without time.Time's cost; LastSeen in a snapshot
 }
@@ -95,6 +107,8 @@ type Client struct {
 	Users     []string  `json:"users,omitempty"`            // OPC UA user names it activated sessions with
 	FirstSeen time.Time `json:"first_seen"`
 	LastSeen  time.Time `json:"last_seen"`
+	// Unanswered: none of its requests was answered yet: evicted first.
+	Unanswered bool `json:"unanswered,omitempty"`
 
 	addr netip.Addr
 	last int64
@@ -115,6 +129,8 @@ type Pair struct {
 	Writes    uint64            `json:"writes"`
 	FirstSeen time.Time         `json:"first_seen"`
 	LastSeen  time.Time         `json:"last_seen"`
+	// Unanswered: none of its requests was answered yet: evicted first.
+	Unanswered bool `json:"unanswered,omitempty"`
 
 	read, written [plcwatch.TableFile + 1]spans
 	fcs           *[256]uint64 // Modbus requests by function code; Functions in a snapshot
@@ -126,7 +142,7 @@ type Pair struct {
 // New returns an empty inventory.
 func New() *Inventory {
 	return &Inventory{servers: map[netip.AddrPort]*Server{}, clients: map[netip.Addr]*Client{}, pairs: map[pairKey]*Pair{},
-		byConn: new([connCache]connEntry)}
+		byConn: new([connCache]connEntry), maxServers: DefaultMaxServers, maxClients: DefaultMaxClients, maxPairs: DefaultMaxPairs}
 }
 
 // NewForAssets returns an inventory that keeps only what its op asset
@@ -212,6 +228,20 @@ func (inv *Inventory) Observe(ev *plcwatch.Event, found plcwatch.Emit) {
 			*ce = connEntry{ev.Conn, srv, cli, p, ev.Unit}
 		}
 	}
+	if ev.Unanswered == "" { // answered (or a response alone): not a one-way forgery
+		if ce != nil && ce.conn == ev.Conn {
+			ce.srv.Unanswered = false
+		}
+		if srv != nil {
+			srv.Unanswered = false
+		}
+		if cli != nil {
+			cli.Unanswered = false
+		}
+		if p != nil {
+			p.Unanswered = false
+		}
+	}
 	if srv != nil {
 		inv.serverFacts(srv, ev)
 	}
@@ -263,11 +293,14 @@ func (inv *Inventory) server(ev *plcwatch.Event, addr netip.AddrPort, found plcw
 		s.last = max(s.last, ev.Time.UnixNano())
 		return s
 	}
-	if len(inv.servers) >= DefaultMaxServers {
-		inv.Overflow++
-		return nil
+	if len(inv.servers) >= inv.maxServers {
+		i := victim(inv.Servers, func(s *Server) (bool, int64) { return s.Unanswered, s.last })
+		old := inv.Servers[i]
+		delete(inv.servers, old.addr)
+		inv.Servers = removeAt(inv.Servers, i)
+		inv.forget(func(e *connEntry) bool { return e.srv == old })
 	}
-	s := &Server{Address: addr.String(), Protocol: ev.Protocol.String(), FirstSeen: ev.Time, addr: addr, last: ev.Time.UnixNano()}
+	s := &Server{Address: addr.String(), Protocol: ev.Protocol.String(), FirstSeen: ev.Time, addr: addr, last: ev.Time.UnixNano(), Unanswered: true}
 	inv.servers[addr] = s
 	inv.Servers = append(inv.Servers, s)
 	inv.changed = true
@@ -283,11 +316,14 @@ func (inv *Inventory) client(ev *plcwatch.Event, addr netip.Addr, srv netip.Addr
 		c.last = max(c.last, ev.Time.UnixNano())
 		return c
 	}
-	if len(inv.clients) >= DefaultMaxClients {
-		inv.Overflow++
-		return nil
+	if len(inv.clients) >= inv.maxClients {
+		i := victim(inv.Clients, func(c *Client) (bool, int64) { return c.Unanswered, c.last })
+		old := inv.Clients[i]
+		delete(inv.clients, old.addr)
+		inv.Clients = removeAt(inv.Clients, i)
+		inv.forget(func(e *connEntry) bool { return e.cli == old })
 	}
-	c := &Client{Address: addr.String(), FirstSeen: ev.Time, addr: addr, last: ev.Time.UnixNano()}
+	c := &Client{Address: addr.String(), FirstSeen: ev.Time, addr: addr, last: ev.Time.UnixNano(), Unanswered: true}
 	inv.clients[addr] = c
 	inv.Clients = append(inv.Clients, c)
 	inv.changed = true
@@ -303,16 +339,54 @@ func (inv *Inventory) pair(ev *plcwatch.Event, cli netip.Addr, srv netip.AddrPor
 	if p := inv.pairs[k]; p != nil {
 		return p
 	}
-	if len(inv.pairs) >= DefaultMaxPairs {
-		inv.Overflow++
-		return nil
+	if len(inv.pairs) >= inv.maxPairs {
+		i := victim(inv.Pairs, func(p *Pair) (bool, int64) { return p.Unanswered, p.last })
+		old := inv.Pairs[i]
+		delete(inv.pairs, pairKey{old.client, old.server})
+		inv.Pairs = removeAt(inv.Pairs, i)
+		inv.forget(func(e *connEntry) bool { return e.pair == old })
 	}
 	p := &Pair{Client: cli.String(), Server: srv.String(), Protocol: ev.Protocol.String(), FirstSeen: ev.Time,
-		client: cli, server: srv, last: ev.Time.UnixNano()}
+		client: cli, server: srv, last: ev.Time.UnixNano(), Unanswered: true}
 	inv.pairs[k] = p
 	inv.Pairs = append(inv.Pairs, p)
 	inv.changed = true
 	return p
+}
+
+// victim is the entry of a full table that makes room: the least
+// recently seen of those never answered, else the least recently seen.
+// It scans the table: only a new entry of a full table pays for it.
+func victim[T any](list []*T, key func(*T) (unanswered bool, last int64)) int {
+	best, bestU, bestLast := 0, false, int64(0)
+	for i, e := range list {
+		u, last := key(e)
+		if i == 0 || (u && !bestU) || (u == bestU && last < bestLast) {
+			best, bestU, bestLast = i, u, last
+		}
+	}
+	return best
+}
+
+// removeAt removes list[i], moving the last entry there (the order does
+// not matter: Snapshot sorts).
+func removeAt[T any](list []*T, i int) []*T {
+	last := len(list) - 1
+	list[i] = list[last]
+	list[last] = nil
+	return list[:last]
+}
+
+// forget counts an eviction, and drops the connection cache's entries
+// that point at what was evicted.
+func (inv *Inventory) forget(points func(*connEntry) bool) {
+	inv.Evicted++
+	inv.changed = true
+	for i := range inv.byConn {
+		if e := &inv.byConn[i]; e.conn != 0 && points(e) {
+			*e = connEntry{}
+		}
+	}
 }
 
 // serverFacts takes what ev tells of its server: its name, unit, identity.
@@ -444,7 +518,9 @@ func (inv *Inventory) addRange(s *spans, lo, n uint16) {
 // sorted (servers and clients by address, pairs by client and server),
 // with every pair's ranges in text.
 func (inv *Inventory) Snapshot() *Inventory {
-	out := &Inventory{Overflow: inv.Overflow}
+	// Empty lists are [] in the JSON, not null: jq '.pairs[]' works on
+	// an inventory that saw nothing.
+	out := &Inventory{Overflow: inv.Overflow, Evicted: inv.Evicted, Servers: []*Server{}, Clients: []*Client{}, Pairs: []*Pair{}}
 	for _, s := range inv.Servers {
 		c := *s
 		c.LastSeen = lastSeen(s.last)

@@ -23,9 +23,9 @@ func (inv *Inventory) WriteTable(w io.Writer) error {
 			dash(identity(sv)), stamp(sv.FirstSeen), stamp(sv.LastSeen))
 	}
 	fmt.Fprintf(tw, "\nCLIENTS (%d)\n", len(s.Clients))
-	fmt.Fprintln(tw, "  address\tfirst seen\tlast seen")
+	fmt.Fprintln(tw, "  address\tfirst seen\tlast seen\topc ua")
 	for _, c := range s.Clients {
-		fmt.Fprintf(tw, "  %s\t%s\t%s\n", c.Address, stamp(c.FirstSeen), stamp(c.LastSeen))
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", c.Address, stamp(c.FirstSeen), stamp(c.LastSeen), dash(clientIdentity(c)))
 	}
 	fmt.Fprintf(tw, "\nPAIRS (%d)\n", len(s.Pairs))
 	for _, p := range s.Pairs {
@@ -52,6 +52,9 @@ func (inv *Inventory) WriteTable(w io.Writer) error {
 	}
 	if s.Overflow > 0 {
 		fmt.Fprintf(tw, "\n%d things not kept: a bound was hit (docs/inventory.md)\n", s.Overflow)
+	}
+	if s.Evicted > 0 {
+		fmt.Fprintf(tw, "\n%d servers, clients or pairs evicted to make room for new ones (docs/inventory.md)\n", s.Evicted)
 	}
 	return tw.Flush()
 }
@@ -85,6 +88,22 @@ func identity(s *Server) string {
 	}
 	if len(s.Policies) > 0 {
 		parts = append(parts, "policies "+strings.Join(s.Policies, ","))
+	}
+	if len(s.Modes) > 0 {
+		parts = append(parts, "modes "+strings.Join(s.Modes, ","))
+	}
+	return strings.Join(parts, " / ")
+}
+
+// clientIdentity is what OPC UA told of a client: its application URIs
+// and the users it activated sessions with.
+func clientIdentity(c *Client) string {
+	var parts []string
+	if len(c.AppURIs) > 0 {
+		parts = append(parts, strings.Join(c.AppURIs, ","))
+	}
+	if len(c.Users) > 0 {
+		parts = append(parts, "users "+strings.Join(c.Users, ","))
 	}
 	return strings.Join(parts, " / ")
 }

@@ -43,3 +43,12 @@ func TestUnitsJSON(t *testing.T) {
 		t.Fatalf("base64 units of an old file: %v %v", back.Servers[0].Units, err)
 	}
 }
+
+// TestEmptyJSON: an inventory that saw nothing has empty lists, not null
+// (docs/inventory.md's jq '.pairs[]' must work on it).
+func TestEmptyJSON(t *testing.T) {
+	b, err := json.Marshal(New())
+	if err != nil || string(b) != `{"servers":[],"clients":[],"pairs":[]}` {
+		t.Fatalf("%s %v", b, err)
+	}
+}
