@@ -189,6 +189,10 @@ func (inv *Inventory) Observe(ev *plcwatch.Event, found plcwatch.Emit) {
 	if ev.Protocol == plcwatch.ProtoUnknown {
 		return
 	}
+	// A message the server sent on its own (a response alone, an OPC UA
+	// ERR or ReverseHello) shows who talks to whom, not a request of the
+	// client's: it is attributed by its direction.
+	fromServer := ev.Orphan || (ev.Protocol == plcwatch.ProtoOPCUA && (ev.Service == "Error" || ev.Service == "ReverseHello"))
 	var srv *Server
 	var cli *Client
 	var p *Pair
@@ -198,7 +202,7 @@ func (inv *Inventory) Observe(ev *plcwatch.Event, found plcwatch.Emit) {
 		if ce.conn == ev.Conn && inv.assetsOnly {
 			// Known server, client and pair: all an asset event can
 			// still be is the pair's first write.
-			if ev.Op == plcwatch.OpWrite && !ev.Orphan {
+			if ev.Op == plcwatch.OpWrite && !fromServer {
 				inv.wrote(ce.pair, ev, found)
 			}
 			return
@@ -221,7 +225,7 @@ func (inv *Inventory) Observe(ev *plcwatch.Event, found plcwatch.Emit) {
 		cliAddr := ev.Client.Addr().Unmap()
 		srv = inv.server(ev, srvAddr, found)
 		cli = inv.client(ev, cliAddr, srvAddr, found)
-		if !ev.Orphan && srv != nil && cli != nil {
+		if !fromServer && srv != nil && cli != nil {
 			p = inv.pair(ev, cliAddr, srvAddr)
 		}
 		if ce != nil && p != nil {
@@ -248,7 +252,7 @@ func (inv *Inventory) Observe(ev *plcwatch.Event, found plcwatch.Emit) {
 	if cli != nil {
 		inv.clientFacts(cli, ev)
 	}
-	if ev.Orphan || p == nil {
+	if fromServer || p == nil {
 		return // a response alone: who answered whom, not what was asked
 	}
 	p.last = max(p.last, t)
@@ -485,8 +489,14 @@ func (inv *Inventory) opcuaPair(p *Pair, ev *plcwatch.Event) {
 		p.Services = map[string]uint64{}
 	}
 	svc := ev.Service
-	if svc == "" {
+	switch svc {
+	case "":
 		svc = ev.Op.String()
+	case "OpenSecureChannel":
+		// An OPN encrypted asymmetrically (its body unseen) is named
+		// by its message type; in clear text, by its service: one
+		// request, one name.
+		svc = "OpenSecureChannelRequest"
 	}
 	if p.Services[svc] == 0 {
 		inv.changed = true

@@ -2,9 +2,12 @@ package inventory
 
 import (
 	"encoding/json"
+	"net/netip"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/plcwatch/plcwatch"
 )
 
 // TestUnitsJSON: units are a JSON array of numbers (docs/inventory.md:
@@ -50,5 +53,24 @@ func TestEmptyJSON(t *testing.T) {
 	b, err := json.Marshal(New())
 	if err != nil || string(b) != `{"servers":[],"clients":[],"pairs":[]}` {
 		t.Fatalf("%s %v", b, err)
+	}
+}
+
+// TestOPCUAAttribution: an OPC UA ERR is the server's, not one of the
+// client's requests; an encrypted OpenSecureChannel is counted under the
+// name a clear-text one has.
+func TestOPCUAAttribution(t *testing.T) {
+	inv := New()
+	ua := func(svc string) plcwatch.Event {
+		return plcwatch.Event{Time: t0, Source: plcwatch.Wire, Protocol: plcwatch.ProtoOPCUA, Op: plcwatch.OpSession, Service: svc,
+			Client: netip.MustParseAddrPort("10.0.0.7:50000"), Server: netip.MustParseAddrPort("10.0.1.5:4840"), Conn: 3}
+	}
+	for _, svc := range []string{"Hello", "OpenSecureChannelRequest", "OpenSecureChannel", "Error"} {
+		ev := ua(svc)
+		inv.Observe(&ev, nil)
+	}
+	p := inv.Snapshot().Pairs[0]
+	if p.Requests != 3 || p.Services["Error"] != 0 || p.Services["OpenSecureChannelRequest"] != 2 || p.Services["OpenSecureChannel"] != 0 {
+		t.Fatalf("requests %d services %v", p.Requests, p.Services)
 	}
 }
