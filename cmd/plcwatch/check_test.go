@@ -26,11 +26,13 @@ func brokenConfigs(t *testing.T, busy string) map[string]string {
 		"network-facing":         "rules: {paths: [rules]}\nspool: {dir: spool}\nhttp: {listen: \"0.0.0.0:0\", pprof: true}\nmqtt: {embedded: {listen: \"0.0.0.0:0\"}}\n",
 		"paths written":          "rules: {paths: [rules]}\nspool: {dir: /proc/nope}\nevent_log: {path: /proc/nope/e.jsonl}\nalert_log: {path: rules}\nhttp: {listen: \"off\"}\nmqtt: {brokers: [\"tcp://127.0.0.1:1\"]}\n",
 		"topic names":            "site: a/b\ngateway: \"gw+\"\nrules: {paths: [rules]}\nspool: {dir: spool}\nhttp: {listen: \"off\"}\nmqtt: {brokers: [\"tcp://127.0.0.1:1\"], topic_prefix: \"x/\\0/y\"}\n",
-		"baseline":               "rules: {paths: [rules], baseline_file: bad.json}\nspool: {dir: spool}\nhttp: {listen: \"off\"}\nmqtt: {brokers: [\"tcp://127.0.0.1:1\"]}\n",
+		"baseline":               "rules: {paths: [rules], baseline_file: rules}\nspool: {dir: spool}\nhttp: {listen: \"off\"}\nmqtt: {brokers: [\"tcp://127.0.0.1:1\"]}\n",
 	}
 }
 
-// setupDir writes rules (one good, one bad) and a bad baseline into dir.
+// setupDir writes rules (one good, one bad) and a damaged baseline into
+// dir (a damaged baseline is a warning: the "baseline" case names a
+// folder, which cannot be read as one).
 func setupDir(t *testing.T, dir string) {
 	t.Helper()
 	os.MkdirAll(filepath.Join(dir, "rules"), 0o755)
