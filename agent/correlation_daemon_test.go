@@ -164,6 +164,8 @@ func TestDaemonCorrelatesPollsAndWire(t *testing.T) {
 	img.SetHolding(20, 100) // level: what the HMI is shown
 	img.SetHolding(30, 50)  // limit: a write to it is refused
 	img.SetHolding(40, 1)   // mode: a write to it is swallowed by the proxy
+	img.SetHolding(50, 0x4142)
+	img.SetHolding(51, 0x4344) // label "ABCD": a string, changed behind the gateway's back
 	img.Unmap(modbussim.HoldingRegisters, 31, 1)
 	plc, err := modbussim.Serve(mqtttest.FreeAddr(t), img, nil)
 	if err != nil {
@@ -211,6 +213,7 @@ modbus:
         - {name: setpoint, table: holding, address: 10}
         - {name: setpoint_hmi, table: holding, address: 11}
         - {name: limit, table: holding, address: 30}
+        - {name: label, table: holding, address: 50, type: string, length: 2}
     - name: plc-via-hmi-switch
       address: %s
       interval: 300ms
@@ -237,6 +240,9 @@ modbus:
 	if err := modbusClient(t, hidden.Addr).WriteRegister(10, 1234); err != nil {
 		t.Fatal(err)
 	}
+	if err := modbusClient(t, hidden.Addr).WriteRegister(50, 0x5a5a); err != nil {
+		t.Fatal(err)
+	}
 	if err := hmi.WriteRegisters(30, []uint16{70, 1}); err == nil {
 		t.Fatal("the write to an unmapped register was taken")
 	}
@@ -251,7 +257,7 @@ modbus:
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	want := []string{"correlation-change-without-write setpoint", "correlation-view-differs level",
+	want := []string{"correlation-change-without-write label", "correlation-change-without-write setpoint", "correlation-view-differs level",
 		"correlation-write-not-taken limit", "correlation-write-not-taken mode"}
 	have := func(msgs []mqtttest.Message) []string {
 		var out []string
@@ -292,7 +298,9 @@ modbus:
 				t.Errorf("not taken: %v", ev)
 			}
 		case "correlation-change-without-write":
-			if ev["value"] != 1234.0 || ev["device"] != "plc" || ev["unwritten"] != true {
+			if ev["tag"] == "label" && (ev["text"] != "ZZCD" || ev["unwritten"] != true) {
+				t.Errorf("string change without write: %v", ev)
+			} else if ev["tag"] == "setpoint" && (ev["value"] != 1234.0 || ev["device"] != "plc" || ev["unwritten"] != true) {
 				t.Errorf("change without write: %v", ev)
 			}
 		}
