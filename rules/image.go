@@ -172,7 +172,9 @@ func (im *image) poll(ev *plcwatch.Event, now int64) {
 		}
 	}
 	ev.Cycle = time.Duration(ent.cycle)
-	changed := ent.polledAt != 0 && !ent.same(&regs, ev.Value)
+	// Registers that differ but decode to the same value are no change:
+	// a bit tag (type bit, bool) shares its register with other bits.
+	changed := ent.polledAt != 0 && !ent.same(&regs, ev.Value) && !(ent.decode != nil && ev.Value == ent.polledValue)
 	// A change seen at the previous cycle that no accepted write since
 	// the cycle before it explains: decided one cycle late, so that a
 	// write the capture hands over after the poll still counts.
@@ -210,7 +212,7 @@ func (im *image) poll(ev *plcwatch.Event, now int64) {
 		ev.WrittenValue = ent.writtenValue(&regs, im)
 	}
 	if ent.writeOpen && now > ent.writeAt {
-		if ent.takes(&regs) {
+		if ent.takes(&regs, im) {
 			ent.writeOpen, ent.writeCycles = false, 0
 			// The value is now one a seen write set: a setting by
 			// definition, so undoing it by a hidden path counts
@@ -292,13 +294,19 @@ func (ent *imageEntry) within(v float64) bool {
 
 // takes reports whether the polled registers hold what the open write
 // wrote, on the registers it wrote.
-func (ent *imageEntry) takes(regs *[maxImageRegs]uint16) bool {
+// A bit tag took the write when its value is the written one, whatever
+// the register's other bits hold.
+func (ent *imageEntry) takes(regs *[maxImageRegs]uint16, im *image) bool {
 	if ent.n == 0 {
 		return ent.polledValue == ent.writtenF
 	}
 	for i := 0; i < int(ent.n); i++ {
 		if ent.writeMask&(1<<i) != 0 && regs[i] != ent.written[i] {
-			return false
+			if ent.decode == nil {
+				return false
+			}
+			w, v := ent.writtenValue(regs, im), ent.value(regs, im)
+			return w == v // NaN (not decodable) is never equal
 		}
 	}
 	return true

@@ -156,3 +156,57 @@ func TestViewPartial(t *testing.T) {
 		})
 	}
 }
+
+// TestCorrelationBitTag: a bit tag (type bit: bit 0 of holding 10) shares
+// its register with other bits: they change without it changing, and a
+// write that sets its bit took even when the device moved the others.
+func TestCorrelationBitTag(t *testing.T) {
+	set, err := Load("../configs/rules/correlation.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := func(n int) time.Time { return t0.Add(time.Duration(n) * time.Second) }
+	bit0 := func(device, tag string) Decoder {
+		return func(w []byte) (float64, bool) {
+			if len(w) != 2 {
+				return 0, false
+			}
+			return float64(w[1] & 1), true
+		}
+	}
+	poll := func(at time.Time, reg uint16) plcwatch.Event {
+		ev := imgPoll(at, reg)
+		ev.Tag, ev.Value, ev.Raw = "flag", float64(reg&1), float64(reg&1)
+		return ev
+	}
+	steady := func(evs ...plcwatch.Event) []plcwatch.Event {
+		out := []plcwatch.Event{poll(s(0), 0x0100), imgRead(s(1), 10, 0x0100)}
+		for i := 1; i <= 4; i++ {
+			out = append(out, poll(s(10*i), 0x0100))
+		}
+		return append(out, evs...)
+	}
+	for _, c := range []struct {
+		name string
+		evs  []plcwatch.Event
+		want string
+	}{
+		{"other bits change", steady(poll(s(50), 0x0300), poll(s(60), 0x0300)), ""},
+		{"its bit changes", steady(poll(s(50), 0x0101), poll(s(60), 0x0101)), "correlation-change-without-write"},
+		{"a write of its bit took, other bits moved", steady(imgWrite(s(45), 10, 0, 0x0101), poll(s(50), 0x0001), poll(s(60), 0x0001), poll(s(70), 0x0001)), ""},
+		{"a write of its bit not taken", steady(imgWrite(s(45), 10, 0, 0x0101), poll(s(50), 0x0100), poll(s(60), 0x0100), poll(s(70), 0x0100)), "correlation-write-not-taken"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			e, r := newTestEngine(set)
+			e.opts.Decoder, e.image.decoder = bit0, bit0
+			for i := range c.evs {
+				e.Process(&c.evs[i])
+			}
+			e.Close()
+			got := r.byRule()
+			if (c.want == "" && len(got) != 0) || (c.want != "" && (len(got) != 1 || got[c.want] != 1)) {
+				t.Fatalf("alerts %v, want %q", got, c.want)
+			}
+		})
+	}
+}
