@@ -16,6 +16,7 @@ import (
 
 	"github.com/plcwatch/plcwatch/collectors/capture"
 	"github.com/plcwatch/plcwatch/collectors/modbus"
+	"github.com/plcwatch/plcwatch/collectors/opcua"
 	"github.com/plcwatch/plcwatch/rules"
 )
 
@@ -145,6 +146,14 @@ func (c *Config) checkFiles(ps *problems) {
 	if c.HTTP.Listen != "" && c.HTTP.Listen != "off" {
 		if _, err := c.HTTP.TLS.serverConfig(); err != nil {
 			ps.add("http.tls", "%v", err)
+		}
+	}
+	for i := range c.OPCUA.Devices {
+		for _, err := range c.OPCUA.Devices[i].CheckFiles() {
+			var fe *opcua.FieldError
+			if errors.As(err, &fe) {
+				ps.add(fmt.Sprintf("opcua.devices[%d].%s", i, fe.Field), "%s", fe.Msg)
+			}
 		}
 	}
 	for i := range c.Modbus.Devices {
@@ -378,8 +387,8 @@ func (c *Config) Summary() string {
 	if len(c.MQTT.Brokers) > 0 {
 		broker = strings.Join(c.MQTT.Brokers, ", ")
 	}
-	return fmt.Sprintf("site %s, gateway %s, interfaces %v, modbus devices %d, rules %v, mqtt %s",
-		c.Site, c.Gateway, c.Capture.Interfaces, len(c.Modbus.Devices), c.Rules.Paths, broker)
+	return fmt.Sprintf("site %s, gateway %s, interfaces %v, modbus devices %d, opcua devices %d, rules %v, mqtt %s",
+		c.Site, c.Gateway, c.Capture.Interfaces, len(c.Modbus.Devices), len(c.OPCUA.Devices), c.Rules.Paths, broker)
 }
 
 // Problems lists an error's problems one per entry, as they print: the
