@@ -107,8 +107,8 @@ type Tag struct {
 	QueueSize        int            `yaml:"queue_size"`        // subscribe: default 1
 	DiscardOldest    *bool          `yaml:"discard_oldest"`    // subscribe: default true
 	Deadband         string         `yaml:"deadband"`          // subscribe: none (default), absolute, percent
-	DeadbandValue    float64        `yaml:"deadband_value"` // absolute: in the value's units; percent: of its EURange, 0-100; ignored with none
-	Scale            *float64       `yaml:"scale"` // engineering value = raw × scale + offset; default 1
+	DeadbandValue    float64        `yaml:"deadband_value"`    // absolute: in the value's units; percent: of its EURange, 0-100; ignored with none
+	Scale            *float64       `yaml:"scale"`             // engineering value = raw × scale + offset; default 1
 	Offset           float64        `yaml:"offset"`
 	UOM              string         `yaml:"uom"` // unit of measure, for telemetry
 }

@@ -10,10 +10,10 @@ import (
 // NodeRef is a configured node id: fixed (ns=, i=, s=, g=, b=) or by
 // namespace URI (nsu=), whose index Resolve looks up.
 type NodeRef struct {
-	Text string      // as configured
-	ID   *ua.NodeID  // the node id; nil when it names its namespace by URI
-	URI  string      // nsu=: the namespace URI
-	Rest string      // nsu=: the identifier part (s=..., i=..., g=..., b=...)
+	Text string     // as configured
+	ID   *ua.NodeID // the node id; nil when it names its namespace by URI
+	URI  string     // nsu=: the namespace URI
+	Rest string     // nsu=: the identifier part (s=..., i=..., g=..., b=...)
 }
 
 // ParseNodeID reads the text forms of OPC 10000-6 §5.3.1.10: ns=<index>;

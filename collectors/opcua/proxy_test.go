@@ -153,9 +153,9 @@ func (p *proxy) seenNames() []string {
 // encoding node id that starts a message body's first chunk (§5.2.2.16)
 // looked up in gopcua's id names.
 type recorder struct {
-	p     *proxy
-	buf   []byte
-	cont  bool // the next MSG chunk continues a message
+	p    *proxy
+	buf  []byte
+	cont bool // the next MSG chunk continues a message
 }
 
 func (r *recorder) feed(b []byte) {
