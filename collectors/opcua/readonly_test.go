@@ -50,7 +50,9 @@ func TestReadOnlyOnTheWire(t *testing.T) {
 	w.until(20*time.Second, "values", func(ev *plcwatch.Event) bool { return ev.Tag == "level" })
 	s.Stop() // a reconnect: the whole setup again
 	s.Start(context.Background())
-	w.until(20*time.Second, "values again", func(ev *plcwatch.Event) bool { return ev.Tag == "level" && ev.Service == "Publish" && w.c.Stats().Reconnects > 1 })
+	w.until(20*time.Second, "values again", func(ev *plcwatch.Event) bool {
+		return ev.Tag == "level" && ev.Service == "Publish" && w.c.Stats().Reconnects > 1
+	})
 	if _, err := Browse(context.Background(), Device{Endpoint: endpoint, Security: Security{Policy: "None", Mode: "None"}}, Options{}, BrowseOptions{Depth: 3}); err != nil {
 		t.Fatal(err)
 	}
