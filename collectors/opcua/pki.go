@@ -107,8 +107,9 @@ func Thumbprint(der []byte) string {
 
 // Check decides whether a server certificate (DER) is trusted: it is when
 // trusted/certs holds it (DER or PEM, any file name). When it is not, with
-// tofu it is written to trusted/certs and trusted; else a copy goes to
-// rejected/certs and the error is an *UntrustedError. The folder is read
+// tofu and no trusted certificate of the same application URI, it is
+// written to trusted/certs and trusted; else a copy goes to rejected/certs
+// and the error is an *UntrustedError. The folder is read
 // on every call: a certificate moved to trusted/ counts at the next
 // connect, without a restart.
 func (p *PKI) Check(der []byte, tofu bool) error {
@@ -130,6 +131,7 @@ func (p *PKI) Check(der []byte, tofu bool) error {
 	if err != nil {
 		return fmt.Errorf("opcua pki: %w", err)
 	}
+	sameApp := false // a trusted certificate of the same application (URI) exists
 	for _, e := range entries {
 		if e.IsDir() {
 			continue
@@ -138,15 +140,20 @@ func (p *PKI) Check(der []byte, tofu bool) error {
 		if err != nil {
 			continue
 		}
+		if blk, _ := pem.Decode(b); blk != nil {
+			b = blk.Bytes
+		}
 		if bytes.Equal(b, der) {
 			return nil
 		}
-		if blk, _ := pem.Decode(b); blk != nil && bytes.Equal(blk.Bytes, der) {
-			return nil
+		if tc, err := x509.ParseCertificate(b); err == nil && sameURI(tc, cert) {
+			sameApp = true
 		}
 	}
 	name := certFileName(cert, der)
-	if tofu {
+	// Trust on first use: only the first certificate of an application;
+	// another one later (a new key, or someone in between) is refused.
+	if tofu && !sameApp {
 		if err := os.WriteFile(filepath.Join(trusted, name), der, 0o644); err != nil {
 			return fmt.Errorf("opcua pki: trust on first use: %w", err)
 		}
@@ -157,6 +164,18 @@ func (p *PKI) Check(der []byte, tofu bool) error {
 		return fmt.Errorf("opcua pki: %w", err)
 	}
 	return &UntrustedError{Thumbprint: Thumbprint(der), Subject: cert.Subject.String(), Rejected: rejected, Trusted: trusted + string(filepath.Separator)}
+}
+
+// sameURI: both certificates name the same application URI.
+func sameURI(a, b *x509.Certificate) bool {
+	for _, x := range a.URIs {
+		for _, y := range b.URIs {
+			if x.String() == y.String() {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // certFileName is the name UaExpert and node-opcua give certificates:
