@@ -5,7 +5,8 @@
 # as monitored items at 1 s sampling and publishing (MODE=subscribe), then
 # read every second (MODE=read), each measured over SECONDS_MEASURED seconds
 # after WARMUP seconds: plcwatch's CPU (utime + stime from /proc, % of one
-# core), RSS, events/s. Set MODES to run one of them. Needs node and
+# core), RSS, events/s. Set MODES to run one of them. PPROF=true saves
+# CPU and heap profiles to /tmp/opcua-<mode>-*.pb. Needs node and
 # `make node-opcua`.
 set -euo pipefail
 BIN=${BIN:-bin/plcwatch}
@@ -44,7 +45,7 @@ for mode in $MODES; do
       echo "mqtt: {embedded: {listen: 127.0.0.1:25884}, heartbeat: 0s}"
     fi
     echo "spool: {dir: $dir/spool-$mode}"
-    echo "http: {listen: 127.0.0.1:25109}"
+    echo "http: {listen: 127.0.0.1:25109, pprof: ${PPROF:-false}}"
     echo "opcua:"
     echo "  pki: {dir: $dir/pki}"
     echo "  devices:"
@@ -64,7 +65,12 @@ for mode in $MODES; do
   kill -0 $pid 2>/dev/null || { cat "$dir/daemon-$mode.log"; exit 1; }
   sleep "$WARMUP"
   read -r t0 s0 e0 < <(echo "$(ticks $pid) $(ticks $server) $(metric plcwatch_pipeline_events_total)")
-  sleep "$SECONDS_MEASURED"
+  if [ "${PPROF:-false}" = true ]; then
+    curl -s "127.0.0.1:25109/debug/pprof/profile?seconds=$SECONDS_MEASURED" >/tmp/opcua-$mode-cpu.pb
+    curl -s 127.0.0.1:25109/debug/pprof/heap >/tmp/opcua-$mode-heap.pb
+  else
+    sleep "$SECONDS_MEASURED"
+  fi
   read -r t1 s1 e1 < <(echo "$(ticks $pid) $(ticks $server) $(metric plcwatch_pipeline_events_total)")
   up=$(metric 'plcwatch_poll_up{device="bench"}')
   gaps=$(metric 'plcwatch_poll_subscription_gaps_total{device="bench"}')
