@@ -71,8 +71,15 @@ type Agent struct {
 // that can fail — rules, spool, broker port, capture sockets, HTTP port —
 // so that a wrong setup stops it before it runs half-working.
 func New(cfg *Config, log *slog.Logger) (*Agent, error) {
+	// The capture queue is only for capture: without interfaces nothing
+	// sends to it, and its 8192 events (about 10 MB) would be carried for
+	// nothing by a gateway that only polls.
+	queue := cfg.Queue
+	if len(cfg.Capture.Interfaces) == 0 {
+		queue = 0
+	}
 	a := &Agent{cfg: cfg, log: log, reg: prometheus.NewRegistry(), started: time.Now(),
-		events: make(chan plcwatch.Event, cfg.Queue), reloads: make(chan *rules.Set, 1),
+		events: make(chan plcwatch.Event, queue), reloads: make(chan *rules.Set, 1),
 		polled: make(chan plcwatch.Event, pollQueue), stopping: make(chan struct{})}
 	ok := false
 	defer func() {

@@ -81,6 +81,7 @@ for mode in $MODES; do
   grep -E 'VmRSS|VmHWM|RssAnon|RssFile' /proc/$pid/status | tr -s ' \t' ' ' | paste -sd ' '
   awk -v e=$((e1 - e0)) -v s="$SECONDS_MEASURED" 'BEGIN {printf "events/s: %.0f\n", e / s}'
   echo "up: $up, sessions: $connects, subscription gaps: $gaps"
+  curl -s 127.0.0.1:25109/metrics | grep -E '^go_memstats_(heap_inuse|heap_idle|heap_released|next_gc|stack_inuse|sys)_bytes|^go_gc_gogc|^go_gc_gomemlimit' | paste -sd ' ' 
   kill -TERM $pid
   wait $pid || true
 done

@@ -380,8 +380,23 @@ func (c *Collector) subscribe(ctx context.Context, client *opcua.Client, lim lim
 		if len(reqs) == 0 {
 			return nil
 		}
-		res, err := sub.Monitor(ctx, ua.TimestampsToReturnBoth, reqs...)
+		// Sent as is rather than through sub.Monitor, which keeps every
+		// request and result for gopcua's own re-creation of the
+		// subscription (unused: see Run) — 10,000 items are megabytes.
+		var res *ua.CreateMonitoredItemsResponse
+		err := client.Send(ctx, &ua.CreateMonitoredItemsRequest{SubscriptionID: sub.SubscriptionID,
+			TimestampsToReturn: ua.TimestampsToReturnBoth, ItemsToCreate: reqs}, func(v ua.Response) error {
+			r, ok := v.(*ua.CreateMonitoredItemsResponse)
+			if !ok {
+				return fmt.Errorf("got %T", v)
+			}
+			res = r
+			return nil
+		})
 		c.count(func(s *plcwatch.DeviceStats) { s.Requests++ })
+		if err == nil && res.ResponseHeader != nil && res.ResponseHeader.ServiceResult != ua.StatusOK {
+			err = res.ResponseHeader.ServiceResult
+		}
 		if err != nil {
 			return fmt.Errorf("CreateMonitoredItems: %w", err)
 		}
@@ -391,7 +406,7 @@ func (c *Collector) subscribe(ctx context.Context, client *opcua.Client, lim lim
 				c.emitBad(emit, &c.tags[idx[i]], now, "CreateMonitoredItems", StatusName(r.StatusCode))
 			}
 		}
-		reqs, idx = reqs[:0], idx[:0]
+		reqs, idx = nil, idx[:0]
 		return nil
 	}
 	for _, i := range c.subs {
