@@ -29,18 +29,35 @@ func ParseNodeID(s string) (NodeRef, error) {
 		if !ok || uri == "" || id == "" {
 			return r, fmt.Errorf("%q: want nsu=<namespace URI>;s=<name> (or i=, g=, b=)", s)
 		}
-		if _, err := ua.ParseNodeID("ns=1;" + id); err != nil {
+		if _, err := ua.ParseNodeID("ns=1;" + id); err != nil || !identifier(id) {
 			return r, fmt.Errorf("%q: %v", s, err)
 		}
 		r.URI, r.Rest = uri, id
 		return r, nil
 	}
 	id, err := ua.ParseNodeID(s)
+	if err == nil && !identifier(s) {
+		err = fmt.Errorf("the identifier is i=, s=, g= or b=")
+	}
 	if err != nil {
 		return r, fmt.Errorf("%q: want ns=<index>;s=<name>, i=<number>, ns=<index>;g=<GUID>, ns=<index>;b=<base64> or nsu=<URI>;s=<name>: %v", s, err)
 	}
 	r.ID = id
 	return r, nil
+}
+
+// identifier: after an optional ns=<index>; comes i=, s=, g= or b=
+// (gopcua takes any other text as a string identifier).
+func identifier(s string) bool {
+	if rest, ok := strings.CutPrefix(s, "ns="); ok {
+		_, s, _ = strings.Cut(rest, ";")
+	}
+	for _, p := range []string{"i=", "s=", "g=", "b="} {
+		if strings.HasPrefix(s, p) {
+			return true
+		}
+	}
+	return false
 }
 
 // Resolve returns the node id, looking a namespace URI up in the server's
