@@ -138,6 +138,7 @@ fuzz:
 	$(GO) test ./collectors/capture/ -run '^$$' -fuzz '^FuzzReadPcap$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10s -timeout 0
 	$(GO) test ./collectors/capture/ -run '^$$' -fuzz '^FuzzReadPcapng$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10s -timeout 0
 	$(GO) test ./inventory/ -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10s -timeout 0
+	$(GO) test ./collectors/opcua/ -run '^$$' -fuzz '^FuzzParseNodeID$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10s -timeout 0
 
 # Packages, image, service and ARM (deploy/README.md). The packages' and
 # image's version is VERSION; their timestamps the last commit's.
