@@ -237,6 +237,13 @@ func (c *Config) checkSystem(ps *problems) {
 	if err := canWriteDir(c.Spool.Dir); err != nil {
 		ps.add("spool.dir", "%s: %v", c.Spool.Dir, err)
 	}
+	if len(c.OPCUA.Devices) > 0 {
+		// The client certificate is made there, and refused server
+		// certificates are copied there.
+		if err := canWriteDir(c.OPCUA.PKI.Dir); err != nil {
+			ps.add("opcua.pki.dir", "%s: %v", c.OPCUA.PKI.Dir, err)
+		}
+	}
 	for _, f := range []struct{ key, path string }{{"alert_log.path", c.Alerts.Path}, {"event_log.path", c.Events.Path}} {
 		if f.path != "" {
 			if err := canWriteFile(f.path); err != nil {
