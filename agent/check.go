@@ -148,6 +148,12 @@ func (c *Config) checkFiles(ps *problems) {
 			ps.add("http.tls", "%v", err)
 		}
 	}
+	for _, err := range c.OPCUA.PKI.CheckFiles() {
+		var fe *opcua.FieldError
+		if errors.As(err, &fe) {
+			ps.add("opcua.pki."+fe.Field, "%s", fe.Msg)
+		}
+	}
 	for i := range c.OPCUA.Devices {
 		for _, err := range c.OPCUA.Devices[i].CheckFiles() {
 			var fe *opcua.FieldError

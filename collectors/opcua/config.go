@@ -369,3 +369,15 @@ func (d *Device) CheckFiles() []error {
 	}
 	return errs
 }
+
+// CheckFiles reads the client certificate and key the PKI names, for
+// config check.
+func (p *PKIConfig) CheckFiles() []error {
+	if p.CertFile == "" || p.KeyFile == "" {
+		return nil
+	}
+	if _, _, err := loadKeyPair(p.CertFile, p.KeyFile); err != nil {
+		return []error{&FieldError{"cert_file", err.Error()}}
+	}
+	return nil
+}
