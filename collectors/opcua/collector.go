@@ -135,8 +135,9 @@ func (c *Collector) Ready() <-chan struct{} { return c.ready }
 // ground up — endpoints, secure channel, session, namespace array,
 // operation limits, subscription and monitored items — because gopcua
 // v0.8.0's own reconnect path does not bring subscriptions back reliably
-// (gopcua#339 and its kin: after a server restart the publish loop stays
-// paused or the recreated subscription gets no items). A connection that
+// (gopcua#813; #876, fixed after v0.8.0 by #877; #898: after a server
+// restart the publish loop stays paused or the client stays "connected"
+// with no subscription). A connection that
 // fails or is lost is retried after a jittered wait (±50%) that starts at
 // backoff and doubles up to max_backoff; a connection that was up retries
 // at once after its first wait.
