@@ -404,7 +404,7 @@ func (c *Collector) subscribe(ctx context.Context, client *opcua.Client, lim lim
 		now := time.Now()
 		for i, r := range res.Results {
 			if i < len(idx) && r.StatusCode != ua.StatusOK {
-				c.emitBad(emit, &c.tags[idx[i]], now, "CreateMonitoredItems", StatusName(r.StatusCode))
+				c.emitRefused(emit, &c.tags[idx[i]], now, "CreateMonitoredItems", r.StatusCode)
 			}
 		}
 		reqs, idx = nil, idx[:0]
@@ -574,6 +574,15 @@ func (c *Collector) emitBad(emit plcwatch.Emit, t *tag, now time.Time, service, 
 	ev := c.base(now, plcwatch.OpRead)
 	ev.Service, ev.Node, ev.Attribute, ev.Tag = service, t.Node, uint32(ua.AttributeIDValue), t.Name
 	ev.Quality, ev.Error = "bad", why
+	ev.Absent |= plcwatch.FieldStatus // no value, no status from the server: not Good
+	c.emitTag(emit, ev, t)
+}
+
+// emitRefused emits a tag the server refused with a status code.
+func (c *Collector) emitRefused(emit plcwatch.Emit, t *tag, now time.Time, service string, code ua.StatusCode) {
+	ev := c.base(now, plcwatch.OpRead)
+	ev.Service, ev.Node, ev.Attribute, ev.Tag = service, t.Node, uint32(ua.AttributeIDValue), t.Name
+	ev.Quality, ev.Status, ev.StatusName, ev.Error = "bad", uint32(code), StatusName(code), StatusName(code)
 	c.emitTag(emit, ev, t)
 }
 

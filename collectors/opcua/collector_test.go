@@ -233,6 +233,10 @@ func TestReadChunksAndBadTags(t *testing.T) {
 			good[ev.Tag]++
 		} else {
 			bad[ev.Tag] = ev.Error
+			// A status the server gave is shown; none is absent, not Good.
+			if want := ev.Tag != "elsewhere"; ev.Shows(plcwatch.FieldStatus) != want || (want && ev.Status == 0) {
+				t.Errorf("%s: status %d shown %v", ev.Tag, ev.Status, ev.Shows(plcwatch.FieldStatus))
+			}
 		}
 		for _, b := range opcuasim.Builtins()[:10] {
 			if good[b.Name] < 3 {

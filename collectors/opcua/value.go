@@ -75,6 +75,7 @@ func setValue(ev *plcwatch.Event, dv *ua.DataValue, scale, offset float64) {
 	ev.Value, ev.Raw = plcwatch.NoValue, plcwatch.NoValue
 	if dv == nil {
 		ev.Quality, ev.Error = "bad", "no value in the response"
+		ev.Absent |= plcwatch.FieldStatus
 		return
 	}
 	ev.Status = uint32(dv.Status)
