@@ -221,7 +221,7 @@ func (b *browser) values(ctx context.Context) error {
 		}
 		res, err := b.c.read(ctx, b.client, nodes)
 		if err != nil {
-			return fmt.Errorf("Read: %w", err)
+			return fmt.Errorf("read: %w", err)
 		}
 		for k, i := range chunk {
 			if 3*k+2 >= len(res.Results) {

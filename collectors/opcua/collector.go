@@ -165,12 +165,6 @@ func (c *Collector) Run(ctx context.Context, emit plcwatch.Emit) error {
 	}
 }
 
-// connectError is a failure before the session was up.
-type connectError struct{ err error }
-
-func (e *connectError) Error() string { return e.err.Error() }
-func (e *connectError) Unwrap() error { return e.err }
-
 // session connects, sets everything up and monitors until the connection
 // fails or ctx ends. wasUp says whether it got as far as monitoring.
 func (c *Collector) session(ctx context.Context, emit plcwatch.Emit) (wasUp bool, err error) {
@@ -510,7 +504,7 @@ func (c *Collector) cycle(ctx context.Context, client *opcua.Client, lim limits,
 				c.emitBad(emit, &c.tags[i], now, "Read", err.Error())
 			}
 			c.flushTelemetry(now)
-			return fmt.Errorf("Read: %w", err)
+			return fmt.Errorf("read: %w", err)
 		}
 		for k, i := range chunk {
 			var dv *ua.DataValue
