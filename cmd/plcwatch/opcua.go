@@ -18,6 +18,7 @@ func newOPCUACmd(stdout, stderr io.Writer) *cobra.Command {
 	c := group(&cobra.Command{
 		Use:   "opcua",
 		Short: "Look at an OPC UA server: its address space, as plcwatch would monitor it",
+		Long:  `Commands about OPC UA servers (docs/opcua.md).`,
 	}, stderr)
 	c.AddCommand(newOPCUABrowseCmd(stdout, stderr))
 	return c
