@@ -8,7 +8,9 @@
 #   make bench        Go benchmarks with allocations
 #   make bench-data   the synthetic 1,000,000-packet capture for replay benchmarks
 #   make bench-replay replay vs a bare gopacket loop vs tshark on that capture
-#   make bench-opcua  replay of a synthetic 1,000,000-packet OPC UA capture at GOMAXPROCS=1
+#   make bench-opcua  both OPC UA benchmarks below
+#   make bench-opcua-wire  replay of a synthetic 1,000,000-packet OPC UA capture at GOMAXPROCS=1
+#   make bench-opcua-poll  the daemon monitoring 10,000 changing OPC UA variables (node-opcua): CPU, RSS, events/s
 #   make bench-poll   the daemon polling 100 simulated devices × 100 tags: CPU, RSS, requests
 #   make bench-live   (root) live capture on a veth pair at tcpreplay's top speed and fixed rates: drops, events, CPU
 #   make fuzz         run every fuzz target for FUZZTIME each
@@ -29,7 +31,7 @@ FUZZTIME    ?= 10m
 BENCH_PCAP  ?= .bench/poll-1m.pcap
 OPCUA_PCAP  ?= .bench/opcua-1m.pcap
 
-.PHONY: all demo build build-all test test-race lint bench bench-data bench-replay bench-opcua bench-poll bench-live fuzz clean node-opcua \
+.PHONY: all demo build build-all test test-race lint bench bench-data bench-replay bench-opcua bench-opcua-wire bench-opcua-poll bench-poll bench-live fuzz clean node-opcua \
 	package package-check package-test image image-test check-service sandbox-test test-arm
 
 all: lint test build
@@ -103,7 +105,9 @@ $(OPCUA_PCAP):
 # OPC UA replay at GOMAXPROCS=1 (wall and CPU time: messages/s is the
 # service messages of the capture over them), then the engine benchmark:
 # read-publish (hand-read services only: 0 allocs/op) and the mix.
-bench-opcua: build $(OPCUA_PCAP)
+bench-opcua: bench-opcua-wire bench-opcua-poll
+
+bench-opcua-wire: build $(OPCUA_PCAP)
 	@echo "== plcwatch replay $(OPCUA_PCAP) (GOMAXPROCS=1)"
 	@GOMAXPROCS=1 /usr/bin/time -f 'peak RSS %M KB, %e s wall, %U s user, %S s sys' bin/plcwatch replay --pcap $(OPCUA_PCAP)
 	@echo "== engine per packet (Go benchmark, -cpu 1)"
@@ -118,6 +122,9 @@ bench-poll: build
 bench-live: build $(BENCH_PCAP)
 	PCAP=$(BENCH_PCAP) bash sim/bench-live.sh
 
+bench-opcua-poll: build node-opcua
+	bash sim/bench-opcua-poll.sh
+
 fuzz:
 	$(GO) test ./collectors/capture/reassembly/ -run '^$$' -fuzz '^FuzzReassembler$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10s -timeout 0
 	$(GO) test ./collectors/capture/modbustcp/ -run '^$$' -fuzz '^FuzzDissector$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10s -timeout 0
@@ -131,6 +138,7 @@ fuzz:
 	$(GO) test ./collectors/capture/ -run '^$$' -fuzz '^FuzzReadPcap$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10s -timeout 0
 	$(GO) test ./collectors/capture/ -run '^$$' -fuzz '^FuzzReadPcapng$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10s -timeout 0
 	$(GO) test ./inventory/ -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10s -timeout 0
+	$(GO) test ./collectors/opcua/ -run '^$$' -fuzz '^FuzzParseNodeID$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10s -timeout 0
 
 # Packages, image, service and ARM (deploy/README.md). The packages' and
 # image's version is VERSION; their timestamps the last commit's.

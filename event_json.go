@@ -70,6 +70,15 @@ func (e *Event) AppendJSON(b []byte) []byte {
 			b = appendKey(b, "text")
 			b = AppendJSONString(b, e.Text)
 		}
+		if e.Protocol == ProtoOPCUA {
+			// A polled OPC UA value's built-in type, and an array's
+			// numbers (count is its length).
+			b = appendStr(b, "value_type", e.ValueType)
+			if e.Values.Kind() != NoValues {
+				b = appendKey(b, "values")
+				b = e.Values.appendJSON(b)
+			}
+		}
 	}
 	if e.Quality != "" {
 		b = appendKey(b, "quality")

@@ -22,6 +22,7 @@ import (
 	"github.com/plcwatch/plcwatch/agent/spool"
 	"github.com/plcwatch/plcwatch/collectors/capture"
 	"github.com/plcwatch/plcwatch/collectors/modbus"
+	"github.com/plcwatch/plcwatch/collectors/opcua"
 	"github.com/plcwatch/plcwatch/rules"
 )
 
@@ -36,7 +37,7 @@ type Agent struct {
 	reg      *prometheus.Registry
 	metrics  *metrics
 	live     *capture.Live
-	pollers  []*modbus.Poller
+	pollers  []plcwatch.Poller // every polled device, whatever its protocol
 	set      *rules.Set
 	baseline *rules.Baseline
 	sp       *spool.Spool
@@ -70,8 +71,15 @@ type Agent struct {
 // that can fail — rules, spool, broker port, capture sockets, HTTP port —
 // so that a wrong setup stops it before it runs half-working.
 func New(cfg *Config, log *slog.Logger) (*Agent, error) {
+	// The capture queue is only for capture: without interfaces nothing
+	// sends to it, and its 8192 events (about 10 MB) would be carried for
+	// nothing by a gateway that only polls.
+	queue := cfg.Queue
+	if len(cfg.Capture.Interfaces) == 0 {
+		queue = 0
+	}
 	a := &Agent{cfg: cfg, log: log, reg: prometheus.NewRegistry(), started: time.Now(),
-		events: make(chan plcwatch.Event, cfg.Queue), reloads: make(chan *rules.Set, 1),
+		events: make(chan plcwatch.Event, queue), reloads: make(chan *rules.Set, 1),
 		polled: make(chan plcwatch.Event, pollQueue), stopping: make(chan struct{})}
 	ok := false
 	defer func() {
@@ -142,16 +150,30 @@ func New(cfg *Config, log *slog.Logger) (*Agent, error) {
 		Heartbeat: cfg.MQTT.Heartbeat, HeartbeatPayload: a.heartbeat, Published: a.metrics.observePublish,
 		TelemetryQoS: teleQoS, MaxAttempts: cfg.MQTT.MaxAttempts, VerifyTimeout: cfg.MQTT.VerifyTimeout, Logger: log.With("component", "mqtt"),
 	}, a.sp)
+	var tele func(device string, payload []byte)
+	if cfg.Telemetry.Enabled {
+		tele = a.telemetry
+	}
 	for _, d := range cfg.Modbus.Devices {
-		opts := modbus.Options{Logger: log.With("component", "modbus"), Site: cfg.Site, Gateway: cfg.Gateway}
-		if cfg.Telemetry.Enabled {
-			opts.Telemetry = a.telemetry
-		}
-		p, err := modbus.New(d, opts)
+		p, err := modbus.New(d, modbus.Options{Logger: log.With("component", "modbus"), Site: cfg.Site, Gateway: cfg.Gateway, Telemetry: tele})
 		if err != nil {
 			return nil, err
 		}
 		a.pollers = append(a.pollers, p)
+	}
+	if len(cfg.OPCUA.Devices) > 0 {
+		pki, err := opcua.OpenPKI(cfg.OPCUA.PKI)
+		if err != nil {
+			return nil, err
+		}
+		for _, d := range cfg.OPCUA.Devices {
+			c, err := opcua.New(d, opcua.Options{Logger: log.With("component", "opcua"), Site: cfg.Site, Gateway: cfg.Gateway,
+				Telemetry: tele, PKI: pki})
+			if err != nil {
+				return nil, err
+			}
+			a.pollers = append(a.pollers, c)
+		}
 	}
 	// The pollers hold what they need of their devices; the agent keeps a
 	// copy of the configuration without the tag lists (10,000 tags are a
@@ -159,6 +181,7 @@ func New(cfg *Config, log *slog.Logger) (*Agent, error) {
 	a.decoder = decoders(cfg.Modbus.Devices)
 	kept := *cfg
 	kept.Modbus.Devices = nil
+	kept.OPCUA.Devices = nil
 	a.cfg = &kept
 	if len(cfg.Capture.Interfaces) > 0 {
 		capCfg := cfg.Capture.Config
@@ -284,7 +307,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	}()
 	a.ready.Store(true)
 	a.log.Info("plcwatch running", "site", a.cfg.Site, "gateway", a.cfg.Gateway,
-		"interfaces", a.cfg.Capture.Interfaces, "modbus_devices", len(a.pollers), "rules", a.rulesN.Load(),
+		"interfaces", a.cfg.Capture.Interfaces, "polled_devices", len(a.pollers), "rules", a.rulesN.Load(),
 		"topic_prefix", a.cfg.MQTT.TopicPrefix)
 	<-srcCtx.Done()
 	a.ready.Store(false)

@@ -100,6 +100,17 @@ var boundList = []bound{
 	{path: "modbus.devices[].tags[].length", min: 1, max: 125, def: "none", why: "registers of a string tag"},
 	{path: "modbus.devices[].tags[].scale", min: -1e9, max: 1e9, def: "1", why: "not 0"},
 	{path: "modbus.devices[].tags[].offset", min: -1e12, max: 1e12, def: "0"},
+	{path: "opcua.devices[].interval", min: 10 * ms, max: 24 * hour, def: "10s", why: "read tags are read, monitored tags published, once per interval"},
+	{path: "opcua.devices[].timeout", min: 100 * ms, max: 5 * minute, def: "5s", why: "per request"},
+	{path: "opcua.devices[].connect_timeout", min: 100 * ms, max: 5 * minute, def: "10s", why: "endpoints, secure channel and session"},
+	{path: "opcua.devices[].session_timeout", min: sec, max: 24 * hour, def: "1m", why: "asked of the server, which may revise it"},
+	{path: "opcua.devices[].backoff", min: 10 * ms, max: minute, def: "500ms", why: "first wait before reconnecting, jittered ±50%, doubling"},
+	{path: "opcua.devices[].max_backoff", min: 10 * ms, max: 10 * minute, def: "5s", why: "raised to backoff when less"},
+	{path: "opcua.devices[].tags[].sampling_interval", min: 0, max: 24 * hour, def: "the device's interval", why: "0: the server's fastest"},
+	{path: "opcua.devices[].tags[].queue_size", min: 1, max: 65535, def: "1"},
+	{path: "opcua.devices[].tags[].deadband_value", min: 0, max: 1e12, def: "0", why: "percent: 0-100"},
+	{path: "opcua.devices[].tags[].scale", min: -1e9, max: 1e9, def: "1", why: "not 0"},
+	{path: "opcua.devices[].tags[].offset", min: -1e12, max: 1e12, def: "0"},
 
 	{path: "assets[].unit", min: 0, max: 255, def: "any unit"},
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/plcwatch/plcwatch/collectors/capture"
 	"github.com/plcwatch/plcwatch/collectors/modbus"
+	"github.com/plcwatch/plcwatch/collectors/opcua"
 	"github.com/plcwatch/plcwatch/inventory"
 	"github.com/plcwatch/plcwatch/rules"
 )
@@ -159,6 +160,20 @@ func (c *Config) checkFiles(ps *problems) {
 			ps.add("http.tls", "%v", err)
 		}
 	}
+	for _, err := range c.OPCUA.PKI.CheckFiles() {
+		var fe *opcua.FieldError
+		if errors.As(err, &fe) {
+			ps.add("opcua.pki."+fe.Field, "%s", fe.Msg)
+		}
+	}
+	for i := range c.OPCUA.Devices {
+		for _, err := range c.OPCUA.Devices[i].CheckFiles() {
+			var fe *opcua.FieldError
+			if errors.As(err, &fe) {
+				ps.add(fmt.Sprintf("opcua.devices[%d].%s", i, fe.Field), "%s", fe.Msg)
+			}
+		}
+	}
 	for i := range c.Modbus.Devices {
 		d := &c.Modbus.Devices[i]
 		if d.Transport == "tcp+tls" && d.TLS.CAFile != "" && d.TLS.CertFile != "" && d.TLS.KeyFile != "" {
@@ -239,6 +254,13 @@ func (c *Config) checkSystem(ps *problems) {
 	// the dead-letter file too.
 	if err := canWriteDir(c.Spool.Dir); err != nil {
 		ps.add("spool.dir", "%s: %v", c.Spool.Dir, err)
+	}
+	if len(c.OPCUA.Devices) > 0 {
+		// The client certificate is made there, and refused server
+		// certificates are copied there.
+		if err := canWriteDir(c.OPCUA.PKI.Dir); err != nil {
+			ps.add("opcua.pki.dir", "%s: %v", c.OPCUA.PKI.Dir, err)
+		}
 	}
 	for _, f := range []struct{ key, path string }{{"alert_log.path", c.Alerts.Path}, {"event_log.path", c.Events.Path}} {
 		if f.path != "" {
@@ -390,8 +412,8 @@ func (c *Config) Summary() string {
 	if len(c.MQTT.Brokers) > 0 {
 		broker = strings.Join(c.MQTT.Brokers, ", ")
 	}
-	return fmt.Sprintf("site %s, gateway %s, interfaces %v, modbus devices %d, rules %v, mqtt %s",
-		c.Site, c.Gateway, c.Capture.Interfaces, len(c.Modbus.Devices), c.Rules.Paths, broker)
+	return fmt.Sprintf("site %s, gateway %s, interfaces %v, modbus devices %d, opcua devices %d, rules %v, mqtt %s",
+		c.Site, c.Gateway, c.Capture.Interfaces, len(c.Modbus.Devices), len(c.OPCUA.Devices), c.Rules.Paths, broker)
 }
 
 // Problems lists an error's problems one per entry, as they print: the

@@ -23,6 +23,7 @@ import (
 	"github.com/plcwatch/plcwatch/agent/spool"
 	"github.com/plcwatch/plcwatch/collectors/capture"
 	"github.com/plcwatch/plcwatch/collectors/modbus"
+	"github.com/plcwatch/plcwatch/collectors/opcua"
 	"github.com/plcwatch/plcwatch/rules"
 )
 
@@ -40,6 +41,8 @@ type Config struct {
 	Events  EventLog      `yaml:"event_log"`
 	Queue   int           `yaml:"queue"`
 	Modbus  ModbusConfig  `yaml:"modbus"`
+	// OPCUA is monitoring of OPC UA servers; opcua.Config documents it.
+	OPCUA opcua.Config `yaml:"opcua"`
 	// Assets name devices that are watched on the wire but not polled.
 	Assets []Asset `yaml:"assets"`
 	// Telemetry publishes polled values.
@@ -402,6 +405,15 @@ func (c *Config) resolve(dir string) {
 			abs(p)
 		}
 	}
+	for _, p := range []*string{&c.OPCUA.PKI.Dir, &c.OPCUA.PKI.CertFile, &c.OPCUA.PKI.KeyFile} {
+		abs(p)
+	}
+	for i := range c.OPCUA.Devices {
+		a := &c.OPCUA.Devices[i].Auth
+		for _, p := range []*string{&a.PasswordFile, &a.CertFile, &a.KeyFile} {
+			abs(p)
+		}
+	}
 }
 
 // Defaults fills what the file left out.
@@ -508,6 +520,10 @@ func (c *Config) Defaults() {
 	}
 	for i := range c.Modbus.Devices {
 		c.Modbus.Devices[i].Defaults()
+	}
+	c.OPCUA.PKI.Defaults()
+	for i := range c.OPCUA.Devices {
+		c.OPCUA.Devices[i].Defaults()
 	}
 }
 
@@ -629,6 +645,28 @@ func (c *Config) validate() ConfigError {
 		at := fmt.Sprintf("modbus.devices[%d]", i)
 		for _, err := range d.Validate() {
 			var fe *modbus.FieldError
+			if errors.As(err, &fe) {
+				bad(at+"."+fe.Field, "%s", fe.Msg)
+			} else {
+				bad(at, "%v", err)
+			}
+		}
+		if other, dup := names[d.Name]; dup && d.Name != "" {
+			bad(at+".name", "%q: %s has this name too", d.Name, other)
+		}
+		names[d.Name] = at
+	}
+	for _, err := range c.OPCUA.PKI.Validate() {
+		var fe *opcua.FieldError
+		if errors.As(err, &fe) {
+			bad("opcua.pki."+fe.Field, "%s", fe.Msg)
+		}
+	}
+	for i := range c.OPCUA.Devices {
+		d := &c.OPCUA.Devices[i]
+		at := fmt.Sprintf("opcua.devices[%d]", i)
+		for _, err := range d.Validate() {
+			var fe *opcua.FieldError
 			if errors.As(err, &fe) {
 				bad(at+"."+fe.Field, "%s", fe.Msg)
 			} else {

@@ -489,6 +489,7 @@ func configWith(path, value string) string {
 		"rules":  map[string]any{"paths": []any{"r"}},
 		"modbus": map[string]any{"devices": []any{map[string]any{"name": "d", "address": "10.0.0.1", "tags": []any{map[string]any{"name": "t", "register": "40001"}}}}},
 		"assets": []any{map[string]any{"name": "a", "address": "10.0.0.9"}},
+		"opcua":  map[string]any{"devices": []any{map[string]any{"name": "u", "endpoint": "opc.tcp://10.0.0.2:4840", "tags": []any{map[string]any{"name": "t", "node": "ns=2;s=x"}}}}},
 	}
 	var node any = doc
 	parts := strings.Split(path, ".")

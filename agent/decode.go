@@ -170,6 +170,13 @@ var wants = map[string]string{
 	"modbus.devices[].tls":           "keys and values, like {ca_file: ca.pem, cert_file: cert.pem, key_file: key.pem}",
 	"modbus.devices[].tags[].scale":  "a number, like 0.1",
 	"modbus.devices[].tags[].offset": "a number, like -40",
+	"opcua.devices":                  `a list of servers, one "- name: line-3" item each`,
+	"opcua.devices[].tags":           `a list of tags, one "- {name: level, node: ns=2;s=Tank.Level}" item each`,
+	"opcua.devices[].security":       "keys and values, like {policy: Basic256Sha256, mode: SignAndEncrypt}",
+	"opcua.devices[].auth":           "keys and values, like {username: plcwatch, password_file: opcua.pw}",
+	"opcua.pki":                      "keys and values, like {dir: /var/lib/plcwatch/pki}",
+	"opcua.devices[].tags[].scale":   "a number, like 0.1",
+	"opcua.devices[].tags[].offset":  "a number, like -40",
 }
 
 // want is what the value at pat wants, or generic.

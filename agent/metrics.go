@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/plcwatch/plcwatch"
 	"github.com/plcwatch/plcwatch/agent/publish"
 	"github.com/plcwatch/plcwatch/agent/spool"
 )
@@ -91,12 +92,14 @@ var (
 	descPollCycles     = prometheus.NewDesc("plcwatch_poll_cycles_total", "Poll cycles, by result: ok, or failed (a request got no answer: the device or one of its units did not answer).", []string{"device", "result"}, nil)
 	descPollSeconds    = prometheus.NewDesc("plcwatch_poll_cycle_seconds_total", "Time spent in poll cycles: with the cycle count, the mean duration.", []string{"device"}, nil)
 	descPollLast       = prometheus.NewDesc("plcwatch_poll_last_cycle_seconds", "Duration of the last poll cycle.", []string{"device"}, nil)
-	descPollRequests   = prometheus.NewDesc("plcwatch_poll_requests_total", "Read requests sent, retries included.", []string{"device"}, nil)
+	descPollRequests   = prometheus.NewDesc("plcwatch_poll_requests_total", "Requests sent: Modbus reads (retries included); OPC UA Read, CreateSubscription and CreateMonitoredItems.", []string{"device"}, nil)
 	descPollPlanned    = prometheus.NewDesc("plcwatch_poll_planned_requests", "Read requests one cycle makes, as the planner merged the tags.", []string{"device"}, nil)
-	descPollExceptions = prometheus.NewDesc("plcwatch_poll_exceptions_total", "Exception responses.", []string{"device"}, nil)
+	descPollExceptions = prometheus.NewDesc("plcwatch_poll_exceptions_total", "Modbus exception responses; OPC UA service faults and bad service results.", []string{"device"}, nil)
 	descPollTimeouts   = prometheus.NewDesc("plcwatch_poll_timeouts_total", "Requests that got no answer in time, each attempt (a wrong transaction id until the deadline included).", []string{"device"}, nil)
-	descPollConnects   = prometheus.NewDesc("plcwatch_poll_connects_total", "Connections opened to the device.", []string{"device"}, nil)
+	descPollConnects   = prometheus.NewDesc("plcwatch_poll_connects_total", "Connections opened to the device (OPC UA: sessions).", []string{"device"}, nil)
 	descPollOverruns   = prometheus.NewDesc("plcwatch_poll_overruns_total", "Cycles skipped because the previous one ran past the interval.", []string{"device"}, nil)
+	descPollNotifs     = prometheus.NewDesc("plcwatch_poll_notifications_total", "Values received from OPC UA subscriptions (monitored items).", []string{"device"}, nil)
+	descPollGaps       = prometheus.NewDesc("plcwatch_poll_subscription_gaps_total", "OPC UA subscriptions lost and made again after a reconnect: values that changed in between were not seen.", []string{"device"}, nil)
 	descTelemetry      = prometheus.NewDesc("plcwatch_telemetry_messages_total", "Telemetry messages, by result: sent, or dropped (broker away or queue full).", []string{"result"}, nil)
 	descMQTTConnErrors = prometheus.NewDesc("plcwatch_mqtt_connect_errors_total", "Failed connections to the broker, by kind: auth, tls, network, timeout, other.", []string{"kind"}, nil)
 )
@@ -114,7 +117,7 @@ func (s *snapshot) Describe(ch chan<- *prometheus.Desc) {
 		descSpoolReadErrs, descDeadLetters, descMQTTConnects, descMQTTVerified, descMQTTTakeovers, descEventLog,
 		descMQTTConnected, descMQTTPublished, descMQTTFailures, descMQTTConnErrors,
 		descPollUp, descPollCycles, descPollSeconds, descPollLast, descPollRequests, descPollPlanned, descPollExceptions,
-		descPollTimeouts, descPollConnects, descPollOverruns, descPollUnitUp, descPollDiscarded, descTelemetry} {
+		descPollTimeouts, descPollConnects, descPollOverruns, descPollUnitUp, descPollDiscarded, descPollNotifs, descPollGaps, descTelemetry} {
 		ch <- d
 	}
 }
@@ -192,6 +195,10 @@ func (s *snapshot) Collect(ch chan<- prometheus.Metric) {
 		counter(descPollTimeouts, float64(st.Timeouts), d)
 		counter(descPollConnects, float64(st.Reconnects), d)
 		counter(descPollOverruns, float64(st.Overruns), d)
+		if st.Protocol == plcwatch.ProtoOPCUA {
+			counter(descPollNotifs, float64(st.Notifications), d)
+			counter(descPollGaps, float64(st.Gaps), d)
+		}
 	}
 	if a.cfg.Telemetry.Enabled {
 		sent, dropped := a.pub.TelemetryStats()

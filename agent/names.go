@@ -85,11 +85,15 @@ func (c *Config) deviceNames() (*deviceNames, []nameConflict) {
 		from string
 	}
 	var all []given
-	for i := range c.Modbus.Devices {
-		for _, a := range c.Modbus.Devices[i].Assets() {
-			all = append(all, given{a, fmt.Sprintf("modbus.devices[%d]", i)})
+	listers := func(path string, n int, at func(int) plcwatch.AssetLister) {
+		for i := range n {
+			for _, a := range at(i).Assets() {
+				all = append(all, given{a, fmt.Sprintf("%s[%d]", path, i)})
+			}
 		}
 	}
+	listers("modbus.devices", len(c.Modbus.Devices), func(i int) plcwatch.AssetLister { return &c.Modbus.Devices[i] })
+	listers("opcua.devices", len(c.OPCUA.Devices), func(i int) plcwatch.AssetLister { return &c.OPCUA.Devices[i] })
 	for i := range c.Assets {
 		a := &c.Assets[i]
 		addr, err := parseAssetAddr(a.Address)

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"net/netip"
+	"strings"
 	"testing"
 
 	"github.com/plcwatch/plcwatch"
@@ -114,5 +115,33 @@ func BenchmarkDeviceNames(b *testing.B) {
 				n.Name(&ev)
 			}
 		})
+	}
+}
+
+// TestOPCUADeviceNames: a polled OPC UA server names the wire traffic to
+// its endpoint's address (a Write an HMI sends it carries the device's
+// name), a host name names nothing, and a name is unique across Modbus
+// and OPC UA devices.
+func TestOPCUADeviceNames(t *testing.T) {
+	n := namesOf(t, `opcua:
+  devices:
+    - {name: line-3, endpoint: "opc.tcp://10.0.1.20:4840/UA/Server", tags: [{name: a, node: "ns=2;s=a"}]}
+    - {name: by-name, endpoint: "opc.tcp://plc.example:4840", tags: [{name: a, node: "ns=2;s=a"}]}
+`)
+	for _, tc := range []struct {
+		server, want string
+	}{{"10.0.1.20:4840", "line-3"}, {"10.0.1.20:4841", "10.0.1.20:4841"}} {
+		ev := &plcwatch.Event{Source: plcwatch.Wire, Protocol: plcwatch.ProtoOPCUA, Op: plcwatch.OpWrite, Server: netip.MustParseAddrPort(tc.server), Device: tc.server}
+		n.Name(ev)
+		if ev.Device != tc.want {
+			t.Errorf("%s: device %q, want %q", tc.server, ev.Device, tc.want)
+		}
+	}
+	_, err := ParseConfig("/etc/plcwatch/test.yaml", []byte(`rules: {paths: [r]}
+modbus: {devices: [{name: plc, address: 10.0.0.5, tags: [{name: a, register: 40001}]}]}
+opcua: {devices: [{name: plc, endpoint: "opc.tcp://10.0.0.6:4840", tags: [{name: a, node: "i=2258"}]}]}
+`))
+	if err == nil || !strings.Contains(err.Error(), `opcua.devices[0].name: "plc": modbus.devices[0] has this name too`) {
+		t.Errorf("one name for a Modbus and an OPC UA device: %v", err)
 	}
 }

@@ -107,6 +107,7 @@ on a configuration, then "plcwatch run --config FILE" (docs/config.md).`,
 		newBaselineCmd(stdout, stderr),
 		newAlertsCmd(stdout, stderr),
 		newSimCmd(stdout, stderr),
+		newOPCUACmd(stdout, stderr),
 		newVersionCmd(stdout),
 		newManCmd(stderr),
 	)

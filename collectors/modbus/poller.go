@@ -29,33 +29,14 @@ type Options struct {
 	Site, Gateway string
 }
 
-// Stats are a device's counters.
-type Stats struct {
-	Device       string
-	Up           bool // at least one of the device's units answered its last request
-	Known        bool // the first cycle has ended: Up means something
-	Cycles       uint64
-	FailedCycles uint64 // cycles in which a request got no answer (a unit, or the device, did not answer)
-	Overruns     uint64 // cycles skipped because the previous one ran past its slot
-	Requests     uint64 // read requests sent (retries included)
-	Exceptions   uint64 // exception responses
-	Timeouts     uint64 // requests that got no answer in time (each attempt)
-	Discarded    uint64 // responses set aside: late answers, other transaction ids or units
-	Reconnects   uint64 // connections opened
-	CycleTime    time.Duration
-	LastCycle    time.Duration
-	PlannedReads int // requests per cycle, as planned (reads split apart included)
-	Units        []UnitStats
-}
+// Stats are a device's counters (plcwatch.DeviceStats: the agent reads
+// every polled device's alike).
+type Stats = plcwatch.DeviceStats
 
-// UnitStats is the state of one unit id the device's tags are read from:
-// one for most devices, several behind a gateway.
-type UnitStats struct {
-	Unit  uint8
-	Known bool   // a request to it has been answered or has failed
-	Up    bool   // it answered in its last cycle
-	Error string // why it is down
-}
+// UnitStats is the state of one unit id the device's tags are read from.
+type UnitStats = plcwatch.UnitStats
+
+var _ plcwatch.Poller = (*Poller)(nil)
 
 // Poller polls one device on its interval.
 type Poller struct {
@@ -131,7 +112,7 @@ func New(d Device, opts Options) (*Poller, error) {
 	}
 	p.dial = func(ctx context.Context) (link, error) { return dialLink(ctx, &p.dev, p.tlsConf) }
 	p.dev.Tags = nil // specs has them, in the form polling uses
-	p.stats.Device = d.Name
+	p.stats.Device, p.stats.Protocol = d.Name, plcwatch.ProtoModbus
 	p.stats.PlannedReads = len(p.reqs)
 	return p, nil
 }
