@@ -110,7 +110,13 @@ func TestDemo(t *testing.T) {
 			OnAction: func(x runner.Action) { actions = append(actions, x) },
 		})
 	}()
-	<-started
+	// Record failing before the plants start (an address taken by another
+	// program) never calls Started: say why, rather than wait forever.
+	select {
+	case <-started:
+	case err := <-recDone:
+		t.Fatalf("the scenario stopped before its plants started: %v", err)
+	}
 	// The scenario, then two poll intervals.
 	time.Sleep(time.Duration(float64(s.Duration)/speed) + 2*time.Second)
 	stopAgent()
