@@ -57,7 +57,7 @@ func Check(path string, opts CheckOptions) (*Config, error) {
 	if !opts.Offline {
 		cfg.checkSystem(ps)
 	}
-	cfg.nodes = nil
+	cfg.dropNodes()
 	if len(ps.list) > 0 {
 		ps.list.sort()
 		return nil, ps.list
