@@ -47,14 +47,14 @@ type Config struct {
 	// Inventory is the passive asset inventory (docs/inventory.md).
 	Inventory InventoryConfig `yaml:"inventory"`
 
-	file     string
-	nodes    map[string]*yaml.Node // field path -> value node, for positions
+	file  string
+	nodes map[string]*yaml.Node // field path -> value node, for positions
 	// written are the keys whose zero value means something (qos 0,
 	// keepalive 0, http.listen ""), kept when nodes is dropped: Defaults,
 	// called again on a loaded configuration (sim check's live agent),
 	// must not put back a default over what the file wrote (issue 12).
-	written map[string]bool
-	bad      []string              // paths with a problem of their own
+	written  map[string]bool
+	bad      []string // paths with a problem of their own
 	warnings []Warning
 	names    *deviceNames    // built by validate
 	ruleSet  *rules.Set      // loaded by Check, handed to New
