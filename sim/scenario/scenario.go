@@ -38,6 +38,7 @@ type Scenario struct {
 
 	file    string
 	written map[string]bool // top-level keys written with a zero value (tick: 0s)
+	rulePos [][2]int        // line, column of each expect[].rule, for RuleProblems
 }
 
 // MaxFileBytes bounds a scenario file: the largest sensible one (4,096
@@ -316,6 +317,10 @@ func Parse(file string, src []byte) (*Scenario, error) {
 		}
 	}
 	s.defaults()
+	for i := range s.Expect {
+		l, c := pos(fmt.Sprintf("expect[%d].rule", i))
+		s.rulePos = append(s.rulePos, [2]int{l, c})
+	}
 	probs = append(probs, s.validate(file, pos)...)
 	if len(probs) > 0 {
 		slices.SortStableFunc(probs, func(a, b agent.Problem) int { return (a.Line-b.Line)*1000 + a.Col - b.Col })
@@ -786,6 +791,30 @@ func (s *Scenario) validate(file string, pos func(string) (int, int)) agent.Conf
 		} else if e.AtMost != nil && *e.AtMost < e.Min() {
 			at(f+".at_most", "%d: want at least at_least", *e.AtMost)
 		}
+	}
+	return probs
+}
+
+// RuleProblems are the expectations whose rule is in no rule set: an id
+// no rule has, or a pattern no rule id matches. ids are every rule id of
+// the configuration checked against (enabled or not). Without it, a typo
+// in an at_most: 0 expectation passes, and in an at_least one fails as a
+// plain miss (issue 12).
+func (s *Scenario) RuleProblems(ids []string) agent.ConfigError {
+	var probs agent.ConfigError
+	for i, e := range s.Expect {
+		if slices.ContainsFunc(ids, e.Matches) {
+			continue
+		}
+		msg := fmt.Sprintf("expect[%d].rule: %q: no rule has this id", i, e.Rule)
+		if strings.ContainsAny(e.Rule, `*?[\`) {
+			msg = fmt.Sprintf("expect[%d].rule: %q: no rule id matches this pattern", i, e.Rule)
+		}
+		var l, c int
+		if i < len(s.rulePos) {
+			l, c = s.rulePos[i][0], s.rulePos[i][1]
+		}
+		probs = append(probs, agent.Problem{File: s.file, Line: l, Col: c, Path: fmt.Sprintf("expect[%d].rule", i), Msg: msg})
 	}
 	return probs
 }
