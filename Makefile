@@ -161,6 +161,7 @@ image-test: image
 
 # The exposure score systemd gives the unit's sandbox (0 best, 10 worst).
 check-service:
+	@bash deploy/check-devices.sh deploy/plcwatch.service
 	@command -v systemd-analyze >/dev/null || { echo "check-service: systemd-analyze not installed (apt-get install systemd)"; exit 1; }
 	@score=$$(systemd-analyze security --offline=true --no-pager deploy/plcwatch.service 2>&1 | \
 		sed -n 's/.*Overall exposure level for plcwatch.service: \([0-9.]*\).*/\1/p'); \

@@ -58,7 +58,7 @@ func Check(path string, opts CheckOptions) (*Config, error) {
 	if !opts.Offline {
 		cfg.checkSystem(ps)
 	}
-	cfg.nodes = nil
+	cfg.dropNodes()
 	if len(ps.list) > 0 {
 		ps.list.sort()
 		return nil, ps.list
@@ -241,12 +241,12 @@ func (c *Config) checkSystem(ps *problems) {
 	}
 	if len(c.MQTT.Brokers) == 0 {
 		if err := canListen(c.MQTT.Embedded.Listen); err != nil {
-			ps.add("mqtt.embedded.listen", "%s: %v: the embedded broker cannot listen there (another broker there? point mqtt.brokers at it, or set mqtt.embedded.listen)", c.MQTT.Embedded.Listen, err)
+			ps.add("mqtt.embedded.listen", "%s: %v: the embedded broker cannot listen there (another broker, or a running plcwatch's own, there? point mqtt.brokers at it, or set mqtt.embedded.listen; on a gateway running plcwatch, check with --offline)", c.MQTT.Embedded.Listen, err)
 		}
 	}
 	if c.HTTP.Listen != "" && c.HTTP.Listen != "off" {
 		if err := canListen(c.HTTP.Listen); err != nil {
-			ps.add("http.listen", "%s: %v (another program, or a running plcwatch, listens there? set http.listen to another address, or off)", c.HTTP.Listen, err)
+			ps.add("http.listen", "%s: %v (another program, or a running plcwatch, listens there? set http.listen to another address, or off; on a gateway running plcwatch, check with --offline)", c.HTTP.Listen, err)
 		}
 	}
 	// Every path the daemon creates or writes (issue 9: "spool: {dir:

@@ -73,8 +73,10 @@ func TestCheckFindsWhatRunRefuses(t *testing.T) {
 			[]string{`7:28: capture.interfaces[1]: "nosuch0": no such network interface (this machine has: `}},
 		{"ports in use", nil,
 			"site: s\nspool: {dir: spool}\nhttp: {listen: \"" + busy.Addr().String() + "\"}\nmqtt: {embedded: {listen: \"" + busy.Addr().String() + "\"}}\nrules: {paths: [rules]}\n",
-			[]string{"3:16: http.listen: " + busy.Addr().String() + ": address already in use",
-				"4:27: mqtt.embedded.listen: " + busy.Addr().String() + ": address already in use: the embedded broker cannot listen there"}},
+			// A hand-run check on a gateway where plcwatch runs: said so,
+			// with the way to check the file alone (issue 14).
+			[]string{"3:16: http.listen: " + busy.Addr().String() + ": address already in use (another program, or a running plcwatch, listens there? set http.listen to another address, or off; on a gateway running plcwatch, check with --offline)",
+				"4:27: mqtt.embedded.listen: " + busy.Addr().String() + ": address already in use: the embedded broker cannot listen there (another broker, or a running plcwatch's own, there?"}},
 		{"folders", map[string]string{"file": "x"}, strings.Replace(base, "spool: {dir: spool}", "spool: {dir: file/spool}\nalert_log: {path: file/a/alerts.jsonl}", 1) +
 			"rules: {paths: [rules]}\n", []string{"3:14: spool.dir: DIR/file/spool: DIR/file is not a folder",
 			"4:19: alert_log.path: DIR/file/a/alerts.jsonl: DIR/file is not a folder"}},

@@ -50,9 +50,14 @@ type Config struct {
 	// Inventory is the passive asset inventory (docs/inventory.md).
 	Inventory InventoryConfig `yaml:"inventory"`
 
-	file     string
-	nodes    map[string]*yaml.Node // field path -> value node, for positions
-	bad      []string              // paths with a problem of their own
+	file  string
+	nodes map[string]*yaml.Node // field path -> value node, for positions
+	// written are the keys whose zero value means something (qos 0,
+	// keepalive 0, http.listen ""), kept when nodes is dropped: Defaults,
+	// called again on a loaded configuration (sim check's live agent),
+	// must not put back a default over what the file wrote (issue 12).
+	written  map[string]bool
+	bad      []string // paths with a problem of their own
 	warnings []Warning
 	names    *deviceNames    // built by validate
 	ruleSet  *rules.Set      // loaded by Check, handed to New
@@ -316,8 +321,26 @@ func ParseConfig(path string, src []byte) (*Config, error) {
 	}
 	// Positions are for reporting problems: the daemon must not keep a
 	// large file's syntax tree (10,000 tags are 17 MB of nodes) for its life.
-	cfg.nodes = nil
+	cfg.dropNodes()
 	return cfg, nil
+}
+
+// writtenKeys are the keys Defaults asks the file about: their zero value,
+// written, is a choice (0 turns it off), not an absence.
+var writtenKeys = []string{"mqtt.qos", "inventory.publish_every", "mqtt.keepalive", "mqtt.max_attempts", "mqtt.verify_timeout", "mqtt.heartbeat", "http.listen"}
+
+// dropNodes forgets the syntax tree, keeping which of writtenKeys the file
+// wrote, so that Defaults gives the same configuration again.
+func (c *Config) dropNodes() {
+	if c.written == nil {
+		c.written = map[string]bool{}
+	}
+	for _, k := range writtenKeys {
+		if c.nodes[k] != nil {
+			c.written[k] = true
+		}
+	}
+	c.nodes = nil
 }
 
 // parse decodes, defaults and validates a configuration. It returns the
@@ -418,6 +441,7 @@ func (c *Config) resolve(dir string) {
 
 // Defaults fills what the file left out.
 func (c *Config) Defaults() {
+	has := func(key string) bool { return c.nodes[key] != nil || c.written[key] }
 	if c.Gateway == "" {
 		c.Gateway, _ = os.Hostname()
 	}
@@ -439,16 +463,16 @@ func (c *Config) Defaults() {
 	if c.MQTT.TopicPrefix == "" {
 		c.MQTT.TopicPrefix = "plcwatch/" + c.Site + "/" + c.Gateway
 	}
-	if c.nodes["mqtt.qos"] == nil {
+	if !has("mqtt.qos") {
 		c.MQTT.QoS = 1
 	}
-	if c.nodes["inventory.publish_every"] == nil {
+	if !has("inventory.publish_every") {
 		c.Inventory.PublishEvery = 10 * time.Second
 	}
-	if c.nodes["mqtt.keepalive"] == nil {
+	if !has("mqtt.keepalive") {
 		c.MQTT.KeepAlive = 30 * time.Second // 0, written, turns it off (MQTT 3.1.1 §3.1.2.10)
 	}
-	if c.nodes["mqtt.max_attempts"] == nil {
+	if !has("mqtt.max_attempts") {
 		c.MQTT.MaxAttempts = 5
 	}
 	if c.MQTT.ConnectTimeout == 0 {
@@ -463,10 +487,10 @@ func (c *Config) Defaults() {
 	if c.MQTT.ReceiveMaximum == 0 {
 		c.MQTT.ReceiveMaximum = publish.DefaultReceiveMaximum
 	}
-	if c.nodes["mqtt.verify_timeout"] == nil {
+	if !has("mqtt.verify_timeout") {
 		c.MQTT.VerifyTimeout = 5 * time.Second
 	}
-	if c.nodes["mqtt.heartbeat"] == nil {
+	if !has("mqtt.heartbeat") {
 		c.MQTT.Heartbeat = time.Minute
 	}
 	if c.MQTT.Embedded.Listen == "" {
@@ -493,7 +517,7 @@ func (c *Config) Defaults() {
 	if c.Spool.MemoryBytes == 0 {
 		c.Spool.MemoryBytes = spool.DefaultMemoryBytes
 	}
-	if c.nodes["http.listen"] == nil {
+	if !has("http.listen") {
 		c.HTTP.Listen = "127.0.0.1:9108"
 	}
 	if c.Alerts.Path != "" {

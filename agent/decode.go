@@ -29,6 +29,7 @@ type decoder struct {
 	probs []Problem
 	bad   []string                                 // paths that have a problem of their own: later checks keep quiet about them
 	steps int                                      // values walked, aliases expanded: bounded (maxSteps)
+	alias bool                                     // an alias was expanded: the message says so
 	types map[reflect.Type]map[string]reflect.Type // yamlFields, per struct type
 }
 
@@ -78,14 +79,18 @@ func shown(n *yaml.Node) string {
 func (d *decoder) walk(n *yaml.Node, t reflect.Type, path, pat string) {
 	if d.steps++; d.steps > maxSteps {
 		if d.steps == maxSteps+1 {
+			how := "has" // a file without aliases is not a bomb: it is only large (issue 12)
+			if d.alias {
+				how = "expands, through its aliases, to"
+			}
 			d.probs = append(d.probs, Problem{File: d.file, Line: n.Line, Col: n.Column,
-				Msg: fmt.Sprintf("the file expands, through its aliases, to more than %d values: too large to check (from here on)", maxSteps)})
+				Msg: fmt.Sprintf("the file %s more than %d values: too large to check (from here on)", how, maxSteps)})
 		}
 		return
 	}
 	at := n
 	for n.Kind == yaml.AliasNode && n.Alias != nil {
-		n = n.Alias
+		n, d.alias = n.Alias, true
 	}
 	if path != "" {
 		d.nodes[path] = at
@@ -359,6 +364,10 @@ func (d *decoder) integer(n *yaml.Node, t reflect.Type, path, pat string) {
 	}
 	if !ok {
 		if _, has := bounds[pat]; !has {
+			if v < 0 && t.Kind() >= reflect.Uint && t.Kind() <= reflect.Uint64 {
+				d.wrongType(n, path, want+", 0 or more") // seed: -1 (issue 12)
+				return
+			}
 			d.wrongType(n, path, want+" that fits")
 			return
 		}

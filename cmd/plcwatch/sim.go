@@ -44,8 +44,11 @@ simulated devices, and write synthetic captures.`,
 		if f.scenario == "" {
 			return help(cmd, args)
 		}
-		if f.speed <= 0 || f.speed > 100 {
+		if !(f.speed > 0 && f.speed <= 100) { // NaN too (issue 12)
 			return usagef("--speed %g: want more than 0, at most 100", f.speed)
+		}
+		if f.hold < 0 || f.hold > 168*time.Hour {
+			return usagef("--hold %s: want 0-168h", f.hold)
 		}
 		return code(simScenario(cmd.Context(), f, stdout, stderr))
 	}
@@ -72,7 +75,7 @@ type simScenarioFlags struct {
 
 // simScenario is plcwatch sim --scenario: it runs a scenario, printing its
 // actions, optionally recording its traffic.
-func simScenario(ctx context.Context, f simScenarioFlags, stdout, stderr io.Writer) int {
+func simScenario(ctx context.Context, f simScenarioFlags, stdout, stderr io.Writer) (exit int) {
 	s, err := scenario.Load(f.scenario)
 	if err != nil {
 		fmt.Fprintf(stderr, "plcwatch sim: %s has problems:\n", f.scenario)
@@ -95,18 +98,27 @@ func simScenario(ctx context.Context, f simScenarioFlags, stdout, stderr io.Writ
 		}
 		w, _ := pcapgen.NewWriter(out, pcapgen.Options{})
 		o.Recorder = actors.NewRecorder(w, f.pcap == "-")
+		flushCtx, stopFlush := context.WithCancel(ctx)
+		go o.Recorder.FlushEvery(flushCtx, time.Second)
 		defer func() {
-			if err := o.Recorder.Flush(); err != nil {
-				fmt.Fprintln(stderr, "plcwatch sim: recording:", err)
-			}
+			stopFlush()
+			err := o.Recorder.Flush()
 			if file != nil {
-				file.Close()
+				err = errors.Join(err, file.Close())
+			}
+			if err != nil { // the recording was asked for: without it the run failed (issue 12)
+				fmt.Fprintln(stderr, "plcwatch sim: recording:", err)
+				exit = exitFail
 			}
 		}()
 	}
 	o.Started = func(map[string]*plant.Plant) {
 		for _, p := range s.Plants {
-			fmt.Fprintf(log, "plant %s: Modbus/TCP on %s (%d points)\n", p.Name, p.Listen, len(p.Points))
+			proto := "Modbus/TCP"
+			if p.Protocol == "opcua" {
+				proto = "OPC UA"
+			}
+			fmt.Fprintf(log, "plant %s: %s on %s (%d points)\n", p.Name, proto, p.Listen, len(p.Points))
 		}
 		fmt.Fprintf(log, "scenario %s: %d actors for %s\n", s.Name, len(s.Actors), time.Duration(float64(s.Duration)/f.speed))
 	}
@@ -149,7 +161,7 @@ One line per expectation, ok, FAILED or skip, then the alerts per rule and per a
 				return code(simCheckLogs(path, logs, stdout, stderr))
 			}
 			o.Live = !offline && os.Geteuid() == 0
-			if o.Speed <= 0 || o.Speed > 100 {
+			if !(o.Speed > 0 && o.Speed <= 100) { // NaN too (issue 12)
 				return usagef("--speed %g: want more than 0, at most 100", o.Speed)
 			}
 			return code(simCheck(cmd.Context(), path, config, verbose, o, stdout, stderr))
@@ -179,7 +191,10 @@ func simCheck(ctx context.Context, path, config string, verbose bool, o check.Op
 		printProblems(stderr, err)
 		return exitFail
 	}
-	cfg, err := agent.LoadConfig(config)
+	// The validation of config check and run (agent.Check), offline: the
+	// live agent captures on lo, not on the configuration's interfaces. A
+	// rules folder without rules is refused here as there (issue 12).
+	cfg, err := agent.Check(config, agent.CheckOptions{Offline: true})
 	if err != nil {
 		fmt.Fprintf(stderr, "plcwatch sim check: %s has problems:\n", config)
 		printProblems(stderr, err)
@@ -195,7 +210,12 @@ func simCheck(ctx context.Context, path, config string, verbose bool, o check.Op
 	}
 	fmt.Fprintf(stderr, "running %s (%s) against the rules of %s: %s ...\n", path, time.Duration(float64(s.Duration)/o.Speed), config, how)
 	rep, err := check.Run(ctx, s, cfg, o)
-	if err != nil {
+	var probs agent.ConfigError
+	if errors.As(err, &probs) {
+		fmt.Fprintf(stderr, "plcwatch sim check: %s expects what the rules of %s cannot raise:\n", path, config)
+		printProblems(stderr, err)
+		return exitFail
+	} else if err != nil {
 		fmt.Fprintln(stderr, "plcwatch sim check:", err)
 		return exitFail
 	}
@@ -234,6 +254,15 @@ same seed writes the same file. Flags also take one dash (-packets N), as they d
 			}
 			if protocol != "modbus" && protocol != "opcua" {
 				return usagef("--protocol %q: modbus or opcua", protocol)
+			}
+			for name, v := range map[string]float64{"writes": o.Writes, "split": o.Split, "coalesced": o.Coalesced,
+				"publish": u.Publish, "calls": u.Calls, "chunked": u.Chunked} {
+				if !(v >= 0 && v <= 1) { // NaN too
+					return usagef("--%s %g: want a share, 0-1", name, v)
+				}
+			}
+			if u.Nodes < 1 || u.Nodes > 10000 {
+				return usagef("--nodes %d: want 1-10000", u.Nodes)
 			}
 			u.Packets, u.Conns, u.Seed = o.Packets, o.Conns, o.Seed
 			if cmd.Flags().Changed("writes") {

@@ -31,33 +31,56 @@ func copyRules(t *testing.T, dir string, without ...string) {
 	}
 }
 
+// disableRules turns off every rule of dir/rules/file (enabled: false).
+func disableRules(t *testing.T, dir, file string) {
+	t.Helper()
+	path := filepath.Join(dir, "rules", file)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	off := strings.ReplaceAll(string(b), "\n    severity:", "\n    enabled: false\n    severity:")
+	if off == string(b) {
+		t.Fatalf("%s: no rule to disable", path)
+	}
+	os.WriteFile(path, []byte(off), 0o644)
+}
+
 // TestSimCheck: sim check of the control scenario holds against the
 // default rules, and fails (exit 1, naming each expectation) when the
-// rules it expects are removed — live (as root: the agent itself beside
-// the scenario) and offline (the recording alone).
+// rules it expects are disabled — live (as root: the agent itself beside
+// the scenario) and offline (the recording alone). Removed, they are no
+// rules at all: the expectations naming them are refused before the run.
 func TestSimCheck(t *testing.T) {
 	scenario := "../../configs/scenarios/control.yaml"
 	for _, c := range []struct {
 		name    string
 		args    []string
 		without []string
+		disable string
 		code    int
 		want    []string
+		stderr  []string
 	}{
-		{"default rules", nil, nil, exitOK, []string{"ok     modbus-force-listen-only from listen-only: at least 1; raised 1", "all 4 expectations held"}},
-		{"modbus-control.yaml removed", nil, []string{"modbus-control.yaml"}, exitFail, []string{
+		{"default rules", nil, nil, "", exitOK, []string{"ok     modbus-force-listen-only from listen-only: at least 1; raised 1", "all 4 expectations held"}, nil},
+		{"modbus-control.yaml disabled", nil, nil, "modbus-control.yaml", exitFail, []string{
 			"FAILED modbus-force-listen-only from listen-only: at least 1; raised 0",
-			"3 of 4 expectations failed"}},
-		{"modbus-control.yaml removed, offline", []string{"--offline"}, []string{"modbus-control.yaml"}, exitFail, []string{
+			"3 of 4 expectations failed"}, nil},
+		{"modbus-control.yaml removed", []string{"--offline"}, []string{"modbus-control.yaml"}, "", exitFail, nil, []string{
+			`control.yaml:18:12: expect[1].rule: "modbus-force-listen-only": no rule has this id`}},
+		{"modbus-control.yaml disabled, offline", []string{"--offline"}, nil, "modbus-control.yaml", exitFail, []string{
 			"FAILED modbus-force-listen-only from listen-only: at least 1; raised 0",
 			"FAILED modbus-restart-communications from restart: at least 1; raised 0",
 			"FAILED modbus-reserved-function from umas: at least 1; raised 0",
 			"ok     * from hmi: at most 0; raised 0",
-			"3 of 4 expectations failed"}},
+			"3 of 4 expectations failed"}, nil},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			dir := t.TempDir()
 			copyRules(t, dir, c.without...)
+			if c.disable != "" {
+				disableRules(t, dir, c.disable)
+			}
 			cfg := filepath.Join(dir, "plcwatch.yaml")
 			os.WriteFile(cfg, []byte("rules: {paths: [rules]}\n"), 0o644)
 			var out, errb bytes.Buffer
@@ -69,6 +92,11 @@ func TestSimCheck(t *testing.T) {
 			for _, w := range c.want {
 				if !strings.Contains(out.String(), w) {
 					t.Errorf("missing %q in\n%s", w, out.String())
+				}
+			}
+			for _, w := range c.stderr {
+				if !strings.Contains(errb.String(), w) {
+					t.Errorf("missing %q in\n%s", w, errb.String())
 				}
 			}
 		})

@@ -190,7 +190,7 @@ func openRing(name string, cfg Config, filter []bpf.RawInstruction, group uint16
 	)
 	if err != nil {
 		if errors.Is(err, unix.EPERM) || strings.Contains(err.Error(), "operation not permitted") {
-			return nil, fmt.Errorf("interface %q: %v: live capture needs CAP_NET_RAW (run as root, or grant it: setcap cap_net_raw,cap_net_admin+ep plcwatch)", name, err)
+			return nil, fmt.Errorf("interface %q: %v: live capture needs CAP_NET_RAW (run as root, or grant it: setcap cap_net_raw+ep plcwatch; promiscuous mode needs nothing more)", name, err)
 		}
 		if errors.Is(err, unix.ENOMEM) {
 			return nil, fmt.Errorf("interface %q: the kernel could not allocate a ring of %d blocks of %d bytes: lower capture.ring_blocks or capture.ring_block_size: %w", name, cfg.RingBlocks, cfg.RingBlockSize, err)

@@ -14,15 +14,11 @@ ARCHES=${ARCHES:-"amd64 arm64 arm7"}
 
 export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct)}
 export TZ=UTC LC_ALL=C
-sha=$(git rev-parse --short=7 HEAD)
 VERSION=${VERSION:-$(git describe --tags --always --dirty 2>/dev/null || echo dev)}
 # Debian and RPM versions start with a digit: a tag v1.2.3 gives 1.2.3,
-# anything else a snapshot of the commit's day and hash.
-if [[ $VERSION =~ ^v?([0-9]+\.[0-9]+\.[0-9]+)$ ]]; then
-	PKG_VERSION=${BASH_REMATCH[1]}
-else
-	PKG_VERSION=0.0~git$(date -u -d "@$SOURCE_DATE_EPOCH" +%Y%m%d).$sha
-fi
+# anything else a snapshot of the commit's time (to the second, so that
+# snapshots sort in commit order within a day) and hash (version.sh).
+PKG_VERSION=$(VERSION=$VERSION bash deploy/package/version.sh)
 export PKG_VERSION
 
 if ! go version -m "$BIN/nfpm" 2>/dev/null | grep -q "nfpm/v2[[:space:]]*$NFPM_VERSION"; then

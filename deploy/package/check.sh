@@ -28,6 +28,22 @@ for f in "$a"/plcwatch_* "$a"/plcwatch-* "$a"/SHA256SUMS; do
 done
 [ "$fail" = 0 ] && echo "package-check: two builds are byte-identical ($(ls "$a" | wc -l) files)"
 
+# Snapshot versions sort in commit order, also within a day (the day and
+# hash alone did not): each of the last commits' is above its parent's.
+if command -v dpkg >/dev/null; then
+	prev=
+	for c in $(git rev-list --reverse --max-count=8 HEAD); do
+		v=$(VERSION=snapshot bash deploy/package/version.sh "$c")
+		if [ -n "$prev" ] && [ "$(git log -1 --format=%ct "$c")" -gt "$(git log -1 --format=%ct "$c~1")" ] &&
+			! dpkg --compare-versions "$prev" lt "$v"; then
+			echo "package-check: snapshot $v does not sort after its parent's $prev" >&2
+			fail=1
+		fi
+		prev=$v
+	done
+	echo "package-check: snapshot versions sort in commit order (last: $prev)"
+fi
+
 if command -v lintian >/dev/null; then
 	# lintian warns that it runs as root; it reads the package only.
 	out=$(lintian --fail-on error --tag-display-limit 0 "$a"/plcwatch_*_amd64.deb 2>&1 | grep -v 'running with root privileges') || {

@@ -2,7 +2,7 @@
 # make package-test (root): the amd64 deb on this machine, as an operator
 # uses it: install, the files in place, the binary and the packaged
 # configuration work, an upgrade keeps an edited configuration, remove
-# leaves only the configuration, purge leaves nothing. The rpm: its file
+# leaves only the configuration, purge leaves only the user's own files. The rpm: its file
 # list, with rpm when it is installed.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -78,11 +78,17 @@ left=$(find /etc/plcwatch /usr/share/plcwatch /usr/lib/systemd/system/plcwatch.s
 	fail "after dpkg -r: $left"
 ok "dpkg -r left only the configuration: $left"
 
-dpkg -P plcwatch >/dev/null
-left=$(find /etc/plcwatch /usr/share/plcwatch /var/lib/plcwatch /usr/bin/plcwatch 2>/dev/null | tr "\n" " " || true)
-[ -z "$left" ] || fail "after dpkg -P: $left"
+# Purge: the package's files, conffiles, state and logs go; a file of the
+# user's in rules.d stays (dpkg removes only what it installed, and warns
+# that the folder is not empty), as with every Debian package.
+printf 'rules: []\n' >/etc/plcwatch/rules.d/local.yaml
+mkdir -p /var/log/plcwatch && echo '{}' >/var/log/plcwatch/alerts.jsonl # what LogsDirectory= and alert_log.path make
+dpkg -P plcwatch >/dev/null 2>&1
+left=$(find /etc/plcwatch /usr/share/plcwatch /var/lib/plcwatch /var/log/plcwatch /usr/bin/plcwatch 2>/dev/null | sort | tr "\n" " " || true)
+[ "$left" = "/etc/plcwatch /etc/plcwatch/rules.d /etc/plcwatch/rules.d/local.yaml " ] || fail "after dpkg -P: $left"
 dpkg -s plcwatch >/dev/null 2>&1 && fail "dpkg still knows plcwatch"
-ok "dpkg -P left nothing (the plcwatch user stays, as Debian keeps system users)"
+rm -r /etc/plcwatch
+ok "dpkg -P left only the user's own rules.d/local.yaml (the plcwatch user stays, as Debian keeps system users)"
 
 # The rpm: its files, with rpm when it is there.
 rpmfile=$(ls dist/plcwatch-*.x86_64.rpm)

@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"context"
 	"math/rand/v2"
 	"net/netip"
 	"sync"
@@ -37,6 +38,23 @@ func (r *Recorder) Flush() error {
 		r.err = err
 	}
 	return r.err
+}
+
+// FlushEvery flushes every d until ctx ends, so that a recording killed
+// (SIGKILL, a crash, a power cut) is readable up to its last flush rather
+// than empty: the writer buffers 1 MiB (issue 12). Errors are kept for
+// Flush to return.
+func (r *Recorder) FlushEvery(ctx context.Context, d time.Duration) {
+	t := time.NewTicker(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			_ = r.Flush()
+		}
+	}
 }
 
 type recConn struct {

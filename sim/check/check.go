@@ -104,6 +104,13 @@ func Run(ctx context.Context, s *scenario.Scenario, cfg *agent.Config, o Options
 	if err != nil {
 		return nil, fmt.Errorf("rules of %s: %w", cfg.File(), err)
 	}
+	var ids []string
+	for _, r := range set.Rules {
+		ids = append(ids, r.ID)
+	}
+	if probs := s.RuleProblems(ids); len(probs) > 0 {
+		return nil, probs
+	}
 	path := o.Pcap
 	if path == "" {
 		f, err := os.CreateTemp("", "plcwatch-sim-*.pcap")

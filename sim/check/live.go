@@ -46,13 +46,15 @@ func startAgent(cfg *agent.Config, s *scenario.Scenario, dir string) (*liveAgent
 	c.MQTT.Brokers, c.MQTT.Username, c.MQTT.PasswordFile, c.MQTT.PasswordEnv = nil, "", "", ""
 	c.MQTT.TLS = agent.TLSConfig{}
 	c.MQTT.Embedded = agent.EmbeddedMQTT{Listen: brokerAddr, Anonymous: "read"}
-	c.HTTP.Listen = "127.0.0.1:0"
 	c.Spool.Dir = filepath.Join(dir, "spool")
 	c.Alerts.Path = filepath.Join(dir, "alerts.jsonl")
 	c.Events.Path = ""
 	c.Rules.BaselineFile = ""
 	c.Telemetry.Enabled = false
 	c.Defaults() // for what was empty before: the alert log's size and keep
+	// After Defaults: an http.listen the file did not write defaults to
+	// 9108, the site's port, which a running daemon may hold (issue 12).
+	c.HTTP.Listen = "127.0.0.1:0"
 	a, err := agent.New(&c, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		return nil, fmt.Errorf("start the agent: %w", err)

@@ -9,6 +9,8 @@ package scenario
 import (
 	"errors"
 	"fmt"
+	"io"
+	"math"
 	"net/netip"
 	"os"
 	"path"
@@ -34,8 +36,15 @@ type Scenario struct {
 	Actors []Actor  `yaml:"actors"`
 	Expect []Expect `yaml:"expect"`
 
-	file string
+	file    string
+	written map[string]bool // top-level keys written with a zero value (tick: 0s)
+	rulePos [][2]int        // line, column of each expect[].rule, for RuleProblems
 }
+
+// MaxFileBytes bounds a scenario file: the largest sensible one (4,096
+// points on each of a dozen plants) is well under it; beyond it, decoding
+// would take memory out of proportion (issue 12: 13 MB took 660 MB).
+const MaxFileBytes = 4 << 20
 
 // File is the path the scenario was loaded from.
 func (s *Scenario) File() string { return s.file }
@@ -47,8 +56,11 @@ type Plant struct {
 	Protocol string `yaml:"protocol"`
 	// Listen is the address (host:port, a loopback address such as
 	// 127.0.0.10:5020) the device serves on.
-	Listen string  `yaml:"listen"`
-	Points []Point `yaml:"points"`
+	Listen string `yaml:"listen"`
+	// AllowNetwork lets Listen be an address other than loopback: a
+	// simulated PLC that accepts anyone's writes, served on a network.
+	AllowNetwork bool    `yaml:"allow_network"`
+	Points       []Point `yaml:"points"`
 	// Methods (opcua) are methods ns=1;s=<name> on the Objects folder; a
 	// call sets a point.
 	Methods []Method `yaml:"methods"`
@@ -271,9 +283,17 @@ func (e Expect) Matches(rule string) bool {
 
 // Load reads, decodes strictly and validates a scenario file.
 func Load(file string) (*Scenario, error) {
-	src, err := os.ReadFile(file)
+	f, err := os.Open(file)
 	if err != nil {
 		return nil, err
+	}
+	defer f.Close()
+	src, err := io.ReadAll(io.LimitReader(f, MaxFileBytes+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(src) > MaxFileBytes {
+		return nil, agent.ConfigError{{File: file, Msg: fmt.Sprintf("larger than %d MiB: not a scenario this tool runs", MaxFileBytes>>20)}}
 	}
 	return Parse(file, src)
 }
@@ -281,13 +301,26 @@ func Load(file string) (*Scenario, error) {
 // Parse is Load for a file already read. Its error is an agent.ConfigError:
 // every problem at file:line:col.
 func Parse(file string, src []byte) (*Scenario, error) {
+	if len(src) > MaxFileBytes {
+		return nil, agent.ConfigError{{File: file, Msg: fmt.Sprintf("larger than %d MiB: not a scenario this tool runs", MaxFileBytes>>20)}}
+	}
 	s := &Scenario{file: file}
 	pos, err := agent.DecodeStrict(file, src, s)
 	var probs agent.ConfigError
 	if !errors.As(err, &probs) && err != nil || pos == nil {
 		return nil, err
 	}
+	s.written = map[string]bool{}
+	for key, zero := range map[string]bool{"duration": s.Duration == 0, "tick": s.Tick == 0, "seed": s.Seed == 0} {
+		if l, _ := pos(key); l > 0 && zero && !slices.ContainsFunc(probs, func(p agent.Problem) bool { return p.Path == key }) {
+			s.written[key] = true
+		}
+	}
 	s.defaults()
+	for i := range s.Expect {
+		l, c := pos(fmt.Sprintf("expect[%d].rule", i))
+		s.rulePos = append(s.rulePos, [2]int{l, c})
+	}
 	probs = append(probs, s.validate(file, pos)...)
 	if len(probs) > 0 {
 		slices.SortStableFunc(probs, func(a, b agent.Problem) int { return (a.Line-b.Line)*1000 + a.Col - b.Col })
@@ -366,6 +399,23 @@ func (p *Point) IsCoil() bool {
 	return p.Table == "coil" || p.Table == "discrete" || p.Type == "Boolean"
 }
 
+// Range is the engineering values the point holds, and the range said in
+// words: 0-1 for bits; for a register 0 to 65535·scale (the register is
+// round(value / scale), 16 bits); an Int32 variable its 32 bits; a Double
+// within ±1e15.
+func (p *Point) Range() (lo, hi float64, want string) {
+	switch {
+	case p.IsCoil():
+		return 0, 1, "0 or 1"
+	case p.Type == "Int32":
+		return math.MinInt32, math.MaxInt32, "a whole number that fits in Int32"
+	case p.Type != "" || p.Table == "":
+		return -1e15, 1e15, "a number within ±1e+15"
+	}
+	hi = 65535 * p.Scale
+	return 0, hi, fmt.Sprintf("0-%g (register 0-65535 × scale %g)", hi, p.Scale)
+}
+
 // Dynamic is the name of the point's dynamic ("" when it has none).
 func (p *Point) Dynamic() string {
 	var names []string
@@ -389,14 +439,31 @@ func (s *Scenario) validate(file string, pos func(string) (int, int)) agent.Conf
 		}
 		probs = append(probs, agent.Problem{File: file, Line: l, Col: c, Path: field, Msg: field + ": " + fmt.Sprintf(format, a...)})
 	}
-	positive := func(field string, d time.Duration) {
-		if d < 0 {
-			at(field, "%s: want a positive duration", d)
+	// Every number of the format has a range (docs/sim.md, Ranges),
+	// checked here: a value the simulation would clamp, wrap or spin on
+	// is refused where it is written (issue 12).
+	span := func(field string, d, lo, hi time.Duration, want string) {
+		if d < lo || d > hi {
+			at(field, "%s: want %s", d, want)
 		}
 	}
-	positive("duration", s.Duration)
-	if s.Tick < time.Millisecond || s.Tick > 10*time.Second {
-		at("tick", "%s: want 1ms-10s", s.Tick)
+	num := func(field string, v, lo, hi float64, want string) {
+		if math.IsNaN(v) || v < lo || v > hi {
+			at(field, "%g: want %s", v, want)
+		}
+	}
+	if s.written["duration"] {
+		at("duration", "0s: want 100ms-168h (absent: 60s)")
+	} else {
+		span("duration", s.Duration, 100*time.Millisecond, 168*time.Hour, "100ms-168h")
+	}
+	if s.written["tick"] {
+		at("tick", "0s: want 1ms-10s (absent: 100ms)")
+	} else {
+		span("tick", s.Tick, time.Millisecond, 10*time.Second, "1ms-10s")
+	}
+	if s.written["seed"] {
+		at("seed", "0: want 1 or more (absent: 1)")
 	}
 	if len(s.Plants) == 0 {
 		at("plants", "a scenario needs at least one plant")
@@ -424,6 +491,10 @@ func (s *Scenario) validate(file string, pos func(string) (int, int)) agent.Conf
 			at(f+".listen", "%q: want an address and port, like 127.0.0.10:5020", p.Listen)
 		case ap.Port() == 0:
 			at(f+".listen", "%q: want a port (not 0)", p.Listen)
+		case !ap.Addr().IsLoopback() && !p.AllowNetwork:
+			// A simulated PLC accepts anyone's writes: on a site network
+			// it is a device an attacker can use (issue 12).
+			at(f+".listen", "%q: want a loopback address, like 127.0.0.10:5020 (allow_network: true serves a network, docs/sim.md)", p.Listen)
 		case listens[p.Listen] != "":
 			at(f+".listen", "%s: plant %q listens there too", p.Listen, listens[p.Listen])
 		}
@@ -450,14 +521,64 @@ func (s *Scenario) validate(file string, pos func(string) (int, int)) agent.Conf
 			}
 			if pt.Address < 0 || pt.Address > 4095 {
 				at(g+".address", "%d: want 0-4095", pt.Address)
-			}
-			if k := [2]any{pt.Table, pt.Address}; !opc && used[k] != "" {
+			} else if k := [2]any{pt.Table, pt.Address}; !opc && used[k] != "" {
 				at(g+".address", "%s %d is point %q already", pt.Table, pt.Address, used[k])
 			} else {
 				used[k] = pt.Name
 			}
-			if pt.Scale <= 0 {
-				at(g+".scale", "%g: want a positive number", pt.Scale)
+			num(g+".scale", pt.Scale, 1e-6, 1e6, "1e-06-1e+06")
+			lo, hi, want := pt.Range()
+			value := func(key string, v float64) {
+				if pt.Scale >= 1e-6 && pt.Scale <= 1e6 { // else the scale is the problem
+					num(g+"."+key, v, lo, hi, want)
+				}
+			}
+			if pt.IsCoil() && pt.Value != 0 && pt.Value != 1 {
+				at(g+".value", "%g: want 0 or 1", pt.Value)
+			} else {
+				value("value", pt.Value)
+			}
+			if pt.Constant != nil {
+				value("constant", *pt.Constant)
+			}
+			if r := pt.Ramp; r != nil {
+				value("ramp.from", r.From)
+				value("ramp.to", r.To)
+			}
+			if sn := pt.Sine; sn != nil {
+				num(g+".sine.amplitude", sn.Amplitude, 0, hi-lo, fmt.Sprintf("0-%g", hi-lo))
+				value("sine.mean", sn.Mean)
+				if sn.Amplitude >= 0 && sn.Amplitude <= hi-lo && (sn.Mean-sn.Amplitude < lo || sn.Mean+sn.Amplitude > hi) {
+					at(g+".sine", "mean %g ± amplitude %g: want within %s", sn.Mean, sn.Amplitude, want)
+				}
+			}
+			if w := pt.Walk; w != nil {
+				value("walk.start", w.Start)
+				value("walk.min", w.Min)
+				value("walk.max", w.Max)
+				if w.Min < w.Max {
+					num(g+".walk.step", w.Step, math.SmallestNonzeroFloat64, w.Max-w.Min, fmt.Sprintf("more than 0, at most max - min (%g)", w.Max-w.Min))
+				}
+			}
+			if t := pt.Tank; t != nil {
+				value("tank.level", t.Level)
+				value("tank.min", t.Min)
+				value("tank.max", t.Max)
+				num(g+".tank.inflow", t.Inflow, 0, 1e6, "0-1e+06 per second")
+				num(g+".tank.outflow", t.Outflow, 0, 1e6, "0-1e+06 per second")
+				if t.Min < t.Max {
+					num(g+".tank.band", t.Band, 0, t.Max-t.Min, fmt.Sprintf("0-%g (max - min)", t.Max-t.Min))
+				}
+			}
+			if l := pt.Lag; l != nil {
+				value("lag.start", l.Start)
+			}
+			if a := pt.Alarm; a != nil {
+				for key, v := range map[string]*float64{"above": a.Above, "below": a.Below} {
+					if v != nil {
+						num(g+".alarm."+key, *v, -1e15, 1e15, "a number within ±1e+15")
+					}
+				}
 			}
 			if d := pt.Dynamic(); strings.Contains(d, ",") {
 				at(g, "%s: a point has at most one dynamic", d)
@@ -468,8 +589,12 @@ func (s *Scenario) validate(file string, pos func(string) (int, int)) agent.Conf
 			if m.Name == "" || names[m.Name] {
 				at(g+".name", "%q: want a name of its own", m.Name)
 			}
-			if p.Point(m.Point) == nil {
+			if q := p.Point(m.Point); q == nil {
 				at(g+".point", "%q: plant %q has no such point", m.Point, p.Name)
+			} else if lo, hi, want := q.Range(); q.IsCoil() && m.Value != 0 && m.Value != 1 {
+				at(g+".value", "%g: want 0 or 1", m.Value)
+			} else {
+				num(g+".value", m.Value, lo, hi, want)
 			}
 		}
 		for j, pt := range p.Points {
@@ -485,11 +610,11 @@ func (s *Scenario) validate(file string, pos func(string) (int, int)) agent.Conf
 					at(g+"."+key, "%q: want a coil, not a %s register", name, q.Table)
 				}
 			}
-			if r := pt.Ramp; r != nil && r.Over <= 0 {
-				at(g+".ramp.over", "want a positive duration, like 30s")
+			if r := pt.Ramp; r != nil {
+				span(g+".ramp.over", r.Over, time.Millisecond, 168*time.Hour, "1ms-168h, like 30s")
 			}
-			if sn := pt.Sine; sn != nil && sn.Period <= 0 {
-				at(g+".sine.period", "want a positive duration, like 60s")
+			if sn := pt.Sine; sn != nil {
+				span(g+".sine.period", sn.Period, time.Millisecond, 168*time.Hour, "1ms-168h, like 60s")
 			}
 			if w := pt.Walk; w != nil && w.Min >= w.Max {
 				at(g+".walk", "min %g must be below max %g", w.Min, w.Max)
@@ -505,9 +630,7 @@ func (s *Scenario) validate(file string, pos func(string) (int, int)) agent.Conf
 			}
 			if l := pt.Lag; l != nil {
 				ref("lag.setpoint", l.Setpoint, "")
-				if l.Tau <= 0 {
-					at(g+".lag.tau", "want a positive duration, like 30s")
-				}
+				span(g+".lag.tau", l.Tau, time.Millisecond, 168*time.Hour, "1ms-168h, like 30s")
 			}
 			if a := pt.Alarm; a != nil {
 				ref("alarm.of", a.Of, "")
@@ -518,6 +641,7 @@ func (s *Scenario) validate(file string, pos func(string) (int, int)) agent.Conf
 		}
 	}
 	actorNames := map[string]bool{}
+	froms := map[string]string{}
 	for i, a := range s.Actors {
 		f := fmt.Sprintf("actors[%d]", i)
 		if a.Name == "" {
@@ -528,6 +652,12 @@ func (s *Scenario) validate(file string, pos func(string) (int, int)) agent.Conf
 		actorNames[a.Name] = true
 		if ip, err := netip.ParseAddr(a.From); err != nil || !ip.Is4() || !ip.IsLoopback() {
 			at(f+".from", "%q: want a loopback address of its own, like 127.0.0.20", a.From)
+		} else if other := froms[ip.String()]; other != "" {
+			// Alerts are attributed by address: two actors on one would
+			// share their alerts, and "at most 0" of one would lie.
+			at(f+".from", "%s: actor %q has this address: want one of its own", a.From, other)
+		} else {
+			froms[ip.String()] = a.Name
 		}
 		p := s.Plant(a.Target)
 		if p == nil {
@@ -538,9 +668,14 @@ func (s *Scenario) validate(file string, pos func(string) (int, int)) agent.Conf
 		} else if p != nil && IsOPCUA(a.Do) != (p.Protocol == "opcua") {
 			at(f+".do", "%s: not for a %s plant", a.Do, p.Protocol)
 		}
-		positive(f+".at", a.At)
-		positive(f+".every", a.Every)
-		positive(f+".for", a.For)
+		span(f+".at", a.At, 0, 168*time.Hour, "0-168h")
+		if a.Every != 0 {
+			span(f+".every", a.Every, time.Millisecond, 168*time.Hour, "0 (once) or 1ms-168h")
+		}
+		span(f+".for", a.For, 0, 168*time.Hour, "0 (until the end) or up to 168h")
+		for j, v := range a.Values {
+			num(fmt.Sprintf("%s.values[%d]", f, j), v, -1e15, 1e15, "a number within ±1e+15")
+		}
 		if a.Unit < 0 || a.Unit > 255 {
 			at(f+".unit", "%d: want 0-255", a.Unit)
 		}
@@ -579,8 +714,8 @@ func (s *Scenario) validate(file string, pos func(string) (int, int)) agent.Conf
 				at(f+".count", "%d: want 1-10000 toggles", a.Count)
 			}
 		case DoUnitScan:
-			if a.Count < 1 || a.Unit+a.Count > 256 {
-				at(f+".count", "%d: want 1 or more units, up to 255", a.Count)
+			if a.Unit >= 0 && a.Unit <= 255 && (a.Count < 1 || a.Unit+a.Count > 256) {
+				at(f+".count", "%d: want 1-%d (units %d-255: unit + count may not pass 256)", a.Count, 256-a.Unit, a.Unit)
 			}
 		case DoDiagnostic:
 			if a.Subfunction < 0 || a.Subfunction > 0xffff {
@@ -648,12 +783,38 @@ func (s *Scenario) validate(file string, pos func(string) (int, int)) agent.Conf
 		if e.Actor != "" && !actorNames[e.Actor] {
 			at(f+".actor", "%q: no actor has this name", e.Actor)
 		}
-		if e.AtLeast != nil && *e.AtLeast < 0 {
-			at(f+".at_least", "%d: want 0 or more", *e.AtLeast)
+		if e.AtLeast != nil && (*e.AtLeast < 0 || *e.AtLeast > 1000000) {
+			at(f+".at_least", "%d: want 0-1000000", *e.AtLeast)
 		}
-		if e.AtMost != nil && (*e.AtMost < 0 || *e.AtMost < e.Min()) {
+		if e.AtMost != nil && (*e.AtMost < 0 || *e.AtMost > 1000000) {
+			at(f+".at_most", "%d: want 0-1000000", *e.AtMost)
+		} else if e.AtMost != nil && *e.AtMost < e.Min() {
 			at(f+".at_most", "%d: want at least at_least", *e.AtMost)
 		}
+	}
+	return probs
+}
+
+// RuleProblems are the expectations whose rule is in no rule set: an id
+// no rule has, or a pattern no rule id matches. ids are every rule id of
+// the configuration checked against (enabled or not). Without it, a typo
+// in an at_most: 0 expectation passes, and in an at_least one fails as a
+// plain miss (issue 12).
+func (s *Scenario) RuleProblems(ids []string) agent.ConfigError {
+	var probs agent.ConfigError
+	for i, e := range s.Expect {
+		if slices.ContainsFunc(ids, e.Matches) {
+			continue
+		}
+		msg := fmt.Sprintf("expect[%d].rule: %q: no rule has this id", i, e.Rule)
+		if strings.ContainsAny(e.Rule, `*?[\`) {
+			msg = fmt.Sprintf("expect[%d].rule: %q: no rule id matches this pattern", i, e.Rule)
+		}
+		var l, c int
+		if i < len(s.rulePos) {
+			l, c = s.rulePos[i][0], s.rulePos[i][1]
+		}
+		probs = append(probs, agent.Problem{File: s.file, Line: l, Col: c, Path: fmt.Sprintf("expect[%d].rule", i), Msg: msg})
 	}
 	return probs
 }
