@@ -98,9 +98,20 @@ func craftedFiles(t *testing.T) map[string][]byte {
 	hugeRec := binary.LittleEndian.AppendUint64(binary.LittleEndian.AppendUint64(nil, 0), 0xfffffff0_fffffff0)
 	// Just above the bound, the bytes there: refused too, not read.
 	overRec := binary.LittleEndian.AppendUint64(binary.LittleEndian.AppendUint64(nil, 0), 262145<<32|262145)
+	// A section header of 24 bytes (at least 28: the section length is
+	// cut), then good blocks: no section ever starts (breaker 1 read it
+	// as 0 packets, exit 0).
+	shortSHB := clone(blocks[0][:24])
+	binary.LittleEndian.PutUint32(shortSHB[4:], 24)
+	binary.LittleEndian.PutUint32(shortSHB[20:], 24)
+	// The only section is of a major version this reader skips.
+	v2 := clone(blocks[0])
+	binary.LittleEndian.PutUint16(v2[12:], 2)
 	return map[string][]byte{
 		"linktype-147.pcap":        user0,
 		"short-ip.pcap":            shortIP,
+		"shb-short-only.pcapng":    join(shortSHB, join(blocks[1:]...)),
+		"shb-v2-only.pcapng":       join(v2, join(blocks[1:]...)),
 		"tsresol-7f.pcapng":        join(blocks[0], idbWithTsresol(0x7f), epbs),
 		"tsresol-ff.pcapng":        join(blocks[0], idbWithTsresol(0xff), epbs),
 		"tsresol-7f-second.pcapng": join(blocks[0], blocks[1], idbWithTsresol(0x7f), epbs),
@@ -184,6 +195,8 @@ func TestCraftedFiles(t *testing.T) {
 		{name: "snaplen-max-over-record.pcap", packets: 1, errAt: 24 + firstRecord(t), errHas: "capture length exceeds snap length: 262145 > 262144"},
 		{name: "shb-cut.pcapng", errAt: 0, errHas: "no valid section header"},
 		{name: "scan-tail.pcapng", errAt: off(2), trunc: true},
+		{name: "shb-short-only.pcapng", skips: []int64{0, 24, 44}, errAt: 0, errHas: "no valid section header (section header shorter than 28 bytes)"},
+		{name: "shb-v2-only.pcapng", skips: []int64{0}, errAt: 0, errHas: "no valid section header (section of pcapng version 2.0 skipped)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			b, err := os.ReadFile(filepath.Join(dir, tc.name))
