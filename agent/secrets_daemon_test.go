@@ -137,7 +137,8 @@ modbus:
 				t.Errorf("%s, %v: exit %d:\n%s", mistake, args, exitCode(err), out)
 			}
 		}
-	}	// A broker URL that does not parse with the password in it (a bad
+	}
+	// A broker URL that does not parse with the password in it (a bad
 	// %-escape, a space, a /) is refused at its place, never shown, and
 	// run does not start connecting as tcp://xxxxx@host (breaker 1).
 	for _, b := range []string{"tcp://alice:%zz" + secret + "@" + host, "tcp://alice:" + secret + " x/y@" + host, "tcp://alice:12/" + secret + "@" + host} {

@@ -212,7 +212,7 @@ type Spool struct {
 
 	mem      []memRecord // records the disk refused, oldest first
 	memBytes int64
-	failing  error     // the last write error, while writes fail
+	failing  error // the last write error, while writes fail
 	// outage is the write failure last logged, until the disk is logged
 	// back; failures counts the failed writes meanwhile.
 	outage   error
