@@ -48,6 +48,7 @@ var (
 	descPackets        = prometheus.NewDesc("plcwatch_capture_packets_total", "Packets captured.", []string{"interface"}, nil)
 	descBytes          = prometheus.NewDesc("plcwatch_capture_bytes_total", "Bytes captured.", []string{"interface"}, nil)
 	descUndecodable    = prometheus.NewDesc("plcwatch_capture_undecodable_packets_total", "Packets not decoded: reason unknown_link (a link type plcwatch does not decode) or header (a link, IP or TCP header cut short or invalid).", []string{"interface", "reason"}, nil)
+	descBrokerRefused  = prometheus.NewDesc("plcwatch_mqtt_embedded_refused_publishes_total", "Publishes the embedded broker refused (only the agent publishes, under its prefix); each closed its client's connection.", nil, nil)
 	descInterfaceUp    = prometheus.NewDesc("plcwatch_capture_interface_up", "1 while capture runs on the interface, 0 while it is down or gone (capture reopens it when it returns).", []string{"interface"}, nil)
 	descReopens        = prometheus.NewDesc("plcwatch_capture_interface_reopens_total", "Times capture reopened the interface after it went down or disappeared.", []string{"interface"}, nil)
 	descKernelPackets  = prometheus.NewDesc("plcwatch_capture_kernel_packets_total", "Packets the kernel filter passed.", []string{"interface"}, nil)
@@ -112,7 +113,7 @@ type snapshot struct{ a *Agent }
 // Describe lists the descriptions without collecting: registration happens
 // before the parts the collector reads exist.
 func (s *snapshot) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descInfo, descPackets, descBytes, descUndecodable, descInterfaceUp, descReopens, descKernelPackets, descKernelDrops, descKernelFreezes, descFlows,
+	for _, d := range []*prometheus.Desc{descInfo, descBrokerRefused, descPackets, descBytes, descUndecodable, descInterfaceUp, descReopens, descKernelPackets, descKernelDrops, descKernelFreezes, descFlows,
 		descActiveFlows, descFlowEvictions, descGaps, descNotModbus, descModbusPDUs, descOPCUAMessages, descOPCUALimits, descEvents, descMalformed, descPipeline,
 		descPipelineDrops, descRules, descRuleMatches, descRuleErrors, descRuleOverflow, descSpoolDepth, descSpoolBytes, descSpoolOldest,
 		descSpoolDropped, descSpoolErrors, descSpooled, descSpoolCorrupt, descSpoolMemory, descSpoolWritable, descSpoolWriteErrs,
@@ -133,6 +134,9 @@ func (s *snapshot) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
 	}
 	gauge(descInfo, 1, Version, runtime.Version(), a.cfg.Site, a.cfg.Gateway)
+	if a.broker != nil {
+		counter(descBrokerRefused, float64(a.broker.auth.refused.Load()))
+	}
 	if a.live != nil {
 		for _, st := range a.live.Stats() {
 			i := st.Interface
