@@ -49,6 +49,7 @@ var (
 	descBytes          = prometheus.NewDesc("plcwatch_capture_bytes_total", "Bytes captured.", []string{"interface"}, nil)
 	descUndecodable    = prometheus.NewDesc("plcwatch_capture_undecodable_packets_total", "Packets not decoded: reason unknown_link (a link type plcwatch does not decode) or header (a link, IP or TCP header cut short or invalid).", []string{"interface", "reason"}, nil)
 	descBrokerRefused  = prometheus.NewDesc("plcwatch_mqtt_embedded_refused_publishes_total", "Publishes the embedded broker refused (only the agent publishes, under its prefix); each closed its client's connection.", nil, nil)
+	descCutShort       = prometheus.NewDesc("plcwatch_capture_cut_short_total", "Modbus ADUs and OPC UA messages their connection ended inside (reported as malformed events when enough of them came).", []string{"interface", "protocol"}, nil)
 	descInterfaceUp    = prometheus.NewDesc("plcwatch_capture_interface_up", "1 while capture runs on the interface, 0 while it is down or gone (capture reopens it when it returns).", []string{"interface"}, nil)
 	descReopens        = prometheus.NewDesc("plcwatch_capture_interface_reopens_total", "Times capture reopened the interface after it went down or disappeared.", []string{"interface"}, nil)
 	descKernelPackets  = prometheus.NewDesc("plcwatch_capture_kernel_packets_total", "Packets the kernel filter passed.", []string{"interface"}, nil)
@@ -113,7 +114,7 @@ type snapshot struct{ a *Agent }
 // Describe lists the descriptions without collecting: registration happens
 // before the parts the collector reads exist.
 func (s *snapshot) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descInfo, descBrokerRefused, descPackets, descBytes, descUndecodable, descInterfaceUp, descReopens, descKernelPackets, descKernelDrops, descKernelFreezes, descFlows,
+	for _, d := range []*prometheus.Desc{descInfo, descBrokerRefused, descCutShort, descPackets, descBytes, descUndecodable, descInterfaceUp, descReopens, descKernelPackets, descKernelDrops, descKernelFreezes, descFlows,
 		descActiveFlows, descFlowEvictions, descGaps, descNotModbus, descModbusPDUs, descOPCUAMessages, descOPCUALimits, descEvents, descMalformed, descPipeline,
 		descPipelineDrops, descRules, descRuleMatches, descRuleErrors, descRuleOverflow, descSpoolDepth, descSpoolBytes, descSpoolOldest,
 		descSpoolDropped, descSpoolErrors, descSpooled, descSpoolCorrupt, descSpoolMemory, descSpoolWritable, descSpoolWriteErrs,
@@ -149,6 +150,8 @@ func (s *snapshot) Collect(ch chan<- prometheus.Metric) {
 			counter(descUndecodable, float64(st.Stats.Undecodable), i, "header")
 			gauge(descInterfaceUp, b2f(st.Up), i)
 			counter(descReopens, float64(st.Reopens), i)
+			counter(descCutShort, float64(st.Stats.Modbus.CutShort), i, "modbus")
+			counter(descCutShort, float64(st.Stats.OPCUA.CutShort), i, "opcua")
 			counter(descKernelPackets, float64(st.KernelPackets), i)
 			counter(descKernelDrops, float64(st.KernelDrops), i)
 			counter(descKernelFreezes, float64(st.KernelFreezes), i)
