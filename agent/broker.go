@@ -15,7 +15,10 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
+	"time"
 
 	mochi "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/listeners"
@@ -40,6 +43,7 @@ type embeddedBroker struct {
 	addr     string // where it listens (mqtt.embedded.listen, resolved)
 	url      string // where the agent connects
 	password string // the agent's
+	auth     *brokerAuth
 }
 
 // startBroker opens the embedded broker's listeners and starts it.
@@ -69,10 +73,11 @@ func startBroker(cfg *Config, log *slog.Logger) (*embeddedBroker, error) {
 		return nil, fmt.Errorf("mqtt.embedded.tls: %w", err)
 	}
 	s := mochi.New(&mochi.Options{Logger: slog.New(brokerLog{slog.New(minLevel{log.Handler(), slog.LevelWarn}).With("component", "broker").Handler()})})
+	auth.server = s
 	if err := s.AddHook(auth, nil); err != nil {
 		return nil, err
 	}
-	b := &embeddedBroker{server: s, password: string(auth.agentPass)}
+	b := &embeddedBroker{server: s, password: string(auth.agentPass), auth: auth}
 	ln, err := listen(e.Listen, tlsCfg)
 	if err != nil {
 		return nil, fmt.Errorf("embedded mqtt broker: listen %s: %w (another broker there? point mqtt.brokers at it, or set mqtt.embedded.listen)", e.Listen, err)
@@ -176,12 +181,70 @@ type brokerAuth struct {
 	prefix    string            // the agent's topics
 	anonymous bool              // clients without credentials may read
 	users     map[string][]byte // subscribers: user -> password
+	server    *mochi.Server
+
+	refused atomic.Uint64 // publishes refused (plcwatch_mqtt_embedded_refused_publishes_total)
+	mu      sync.Mutex
+	logged  time.Time // the last refused publish logged
+	quiet   uint64    // refused publishes not logged since
 }
 
 func (h *brokerAuth) ID() string { return "plcwatch-auth" }
 
 func (h *brokerAuth) Provides(b byte) bool {
-	return b == mochi.OnConnectAuthenticate || b == mochi.OnACLCheck
+	return b == mochi.OnConnectAuthenticate || b == mochi.OnACLCheck || b == mochi.OnPacketRead
+}
+
+// refusedLogEvery is how often a refused publish is logged at most: a
+// client refused in a loop must not fill the log (the others are counted).
+const refusedLogEvery = 10 * time.Second
+
+// OnPacketRead refuses every PUBLISH the agent would not make, the same
+// way whatever its QoS and topic: the connection ends (MQTT 3.1.1
+// §3.3.5: close the network connection; MQTT 5 §3.14: DISCONNECT with
+// reason 0x87 Not authorized, or 0x90 Topic Name invalid). mochi alone
+// drops a publish to $SYS or with a wildcard without a word, and a QoS 1
+// client waits for its PUBACK forever (breaker 1); it answers a refused
+// QoS 0 publish with nothing and a QoS 1 one with a disconnect, and logs
+// each as a 3 KB packet dump. Here each is one short line, at most every
+// refusedLogEvery, and counted.
+func (h *brokerAuth) OnPacketRead(cl *mochi.Client, pk packets.Packet) (packets.Packet, error) {
+	if pk.FixedHeader.Type != packets.Publish || cl.Net.Inline {
+		return pk, nil
+	}
+	valid := mochi.IsValidFilter(pk.TopicName, true)
+	if valid && h.OnACLCheck(cl, pk.TopicName, true) {
+		return pk, nil
+	}
+	code := packets.ErrNotAuthorized
+	if !valid {
+		code = packets.ErrTopicNameInvalid
+	}
+	h.refused.Add(1)
+	h.mu.Lock()
+	if now := time.Now(); now.Sub(h.logged) >= refusedLogEvery {
+		h.Log.Warn("embedded mqtt broker: refused a publish and closed the connection: only the agent publishes here, under its topic prefix",
+			"client", clip(cl.ID, 64), "remote", cl.Net.Remote, "user", clip(string(cl.Properties.Username), 64),
+			"topic", clip(pk.TopicName, 128), "reason", code.Reason, "not_logged_since", h.quiet)
+		h.logged, h.quiet = now, 0
+	} else {
+		h.quiet++
+	}
+	h.mu.Unlock()
+	if cl.Properties.ProtocolVersion == 5 && h.server != nil {
+		_ = h.server.DisconnectClient(cl, code)
+	}
+	// The one error of this hook mochi does not ignore: the read fails
+	// and the connection ends.
+	return pk, packets.ErrRejectPacket
+}
+
+// clip bounds a client-chosen string for a log line.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
 }
 
 // OnConnectAuthenticate lets in the agent, the configured users with their
@@ -233,6 +296,17 @@ func (h *brokerAuth) OnACLCheck(cl *mochi.Client, topic string, write bool) bool
 type brokerLog struct{ slog.Handler }
 
 func (h brokerLog) Handle(ctx context.Context, r slog.Record) error {
+	if r.Message == "error processing packet" {
+		// mochi adds the whole packet ("pk"): kilobytes a client chose.
+		nr := slog.NewRecord(r.Time, r.Level, "embedded mqtt broker: error processing a packet", r.PC)
+		r.Attrs(func(a slog.Attr) bool {
+			if a.Key != "pk" {
+				nr.AddAttrs(a)
+			}
+			return true
+		})
+		return h.Handler.Handle(ctx, nr)
+	}
 	if r.Message != "" {
 		return h.Handler.Handle(ctx, r)
 	}
@@ -248,6 +322,7 @@ func (h brokerLog) Handle(ctx context.Context, r slog.Record) error {
 	var code packets.Code
 	switch {
 	case err == nil, errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed), errors.Is(err, syscall.ECONNRESET),
+		errors.As(err, &code) && code == packets.ErrRejectPacket, // a refused publish: the hook logged it
 		errors.As(err, &code) && code == packets.ErrServerShuttingDown,
 		errors.As(err, &code) && code == packets.ErrSessionTakenOver,
 		errors.As(err, &code) && code.Code == packets.CodeDisconnect.Code:

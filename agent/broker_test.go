@@ -3,6 +3,7 @@ package agent
 import (
 	"crypto/tls"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -288,3 +289,84 @@ func TestBrokerLogSaysWhat(t *testing.T) {
 		t.Errorf("the refused client is not logged:\n%s", logs.String())
 	}
 }
+
+// TestEmbeddedBrokerRefusesEveryPublishAlike (breaker 1): an anonymous
+// QoS 1 publish to $SYS/x was neither acknowledged nor refused, and the
+// client waited forever, while other refused topics disconnected; each
+// refusal was logged as a 3 KB packet dump. Now every refused publish, any
+// topic and QoS, ends the connection (MQTT 5: DISCONNECT with a reason
+// code), is counted, and is logged in one short line at most every 10 s.
+func TestEmbeddedBrokerRefusesEveryPublishAlike(t *testing.T) {
+	cfg := brokerConfig(t, "mqtt:\n  embedded: {listen: \"127.0.0.1:0\"}\n")
+	var logs strings.Builder
+	var mu sync.Mutex
+	b, err := startBroker(cfg, slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return logs.Write(p)
+	}), &slog.HandlerOptions{Level: slog.LevelInfo})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	url, pfx := "tcp://"+b.addr, cfg.MQTT.TopicPrefix
+	n := 0
+	for _, topic := range []string{"$SYS/x", pfx + "/alerts/high", "elsewhere/x"} {
+		for _, qos := range []byte{0, 1, 2} {
+			n++
+			c, err := dial(t, url, fmt.Sprintf("anon-%d", n), "", "", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.c.Publish(topic, qos, false, strings.Repeat("x", 3000))
+			deadline := time.Now().Add(10 * time.Second)
+			for c.c.IsConnectionOpen() && time.Now().Before(deadline) {
+				time.Sleep(10 * time.Millisecond)
+			}
+			if c.c.IsConnectionOpen() {
+				t.Errorf("%s QoS %d: the connection stays open (MQTT 3.1.1 §3.3.5: acknowledge or close)", topic, qos)
+			}
+		}
+	}
+	// MQTT 5: a DISCONNECT saying why.
+	for topic, reason := range map[string]byte{"$SYS/x": 0x90, pfx + "/status": 0x87} {
+		n++
+		conn, err := net.DialTimeout("tcp", b.addr, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn.SetDeadline(time.Now().Add(10 * time.Second))
+		id := fmt.Sprintf("v5-%d", n)
+		connect := append([]byte{0, 4, 'M', 'Q', 'T', 'T', 5, 2, 0, 60, 0, 0, byte(len(id))}, id...)
+		conn.Write(append([]byte{0x10, byte(len(connect))}, connect...))
+		ack := make([]byte, 64)
+		if k, err := conn.Read(ack); err != nil || k < 4 || ack[0] != 0x20 || ack[3] != 0 {
+			t.Fatalf("CONNACK: % x, %v", ack[:k], err)
+		}
+		pub := append(append([]byte{0, byte(len(topic))}, topic...), 0, 1, 0, 'x')
+		conn.Write(append([]byte{0x32, byte(len(pub))}, pub...))
+		got, _ := io.ReadAll(conn)
+		conn.Close()
+		if len(got) < 3 || got[0] != 0xe0 || got[2] != reason {
+			t.Errorf("MQTT 5 QoS 1 to %s: got % x, want a DISCONNECT with reason 0x%02x", topic, got, reason)
+		}
+	}
+	if got := b.auth.refused.Load(); got != uint64(n) {
+		t.Errorf("%d refused publishes counted, want %d", got, n)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	var lines []string
+	for _, l := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+		if strings.Contains(l, "level=WARN") || strings.Contains(l, "level=ERROR") {
+			lines = append(lines, l)
+		}
+	}
+	if len(lines) != 1 || !strings.Contains(lines[0], "refused a publish") || !strings.Contains(lines[0], "topic=$SYS/x") || len(lines[0]) > 600 {
+		t.Errorf("want one short warning for %d refused publishes within 10 s, got:\n%s", n, strings.Join(lines, "\n"))
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }

@@ -741,8 +741,11 @@ func (c *Config) validate() ConfigError {
 // anywhere carries them.
 func (c *Config) validateMQTT(ps *problems) {
 	bad := ps.add
-	c.takeURLCredentials(ps)
+	refused := c.takeURLCredentials(ps)
 	for i, b := range c.MQTT.Brokers {
+		if refused[i] {
+			continue
+		}
 		u, err := url.Parse(b)
 		path := fmt.Sprintf("mqtt.brokers[%d]", i)
 		if err != nil || u.Host == "" {

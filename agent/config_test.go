@@ -141,6 +141,14 @@ modbus:
 			[]string{`4:13: mqtt.brokers[0]: a password in the URL, and password_file or password_env too`}},
 		{"not a URL", "rules: {paths: [r]}\nmqtt:\n  brokers: [\"tcp://u:s3cret@a b:1883\"]\n",
 			[]string{`3:13: mqtt.brokers[0]: "tcp://xxxxx@a b:1883" is not a broker URL`}},
+		// Breaker 1: URLs whose redacted form parses were taken, and run
+		// connected as tcp://xxxxx@host.
+		{"bad escape in the password", "rules: {paths: [r]}\nmqtt:\n  brokers: [\"tcp://u:Sup%zzer@127.0.0.1:1883\"]\n",
+			[]string{`3:13: mqtt.brokers[0]: "tcp://xxxxx@127.0.0.1:1883" is not a broker URL (like tcp://broker:1883): it does not parse`}},
+		{"space and slash in the password", "rules: {paths: [r]}\nmqtt:\n  brokers: [\"tcp://u:Super Secret/Pw@127.0.0.1:1883\"]\n",
+			[]string{`3:13: mqtt.brokers[0]: "tcp://xxxxx@127.0.0.1:1883" is not a broker URL`}},
+		{"slash in the password", "rules: {paths: [r]}\nmqtt:\n  brokers: [\"tcp://u:12/ss@b:1883\"]\n",
+			[]string{`3:13: mqtt.brokers[0]: "tcp://xxxxx@b:1883" is not a broker URL`}},
 		// Issue 8: nothing faces the network unprotected by accident.
 		{"embedded broker on the network", "rules: {paths: [r]}\nmqtt:\n  embedded: {listen: \"0.0.0.0:1883\", anonymous: some}\nhttp: {listen: \"0.0.0.0:9108\", pprof: true}\n",
 			[]string{`3:22: mqtt.embedded.listen: 0.0.0.0:1883: the embedded MQTT broker would face the network without TLS`,

@@ -48,6 +48,10 @@ var (
 	descPackets        = prometheus.NewDesc("plcwatch_capture_packets_total", "Packets captured.", []string{"interface"}, nil)
 	descBytes          = prometheus.NewDesc("plcwatch_capture_bytes_total", "Bytes captured.", []string{"interface"}, nil)
 	descUndecodable    = prometheus.NewDesc("plcwatch_capture_undecodable_packets_total", "Packets not decoded: reason unknown_link (a link type plcwatch does not decode) or header (a link, IP or TCP header cut short or invalid).", []string{"interface", "reason"}, nil)
+	descBrokerRefused  = prometheus.NewDesc("plcwatch_mqtt_embedded_refused_publishes_total", "Publishes the embedded broker refused (only the agent publishes, under its prefix); each closed its client's connection.", nil, nil)
+	descCutShort       = prometheus.NewDesc("plcwatch_capture_cut_short_total", "Modbus ADUs and OPC UA messages their connection ended inside (reported as malformed events when enough of them came).", []string{"interface", "protocol"}, nil)
+	descInterfaceUp    = prometheus.NewDesc("plcwatch_capture_interface_up", "1 while capture runs on the interface, 0 while it is down or gone (capture reopens it when it returns).", []string{"interface"}, nil)
+	descReopens        = prometheus.NewDesc("plcwatch_capture_interface_reopens_total", "Times capture reopened the interface after it went down or disappeared.", []string{"interface"}, nil)
 	descKernelPackets  = prometheus.NewDesc("plcwatch_capture_kernel_packets_total", "Packets the kernel filter passed.", []string{"interface"}, nil)
 	descKernelDrops    = prometheus.NewDesc("plcwatch_capture_kernel_drops_total", "Packets the kernel dropped: the capture ring was full.", []string{"interface"}, nil)
 	descKernelFreezes  = prometheus.NewDesc("plcwatch_capture_kernel_freezes_total", "Times the capture ring was full (TPACKET_V3 queue freezes).", []string{"interface"}, nil)
@@ -110,7 +114,7 @@ type snapshot struct{ a *Agent }
 // Describe lists the descriptions without collecting: registration happens
 // before the parts the collector reads exist.
 func (s *snapshot) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descInfo, descPackets, descBytes, descUndecodable, descKernelPackets, descKernelDrops, descKernelFreezes, descFlows,
+	for _, d := range []*prometheus.Desc{descInfo, descBrokerRefused, descCutShort, descPackets, descBytes, descUndecodable, descInterfaceUp, descReopens, descKernelPackets, descKernelDrops, descKernelFreezes, descFlows,
 		descActiveFlows, descFlowEvictions, descGaps, descNotModbus, descModbusPDUs, descOPCUAMessages, descOPCUALimits, descEvents, descMalformed, descPipeline,
 		descPipelineDrops, descRules, descRuleMatches, descRuleErrors, descRuleOverflow, descSpoolDepth, descSpoolBytes, descSpoolOldest,
 		descSpoolDropped, descSpoolErrors, descSpooled, descSpoolCorrupt, descSpoolMemory, descSpoolWritable, descSpoolWriteErrs,
@@ -131,6 +135,9 @@ func (s *snapshot) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
 	}
 	gauge(descInfo, 1, Version, runtime.Version(), a.cfg.Site, a.cfg.Gateway)
+	if a.broker != nil {
+		counter(descBrokerRefused, float64(a.broker.auth.refused.Load()))
+	}
 	if a.live != nil {
 		for _, st := range a.live.Stats() {
 			i := st.Interface
@@ -141,6 +148,10 @@ func (s *snapshot) Collect(ch chan<- prometheus.Metric) {
 			counter(descBytes, float64(st.Stats.Bytes), i)
 			counter(descUndecodable, float64(st.Stats.UnknownLink), i, "unknown_link")
 			counter(descUndecodable, float64(st.Stats.Undecodable), i, "header")
+			gauge(descInterfaceUp, b2f(st.Up), i)
+			counter(descReopens, float64(st.Reopens), i)
+			counter(descCutShort, float64(st.Stats.Modbus.CutShort), i, "modbus")
+			counter(descCutShort, float64(st.Stats.OPCUA.CutShort), i, "opcua")
 			counter(descKernelPackets, float64(st.KernelPackets), i)
 			counter(descKernelDrops, float64(st.KernelDrops), i)
 			counter(descKernelFreezes, float64(st.KernelFreezes), i)
@@ -261,11 +272,22 @@ func (a *Agent) handler() http.Handler {
 		// Nor is a broker that drops what the agent publishes (the publish
 		// check failed): the spool empties into nothing.
 		ready := a.ready.Load() && st.WriteError == "" && p.Verify != publish.VerifyFailed
+		// A capture interface down or gone is a source not running: not
+		// ready, and named (capture reopens it when it returns).
+		capDown := map[string]string{}
+		if a.live != nil {
+			for _, c := range a.live.Stats() {
+				if c.Interface != "" && !c.Up {
+					capDown[c.Interface] = c.Error
+					ready = false
+				}
+			}
+		}
 		up, pending := a.devicesUp()
 		body := map[string]any{"ready": ready, "rules": a.rulesN.Load(), "mqtt_connected": p.Connected,
 			"mqtt_broker": p.Broker, "mqtt_last_error": p.LastError, "spool_depth": st.Depth, "spool_ok": st.WriteError == "",
 			"spool_error": st.WriteError, "spool_memory": st.Memory, "devices": len(a.pollers), "devices_up": up,
-			"devices_pending": pending}
+			"devices_pending": pending, "capture_interfaces_down": capDown}
 		if p.Verify != publish.VerifyOff {
 			body["mqtt_publish_verified"] = p.Verify
 			if p.VerifyError != "" {

@@ -41,15 +41,22 @@ func RedactURL(s string) string {
 // serve every broker (the publisher has one of each), so different ones in
 // different URLs are a problem, as is a password both in a URL and in
 // password_file or password_env.
-func (c *Config) takeURLCredentials(ps *problems) {
+//
+// A URL that does not parse, or parses with an @ outside its userinfo (a
+// password with a bad %-escape, a space, a / or a #), is refused here: it
+// returns their indexes. Its redacted form (tcp://xxxxx@host) would parse,
+// and run would connect to it with the user "xxxxx" (breaker 1). The
+// message shows the redacted URL only: url.Parse's error quotes the input.
+func (c *Config) takeURLCredentials(ps *problems) (refused map[int]bool) {
 	first := ""
+	refused = map[int]bool{}
 	for i, b := range c.MQTT.Brokers {
 		path := fmt.Sprintf("mqtt.brokers[%d]", i)
 		u, err := url.Parse(b)
-		if err != nil {
-			// Reported as not a URL; the text must not carry a password
-			// into that message.
+		if err != nil || (u.User == nil && strings.Contains(b, "@")) {
 			c.MQTT.Brokers[i] = RedactURL(b)
+			refused[i] = true
+			ps.add(path, "%q is not a broker URL (like tcp://broker:1883): it does not parse; a user or password in it must be percent-encoded (%%25 for %%, %%20 for a space, %%2F for /, %%40 for @), or better go to mqtt.username and mqtt.password_file", c.MQTT.Brokers[i])
 			continue
 		}
 		if u.User == nil {
@@ -81,6 +88,7 @@ func (c *Config) takeURLCredentials(ps *problems) {
 			ps.add(path, "another password than %s's: one password serves every broker", first)
 		}
 	}
+	return refused
 }
 
 // password is the broker password: from password_file, password_env or a

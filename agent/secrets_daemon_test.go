@@ -138,4 +138,18 @@ modbus:
 			}
 		}
 	}
+	// A broker URL that does not parse with the password in it (a bad
+	// %-escape, a space, a /) is refused at its place, never shown, and
+	// run does not start connecting as tcp://xxxxx@host (breaker 1).
+	for _, b := range []string{"tcp://alice:%zz" + secret + "@" + host, "tcp://alice:" + secret + " x/y@" + host, "tcp://alice:12/" + secret + "@" + host} {
+		cfg := fmt.Sprintf("rules: {paths: [rules]}\nspool: {dir: spool}\nhttp: {listen: \"off\"}\nmqtt:\n  brokers: [%q]\n", b)
+		path := filepath.Join(dir, "plcwatch.yaml")
+		os.WriteFile(path, []byte(cfg), 0o600)
+		for _, args := range [][]string{{"config", "check", path}, {"run", "--config", path}} {
+			out, err := exec.Command(binary, args...).CombinedOutput()
+			if exitCode(err) != 1 || strings.Contains(string(out), secret) || !strings.Contains(string(out), "5:13: mqtt.brokers[0]: \"tcp://xxxxx@"+host+"\" is not a broker URL") {
+				t.Errorf("%s, %v: exit %d:\n%s", b, args, exitCode(err), out)
+			}
+		}
+	}
 }

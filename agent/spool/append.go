@@ -1,6 +1,7 @@
 package spool
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -89,9 +90,19 @@ func (s *Spool) write(seq uint64, at int64, data []byte) (pos, error) {
 	s.diskLast = seq
 	s.stats.Spooled++
 	s.dirty = true
-	if s.failing != nil {
-		s.log.Info("spool: the disk takes writes again", "was", s.failing.Error(), "alerts_in_memory", len(s.mem))
-		s.failing = nil
+	s.failing = nil
+	if s.outage != nil {
+		if s.madeRoom > 0 {
+			// Written into the room dropping the oldest segment made:
+			// the disk is still full, not back (breaker 1: the log
+			// said back, then full, every second).
+			s.madeRoom -= need
+		} else {
+			s.log.Info("spool: the disk takes writes again", "was", s.outage.Error(), "failures", s.failures,
+				"alerts_in_memory", len(s.mem))
+			s.outage = nil
+			s.failures = 0
+		}
 	}
 	if s.opts.Sync == SyncAlways || (s.opts.Sync == SyncInterval && time.Since(s.synced) >= s.opts.SyncInterval) {
 		if err := s.syncLocked(); err != nil {
@@ -101,13 +112,31 @@ func (s *Spool) write(seq uint64, at int64, data []byte) (pos, error) {
 	return at0, nil
 }
 
+// writeFailed records a failed write. The failure is logged when writes
+// start failing, or fail for another reason (another errno: the file
+// named differs from segment to segment and does not count); the failures
+// until the disk takes writes again are counted, and that line says how
+// many.
 func (s *Spool) writeFailed(err error) {
 	s.stats.WriteErrors++
-	if s.failing == nil || s.failing.Error() != err.Error() {
+	s.failures++
+	s.madeRoom = 0 // whatever room was made is used up
+	if s.outage == nil || errKind(s.outage) != errKind(err) {
+		s.outage = err
 		s.log.Error("spool: cannot write to disk: alerts wait in memory until it can (spool.memory_bytes), then the oldest are dropped",
 			"dir", s.opts.Dir, "err", err, "memory_bytes", s.opts.MemoryBytes)
 	}
 	s.failing = err
+}
+
+// errKind is what makes two write errors the same failure: the operation
+// and the errno, not the file.
+func errKind(err error) string {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Op + ": " + pe.Err.Error()
+	}
+	return err.Error()
 }
 
 // keep holds a record in memory, making room when the queue is full: when
@@ -126,6 +155,7 @@ func (s *Spool) keep(m memRecord) {
 				}
 			}
 			if len(s.segs) > 1 {
+				s.madeRoom += s.segs[0].size
 				s.dropOldest(DropNoSpace)
 				s.flushMem(true)
 				continue

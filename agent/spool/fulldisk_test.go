@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -97,6 +98,15 @@ func TestFullDisk(t *testing.T) {
 		t.Errorf("appended %d, want %d", st.Appended, n)
 	}
 	t.Logf("on a full disk: %d spooled, %d in memory (%d bytes), %d dropped", st.Spooled, st.Memory, st.MemoryBytes, st.Dropped)
+	// While the disk stays full, the log says so once, not once a second
+	// each way as the room made by dropping the oldest segments is filled
+	// (breaker 1).
+	if n := strings.Count(log.String(), "cannot write to disk"); n != 1 {
+		t.Errorf("%d \"cannot write\" lines while the disk stayed full, want 1", n)
+	}
+	if n := strings.Count(log.String(), "takes writes again"); n != 0 {
+		t.Errorf("%d \"takes writes again\" lines while the disk stayed full, want 0", n)
+	}
 	// Space returns: what waits in memory goes to disk.
 	os.Remove(filepath.Join(mnt, "filler"))
 	if err := s.Sync(); err != nil {
@@ -105,6 +115,9 @@ func TestFullDisk(t *testing.T) {
 	st = s.Stats()
 	if st.WriteError != "" || st.Memory != 0 {
 		t.Errorf("space came back but: %+v", st)
+	}
+	if n := strings.Count(log.String(), "takes writes again"); n != 1 || !regexp.MustCompile(`takes writes again.* failures=[1-9]`).MatchString(log.String()) {
+		t.Errorf("%d \"takes writes again\" lines when space came back, want 1 with the count of failures:\n%s", n, log.String())
 	}
 	// Drain: every alert is delivered or was counted dropped, the
 	// dropped ones are the oldest, the delivered ones in order.

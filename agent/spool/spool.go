@@ -212,7 +212,14 @@ type Spool struct {
 
 	mem      []memRecord // records the disk refused, oldest first
 	memBytes int64
-	failing  error     // the last write error, while writes fail
+	failing  error // the last write error, while writes fail
+	// outage is the write failure last logged, until the disk is logged
+	// back; failures counts the failed writes meanwhile.
+	outage   error
+	failures uint64
+	// madeRoom is what dropping the oldest segments freed while the disk
+	// is full: writes into it do not mean the disk takes writes again.
+	madeRoom int64
 	lastTry  time.Time // the last attempt to move memory to disk
 
 	rd       segReader

@@ -86,6 +86,10 @@ type Conn interface {
 	reassembly.Consumer
 	// Expire emits the requests that waited too long for a response.
 	Expire(now time.Time)
+	// Cut is told, as the connection ends, of the bytes of dir it left
+	// unconsumed (possibly none): a message the connection ended inside.
+	// Close follows.
+	Cut(dir reassembly.Dir, rest []byte, m reassembly.Meta)
 	// Close emits every request still waiting, with the reason why.
 	Close(why string)
 	// Outstanding is the number of requests waiting for a response.
@@ -524,6 +528,11 @@ func (e *Engine) unlink(f *flow) {
 func (e *Engine) drop(f *flow, why string) {
 	if e.last == f {
 		e.last = nil
+	}
+	// A request the connection ended inside leaves a trace (Zeek and
+	// Suricata report such truncations): the dissector reports what came.
+	for dir := reassembly.ClientToServer; dir <= reassembly.ServerToClient; dir++ {
+		f.conn.Cut(dir, f.asm.Pending(dir), e.meta)
 	}
 	f.conn.Close(why)
 	f.asm.Release()

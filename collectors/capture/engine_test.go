@@ -11,6 +11,7 @@ import (
 
 	"github.com/plcwatch/plcwatch"
 	"github.com/plcwatch/plcwatch/collectors/capture"
+	"github.com/plcwatch/plcwatch/collectors/capture/modbustcp"
 	"github.com/plcwatch/plcwatch/sim/pcapgen"
 )
 
@@ -316,6 +317,36 @@ func TestSegmentsAndStreams(t *testing.T) {
 				c.Send(pcapgen.ToServer, writeReq)
 			},
 			want: []string{strings.Replace(wantWrite, `unans=""`, `unans="eof"`, 1)},
+		},
+		// Breaker 1: a write cut after 10 of its 12 bytes, then FIN, left
+		// no trace. It is reported as far as it came (Zeek and Suricata
+		// report such truncations too).
+		{
+			name: "request cut short by the connection's end",
+			write: func(c *pcapgen.Conn) {
+				c.Send(pcapgen.ToServer, pcapgen.MBAP(7, 1, 6, 0, 1, 0, 2)[:10])
+				c.Close()
+			},
+			want:  []string{`tid=7 unit=1 fc=6 op=write table=holding addr=1 count=1 values=[] resp=[] exc=0 mal="ADU cut short: its connection ended inside it: ` + modbustcp.MissingRegisterValue + `" unans="closed"`},
+			check: func(t *testing.T, st capture.Stats) { wantCount(t, "cut short", st.Modbus.CutShort, 1) },
+		},
+		{
+			name: "capture ends inside a request",
+			write: func(c *pcapgen.Conn) {
+				c.Send(pcapgen.ToServer, pcapgen.MBAP(7, 1, 6, 0, 1, 0, 2)[:10])
+			},
+			want: []string{`tid=7 unit=1 fc=6 op=write table=holding addr=1 count=1 values=[] resp=[] exc=0 mal="ADU cut short: its connection ended inside it: ` + modbustcp.MissingRegisterValue + `" unans="eof"`},
+		},
+		{
+			name: "connection ends inside an MBAP header",
+			write: func(c *pcapgen.Conn) {
+				c.Send(pcapgen.ToServer, writeReq)
+				c.Send(pcapgen.ToClient, writeResp)
+				c.Send(pcapgen.ToServer, readReq[:5])
+				c.Close()
+			},
+			want:  []string{wantWrite},
+			check: func(t *testing.T, st capture.Stats) { wantCount(t, "cut short", st.Modbus.CutShort, 1) },
 		},
 		{
 			name: "transaction id reused before the response",

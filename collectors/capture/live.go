@@ -41,6 +41,11 @@ type InterfaceStats struct {
 	KernelPackets uint64 // packets the filter accepted
 	KernelDrops   uint64 // packets the kernel dropped: the ring was full
 	KernelFreezes uint64 // times the ring was full (TPACKET_V3 queue freezes)
+	// Up is false while the interface's rings are closed: it went down or
+	// disappeared, and capture reopens it (with backoff) when it returns.
+	Up      bool
+	Reopens uint64 // times the rings were reopened after a failure
+	Error   string // why it is down, when it is
 }
 
 // Live captures on network interfaces through AF_PACKET sockets with a
@@ -54,19 +59,27 @@ type Live struct {
 	log     *slog.Logger
 	workers []*liveWorker
 
-	mu    sync.Mutex
-	stats []InterfaceStats // per interface
+	filters [][]bpf.RawInstruction // per interface
+
+	mu      sync.Mutex
+	stats   []InterfaceStats // per interface
+	down    []string         // per interface: why it is down, "" when up
+	reopens []uint64         // per interface
 }
 
 type liveWorker struct {
 	iface string
-	index int // of the interface in cfg.Interfaces
-	k     int // of the worker among all: connection ids carry it
-	tp    *afpacket.TPacket
+	index int               // of the interface in cfg.Interfaces
+	k     int               // of the worker among all: connection ids carry it
+	tp    *afpacket.TPacket // nil while closed after a failure
 
 	// Written by the worker's goroutine about once a second, under Live.mu.
 	stats                   Stats
 	kPackets, kDrops, kFrzs uint64
+	// The kernel's counters of the rings closed before tp: a reopened
+	// socket counts from zero.
+	kBasePackets, kBaseDrops, kBaseFrzs uint64
+	down                                string // why this worker's ring is closed
 }
 
 var _ plcwatch.Source = (*Live)(nil)
@@ -98,21 +111,21 @@ func (l *Live) Open() error {
 	if err != nil {
 		return err
 	}
+	l.filters = make([][]bpf.RawInstruction, len(l.cfg.Interfaces))
 	for i, name := range l.cfg.Interfaces {
 		ifi, err := net.InterfaceByName(name)
 		if err != nil {
 			l.Close()
 			return fmt.Errorf("interface %q: %w", name, err)
 		}
-		f := filter
+		l.filters[i] = filter
 		if ifi.Flags&net.FlagLoopback != 0 {
 			// On loopback every packet passes twice: sent
 			// (PACKET_OUTGOING) and received. Keep one copy.
-			f = dropOutgoing(filter)
+			l.filters[i] = dropOutgoing(filter)
 		}
-		group := FanoutGroup(ifi.Index)
 		for w := 0; w < l.cfg.Fanout; w++ {
-			tp, err := openRing(name, l.cfg, f, group)
+			tp, err := openRing(name, l.cfg, l.filters[i], FanoutGroup(ifi.Index))
 			if err != nil {
 				l.Close()
 				return err
@@ -121,13 +134,20 @@ func (l *Live) Open() error {
 		}
 	}
 	l.stats = make([]InterfaceStats, len(l.cfg.Interfaces))
+	l.down = make([]string, len(l.cfg.Interfaces))
+	l.reopens = make([]uint64, len(l.cfg.Interfaces))
+	for i := range l.stats {
+		l.sumLocked(i)
+	}
 	return nil
 }
 
 // FanoutGroup is the PACKET_FANOUT group id this process's capture on the
 // interface with index ifindex joins. A group id is per network namespace:
 // it is derived from the process and the interface, so that two plcwatch
-// processes (or two interfaces) do not share one group.
+// processes (or two interfaces) do not share one group. An interface
+// deleted and created again has a new index: its reopened workers all
+// join the new group.
 func FanoutGroup(ifindex int) uint16 { return uint16(os.Getpid()*31 + ifindex) }
 
 // ProbeInterface says whether a live capture could open the interface
@@ -158,7 +178,9 @@ func ProbeInterface(name string) error {
 // Close releases the rings and sockets. Run must have returned.
 func (l *Live) Close() {
 	for _, w := range l.workers {
-		w.tp.Close()
+		if w.tp != nil {
+			w.tp.Close()
+		}
 	}
 	l.workers = nil
 }
@@ -224,7 +246,9 @@ func openRing(name string, cfg Config, filter []bpf.RawInstruction, group uint16
 const ringFrameSize = 4096
 
 // Run captures until ctx is cancelled, emitting events from every
-// interface. emit is called from one goroutine per fanout worker (per
+// interface. An interface that goes down or disappears does not end it:
+// its workers close their rings and reopen them with backoff when it is
+// back (InterfaceStats.Up, Reopens); only an Open failure is returned. emit is called from one goroutine per fanout worker (per
 // interface without fanout); one TCP connection's events all come from
 // one goroutine, in order.
 func (l *Live) Run(ctx context.Context, emit plcwatch.Emit) error {
@@ -250,7 +274,6 @@ func (l *Live) Run(ctx context.Context, emit plcwatch.Emit) error {
 }
 
 func (l *Live) capture(ctx context.Context, w *liveWorker, emit plcwatch.Emit) error {
-	log := l.log.With("interface", w.iface)
 	e := NewEngine(l.cfg, emit)
 	e.connBase = uint64(w.k+1) << 48 // connection ids stay unique across workers
 	defer e.Finish(plcwatch.UnansweredStopped)
@@ -260,14 +283,15 @@ func (l *Live) capture(ctx context.Context, w *liveWorker, emit plcwatch.Emit) e
 			return
 		}
 		publishAt = now.Add(time.Second)
-		_, st, err := w.tp.SocketStats()
-		drops := uint64(st.Drops())
 		l.mu.Lock()
-		if err == nil {
-			if d := drops - w.kDrops; d > 0 {
-				log.Warn("kernel dropped packets: the capture ring was full", "drops", d, "total", drops)
+		if w.tp != nil {
+			if _, st, err := w.tp.SocketStats(); err == nil {
+				drops := w.kBaseDrops + uint64(st.Drops())
+				if d := drops - w.kDrops; d > 0 {
+					l.log.Warn("kernel dropped packets: the capture ring was full", "interface", w.iface, "drops", d, "total", drops)
+				}
+				w.kPackets, w.kDrops, w.kFrzs = w.kBasePackets+uint64(st.Packets()), drops, w.kBaseFrzs+uint64(st.QueueFreezes())
 			}
-			w.kPackets, w.kDrops, w.kFrzs = uint64(st.Packets()), drops, uint64(st.QueueFreezes())
 		}
 		w.stats = e.Stats()
 		l.sumLocked(w.index)
@@ -275,6 +299,13 @@ func (l *Live) capture(ctx context.Context, w *liveWorker, emit plcwatch.Emit) e
 	}
 	defer func() { publish(time.Now(), true) }()
 	for ctx.Err() == nil {
+		if w.tp == nil {
+			l.reopen(ctx, w, func(now time.Time) {
+				e.Advance(now)
+				publish(now, false)
+			})
+			continue
+		}
 		data, ci, err := w.tp.ZeroCopyReadPacketData()
 		if err != nil {
 			if errors.Is(err, afpacket.ErrTimeout) || errors.Is(err, unix.EINTR) {
@@ -286,12 +317,113 @@ func (l *Live) capture(ctx context.Context, w *liveWorker, emit plcwatch.Emit) e
 			if ctx.Err() != nil {
 				break
 			}
-			return fmt.Errorf("interface %q: %w", w.iface, err)
+			// The interface went down or disappeared (ErrPoll: the
+			// kernel set ENETDOWN on the socket). That is this
+			// interface's problem: close its ring and reopen it when
+			// it returns; the other sources go on.
+			publish(time.Now(), true)
+			l.failed(w, err)
+			continue
 		}
 		e.Packet(data, ci.Timestamp, LinkEthernet)
 		publish(ci.Timestamp, false)
 	}
 	return nil
+}
+
+// Reopen backoff after a capture interface failed: doubled from
+// reopenMin up to reopenMax, each wait jittered by ±20% so that many
+// workers (or gateways) do not retry in step.
+const (
+	reopenMin = 250 * time.Millisecond
+	reopenMax = 5 * time.Second
+)
+
+// failed closes w's ring after err; the first worker of an interface to
+// fail logs it, once.
+func (l *Live) failed(w *liveWorker, err error) {
+	why := err.Error()
+	if errors.Is(err, afpacket.ErrPoll) {
+		why = "the interface is down or gone (packet poll failed)"
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	w.kBasePackets, w.kBaseDrops, w.kBaseFrzs = w.kPackets, w.kDrops, w.kFrzs
+	w.tp.Close()
+	w.tp = nil
+	w.down = why
+	if l.down[w.index] == "" {
+		l.down[w.index] = why
+		l.log.Error("capture interface failed: capture on it stops until it returns; everything else goes on",
+			"interface", w.iface, "err", why, "retry_max", reopenMax)
+	}
+	l.sumLocked(w.index)
+}
+
+// reopen waits with backoff until w's interface exists and is up, then
+// opens its ring again. tick runs about every pollTimeout meanwhile (the
+// engine's timeouts still fire). It returns when the ring is open or ctx
+// ends.
+func (l *Live) reopen(ctx context.Context, w *liveWorker, tick func(time.Time)) {
+	wait := reopenMin
+	for {
+		// Jitter in [0.8, 1.2) of wait, from the clock's nanoseconds: no
+		// global random source needed for this.
+		d := wait * time.Duration(800+time.Now().UnixNano()%400) / 1000
+		for end := time.Now().Add(d); ; {
+			left := time.Until(end)
+			if left <= 0 {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(min(left, pollTimeout)):
+			}
+			tick(time.Now())
+		}
+		wait = min(2*wait, reopenMax)
+		ifi, err := net.InterfaceByName(w.iface)
+		if err != nil {
+			l.stillDown(w, fmt.Sprintf("the interface is gone: %v", err))
+			continue
+		}
+		if ifi.Flags&net.FlagUp == 0 {
+			l.stillDown(w, "the interface is down")
+			continue
+		}
+		tp, err := openRing(w.iface, l.cfg, l.filters[w.index], FanoutGroup(ifi.Index))
+		if err != nil {
+			l.stillDown(w, err.Error())
+			continue
+		}
+		l.mu.Lock()
+		w.tp = tp
+		w.down = ""
+		up := true
+		for _, o := range l.workers {
+			if o.index == w.index && o.down != "" {
+				up = false
+			}
+		}
+		if up && l.down[w.index] != "" {
+			l.down[w.index] = ""
+			l.reopens[w.index]++
+			l.log.Info("capture interface back: capturing again", "interface", w.iface, "reopens", l.reopens[w.index])
+		}
+		l.sumLocked(w.index)
+		l.mu.Unlock()
+		return
+	}
+}
+
+// stillDown records why a reopen failed, without logging it again.
+func (l *Live) stillDown(w *liveWorker, why string) {
+	l.mu.Lock()
+	w.down = why
+	l.down[w.index] = why
+	l.sumLocked(w.index)
+	l.mu.Unlock()
 }
 
 // sumLocked adds up the workers of interface i into l.stats[i].
@@ -307,6 +439,9 @@ func (l *Live) sumLocked(i int) {
 		s.KernelDrops += w.kDrops
 		s.KernelFreezes += w.kFrzs
 	}
+	s.Up = l.down[i] == ""
+	s.Error = l.down[i]
+	s.Reopens = l.reopens[i]
 	l.stats[i] = s
 }
 

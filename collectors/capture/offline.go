@@ -21,9 +21,10 @@ import (
 // before was processed. It comes wrapped in a *FileError with the offset.
 var ErrTruncatedFile = errors.New("capture file cut short in the middle of a packet")
 
-// maxSnaplen is the largest packet a file may hold; files that declare a
-// smaller snap length than their packets (some writers do) are read anyway,
-// as tcpdump and Wireshark read them.
+// maxSnaplen is the largest packet a file may hold, whatever its header
+// declares (pcapng blocks are bounded by it too: maxBlock); files that
+// declare a smaller snap length than their packets (some writers do) are
+// read anyway, as tcpdump and Wireshark read them.
 const maxSnaplen = 262144
 
 // FileError is a damaged stretch of a capture file. Offset counts bytes
@@ -178,9 +179,11 @@ func newPcapReader(br *bufio.Reader) (*pcapReader, error) {
 	if err != nil {
 		return nil, &FileError{Err: fmt.Errorf("pcap header: %w", err)}
 	}
-	if r.Snaplen() < maxSnaplen {
-		r.SetSnaplen(maxSnaplen)
-	}
+	// Records are bounded by maxSnaplen whatever the header declares: one
+	// declaring a snap length of 4 GiB must not let a record claim 4 GiB
+	// (pcapgo reads records up to the snap length). Smaller declared snap
+	// lengths are raised to it: some writers write more than they declare.
+	r.SetSnaplen(maxSnaplen)
 	return &pcapReader{r: r, lt: lt, off: 24}, nil
 }
 

@@ -2,6 +2,7 @@ package capture_test
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -87,9 +89,29 @@ func craftedFiles(t *testing.T) map[string][]byte {
 	// then the real packets.
 	shortIP := join(pc[:24], make([]byte, 8), binary.LittleEndian.AppendUint32(binary.LittleEndian.AppendUint32(nil, 14), 14),
 		[]byte{2, 0, 0, 0, 0x45, 0, 0, 0x28, 0, 0, 0, 0, 0x40, 6}, pc[24:])
+	// A header declaring a snap length of 4 GiB, one good record, then one
+	// claiming 4 GiB: the record bound (262144 bytes) holds whatever the
+	// header declares (breaker 1: 545 MB resident for one such record).
+	snapMax := clone(pc[:24])
+	binary.LittleEndian.PutUint32(snapMax[16:], 0xffffffff)
+	first := pc[24 : 40+binary.LittleEndian.Uint32(pc[32:])]
+	hugeRec := binary.LittleEndian.AppendUint64(binary.LittleEndian.AppendUint64(nil, 0), 0xfffffff0_fffffff0)
+	// Just above the bound, the bytes there: refused too, not read.
+	overRec := binary.LittleEndian.AppendUint64(binary.LittleEndian.AppendUint64(nil, 0), 262145<<32|262145)
+	// A section header of 24 bytes (at least 28: the section length is
+	// cut), then good blocks: no section ever starts (breaker 1 read it
+	// as 0 packets, exit 0).
+	shortSHB := clone(blocks[0][:24])
+	binary.LittleEndian.PutUint32(shortSHB[4:], 24)
+	binary.LittleEndian.PutUint32(shortSHB[20:], 24)
+	// The only section is of a major version this reader skips.
+	v2 := clone(blocks[0])
+	binary.LittleEndian.PutUint16(v2[12:], 2)
 	return map[string][]byte{
 		"linktype-147.pcap":        user0,
 		"short-ip.pcap":            shortIP,
+		"shb-short-only.pcapng":    join(shortSHB, join(blocks[1:]...)),
+		"shb-v2-only.pcapng":       join(v2, join(blocks[1:]...)),
 		"tsresol-7f.pcapng":        join(blocks[0], idbWithTsresol(0x7f), epbs),
 		"tsresol-ff.pcapng":        join(blocks[0], idbWithTsresol(0xff), epbs),
 		"tsresol-7f-second.pcapng": join(blocks[0], blocks[1], idbWithTsresol(0x7f), epbs),
@@ -97,19 +119,21 @@ func craftedFiles(t *testing.T) map[string][]byte {
 		"shb-cut.pcapng":           ng[:20],
 		// 200 KB of "packet block of 256 KiB" headers: every step of the
 		// scan looks at a block that runs past the end.
-		"scan-tail.pcapng":        join(blocks[0], blocks[1], bytes.Repeat([]byte{6, 0, 0, 0, 0, 0, 4, 0}, 25000)),
-		"truncated-header.pcapng": join(blocks[0], blocks[1], blocks[2], blocks[3][:6]),
-		"bad-block.pcapng":        join(blocks[0], blocks[1], join(blocks[2:5]...), badTail, join(blocks[6:]...)),
-		"bad-body.pcapng":         join(blocks[0], blocks[1], join(blocks[2:6]...), badBody, join(blocks[7:]...)),
-		"huge-length.pcapng":      join(blocks[0], blocks[1], join(blocks[2:7]...), huge, join(blocks[8:]...)),
-		"garbage-between.pcapng":  join(blocks[0], blocks[1], join(blocks[2:10]...), garbage, join(blocks[10:]...)),
-		"bad-magic.pcap":          join([]byte{0xde, 0xad, 0xbe, 0xef}, pc[4:200]),
-		"empty.pcap":              {},
-		"short-3.pcap":            pc[:3],
-		"short-10.pcap":           pc[:10],
-		"header-only.pcap":        pc[:24],
-		"truncated.pcap":          pc[:len(pc)-30],
-		"huge-caplen.pcap":        join(pc[:24], binary.LittleEndian.AppendUint64(binary.LittleEndian.AppendUint64(nil, 0), 0xffffffff_fffffff0), pc[40:]),
+		"scan-tail.pcapng":             join(blocks[0], blocks[1], bytes.Repeat([]byte{6, 0, 0, 0, 0, 0, 4, 0}, 25000)),
+		"truncated-header.pcapng":      join(blocks[0], blocks[1], blocks[2], blocks[3][:6]),
+		"bad-block.pcapng":             join(blocks[0], blocks[1], join(blocks[2:5]...), badTail, join(blocks[6:]...)),
+		"bad-body.pcapng":              join(blocks[0], blocks[1], join(blocks[2:6]...), badBody, join(blocks[7:]...)),
+		"huge-length.pcapng":           join(blocks[0], blocks[1], join(blocks[2:7]...), huge, join(blocks[8:]...)),
+		"garbage-between.pcapng":       join(blocks[0], blocks[1], join(blocks[2:10]...), garbage, join(blocks[10:]...)),
+		"bad-magic.pcap":               join([]byte{0xde, 0xad, 0xbe, 0xef}, pc[4:200]),
+		"empty.pcap":                   {},
+		"short-3.pcap":                 pc[:3],
+		"short-10.pcap":                pc[:10],
+		"header-only.pcap":             pc[:24],
+		"truncated.pcap":               pc[:len(pc)-30],
+		"huge-caplen.pcap":             join(pc[:24], binary.LittleEndian.AppendUint64(binary.LittleEndian.AppendUint64(nil, 0), 0xffffffff_fffffff0), pc[40:]),
+		"snaplen-max-4g-record.pcap":   join(snapMax, first, hugeRec, pc[40:1000]),
+		"snaplen-max-over-record.pcap": join(snapMax, first, overRec, bytes.Repeat([]byte{0}, 262145), first),
 	}
 }
 
@@ -167,8 +191,12 @@ func TestCraftedFiles(t *testing.T) {
 		{name: "header-only.pcap", errAt: -1},
 		{name: "truncated.pcap", packets: 151, errAt: lastRecord(t), trunc: true},
 		{name: "huge-caplen.pcap", errAt: 24, errHas: "capture length exceeds"},
+		{name: "snaplen-max-4g-record.pcap", packets: 1, errAt: 24 + firstRecord(t), errHas: "capture length exceeds snap length: 4294967280 > 262144"},
+		{name: "snaplen-max-over-record.pcap", packets: 1, errAt: 24 + firstRecord(t), errHas: "capture length exceeds snap length: 262145 > 262144"},
 		{name: "shb-cut.pcapng", errAt: 0, errHas: "no valid section header"},
 		{name: "scan-tail.pcapng", errAt: off(2), trunc: true},
+		{name: "shb-short-only.pcapng", skips: []int64{0, 24, 44}, errAt: 0, errHas: "no valid section header (section header shorter than 28 bytes)"},
+		{name: "shb-v2-only.pcapng", skips: []int64{0}, errAt: 0, errHas: "no valid section header (section of pcapng version 2.0 skipped)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			b, err := os.ReadFile(filepath.Join(dir, tc.name))
@@ -222,6 +250,15 @@ func TestCraftedFiles(t *testing.T) {
 			}
 		})
 	}
+}
+
+// firstRecord is the length of the first record of pcapSource.
+func firstRecord(t *testing.T) int64 {
+	pc, err := os.ReadFile(pcapSource)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return 16 + int64(binary.LittleEndian.Uint32(pc[32:]))
 }
 
 // lastRecord is the offset of the last record of pcapSource: the
@@ -295,5 +332,41 @@ func TestNgReaderAgreesWithPcapgo(t *testing.T) {
 	}
 	if n < 5 {
 		t.Fatalf("%d pcapng captures found in testdata/pcaps, want at least 5", n)
+	}
+}
+
+// TestPcapRecordBoundEveryPath: the 262144-byte record bound holds in every
+// reader path (plain, gzip, a pipe as standard input is), at the record's
+// offset, without allocating what the record claims.
+func TestPcapRecordBoundEveryPath(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("testdata", "files", "snaplen-max-4g-record.pcap"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write(b)
+	zw.Close()
+	for name, r := range map[string]func() io.Reader{
+		"file": func() io.Reader { return bytes.NewReader(b) },
+		"gzip": func() io.Reader { return bytes.NewReader(gz.Bytes()) },
+		"pipe": func() io.Reader { return io.MultiReader(bytes.NewReader(b[:30]), bytes.NewReader(b[30:])) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			cfg := capture.Config{}
+			cfg.Defaults()
+			e := capture.NewEngine(cfg, func(*plcwatch.Event) {})
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			err := capture.Read(context.Background(), r(), e)
+			runtime.ReadMemStats(&after)
+			var fe *capture.FileError
+			if !errors.As(err, &fe) || fe.Offset != 24+firstRecord(t) || !strings.Contains(err.Error(), "> 262144") {
+				t.Errorf("error %v, want the record bound at offset %d", err, 24+firstRecord(t))
+			}
+			if a := after.TotalAlloc - before.TotalAlloc; a > 16<<20 {
+				t.Errorf("allocated %d bytes reading a %d-byte file", a, len(b))
+			}
+		})
 	}
 }

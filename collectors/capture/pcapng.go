@@ -58,8 +58,14 @@ type ngReader struct {
 	ifaces []ngIface
 	inSkip bool // in a section of an unknown major version: skip to the next section
 	seen   bool // a Section Header Block was read
-	eof    bool // the input ended: what is left is buffered
-	skip   func(*FileError)
+	// valid says a section this reader can read (a well-formed header of
+	// major version 1) was found; until then firstBad is the first
+	// damage met, and a file that ends so is no pcapng file (an error,
+	// never "0 packets").
+	valid    bool
+	firstBad *FileError
+	eof      bool // the input ended: what is left is buffered
+	skip     func(*FileError)
 	// pending is the skip being reported: blocks skipped one after the
 	// other for the same reason (every packet of a damaged interface)
 	// are one report.
@@ -180,7 +186,20 @@ func (n *ngReader) resync(why error) error {
 	}
 }
 
+// noSection is the error of a file that ended before any section header
+// this reader can read: the offset and reason of the first damage.
+func (n *ngReader) noSection() error {
+	fe := &FileError{Err: errors.New("not a pcapng file: no valid section header")}
+	if n.firstBad != nil {
+		fe = &FileError{Offset: n.firstBad.Offset, Err: fmt.Errorf("not a pcapng file: no valid section header (%v)", n.firstBad.Err)}
+	}
+	return fe
+}
+
 func (n *ngReader) report(fe *FileError) {
+	if !n.valid && n.firstBad == nil {
+		n.firstBad = &FileError{Offset: fe.Offset, Err: fe.Err}
+	}
 	if fe.Blocks == 0 {
 		fe.Blocks = 1
 	}
@@ -219,6 +238,9 @@ func (n *ngReader) read() ([]byte, time.Time, LinkType, error) {
 			var bad badFrame
 			switch {
 			case errors.Is(err, io.EOF):
+				if !n.valid {
+					return nil, time.Time{}, 0, n.noSection()
+				}
 				return nil, time.Time{}, 0, io.EOF
 			case errors.As(err, &bad):
 				err = bad.err
@@ -278,6 +300,7 @@ func (n *ngReader) block(typ uint32, body []byte) (data []byte, ts time.Time, lt
 		if n.inSkip {
 			return nil, ts, 0, false, fmt.Errorf("section of pcapng version %d.%d skipped", major, o.Uint16(body[6:]))
 		}
+		n.valid = true
 		return nil, ts, 0, false, nil
 	}
 	if !n.seen {

@@ -50,6 +50,7 @@ type Stats struct {
 	Confirmed      uint64 // connections a request and its response confirmed as Modbus/TCP
 	NotModbus      uint64 // connections that showed they are not Modbus/TCP
 	NotModbusBytes uint64 // bytes of such connections left undecoded
+	CutShort       uint64 // ADUs their connection ended inside (reported as far as they came when the function code had)
 }
 
 // Dissector makes Conns that share a configuration and statistics. It is
@@ -109,6 +110,7 @@ type Conn struct {
 	// a connection that is not Modbus, until a response agrees.
 	doubt   bool
 	pending []request
+	cutting bool // the ADU being handled is one the connection ended inside (Cut)
 }
 
 var _ reassembly.Consumer = (*Conn)(nil)
@@ -436,6 +438,9 @@ func (c *Conn) request(tid uint16, unit uint8, pdu []byte, m reassembly.Meta) {
 	ev.Time, ev.Frame = m.Time, m.Frame
 	ev.TID, ev.Unit = tid, unit
 	DecodeRequest(ev, pdu)
+	if c.cutting {
+		ev.Malformed = cutReason(ev.Malformed)
+	}
 	if !held {
 		c.early(p)
 	}
@@ -469,6 +474,9 @@ func (c *Conn) response(tid uint16, unit uint8, pdu []byte, m reassembly.Meta) {
 		}
 		ev := &p.ev
 		DecodeResponse(ev, pdu)
+		if c.cutting {
+			ev.Malformed = cutReason(ev.Malformed)
+		}
 		ev.RTT = c.rtt(m.Time.Sub(ev.Time))
 		c.send(ev)
 		c.remove(i)
@@ -488,6 +496,9 @@ func (c *Conn) response(tid uint16, unit uint8, pdu []byte, m reassembly.Meta) {
 	ev := c.newEvent(m)
 	ev.TID, ev.Unit = tid, unit
 	DecodeOrphan(ev, pdu)
+	if c.cutting {
+		ev.Malformed = cutReason(ev.Malformed)
+	}
 	c.send(ev)
 }
 
@@ -591,6 +602,45 @@ func (c *Conn) Expire(now time.Time) {
 	for len(c.pending) > 0 && ns > c.pending[0].due {
 		c.finish(0, plcwatch.UnansweredTimeout)
 	}
+}
+
+// CutShort is the Malformed reason of an ADU its connection ended inside
+// (FIN, RST, idle timeout, or the end of the capture): its fields are
+// decoded as far as they came, and what the decoder says is missing
+// follows this prefix. Zeek and Suricata report such truncations too.
+const CutShort = "ADU cut short: its connection ended inside it"
+
+func cutReason(decoder string) string {
+	if decoder == "" {
+		return CutShort
+	}
+	return CutShort + ": " + decoder
+}
+
+// Cut implements the engine's end of a connection: rest are dir's bytes
+// Data left unconsumed, the start of an ADU whose rest never came. It is
+// counted; when the function code came, it is handled as the ADU it
+// began (a request waits for Close; a response answers its request), with
+// Malformed saying so. Bytes after a framing loss, or of a connection that
+// is not Modbus, are no ADU: left alone.
+func (c *Conn) Cut(dir reassembly.Dir, rest []byte, m reassembly.Meta) {
+	if len(rest) == 0 || c.lost[dir] || c.state == stateNotModbus {
+		return
+	}
+	c.d.Stats.CutShort++
+	if len(rest) <= mbapLen {
+		return // no function code: counted only
+	}
+	if c.tail[dir] > 0 {
+		m = c.tailM[dir] // the packet that brought its last bytes
+	}
+	length := int(be16(rest[4:]))
+	if be16(rest[2:]) != 0 || length < 2 || length > 254 || len(rest) >= 6+length {
+		return // framed already: cannot happen, but no ADU to report
+	}
+	c.cutting = true
+	c.adu(dir, rest, m)
+	c.cutting = false
 }
 
 // Close emits every outstanding request with the given reason: the

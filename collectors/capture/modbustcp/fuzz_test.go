@@ -96,6 +96,10 @@ func FuzzDissector(f *testing.F) {
 			}
 			c.Expire(now)
 		}
+		// The connection ends inside whatever is left (breaker 1).
+		for dir := range keep {
+			c.Cut(reassembly.Dir(dir), keep[dir], reassembly.Meta{Time: now, Frame: frame})
+		}
 		c.Close(plcwatch.UnansweredClosed)
 		if c.Outstanding() != 0 {
 			t.Fatalf("%d requests outstanding after Close", c.Outstanding())

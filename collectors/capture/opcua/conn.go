@@ -49,7 +49,22 @@ const (
 	errAborted    = "message aborted by its sender"
 	errMismatch   = "response type does not match the request"
 	errLostChunks = "earlier chunks of the message were not seen"
+	// ErrCutShort prefixes the Malformed reason of a message its
+	// connection ended inside (FIN, RST, idle timeout, the end of the
+	// capture): decoded as far as it came, the decoder's reason for what
+	// is missing after it.
+	ErrCutShort = "message cut short: its connection ended inside it"
 )
+
+func cutReason(decoder string) string {
+	switch {
+	case decoder == "":
+		return ErrCutShort
+	case len(decoder) >= len(ErrCutShort) && decoder[:len(ErrCutShort)] == ErrCutShort:
+		return decoder // marked already
+	}
+	return ErrCutShort + ": " + decoder
+}
 
 // header checks a message header and returns the message's size.
 func header(b []byte) (typ uint32, size int, ok bool) {
@@ -182,6 +197,7 @@ type Conn struct {
 	pending  []pending
 	endpoint string
 	lastTime time.Time // of the last data seen: when a connection's end is reported
+	cutting  bool      // the chunk being handled is one the connection ended inside (Cut)
 }
 
 var _ reassembly.Consumer = (*Conn)(nil)
@@ -677,6 +693,9 @@ func (c *Conn) dropPending() {
 // that do not look at the response see it now, answered or not.
 func (c *Conn) request(p *pending) {
 	c.d.Stats.Requests++
+	if c.cutting {
+		p.ev.Malformed = cutReason(p.ev.Malformed)
+	}
 	if c.d.cfg.EarlyRequests {
 		c.emitStage(p, plcwatch.StageRequest)
 	}
@@ -730,6 +749,9 @@ func (c *Conn) remove(i int) {
 }
 
 func (c *Conn) send(ev *plcwatch.Event) {
+	if c.cutting {
+		ev.Malformed = cutReason(ev.Malformed)
+	}
 	if ev.Stage == plcwatch.StageRequest {
 		// The early copy of a request: counted once, with its response.
 		c.d.Stats.Early++
@@ -753,6 +775,42 @@ func (c *Conn) Expire(now time.Time) {
 		}
 		i++
 	}
+}
+
+// Cut implements the engine's end of a connection: rest are dir's bytes
+// Data left unconsumed — or, for a chunk too large for reassembly, what
+// the Conn buffered of it — the start of a chunk whose rest never came. It
+// is counted and, when its header came, handled as the final chunk it
+// began, its size what came, so that the service decoder reports its
+// fields up to the cut and says what is missing (Malformed starts with
+// ErrCutShort). Off the hot path: it copies.
+func (c *Conn) Cut(dir reassembly.Dir, rest []byte, m reassembly.Meta) {
+	st := &c.dirs[dir]
+	b := rest
+	switch {
+	case st.big != nil:
+		b, m = st.big, st.bigM
+	case st.tail > 0:
+		m = st.tailM
+	}
+	if len(b) == 0 || st.lost || st.skip > 0 {
+		return
+	}
+	c.d.Stats.CutShort++
+	if _, _, ok := header(b); !ok {
+		return // not even a header: counted only
+	}
+	cp := append([]byte(nil), b...)
+	binary.LittleEndian.PutUint32(cp[4:], uint32(len(cp)))
+	if cp[3] == 'C' {
+		cp[3] = 'F' // the message ends here: decode what came of it
+	}
+	if _, _, ok := header(cp); !ok {
+		return // shorter than its type's headers: counted only
+	}
+	c.cutting = true
+	c.chunk(dir, cp, m)
+	c.cutting = false
 }
 
 // Close emits every outstanding request with the given reason, the

@@ -879,3 +879,51 @@ func u32s(in []uint32) []float64 {
 	}
 	return out
 }
+
+// TestCutShortAtClose (breaker 1): an ActivateSession cut right after
+// its password, then FIN, left no event, malformed count or metric. The
+// message is reported as far as it came, Malformed saying it was cut
+// short, and the password still appears nowhere.
+func TestCutShortAtClose(t *testing.T) {
+	const pw = "Zq7#Kp9!-cut"
+	for _, tc := range []struct {
+		name    string
+		cut     func(msg []byte) int // where the connection ends
+		events  int                  // ActivateSessionRequest events shown
+		counted uint64
+	}{
+		{"after the password", func(msg []byte) int { return bytes.Index(msg, []byte(pw)) + len(pw) }, 1, 1},
+		{"inside the password", func(msg []byte) int { return bytes.Index(msg, []byte(pw)) + 3 }, 1, 1},
+		{"inside the request header", func([]byte) int { return hdrLen + 8 + 8 + 10 }, 1, 1},
+		{"inside the secure channel header", func([]byte) int { return hdrLen + 4 }, 0, 1},
+		{"inside the header", func([]byte) int { return 5 }, 0, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			v := newConv(t, Config{})
+			v.secret = pw
+			v.open(nil)
+			msg := v.c2s.Message(4, pcapgen.Encode(&ua.ActivateSessionRequest{RequestHeader: v.rh(4), ClientSignature: &ua.SignatureData{},
+				UserIdentityToken:  ua.NewExtensionObject(&ua.UserNameIdentityToken{PolicyID: "u", UserName: "maint", Password: []byte(pw)}),
+				UserTokenSignature: &ua.SignatureData{}}), 0)
+			v.send(reassembly.ClientToServer, msg[:tc.cut(msg)])
+			before := len(v.find("ActivateSessionRequest"))
+			v.c.Cut(reassembly.ClientToServer, v.buf[reassembly.ClientToServer], reassembly.Meta{Time: v.now(), Frame: v.frame})
+			v.c.Cut(reassembly.ServerToClient, v.buf[reassembly.ServerToClient], reassembly.Meta{Time: v.now(), Frame: v.frame})
+			v.c.Close(plcwatch.UnansweredClosed)
+			v.check()
+			got := v.find("ActivateSessionRequest")[before:]
+			if len(got) != tc.events {
+				t.Fatalf("%d ActivateSessionRequest events after the cut, want %d", len(got), tc.events)
+			}
+			for _, ev := range got {
+				if !strings.HasPrefix(ev.Malformed, ErrCutShort) || ev.Unanswered != plcwatch.UnansweredClosed {
+					t.Errorf("malformed %q unanswered %q, want %q... and closed", ev.Malformed, ev.Unanswered, ErrCutShort)
+				}
+				t.Logf("%s", ev.AppendJSON(nil))
+			}
+			if v.d.Stats.CutShort != tc.counted {
+				t.Errorf("cut short %d, want %d", v.d.Stats.CutShort, tc.counted)
+			}
+		})
+	}
+}

@@ -85,6 +85,7 @@ type Stats struct {
 	Panics       uint64 // gopcua panics recovered (reported as malformed)
 	Rejected     uint64 // messages the schema walk kept from gopcua (malformed)
 	BufferedPeak uint64 // most bytes held at once for incomplete messages
+	CutShort     uint64 // messages their connection ended inside (reported as far as they came when their header had)
 }
 
 // Dissector makes Conns that share a configuration, statistics, the

@@ -47,7 +47,11 @@ func FuzzConn(f *testing.F) {
 				t.Fatalf("invalid JSON: %s", js)
 			}
 		})
-		feed(c, script, t0)
+		rest := feed(c, script, t0)
+		// The connection ends inside whatever is left (breaker 1).
+		for dir := range rest {
+			c.Cut(reassembly.Dir(dir), rest[dir], reassembly.Meta{Time: t0, Frame: 1})
+		}
 		c.Close(plcwatch.UnansweredEOF)
 		if req != resp {
 			t.Fatalf("%d StageRequest events, %d StageResponse", req, resp)
@@ -61,8 +65,8 @@ func FuzzConn(f *testing.F) {
 // feed plays a script: each step is a control byte (bit 0 the direction,
 // bit 1 a gap before the data, bits 2-7 and the next byte the length)
 // and that many bytes of data. Unconsumed bytes are kept and offered
-// again, as reassembly does.
-func feed(c *Conn, script []byte, t0 time.Time) {
+// again, as reassembly does; what is left unconsumed is returned.
+func feed(c *Conn, script []byte, t0 time.Time) [2][]byte {
 	var pending [2][]byte
 	frame := uint64(0)
 	for len(script) >= 2 {
@@ -87,6 +91,7 @@ func feed(c *Conn, script []byte, t0 time.Time) {
 		}
 		c.Expire(m.Time)
 	}
+	return pending
 }
 
 // FuzzService decodes arbitrary bodies as every service plcwatch knows,

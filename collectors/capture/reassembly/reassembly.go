@@ -372,6 +372,11 @@ func (c *Conn) Release() {
 	}
 }
 
+// Pending returns dir's in-order bytes the consumer left unconsumed: the
+// start of a message whose rest has not come. Valid until the next Add,
+// Flush or Release.
+func (c *Conn) Pending(dir Dir) []byte { return c.streams[dir].pending }
+
 // Buffered returns the bytes this connection holds in its buffers.
 func (c *Conn) Buffered() int {
 	return cap(c.streams[0].pending) + cap(c.streams[1].pending) + c.streams[0].earlyN + c.streams[1].earlyN
