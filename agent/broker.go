@@ -23,6 +23,8 @@ import (
 	mochi "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/plcwatch/plcwatch/secret"
 )
 
 // agentUser is the agent's own user on its embedded broker; its password
@@ -56,13 +58,7 @@ func startBroker(cfg *Config, log *slog.Logger) (*embeddedBroker, error) {
 	auth := &brokerAuth{agentPass: []byte(hex.EncodeToString(pw[:])), clientID: cfg.MQTT.ClientID,
 		prefix: cfg.MQTT.TopicPrefix, anonymous: e.Anonymous == "read", users: map[string][]byte{}}
 	for i, u := range e.Users {
-		var p string
-		var err error
-		if u.PasswordFile != "" {
-			p, err = readSecretFile(fmt.Sprintf("mqtt.embedded.users[%d].password_file", i), u.PasswordFile)
-		} else {
-			p, err = readSecretEnv(fmt.Sprintf("mqtt.embedded.users[%d].password_env", i), u.PasswordEnv)
-		}
+		p, err := secret.FileOrEnv(fmt.Sprintf("mqtt.embedded.users[%d]", i), u.PasswordFile, u.PasswordEnv)
 		if err != nil {
 			return nil, err
 		}

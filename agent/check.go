@@ -19,6 +19,7 @@ import (
 	"github.com/plcwatch/plcwatch/collectors/opcua"
 	"github.com/plcwatch/plcwatch/inventory"
 	"github.com/plcwatch/plcwatch/rules"
+	"github.com/plcwatch/plcwatch/secret"
 )
 
 // CheckOptions say how far Check looks beyond the file.
@@ -125,9 +126,9 @@ func (c *Config) checkFiles(ps *problems) {
 	// Passwords and certificates.
 	if len(c.MQTT.Brokers) > 0 {
 		if _, err := c.password(); err != nil {
-			var se *errSecret
+			var se *secret.Error
 			if errors.As(err, &se) {
-				ps.add(se.key, "%s", se.msg)
+				ps.add(se.Key, "%s", se.Msg)
 			} else {
 				ps.add("mqtt", "%v", err)
 			}
@@ -139,16 +140,10 @@ func (c *Config) checkFiles(ps *problems) {
 		e := c.MQTT.Embedded
 		for i, u := range e.Users {
 			at := fmt.Sprintf("mqtt.embedded.users[%d]", i)
-			var err error
-			switch {
-			case u.PasswordFile != "":
-				_, err = readSecretFile(at+".password_file", u.PasswordFile)
-			case u.PasswordEnv != "":
-				_, err = readSecretEnv(at+".password_env", u.PasswordEnv)
-			}
-			var se *errSecret
+			_, err := secret.FileOrEnv(at, u.PasswordFile, u.PasswordEnv)
+			var se *secret.Error
 			if errors.As(err, &se) {
-				ps.add(se.key, "%s", se.msg)
+				ps.add(se.Key, "%s", se.Msg)
 			}
 		}
 		if _, err := e.TLS.serverConfig(); err != nil {

@@ -1,12 +1,11 @@
 package agent
 
 import (
-	"errors"
 	"fmt"
-	"io/fs"
 	"net/url"
-	"os"
 	"strings"
+
+	"github.com/plcwatch/plcwatch/secret"
 )
 
 // Secrets (issue 8): a broker password may come from password_file,
@@ -92,50 +91,10 @@ func (c *Config) takeURLCredentials(ps *problems) (refused map[int]bool) {
 }
 
 // password is the broker password: from password_file, password_env or a
-// broker URL.
+// broker URL. Errors are *secret.Error.
 func (c *Config) password() (string, error) {
-	switch {
-	case c.MQTT.PasswordFile != "":
-		return readSecretFile("mqtt.password_file", c.MQTT.PasswordFile)
-	case c.MQTT.PasswordEnv != "":
-		return readSecretEnv("mqtt.password_env", c.MQTT.PasswordEnv)
+	if c.MQTT.PasswordFile != "" || c.MQTT.PasswordEnv != "" {
+		return secret.FileOrEnv("mqtt", c.MQTT.PasswordFile, c.MQTT.PasswordEnv)
 	}
 	return c.MQTT.urlPassword, nil
-}
-
-// errSecret is a password_file or password_env that gives no password. Its
-// messages name the key, never its value (which might be the password).
-type errSecret struct{ key, msg string }
-
-func (e *errSecret) Error() string { return e.key + ": " + e.msg }
-
-// readSecretFile reads a password file: the first line, without its line
-// ending.
-func readSecretFile(key, path string) (string, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		var pe *fs.PathError
-		if errors.As(err, &pe) {
-			err = pe.Err
-		}
-		return "", &errSecret{key, fmt.Sprintf("the file it names cannot be read: %v (the name is not repeated here: it might be the password itself)", err)}
-	}
-	pw, _, _ := strings.Cut(string(b), "\n")
-	pw = strings.TrimRight(pw, "\r")
-	if pw == "" {
-		return "", &errSecret{key, "the file it names is empty"}
-	}
-	return pw, nil
-}
-
-// readSecretEnv reads a password from the environment.
-func readSecretEnv(key, name string) (string, error) {
-	pw, ok := os.LookupEnv(name)
-	switch {
-	case !ok:
-		return "", &errSecret{key, "the environment has no variable of that name (the name is not repeated here: it might be the password itself)"}
-	case pw == "":
-		return "", &errSecret{key, "the variable it names is empty"}
-	}
-	return pw, nil
 }

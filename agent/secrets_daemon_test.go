@@ -153,3 +153,35 @@ modbus:
 		}
 	}
 }
+
+// TestNoProblemRepeatsAPlantedSecret plants a password where a file's or a
+// variable's name belongs, in every key that names a secret (issue 10: the
+// OPC UA auth keys echoed it), and checks that config check and run say
+// so at that value's line and column without repeating it.
+func TestNoProblemRepeatsAPlantedSecret(t *testing.T) {
+	const planted = "S3cr3t-PW-xyz"
+	opcuaDev := "opcua:\n  devices:\n    - name: plc\n      endpoint: opc.tcp://127.0.0.1:4840\n      tags: [{name: t, node: \"ns=2;s=t\"}]\n"
+	for _, tc := range []struct{ key, yaml, at string }{
+		{"mqtt.password_file", "mqtt: {brokers: [\"tcp://127.0.0.1:1883\"], username: alice, password_file: /tmp/x/" + planted + "}\n", "4:75"},
+		{"mqtt.password_env", "mqtt: {brokers: [\"tcp://127.0.0.1:1883\"], username: alice, password_env: " + planted + "}\n", "4:74"},
+		{"mqtt.embedded.users[0].password_file", "mqtt:\n  embedded:\n    listen: 127.0.0.1:0\n    users: [{username: scada, password_file: " + planted + "}]\n", "7:46"},
+		{"mqtt.embedded.users[0].password_env", "mqtt:\n  embedded:\n    listen: 127.0.0.1:0\n    users: [{username: scada, password_env: " + planted + "}]\n", "7:45"},
+		{"opcua.devices[0].auth.password_file", opcuaDev + "      auth: {username: u, password_file: /tmp/x/" + planted + "}\n", "9:42"},
+		{"opcua.devices[0].auth.password_env", opcuaDev + "      auth:\n        username: u\n        password_env: " + planted + "\n", "11:23"},
+	} {
+		t.Run(tc.key, func(t *testing.T) {
+			dir := t.TempDir()
+			writeRules(t, dir, "rules:\n  - {id: w, title: w, severity: low, match: {op: write}}\n")
+			path := filepath.Join(dir, "plcwatch.yaml")
+			os.WriteFile(path, []byte("rules: {paths: [rules]}\nspool: {dir: spool}\nhttp: {listen: \"off\"}\n"+tc.yaml), 0o600)
+			for _, args := range [][]string{{"config", "check", path}, {"run", "--config", path}} {
+				out, err := exec.Command(binary, args...).CombinedOutput()
+				want := path + ":" + tc.at + ": " + tc.key + ": "
+				if exitCode(err) != 1 || strings.Contains(string(out), planted) || !strings.Contains(string(out), want) ||
+					!strings.Contains(string(out), "it might be the password itself") {
+					t.Errorf("%v: exit %d, want %q and no %s:\n%s", args, exitCode(err), want, planted, out)
+				}
+			}
+		})
+	}
+}

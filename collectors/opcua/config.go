@@ -13,6 +13,7 @@
 package opcua
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"net"
@@ -25,6 +26,7 @@ import (
 	"github.com/gopcua/opcua/ua"
 
 	"github.com/plcwatch/plcwatch"
+	"github.com/plcwatch/plcwatch/secret"
 )
 
 // Config is the opcua: section of the agent's configuration.
@@ -332,27 +334,10 @@ func (d *Device) Assets() []plcwatch.Asset {
 }
 
 // password reads the user's password from its file or variable. Errors
-// name the file or variable, never the content.
+// are *secret.Error naming auth.password_file or auth.password_env, never
+// the value written there nor the content.
 func (a *Auth) password() (string, error) {
-	switch {
-	case a.PasswordFile != "":
-		b, err := os.ReadFile(a.PasswordFile)
-		if err != nil {
-			return "", fmt.Errorf("password_file: %w", err)
-		}
-		p := strings.TrimRight(string(b), "\r\n")
-		if p == "" {
-			return "", fmt.Errorf("password_file %s is empty", a.PasswordFile)
-		}
-		return p, nil
-	case a.PasswordEnv != "":
-		p, ok := os.LookupEnv(a.PasswordEnv)
-		if !ok || p == "" {
-			return "", fmt.Errorf("password_env: variable %s is not set", a.PasswordEnv)
-		}
-		return p, nil
-	}
-	return "", nil
+	return secret.FileOrEnv("auth", a.PasswordFile, a.PasswordEnv)
 }
 
 // CheckFiles reads what the device names (the password, the user
@@ -360,11 +345,16 @@ func (a *Auth) password() (string, error) {
 func (d *Device) CheckFiles() []error {
 	var errs []error
 	if _, err := d.Auth.password(); err != nil {
-		errs = append(errs, &FieldError{"auth", err.Error()})
+		var se *secret.Error
+		if errors.As(err, &se) {
+			errs = append(errs, &FieldError{se.Key, se.Msg})
+		} else {
+			errs = append(errs, &FieldError{"auth", err.Error()})
+		}
 	}
 	if d.Auth.CertFile != "" {
 		if _, _, err := loadKeyPair(d.Auth.CertFile, d.Auth.KeyFile); err != nil {
-			errs = append(errs, &FieldError{"auth", err.Error()})
+			errs = append(errs, &FieldError{"auth.cert_file", err.Error()})
 		}
 	}
 	return errs
