@@ -24,6 +24,7 @@ import (
 	"github.com/plcwatch/plcwatch/collectors/capture"
 	"github.com/plcwatch/plcwatch/collectors/modbus"
 	"github.com/plcwatch/plcwatch/collectors/opcua"
+	"github.com/plcwatch/plcwatch/hostport"
 	"github.com/plcwatch/plcwatch/rules"
 )
 
@@ -636,8 +637,8 @@ func (c *Config) validate() ConfigError {
 		bad("spool.segment_bytes", "%s: at most max_bytes (%s)", fmtSize(float64(c.Spool.SegmentBytes)), fmtSize(float64(c.Spool.MaxBytes)))
 	}
 	if c.HTTP.Listen != "" && c.HTTP.Listen != "off" {
-		if _, _, err := net.SplitHostPort(c.HTTP.Listen); err != nil {
-			bad("http.listen", "%q: want host:port, or off", c.HTTP.Listen)
+		if err := hostport.Listen(c.HTTP.Listen); err != nil {
+			bad("http.listen", "%q: %v (or off)", c.HTTP.Listen, err)
 		} else {
 			c.validateListener(ps, "http", c.HTTP.Listen, c.HTTP.TLS, c.HTTP.AllowInsecure, c.HTTP.PProf)
 		}
@@ -757,6 +758,11 @@ func (c *Config) validateMQTT(ps *problems) {
 		default:
 			bad(path, "scheme %q: want tcp, ssl, ws or wss", u.Scheme)
 		}
+		if u.Hostname() == "" {
+			bad(path, "%q: no host (like tcp://broker:1883)", b)
+		} else if err := hostport.Port(u.Port()); err != nil {
+			bad(path, "%q: %v", b, err)
+		}
 	}
 	if c.MQTT.KeepAlive%time.Second != 0 {
 		bad("mqtt.keepalive", "%s: want whole seconds (MQTT counts it in seconds)", c.MQTT.KeepAlive)
@@ -780,8 +786,8 @@ func (c *Config) validateMQTT(ps *problems) {
 		return
 	}
 	e := &c.MQTT.Embedded
-	if _, _, err := net.SplitHostPort(e.Listen); err != nil {
-		bad("mqtt.embedded.listen", "%q: want host:port", e.Listen)
+	if err := hostport.Listen(e.Listen); err != nil {
+		bad("mqtt.embedded.listen", "%q: %v", e.Listen, err)
 		return
 	}
 	switch e.Anonymous {

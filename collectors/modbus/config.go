@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/plcwatch/plcwatch"
+	"github.com/plcwatch/plcwatch/hostport"
 )
 
 // Protocol limits of one read request (Modbus Application Protocol v1.1b3,
@@ -153,8 +154,8 @@ func (d *Device) Validate() []error {
 	}
 	switch d.Transport {
 	case "tcp", "tcp+tls", "rtu-over-tcp":
-		if _, _, err := net.SplitHostPort(d.Address); err != nil {
-			bad("address", "%q: want host:port", d.Address)
+		if err := hostport.Dial(d.Address); err != nil {
+			bad("address", "%q: %v", d.Address, err)
 		}
 	case "rtu":
 		if d.Address == "" {

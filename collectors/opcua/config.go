@@ -26,6 +26,7 @@ import (
 	"github.com/gopcua/opcua/ua"
 
 	"github.com/plcwatch/plcwatch"
+	"github.com/plcwatch/plcwatch/hostport"
 	"github.com/plcwatch/plcwatch/secret"
 )
 
@@ -299,6 +300,12 @@ func parseEndpoint(s string) (string, error) {
 	}
 	if u.User != nil {
 		return "", fmt.Errorf("credentials in the endpoint URL: use auth")
+	}
+	if u.Hostname() == "" {
+		return "", fmt.Errorf("%q: no host: want opc.tcp://host:port/path", s)
+	}
+	if err := hostport.Port(u.Port()); err != nil {
+		return "", fmt.Errorf("%q: %v", s, err)
 	}
 	host := u.Host
 	if u.Port() == "" {
