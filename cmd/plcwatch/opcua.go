@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"net/url"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -79,6 +80,8 @@ server renumbering its namespaces. It only reads: discovery, session, Browse, Br
 				}
 				opts.PKI = p
 			}
+			var used opcua.Security
+			bo.Used = &used
 			nodes, err := opcua.Browse(cmd.Context(), d, opts, bo)
 			if err != nil {
 				fmt.Fprintln(stderr, "plcwatch opcua browse:", err)
@@ -90,7 +93,8 @@ server renumbering its namespaces. It only reads: discovery, session, Browse, Br
 				}
 			}
 			if asConfig {
-				printConfig(stdout, d, nodes)
+				d.Security = used
+				printConfig(stdout, d, pkiDir, nodes)
 			} else {
 				printTree(stdout, nodes)
 			}
@@ -147,18 +151,39 @@ func printTree(w io.Writer, nodes []opcua.BrowsedNode) {
 	}
 }
 
-// printConfig prints the variables as a device entry of opcua.devices.
-func printConfig(w io.Writer, d opcua.Device, nodes []opcua.BrowsedNode) {
+// printConfig prints the variables as the opcua: section of a
+// configuration, with the security the browse used (never auto: auto in
+// run may pick another endpoint than the browse did), its user's password
+// file or variable and its certificate folder, so that run connects as the
+// browse did. Paths are made absolute: the configuration's relative paths
+// are from its own folder, not from where browse ran.
+func printConfig(w io.Writer, d opcua.Device, pkiDir string, nodes []opcua.BrowsedNode) {
 	name := "opcua-server"
 	if u, err := url.Parse(d.Endpoint); err == nil && u.Hostname() != "" {
 		name = strings.NewReplacer(".", "-", ":", "-").Replace(u.Hostname())
 	}
-	fmt.Fprintf(w, "# from plcwatch opcua browse --endpoint %s: paste under opcua.devices\n", d.Endpoint)
-	fmt.Fprintf(w, "- name: %s\n  endpoint: %s\n  security: {policy: %s, mode: %s}\n", name, d.Endpoint, d.Security.Policy, d.Security.Mode)
-	if d.Auth.Username != "" {
-		fmt.Fprintf(w, "  auth: {username: %s, password_file: CHANGE-ME.pw}\n", strconv.Quote(d.Auth.Username))
+	q := strconv.Quote
+	abs := func(p string) string {
+		if a, err := filepath.Abs(p); err == nil {
+			return a
+		}
+		return p
 	}
-	fmt.Fprintf(w, "  interval: 10s\n  tags:\n")
+	fmt.Fprintf(w, "# from plcwatch opcua browse --endpoint %s: the opcua: section of a configuration\n", d.Endpoint)
+	fmt.Fprintf(w, "# (into one that has it already: the device under opcua.devices, pki once)\nopcua:\n")
+	if pkiDir != "" {
+		fmt.Fprintf(w, "  pki: {dir: %s}\n", q(abs(pkiDir)))
+	}
+	fmt.Fprintf(w, "  devices:\n    - name: %s\n      endpoint: %s\n      security: {policy: %s, mode: %s}\n", name, q(d.Endpoint), d.Security.Policy, d.Security.Mode)
+	switch a := d.Auth; {
+	case a.Username != "" && a.PasswordEnv != "":
+		fmt.Fprintf(w, "      auth: {username: %s, password_env: %s}\n", q(a.Username), q(a.PasswordEnv))
+	case a.Username != "":
+		fmt.Fprintf(w, "      auth: {username: %s, password_file: %s}\n", q(a.Username), q(abs(a.PasswordFile)))
+	case a.CertFile != "":
+		fmt.Fprintf(w, "      auth: {cert_file: %s, key_file: %s}\n", q(abs(a.CertFile)), q(abs(a.KeyFile)))
+	}
+	fmt.Fprintf(w, "      interval: 10s\n      tags:\n")
 	for _, n := range nodes {
 		if n.NodeClass != "Variable" {
 			continue
@@ -167,6 +192,6 @@ func printConfig(w io.Writer, d opcua.Device, nodes []opcua.BrowsedNode) {
 		if n.ValueRank >= 1 {
 			comment += "[]"
 		}
-		fmt.Fprintf(w, "    - {name: %s, node: %s}  # %s\n", strconv.Quote(n.Path), strconv.Quote(n.Stable), comment)
+		fmt.Fprintf(w, "        - {name: %s, node: %s}  # %s\n", q(n.Path), q(n.Stable), comment)
 	}
 }

@@ -37,6 +37,11 @@ type BrowseOptions struct {
 	// Server includes the Server object (i=2253) under Objects: hundreds
 	// of nodes of diagnostics that are rarely what one is looking for.
 	Server bool
+	// Used, when not nil, is set to the security policy and mode of the
+	// endpoint the session was made on (auto resolved: None, Sign,
+	// Basic256Sha256, ...), so that what is printed from the browse
+	// connects the same way.
+	Used *Security
 }
 
 // Browse walks the address space of d's server from a node, as a client
@@ -63,6 +68,9 @@ func Browse(ctx context.Context, d Device, opts Options, bo BrowseOptions) ([]Br
 		return nil, err
 	}
 	defer client.Close(context.WithoutCancel(ctx))
+	if bo.Used != nil {
+		*bo.Used = Security{Policy: c.policy, Mode: c.mode}
+	}
 	lim, err := c.prepare(ctx, client, func(*plcwatch.Event) {}) // no tags to report
 	if err != nil {
 		return nil, err
