@@ -486,3 +486,44 @@ func (e *Event) appendCorrelation(b []byte) []byte {
 	}
 	return b
 }
+
+// AppendTelemetryTag appends a polled tag's entry of a telemetry document
+// (plcwatch.telemetry/v1, docs/config.md), Modbus or OPC UA alike:
+// {"value":…,"raw":…,"values":[…],"text":…,"quality":…,"exception":…,
+// "status":…,"error":…,"uom":…}. value and raw are null when absent; an
+// array's numbers are in values and its texts (a JSON array) in text, as
+// in the event; exception (Modbus), status (OPC UA StatusCode), error and
+// uom only when set. It does not allocate beyond growing b.
+func (e *Event) AppendTelemetryTag(b []byte, uom string) []byte {
+	b = append(b, `{"value":`...)
+	b = appendFloat(b, e.Value)
+	b = append(b, `,"raw":`...)
+	b = appendFloat(b, e.Raw)
+	if e.Values.Kind() != NoValues {
+		b = append(b, `,"values":`...)
+		b = e.Values.appendJSON(b)
+	}
+	if e.Text != "" {
+		b = append(b, `,"text":`...)
+		b = AppendJSONString(b, e.Text)
+	}
+	b = append(b, `,"quality":`...)
+	b = AppendJSONString(b, e.Quality)
+	if e.Exception != 0 {
+		b = append(b, `,"exception":`...)
+		b = strconv.AppendUint(b, uint64(e.Exception), 10)
+	}
+	if e.Status != 0 {
+		b = append(b, `,"status":`...)
+		b = strconv.AppendUint(b, uint64(e.Status), 10)
+	}
+	if e.Error != "" {
+		b = append(b, `,"error":`...)
+		b = AppendJSONString(b, e.Error)
+	}
+	if uom != "" {
+		b = append(b, `,"uom":`...)
+		b = AppendJSONString(b, uom)
+	}
+	return append(b, '}')
+}

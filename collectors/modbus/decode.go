@@ -10,11 +10,12 @@ import (
 // decodeRegisters reads the value of s from its registers as they came off
 // the wire (2 bytes each, big-endian as the protocol sends them). It
 // returns the number (a float32 as the float64 of its shortest decimal
-// form) and, for string tags, the text. scratch is reused for the
-// reordered bytes.
+// form) and, for string tags, the text and no number (NaN, NoValue: a
+// string's raw is absent in events and telemetry, not 0). scratch is
+// reused for the reordered bytes.
 func decodeRegisters(s *spec, wire []byte, scratch *[8]byte) (float64, string) {
 	if s.typ == TypeString {
-		return 0, decodeString(wire, s.order)
+		return math.NaN(), decodeString(wire, s.order)
 	}
 	v := scratch[:len(wire)]
 	reorder(v, wire, s.order)

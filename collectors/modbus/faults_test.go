@@ -523,6 +523,9 @@ func TestReadingsThatAreNoValue(t *testing.T) {
 	if tag := doc.Tags["gone"]; tag["value"] != nil || tag["exception"] != 2.0 {
 		t.Errorf("telemetry gone: %v", tag)
 	}
+	if tag := doc.Tags["text"]; tag["value"] != nil || tag["raw"] != nil || tag["text"] != "OK" || tag["quality"] != "good" {
+		t.Errorf("telemetry text: %v, want its text (issue 10)", tag)
+	}
 	if tag := doc.Tags["ok"]; tag["value"] != 23.7 {
 		t.Errorf("telemetry ok: %v", tag)
 	}

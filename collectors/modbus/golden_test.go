@@ -74,6 +74,15 @@ func (g *golden) registers(t testing.TB) []uint16 {
 	return regs
 }
 
+// rawIs says whether f is the golden's raw number: none (NaN) for a
+// string, which has only its text.
+func (g *golden) rawIs(f float64) bool {
+	if g.typ == "string" {
+		return math.IsNaN(f)
+	}
+	return f == g.want
+}
+
 func (g *golden) name(i int) string { return fmt.Sprintf("%s_%s_%d", g.typ, g.order, i) }
 
 func TestDecodeGoldens(t *testing.T) {
@@ -92,7 +101,7 @@ func TestDecodeGoldens(t *testing.T) {
 			}
 			var scratch [8]byte
 			got, text := decodeRegisters(&s, wire, &scratch)
-			if got != g.want || text != g.text {
+			if !g.rawIs(got) || text != g.text {
 				t.Errorf("decoded %v %q, want %v %q", got, text, g.want, g.text)
 			}
 		})

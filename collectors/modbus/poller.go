@@ -651,29 +651,8 @@ func (p *Poller) appendTelemetry(ev *plcwatch.Event, s *spec) {
 		b = append(b, ',')
 	}
 	b = plcwatch.AppendJSONString(b, s.name)
-	b = append(b, `:{"value":`...)
-	b = appendNumber(b, ev.Value)
-	b = append(b, `,"raw":`...)
-	b = appendNumber(b, ev.Raw)
-	if ev.Text != "" {
-		b = append(b, `,"text":`...)
-		b = plcwatch.AppendJSONString(b, ev.Text)
-	}
-	b = append(b, `,"quality":`...)
-	b = plcwatch.AppendJSONString(b, ev.Quality)
-	if ev.Exception != 0 {
-		b = append(b, `,"exception":`...)
-		b = strconv.AppendUint(b, uint64(ev.Exception), 10)
-	}
-	if ev.Error != "" {
-		b = append(b, `,"error":`...)
-		b = plcwatch.AppendJSONString(b, ev.Error)
-	}
-	if s.uom != "" {
-		b = append(b, `,"uom":`...)
-		b = plcwatch.AppendJSONString(b, s.uom)
-	}
-	p.tele = append(b, '}')
+	b = append(b, ':')
+	p.tele = ev.AppendTelemetryTag(b, s.uom)
 }
 
 // telemetry is the cycle's document: docs/config.md documents it.
@@ -709,13 +688,6 @@ func (p *Poller) telemetry(t time.Time) []byte {
 	b = append(b, p.tele...)
 	p.teleOut = append(b, "}}"...)
 	return p.teleOut
-}
-
-func appendNumber(b []byte, f float64) []byte {
-	if math.IsNaN(f) || math.IsInf(f, 0) {
-		return append(b, "null"...)
-	}
-	return strconv.AppendFloat(b, f, 'g', -1, 64)
 }
 
 // sleep waits d or until ctx ends; it reports whether d passed.

@@ -6,11 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"math/rand/v2"
 	"net"
 	"net/netip"
-	"strconv"
 	"sync"
 	"time"
 
@@ -718,29 +716,8 @@ func (c *Collector) appendTelemetry(ev *plcwatch.Event, t *tag) {
 		b = append(b, ',')
 	}
 	b = plcwatch.AppendJSONString(b, t.Name)
-	b = append(b, `:{"value":`...)
-	b = appendNumber(b, ev.Value)
-	b = append(b, `,"raw":`...)
-	b = appendNumber(b, ev.Raw)
-	if ev.Text != "" {
-		b = append(b, `,"text":`...)
-		b = plcwatch.AppendJSONString(b, ev.Text)
-	}
-	b = append(b, `,"quality":`...)
-	b = plcwatch.AppendJSONString(b, ev.Quality)
-	if ev.Status != 0 {
-		b = append(b, `,"status":`...)
-		b = strconv.AppendUint(b, uint64(ev.Status), 10)
-	}
-	if ev.Error != "" {
-		b = append(b, `,"error":`...)
-		b = plcwatch.AppendJSONString(b, ev.Error)
-	}
-	if t.UOM != "" {
-		b = append(b, `,"uom":`...)
-		b = plcwatch.AppendJSONString(b, t.UOM)
-	}
-	c.tele = append(b, '}')
+	b = append(b, ':')
+	c.tele = ev.AppendTelemetryTag(b, t.UOM)
 }
 
 // flushTelemetry hands the values gathered since the last flush to
@@ -764,13 +741,6 @@ func (c *Collector) flushTelemetry(t time.Time) {
 	c.teleOut = append(b, "}}"...)
 	c.tele = c.tele[:0]
 	c.opts.Telemetry(c.dev.Name, c.teleOut)
-}
-
-func appendNumber(b []byte, f float64) []byte {
-	if math.IsNaN(f) || math.IsInf(f, 0) {
-		return append(b, "null"...)
-	}
-	return strconv.AppendFloat(b, f, 'g', -1, 64)
 }
 
 // sleep waits d or until ctx ends; it reports whether d passed.

@@ -1,7 +1,9 @@
 package opcua
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"math"
 	"strings"
@@ -346,4 +348,58 @@ func TestDownAtStart(t *testing.T) {
 	}
 	t.Cleanup(func() { s.Close() })
 	w.until(20*time.Second, "the value", func(ev *plcwatch.Event) bool { return ev.Tag == "level" && ev.Value == 5 })
+}
+
+// TestTelemetryCarriesArraysAndText: an array's numbers are in its
+// telemetry entry's values and its texts in text, as in the event (issue
+// 10: the event had "values":[0.5,1.5,2.5] and telemetry only
+// "value":null,"raw":null), by read and by subscription.
+func TestTelemetryCarriesArraysAndText(t *testing.T) {
+	s := simServer(t, opcuasim.Config{}, map[string]any{"Level": 10.0})
+	for _, b := range opcuasim.Builtins() {
+		if b.Name == "DoubleArray" || b.Name == "StringArray" || b.Name == "String" {
+			s.Add(b.Name, b.Value)
+		}
+	}
+	d := Device{Name: "sim", Endpoint: s.Endpoint(), Interval: 200 * time.Millisecond, Security: Security{Policy: "None", Mode: "None"}}
+	for _, n := range []string{"DoubleArray", "StringArray", "String", "Level"} {
+		node := "nsu=urn:plcwatch:sim;s=" + n
+		d.Tags = append(d.Tags, Tag{Name: "read." + n, Node: node, Mode: "read", UOM: "m"}, Tag{Name: "sub." + n, Node: node})
+	}
+	docs := make(chan []byte, 100)
+	start(t, d, Options{Telemetry: func(_ string, p []byte) {
+		select {
+		case docs <- bytes.Clone(p):
+		default:
+		}
+	}})
+	want := map[string]string{
+		"DoubleArray": `{"value":null,"raw":null,"values":[0.5,1.5,2.5,3.5],"quality":"good"`,
+		"StringArray": `{"value":null,"raw":null,"text":"[\"a\",\"b\"]","quality":"good"`,
+		"String":      `{"value":null,"raw":null,"text":"running","quality":"good"`,
+		"Level":       `{"value":10,"raw":10,"quality":"good"`,
+	}
+	found := map[string]bool{}
+	deadline := time.After(60 * time.Second)
+	for len(found) < 2*len(want) {
+		select {
+		case doc := <-docs:
+			var v struct{ Tags map[string]json.RawMessage }
+			if err := json.Unmarshal(doc, &v); err != nil {
+				t.Fatalf("%v: %s", err, doc)
+			}
+			for tag, entry := range v.Tags {
+				w := want[tag[strings.IndexByte(tag, '.')+1:]]
+				if strings.HasPrefix(tag, "read.") {
+					w += `,"uom":"m"`
+				}
+				if string(entry) != w+"}" {
+					t.Errorf("%s: %s, want %s}", tag, entry, w)
+				}
+				found[tag] = true
+			}
+		case <-deadline:
+			t.Fatalf("telemetry of %v only", found)
+		}
+	}
 }
