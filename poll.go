@@ -31,7 +31,7 @@ type DeviceStats struct {
 	Reconnects   uint64 // connections opened (OPC UA: sessions)
 	CycleTime    time.Duration
 	LastCycle    time.Duration
-	PlannedReads int // requests per cycle, as planned (Modbus); OPC UA: tags read every interval
+	PlannedReads int // read requests per cycle, as planned: Modbus requests after merging; OPC UA Reads (one per MaxNodesPerRead chunk of the read tags, 1 without read tags)
 	Units        []UnitStats
 
 	// OPC UA subscriptions.

@@ -97,7 +97,7 @@ var (
 	descPollSeconds    = prometheus.NewDesc("plcwatch_poll_cycle_seconds_total", "Time spent in poll cycles: with the cycle count, the mean duration.", []string{"device"}, nil)
 	descPollLast       = prometheus.NewDesc("plcwatch_poll_last_cycle_seconds", "Duration of the last poll cycle.", []string{"device"}, nil)
 	descPollRequests   = prometheus.NewDesc("plcwatch_poll_requests_total", "Requests sent: Modbus reads (retries included); OPC UA Read, CreateSubscription and CreateMonitoredItems.", []string{"device"}, nil)
-	descPollPlanned    = prometheus.NewDesc("plcwatch_poll_planned_requests", "Read requests one cycle makes, as the planner merged the tags.", []string{"device"}, nil)
+	descPollPlanned    = prometheus.NewDesc("plcwatch_poll_planned_requests", "Read requests one cycle makes: Modbus reads as the planner merged the tags; OPC UA Reads, one per MaxNodesPerRead chunk of the read tags.", []string{"device"}, nil)
 	descPollExceptions = prometheus.NewDesc("plcwatch_poll_exceptions_total", "Modbus exception responses; OPC UA service faults and bad service results.", []string{"device"}, nil)
 	descPollTimeouts   = prometheus.NewDesc("plcwatch_poll_timeouts_total", "Requests that got no answer in time, each attempt (a wrong transaction id until the deadline included).", []string{"device"}, nil)
 	descPollConnects   = prometheus.NewDesc("plcwatch_poll_connects_total", "Connections opened to the device (OPC UA: sessions).", []string{"device"}, nil)

@@ -114,7 +114,7 @@ func New(d Device, opts Options) (*Collector, error) {
 	}
 	c.dev.Tags = nil // c.tags has them
 	c.stats.Device, c.stats.Protocol = d.Name, plcwatch.ProtoOPCUA
-	c.stats.PlannedReads = len(c.reads)
+	c.stats.PlannedReads = plannedReads(len(c.reads), 0) // until the server's MaxNodesPerRead is known (prepare)
 	return c, nil
 }
 
@@ -345,7 +345,25 @@ func (c *Collector) prepare(ctx context.Context, client *opcua.Client, emit plcw
 		}
 		t.id = nid
 	}
+	n := 0
+	for _, i := range c.reads {
+		if c.tags[i].id != nil {
+			n++
+		}
+	}
+	c.count(func(s *plcwatch.DeviceStats) { s.PlannedReads = plannedReads(n, lim.maxRead) })
 	return lim, nil
+}
+
+// plannedReads is the number of Read requests a cycle sends for n
+// resolved read tags with the server's MaxNodesPerRead (0: no limit):
+// one per chunk, as cycle sends them, and one (the server's CurrentTime,
+// the connection's check) when there are no read tags.
+func plannedReads(n, maxRead int) int {
+	if n == 0 || maxRead <= 0 {
+		return 1
+	}
+	return (n + maxRead - 1) / maxRead
 }
 
 // subscribe makes the subscription and its monitored items, as many per

@@ -258,6 +258,23 @@ func TestReadChunksAndBadTags(t *testing.T) {
 	if st, reads := w.c.Stats(), p.seen()["ReadRequest"]; reads < 3*int(st.Cycles) {
 		t.Errorf("%d Reads in %d cycles: want 3 per cycle", reads, st.Cycles)
 	}
+	// plcwatch_poll_planned_requests: the Reads of a cycle, not the tags
+	// (issue 10).
+	if st := w.c.Stats(); st.PlannedReads != 3 {
+		t.Errorf("planned %d Reads per cycle, want 3", st.PlannedReads)
+	}
+}
+
+// TestPlannedReads: one Read per MaxNodesPerRead chunk of the resolved
+// read tags, one without a limit, and one (CurrentTime) without read tags.
+func TestPlannedReads(t *testing.T) {
+	for _, tc := range []struct{ tags, max, want int }{
+		{3, 0, 1}, {3, 1000, 1}, {0, 0, 1}, {0, 4, 1}, {11, 4, 3}, {12, 4, 3}, {13, 4, 4}, {1, 1, 1}, {5, 1, 5},
+	} {
+		if got := plannedReads(tc.tags, tc.max); got != tc.want {
+			t.Errorf("%d tags, MaxNodesPerRead %d: %d Reads, want %d", tc.tags, tc.max, got, tc.want)
+		}
+	}
 }
 
 // TestRecoveryServerRestart: the server stops and starts again; the
