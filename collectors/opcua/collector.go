@@ -267,7 +267,7 @@ func (c *Collector) connect(ctx context.Context) (*opcua.Client, error) {
 			if errors.As(err, &ue) && c.lastErr != err.Error() {
 				// One clear line per certificate, not one per retry.
 				c.log.Error("opcua server certificate refused", "endpoint", c.dev.Endpoint, "thumbprint", ue.Thumbprint,
-					"subject", ue.Subject, "rejected", ue.Rejected, "trust", "move the file to "+ue.Trusted)
+					"subject", ue.Subject, "rejected", ue.Rejected, "trust", ue.TrustCommand())
 			}
 			return nil, err
 		}

@@ -40,8 +40,21 @@ type UntrustedError struct {
 }
 
 func (e *UntrustedError) Error() string {
-	return fmt.Sprintf("server certificate not trusted: thumbprint %s, subject %q; to trust it, move %s to %s",
-		e.Thumbprint, e.Subject, e.Rejected, e.Trusted)
+	return fmt.Sprintf("server certificate not trusted: thumbprint %s, subject %q; to trust it: %s",
+		e.Thumbprint, e.Subject, e.TrustCommand())
+}
+
+// TrustCommand is the shell command that trusts the certificate: mv of
+// the rejected copy into trusted/certs, both paths single-quoted, since
+// the file's name holds [thumbprint], which zsh (and bash with failglob)
+// takes for a glob.
+func (e *UntrustedError) TrustCommand() string {
+	return "mv " + shellQuote(e.Rejected) + " " + shellQuote(e.Trusted)
+}
+
+// shellQuote quotes s for a POSIX shell: in single quotes, a ' as '\''.
+func shellQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 func (e *UntrustedError) Is(target error) bool { return target == ErrUntrusted }

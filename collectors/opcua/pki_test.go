@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -48,7 +49,15 @@ func TestPKI(t *testing.T) {
 	if b, _ := os.ReadFile(ue.Rejected); !bytes.Equal(b, srv.DER) || !strings.Contains(ue.Rejected, Thumbprint(srv.DER)) {
 		t.Fatalf("rejected copy %s", ue.Rejected)
 	}
-	os.Rename(ue.Rejected, filepath.Join(dir, "trusted", "certs", filepath.Base(ue.Rejected)))
+	// The message's command trusts it as pasted into a shell that takes
+	// the file's [thumbprint] for a glob (zsh; bash with failglob) and
+	// splits its name at the space of "PLC 3": the paths are quoted.
+	if cmd := ue.TrustCommand(); !strings.Contains(err.Error(), "to trust it: "+cmd) {
+		t.Errorf("message %q lacks %q", err, cmd)
+	}
+	if out, err := exec.Command("bash", "-O", "failglob", "-c", ue.TrustCommand()).CombinedOutput(); err != nil {
+		t.Fatalf("%s: %v: %s", ue.TrustCommand(), err, out)
+	}
 	if err := p.Check(srv.DER, false); err != nil {
 		t.Fatalf("moved to trusted: %v", err)
 	}
@@ -64,5 +73,15 @@ func TestPKI(t *testing.T) {
 	}
 	if err := p.Check(b.DER, true); !errors.Is(err, ErrUntrusted) {
 		t.Fatalf("a second certificate of the same application: %v", err)
+	}
+}
+
+// TestShellQuote: the quoted path is the path again after a shell reads it.
+func TestShellQuote(t *testing.T) {
+	for _, s := range []string{"/var/lib/plcwatch/pki/rejected/certs/PLC-3[3c5fe1].der", "/tmp/it's here/a b*[x].der", ""} {
+		out, err := exec.Command("bash", "-O", "failglob", "-c", "printf %s "+shellQuote(s)).Output()
+		if err != nil || string(out) != s {
+			t.Errorf("%q: %q, %v", s, out, err)
+		}
 	}
 }
