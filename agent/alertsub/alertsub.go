@@ -25,6 +25,7 @@ import (
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/plcwatch/plcwatch/agent/publish"
+	"github.com/plcwatch/plcwatch/secret"
 )
 
 // DefaultTopic is every plcwatch agent's alerts, with the default topic
@@ -79,12 +80,14 @@ func Run(ctx context.Context, o Options, stdout, stderr io.Writer) int {
 		opts.SetUsername(o.Username)
 	}
 	if o.PasswordFile != "" {
-		b, err := os.ReadFile(o.PasswordFile)
+		// Its errors do not repeat the name given: it might be the
+		// password itself.
+		pw, err := secret.File("--password-file", o.PasswordFile)
 		if err != nil {
-			fmt.Fprintf(stderr, "plcwatch alerts: --password-file: %v\n", err)
+			fmt.Fprintf(stderr, "plcwatch alerts: %v\n", err)
 			return 1
 		}
-		opts.SetPassword(strings.TrimRight(string(b), "\r\n"))
+		opts.SetPassword(pw)
 	}
 	tc, err := tlsConfig(o)
 	if err != nil {

@@ -219,8 +219,11 @@ func TestNeedsABroker(t *testing.T) {
 	if code := Run(context.Background(), Options{}, &out, &errOut); code != 2 || !strings.Contains(errOut.String(), "--broker") {
 		t.Errorf("exit %d: %s", code, errOut.String())
 	}
-	if code := Run(context.Background(), Options{Brokers: []string{"tcp://x:1"}, PasswordFile: "/nonexistent"}, &out, &errOut); code != 1 {
-		t.Errorf("a password file that cannot be read: exit %d", code)
+	// A password given where its file's name belongs is not repeated.
+	errOut.Reset()
+	if code := Run(context.Background(), Options{Brokers: []string{"tcp://x:1"}, PasswordFile: "/nonexistent/S3cr3t-PW-xyz"}, &out, &errOut); code != 1 ||
+		strings.Contains(errOut.String(), "S3cr3t-PW-xyz") || !strings.Contains(errOut.String(), "--password-file: the file it names cannot be read") {
+		t.Errorf("a password file that cannot be read: exit %d: %s", code, errOut.String())
 	}
 }
 

@@ -52,7 +52,8 @@ func (e *UntrustedError) TrustCommand() string {
 	return "mv " + shellQuote(e.Rejected) + " " + shellQuote(e.Trusted)
 }
 
-// shellQuote quotes s for a POSIX shell: in single quotes, a ' as '\''.
+// shellQuote quotes s for a POSIX shell: in single quotes, each single
+// quote in s closed, escaped and opened again.
 func shellQuote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
