@@ -47,3 +47,13 @@ type UnitStats struct {
 	Up    bool   // it answered in its last cycle
 	Error string // why it is down
 }
+
+// FieldError is a problem with one field of a device's configuration,
+// named as in YAML ("tags[3].type", "tags[0].node"): the agent puts it at
+// that field's file:line:col. Every collector's Validate returns these.
+type FieldError struct {
+	Field string
+	Msg   string
+}
+
+func (e *FieldError) Error() string { return e.Field + ": " + e.Msg }

@@ -148,3 +148,37 @@ func (v *Values) Ints(dst []int) []int {
 	}
 	return dst
 }
+
+// Number is a Go numeric or Boolean value (what OPC UA's built-in scalar
+// types decode to: Boolean, SByte ... Double) as a float64; true is 1.
+// ok is false for every other type (strings, byte strings, structures).
+func Number(v any) (f float64, ok bool) {
+	switch x := v.(type) {
+	case bool:
+		if x {
+			return 1, true
+		}
+		return 0, true
+	case int8:
+		return float64(x), true
+	case uint8:
+		return float64(x), true
+	case int16:
+		return float64(x), true
+	case uint16:
+		return float64(x), true
+	case int32:
+		return float64(x), true
+	case uint32:
+		return float64(x), true
+	case int64:
+		return float64(x), true
+	case uint64:
+		return float64(x), true
+	case float32:
+		return float64(x), true
+	case float64:
+		return x, true
+	}
+	return 0, false
+}

@@ -664,44 +664,36 @@ func (c *Config) validate() ConfigError {
 	} else if len(c.Events.Ops)+len(c.Events.Protocols)+len(c.Events.Sources) > 0 {
 		bad("event_log.path", "the event log's filters are set but not its path")
 	}
+	// Every collector's devices: their own checks, at the field each
+	// names, and one name space across protocols.
 	names := map[string]string{}
-	for i := range c.Modbus.Devices {
-		d := &c.Modbus.Devices[i]
-		at := fmt.Sprintf("modbus.devices[%d]", i)
-		for _, err := range d.Validate() {
-			var fe *modbus.FieldError
+	device := func(at, name string, errs []error) {
+		for _, err := range errs {
+			var fe *plcwatch.FieldError
 			if errors.As(err, &fe) {
 				bad(at+"."+fe.Field, "%s", fe.Msg)
 			} else {
 				bad(at, "%v", err)
 			}
 		}
-		if other, dup := names[d.Name]; dup && d.Name != "" {
-			bad(at+".name", "%q: %s has this name too", d.Name, other)
+		if other, dup := names[name]; dup && name != "" {
+			bad(at+".name", "%q: %s has this name too", name, other)
 		}
-		names[d.Name] = at
+		names[name] = at
+	}
+	for i := range c.Modbus.Devices {
+		d := &c.Modbus.Devices[i]
+		device(fmt.Sprintf("modbus.devices[%d]", i), d.Name, d.Validate())
 	}
 	for _, err := range c.OPCUA.PKI.Validate() {
-		var fe *opcua.FieldError
+		var fe *plcwatch.FieldError
 		if errors.As(err, &fe) {
 			bad("opcua.pki."+fe.Field, "%s", fe.Msg)
 		}
 	}
 	for i := range c.OPCUA.Devices {
 		d := &c.OPCUA.Devices[i]
-		at := fmt.Sprintf("opcua.devices[%d]", i)
-		for _, err := range d.Validate() {
-			var fe *opcua.FieldError
-			if errors.As(err, &fe) {
-				bad(at+"."+fe.Field, "%s", fe.Msg)
-			} else {
-				bad(at, "%v", err)
-			}
-		}
-		if other, dup := names[d.Name]; dup && d.Name != "" {
-			bad(at+".name", "%q: %s has this name too", d.Name, other)
-		}
-		names[d.Name] = at
+		device(fmt.Sprintf("opcua.devices[%d]", i), d.Name, d.Validate())
 	}
 	for i := range c.Assets {
 		a := &c.Assets[i]

@@ -88,13 +88,8 @@ type Tag struct {
 }
 
 // FieldError is a problem with one field, named as in YAML
-// ("tags[3].type").
-type FieldError struct {
-	Field string
-	Msg   string
-}
-
-func (e *FieldError) Error() string { return e.Field + ": " + e.Msg }
+// ("tags[3].type"): plcwatch.FieldError, shared by every collector.
+type FieldError = plcwatch.FieldError
 
 // Defaults fills what the device left out.
 func (d *Device) Defaults() {

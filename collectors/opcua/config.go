@@ -117,13 +117,8 @@ type Tag struct {
 }
 
 // FieldError is a problem with one field, named as in YAML
-// ("tags[3].node").
-type FieldError struct {
-	Field string
-	Msg   string
-}
-
-func (e *FieldError) Error() string { return e.Field + ": " + e.Msg }
+// ("tags[3].node"): plcwatch.FieldError, shared by every collector.
+type FieldError = plcwatch.FieldError
 
 // Defaults fills what the device left out.
 func (d *Device) Defaults() {
@@ -184,10 +179,10 @@ func (p *PKIConfig) Defaults() {
 func (p *PKIConfig) Validate() []error {
 	var errs []error
 	if (p.CertFile == "") != (p.KeyFile == "") {
-		errs = append(errs, &FieldError{"cert_file", "cert_file and key_file go together"})
+		errs = append(errs, &FieldError{Field: "cert_file", Msg: "cert_file and key_file go together"})
 	}
 	if u, err := url.Parse(p.ApplicationURI); err != nil || u.Scheme == "" {
-		errs = append(errs, &FieldError{"application_uri", fmt.Sprintf("%q: want a URI, like urn:gateway-1:plcwatch", p.ApplicationURI)})
+		errs = append(errs, &FieldError{Field: "application_uri", Msg: fmt.Sprintf("%q: want a URI, like urn:gateway-1:plcwatch", p.ApplicationURI)})
 	}
 	return errs
 }
@@ -212,7 +207,7 @@ var modes = map[string]ua.MessageSecurityMode{
 func (d *Device) Validate() []error {
 	var errs []error
 	bad := func(field, format string, args ...any) {
-		errs = append(errs, &FieldError{field, fmt.Sprintf(format, args...)})
+		errs = append(errs, &FieldError{Field: field, Msg: fmt.Sprintf(format, args...)})
 	}
 	switch {
 	case d.Name == "":
@@ -354,14 +349,14 @@ func (d *Device) CheckFiles() []error {
 	if _, err := d.Auth.password(); err != nil {
 		var se *secret.Error
 		if errors.As(err, &se) {
-			errs = append(errs, &FieldError{se.Key, se.Msg})
+			errs = append(errs, &FieldError{Field: se.Key, Msg: se.Msg})
 		} else {
-			errs = append(errs, &FieldError{"auth", err.Error()})
+			errs = append(errs, &FieldError{Field: "auth", Msg: err.Error()})
 		}
 	}
 	if d.Auth.CertFile != "" {
 		if _, _, err := loadKeyPair(d.Auth.CertFile, d.Auth.KeyFile); err != nil {
-			errs = append(errs, &FieldError{"auth.cert_file", err.Error()})
+			errs = append(errs, &FieldError{Field: "auth.cert_file", Msg: err.Error()})
 		}
 	}
 	return errs
@@ -374,7 +369,7 @@ func (p *PKIConfig) CheckFiles() []error {
 		return nil
 	}
 	if _, _, err := loadKeyPair(p.CertFile, p.KeyFile); err != nil {
-		return []error{&FieldError{"cert_file", err.Error()}}
+		return []error{&FieldError{Field: "cert_file", Msg: err.Error()}}
 	}
 	return nil
 }

@@ -112,36 +112,7 @@ func setValue(ev *plcwatch.Event, dv *ua.DataValue, scale, offset float64) {
 }
 
 // number is a numeric or Boolean value as float64.
-func number(v any) (float64, bool) {
-	switch x := v.(type) {
-	case bool:
-		if x {
-			return 1, true
-		}
-		return 0, true
-	case int8:
-		return float64(x), true
-	case uint8:
-		return float64(x), true
-	case int16:
-		return float64(x), true
-	case uint16:
-		return float64(x), true
-	case int32:
-		return float64(x), true
-	case uint32:
-		return float64(x), true
-	case int64:
-		return float64(x), true
-	case uint64:
-		return float64(x), true
-	case float32:
-		return float64(x), true
-	case float64:
-		return x, true
-	}
-	return 0, false
-}
+func number(v any) (float64, bool) { return plcwatch.Number(v) }
 
 // text is a non-numeric scalar as text: strings as they are, DateTime in
 // RFC 3339, ByteString in base64, ids and names in their text forms.

@@ -582,37 +582,13 @@ func setOutputs(ev *plcwatch.Event, args []*ua.Variant) {
 	ev.OutputText = clipString(strings.Join(texts, ","), 1024)
 }
 
+// scalarNumber is a built-in scalar as a number: plcwatch.Number's types
+// and a StatusCode (written as a value, it is its uint32).
 func scalarNumber(v any) (float64, bool) {
-	switch x := v.(type) {
-	case bool:
-		if x {
-			return 1, true
-		}
-		return 0, true
-	case int8:
-		return float64(x), true
-	case uint8:
-		return float64(x), true
-	case int16:
-		return float64(x), true
-	case uint16:
-		return float64(x), true
-	case int32:
-		return float64(x), true
-	case uint32:
-		return float64(x), true
-	case int64:
-		return float64(x), true
-	case uint64:
-		return float64(x), true
-	case float32:
-		return float64(x), true
-	case float64:
-		return x, true
-	case ua.StatusCode:
-		return float64(x), true
+	if sc, ok := v.(ua.StatusCode); ok {
+		return float64(sc), true
 	}
-	return 0, false
+	return plcwatch.Number(v)
 }
 
 // valueText renders a non-numeric value: strings as they are, byte
