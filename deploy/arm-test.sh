@@ -4,7 +4,8 @@
 #   1. the unit tests of the decoders, reassembly, rules, spool, pollers and
 #      the shared types on linux/arm64 and on 32-bit linux/arm (GOARM=7),
 #      where unaligned 64-bit atomics and int-size assumptions break;
-#      -skip Live: qemu-user has no raw sockets to capture on;
+#      -skip Live|NeedsOnlyNetRaw: qemu-user has no raw sockets to capture on,
+#      and NeedsOnlyNetRaw re-executes the test binary under setpriv (no qemu);
 #   2. plcwatch replay --events with the default rules on real captures
 #      (two Modbus/TCP, one OPC UA with a gap) under each emulator: the
 #      same bytes as on amd64.
@@ -48,7 +49,7 @@ for a in $ARCHES; do
 	start=$(date +%s)
 	echo "== test-arm: go test on linux/$a under $q"
 	# shellcheck disable=SC2086
-	if ! env CGO_ENABLED=0 "${env[@]}" nice -n 10 go test -count=1 -timeout "$TIMEOUT" -exec "$q" -skip 'Live' $PKGS; then
+	if ! env CGO_ENABLED=0 "${env[@]}" nice -n 10 go test -count=1 -timeout "$TIMEOUT" -exec "$q" -skip 'Live|NeedsOnlyNetRaw' $PKGS; then
 		echo "test-arm: go test on linux/$a FAILED" >&2
 		status=1
 	fi

@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"flag"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -240,7 +241,7 @@ func TestCraftedFiles(t *testing.T) {
 				t.Errorf("error %v: truncated %v, want %v", err, !tc.trunc, tc.trunc)
 			}
 			errHas := tc.errHas
-			if tc.name == "huge-caplen.pcap" && strconv.IntSize == 32 {
+			if (tc.name == "huge-caplen.pcap" || tc.name == "snaplen-max-4g-record.pcap") && strconv.IntSize == 32 {
 				// On 32-bit ARM pcapgo refuses the length before comparing
 				// it (make test-arm): the same error at the same offset.
 				errHas = "does not fit in int"
@@ -361,7 +362,13 @@ func TestPcapRecordBoundEveryPath(t *testing.T) {
 			err := capture.Read(context.Background(), r(), e)
 			runtime.ReadMemStats(&after)
 			var fe *capture.FileError
-			if !errors.As(err, &fe) || fe.Offset != 24+firstRecord(t) || !strings.Contains(err.Error(), "> 262144") {
+			// On 32-bit ARM pcapgo refuses a length of 2^31 or more before
+			// the bound is compared (make test-arm): the same offset.
+			bound := "> 262144"
+			if strconv.IntSize == 32 && !strings.Contains(fmt.Sprint(err), bound) {
+				bound = "does not fit in int"
+			}
+			if !errors.As(err, &fe) || fe.Offset != 24+firstRecord(t) || !strings.Contains(err.Error(), bound) {
 				t.Errorf("error %v, want the record bound at offset %d", err, 24+firstRecord(t))
 			}
 			if a := after.TotalAlloc - before.TotalAlloc; a > 16<<20 {
