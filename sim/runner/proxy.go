@@ -1,6 +1,7 @@
 package runner
 
 import (
+	"context"
 	"io"
 	"net"
 	"sync"
@@ -19,6 +20,12 @@ type proxy struct {
 	wg    sync.WaitGroup
 	mu    sync.Mutex
 	conns map[net.Conn]struct{}
+	// closed is set by close: a connection tracked after it is closed at
+	// once, so that none outlives close (wg.Wait would wait for its client).
+	closed bool
+	// stop ends dials in flight when close is called.
+	ctx  context.Context
+	stop context.CancelFunc
 }
 
 func startProxy(listen, to string, rec *actors.Recorder) (*proxy, error) {
@@ -27,6 +34,7 @@ func startProxy(listen, to string, rec *actors.Recorder) (*proxy, error) {
 		return nil, err
 	}
 	p := &proxy{ln: ln, to: to, rec: rec, conns: map[net.Conn]struct{}{}}
+	p.ctx, p.stop = context.WithCancel(context.Background())
 	p.wg.Add(1)
 	go p.accept()
 	return p, nil
@@ -47,27 +55,41 @@ func (p *proxy) accept() {
 	}
 }
 
-func (p *proxy) track(c net.Conn, add bool) {
+// track adds c to the connections close closes, or removes it. Adding
+// after close closes c and reports false.
+func (p *proxy) track(c net.Conn, add bool) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if add {
-		p.conns[c] = struct{}{}
-	} else {
+	if !add {
 		delete(p.conns, c)
+		return true
 	}
+	if p.closed {
+		c.Close()
+		return false
+	}
+	p.conns[c] = struct{}{}
+	return true
 }
 
 // serve forwards one connection both ways, recording what it forwards.
 func (p *proxy) serve(c net.Conn) {
 	defer c.Close()
-	s, err := net.DialTimeout("tcp", p.to, actors.Timeout)
+	// Tracked before the dial: a close during the dial closes c, and
+	// cancels the dial.
+	if !p.track(c, true) {
+		return
+	}
+	defer p.track(c, false)
+	d := net.Dialer{Timeout: actors.Timeout}
+	s, err := d.DialContext(p.ctx, "tcp", p.to)
 	if err != nil {
 		return
 	}
 	defer s.Close()
-	p.track(c, true)
-	p.track(s, true)
-	defer p.track(c, false)
+	if !p.track(s, true) {
+		return
+	}
 	defer p.track(s, false)
 	tap := p.rec.Tap(c.RemoteAddr().(*net.TCPAddr).AddrPort(), c.LocalAddr().(*net.TCPAddr).AddrPort())
 	defer tap.Close()
@@ -101,7 +123,9 @@ func copyRecorded(dst io.Writer, src io.Reader, record func([]byte)) {
 
 func (p *proxy) close() {
 	p.ln.Close()
+	p.stop()
 	p.mu.Lock()
+	p.closed = true
 	for c := range p.conns {
 		c.Close()
 	}
