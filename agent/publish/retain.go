@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"sync"
+	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 )
@@ -42,8 +43,15 @@ func (p *Publisher) Retain(topic string, payload []byte) {
 	}
 }
 
+// retryRetained is how long sendRetained waits after a failed publish
+// before it tries again, unless a new payload comes first. Between a
+// connection loss and serve cancelling ctx, paho fails every publish at
+// once (ErrNotConnected): without the wait the loop spins a core.
+const retryRetained = time.Second
+
 // sendRetained publishes every retained topic on c, then each one that
-// changes, until ctx ends.
+// changes, until ctx ends. After a failed publish it waits for a new
+// payload, retryRetained or ctx before the next one.
 func (p *Publisher) sendRetained(ctx context.Context, c mqtt.Client) {
 	r := &p.ret
 	r.init()
@@ -78,9 +86,15 @@ func (p *Publisher) sendRetained(ctx context.Context, c mqtt.Client) {
 					r.dirty[topic] = true // again on the next connection, or the next kick
 				}
 				r.mu.Unlock()
-				if ctx.Err() != nil {
+				t := time.NewTimer(retryRetained)
+				select {
+				case <-ctx.Done():
+					t.Stop()
 					return
+				case <-r.kick:
+				case <-t.C:
 				}
+				t.Stop()
 			}
 		}
 	}
