@@ -224,7 +224,8 @@ func Replay(ctx context.Context, path string, opts ReplayOptions, out io.Writer)
 		// pipe, which may wait for the writer: a line waits for no more
 		// than the packets already read, and a fast pipe still fills the
 		// reader's buffer (1 MiB) per write.
-		in := flushBeforeRead{r: os.Stdin, flush: func() {
+		// ContextReader: Ctrl-C ends a read of a quiet pipe at once.
+		in := flushBeforeRead{r: capture.ContextReader(ctx, os.Stdin), flush: func() {
 			if p.err == nil {
 				p.err = p.w.Flush()
 			}

@@ -38,7 +38,8 @@ inventory live (GET /inventory, <topic_prefix>/inventory).`,
 			if f.format != "table" && f.format != "json" {
 				return usagef("--format %q: table or json", f.format)
 			}
-			in := io.Reader(os.Stdin)
+			// ContextReader: Ctrl-C ends a read of a quiet pipe at once.
+			in := capture.ContextReader(cmd.Context(), os.Stdin)
 			if f.pcap != "-" {
 				file, err := os.Open(f.pcap)
 				if err != nil {

@@ -70,7 +70,7 @@ func ReadFile(ctx context.Context, path string, e *Engine) error {
 // ReadFileWith is ReadFile with options.
 func ReadFileWith(ctx context.Context, path string, e *Engine, opts ReadOptions) error {
 	if path == "-" {
-		if err := ReadWith(ctx, os.Stdin, e, opts); err != nil {
+		if err := ReadWith(ctx, ContextReader(ctx, os.Stdin), e, opts); err != nil {
 			return fmt.Errorf("standard input: %w", err)
 		}
 		return nil
@@ -101,6 +101,8 @@ func ReadWith(ctx context.Context, r io.Reader, e *Engine, opts ReadOptions) err
 	magic, err := br.Peek(4)
 	if err != nil {
 		switch {
+		case ctx.Err() != nil:
+			return ctx.Err()
 		case len(magic) == 0 && errors.Is(err, io.EOF):
 			return &FileError{Err: errors.New("empty file: not a pcap or pcapng capture")}
 		case errors.Is(err, io.EOF):
@@ -141,6 +143,9 @@ func ReadWith(ctx context.Context, r io.Reader, e *Engine, opts ReadOptions) err
 		data, ts, lt, err := next()
 		if err != nil {
 			e.Finish(plcwatch.UnansweredEOF)
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
 			if errors.Is(err, io.EOF) {
 				return nil
 			}
@@ -202,4 +207,54 @@ func (p *pcapReader) next() ([]byte, time.Time, LinkType, error) {
 	}
 	p.off += 16 + int64(len(data))
 	return data, ci.Timestamp, p.lt, nil
+}
+
+// ContextReader returns a reader of r whose Read returns ctx.Err() as soon
+// as ctx ends, even while a read of r is blocked: for standard input,
+// where a read of a quiet pipe waits until the writer writes or hangs up
+// and closing os.Stdin does not end it (a blocking fd is not in Go's
+// poller), so that Ctrl-C stops a replay at once. Nothing may read r
+// after ctx ends (a read may still be in flight).
+func ContextReader(ctx context.Context, r io.Reader) io.Reader {
+	return &ctxReader{ctx: ctx, r: r}
+}
+
+// ctxReader reads r, returning ctx.Err() as soon as ctx ends even while a
+// read of r is blocked. The blocked read goes on in its goroutine (it
+// owns buf; nothing reads r after ctx ends); it ends when r does.
+type ctxReader struct {
+	ctx  context.Context
+	r    io.Reader
+	buf  []byte
+	res  chan ctxRead
+	dead bool // ctx ended with a read in flight
+}
+
+type ctxRead struct {
+	n   int
+	err error
+}
+
+func (c *ctxReader) Read(p []byte) (int, error) {
+	if c.dead || c.ctx.Err() != nil {
+		return 0, c.ctx.Err()
+	}
+	if c.res == nil {
+		c.res = make(chan ctxRead, 1)
+	}
+	if len(c.buf) < len(p) {
+		c.buf = make([]byte, len(p))
+	}
+	buf := c.buf[:len(p)]
+	go func() {
+		n, err := c.r.Read(buf)
+		c.res <- ctxRead{n, err}
+	}()
+	select {
+	case r := <-c.res:
+		return copy(p, buf[:r.n]), r.err
+	case <-c.ctx.Done():
+		c.dead = true
+		return 0, c.ctx.Err()
+	}
 }
