@@ -16,7 +16,6 @@ import (
 
 	"github.com/plcwatch/plcwatch/collectors/capture"
 	"github.com/plcwatch/plcwatch/collectors/modbus"
-	"github.com/plcwatch/plcwatch/collectors/opcua"
 	"github.com/plcwatch/plcwatch/inventory"
 	"github.com/plcwatch/plcwatch/rules"
 	"github.com/plcwatch/plcwatch/secret"
@@ -155,19 +154,9 @@ func (c *Config) checkFiles(ps *problems) {
 			ps.add("http.tls", "%v", err)
 		}
 	}
-	for _, err := range c.OPCUA.PKI.CheckFiles() {
-		var fe *opcua.FieldError
-		if errors.As(err, &fe) {
-			ps.add("opcua.pki."+fe.Field, "%s", fe.Msg)
-		}
-	}
+	ps.fields("opcua.pki", c.OPCUA.PKI.CheckFiles())
 	for i := range c.OPCUA.Devices {
-		for _, err := range c.OPCUA.Devices[i].CheckFiles() {
-			var fe *opcua.FieldError
-			if errors.As(err, &fe) {
-				ps.add(fmt.Sprintf("opcua.devices[%d].%s", i, fe.Field), "%s", fe.Msg)
-			}
-		}
+		ps.fields(fmt.Sprintf("opcua.devices[%d]", i), c.OPCUA.Devices[i].CheckFiles())
 	}
 	for i := range c.Modbus.Devices {
 		d := &c.Modbus.Devices[i]

@@ -577,6 +577,20 @@ func (ps *problems) add(path, format string, a ...any) {
 	}
 }
 
+// fields adds each of errs at prefix: a *plcwatch.FieldError (every
+// collector's) at prefix.<its field>, any other error at prefix itself,
+// so that none is dropped.
+func (ps *problems) fields(prefix string, errs []error) {
+	for _, err := range errs {
+		var fe *plcwatch.FieldError
+		if errors.As(err, &fe) {
+			ps.add(prefix+"."+fe.Field, "%s", fe.Msg)
+		} else if err != nil {
+			ps.add(prefix, "%v", err)
+		}
+	}
+}
+
 // at is a problem at path: the value's own position, or its closest
 // enclosing one (a missing key is reported where its mapping starts);
 // false when path already has a problem.
@@ -617,14 +631,7 @@ func (c *Config) validate() ConfigError {
 	}
 	c.validateTopicNames(ps)
 	if err := c.Capture.Validate(); err != nil {
-		var fe *capture.FieldError
-		for _, e := range unjoin(err) {
-			if errors.As(e, &fe) {
-				bad("capture."+fe.Field, "%s", fe.Msg)
-			} else {
-				bad("capture", "%v", e)
-			}
-		}
+		ps.fields("capture", unjoin(err))
 	}
 	if len(c.Rules.Paths) == 0 {
 		bad("rules.paths", "name at least one rule file or folder (the default set is configs/rules)")
@@ -668,14 +675,7 @@ func (c *Config) validate() ConfigError {
 	// names, and one name space across protocols.
 	names := map[string]string{}
 	device := func(at, name string, errs []error) {
-		for _, err := range errs {
-			var fe *plcwatch.FieldError
-			if errors.As(err, &fe) {
-				bad(at+"."+fe.Field, "%s", fe.Msg)
-			} else {
-				bad(at, "%v", err)
-			}
-		}
+		ps.fields(at, errs)
 		if other, dup := names[name]; dup && name != "" {
 			bad(at+".name", "%q: %s has this name too", name, other)
 		}
@@ -685,12 +685,7 @@ func (c *Config) validate() ConfigError {
 		d := &c.Modbus.Devices[i]
 		device(fmt.Sprintf("modbus.devices[%d]", i), d.Name, d.Validate())
 	}
-	for _, err := range c.OPCUA.PKI.Validate() {
-		var fe *plcwatch.FieldError
-		if errors.As(err, &fe) {
-			bad("opcua.pki."+fe.Field, "%s", fe.Msg)
-		}
-	}
+	ps.fields("opcua.pki", c.OPCUA.PKI.Validate())
 	for i := range c.OPCUA.Devices {
 		d := &c.OPCUA.Devices[i]
 		device(fmt.Sprintf("opcua.devices[%d]", i), d.Name, d.Validate())

@@ -9,6 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/plcwatch/plcwatch"
 )
 
 // Config configures capture. The zero value plus Defaults is a working
@@ -143,13 +145,9 @@ func (c *Config) Ports() []uint16 {
 // maxFilterPorts keeps the kernel filter's jumps within classic BPF's reach.
 const maxFilterPorts = 32
 
-// FieldError is a problem with one field of Config, named as in YAML.
-type FieldError struct {
-	Field string // "snaplen", "modbus_ports[1]"
-	Msg   string
-}
-
-func (e *FieldError) Error() string { return e.Field + ": " + e.Msg }
+// FieldError is a problem with one field of Config, named as in YAML
+// ("snaplen", "modbus_ports[1]"): the one plcwatch.FieldError.
+type FieldError = plcwatch.FieldError
 
 // Validate checks c after Defaults, without I/O. Its errors are
 // *FieldError, joined.
