@@ -150,21 +150,6 @@ func (c *Conn) dropHeld(dir reassembly.Dir) {
 	}
 }
 
-// later returns the meta of the packet that arrived last: by frame number
-// (capture order), whatever the time stamps say.
-func later(a, b reassembly.Meta) reassembly.Meta {
-	if a.Frame != b.Frame {
-		if a.Frame > b.Frame {
-			return a
-		}
-		return b
-	}
-	if a.Time.After(b.Time) {
-		return a
-	}
-	return b
-}
-
 // Data implements reassembly.Consumer: it frames and handles every complete
 // ADU in data and returns how many bytes it used. An ADU's event takes the
 // meta of the packet that completed it: m, or for an ADU that began in
@@ -177,7 +162,7 @@ func (c *Conn) Data(dir reassembly.Dir, data []byte, m reassembly.Meta) int {
 	c.fresh[dir] = false
 	old, oldM := c.tail[dir], c.tailM[dir]
 	if old > 0 {
-		oldM = later(oldM, m)
+		oldM = oldM.Later(m)
 	}
 loop:
 	for {

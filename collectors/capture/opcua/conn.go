@@ -219,21 +219,6 @@ func (c *Conn) Gap(dir reassembly.Dir, _ reassembly.Meta) {
 	st.asm = st.asm[:0]
 }
 
-// later returns the meta of the packet that arrived last: by frame number
-// (capture order), whatever the time stamps say.
-func later(a, b reassembly.Meta) reassembly.Meta {
-	if a.Frame != b.Frame {
-		if a.Frame > b.Frame {
-			return a
-		}
-		return b
-	}
-	if a.Time.After(b.Time) {
-		return a
-	}
-	return b
-}
-
 // Data implements reassembly.Consumer: it frames every complete chunk in
 // data, hands it on, and returns how many bytes it used. A chunk takes the
 // meta of the packet that completed it: m, or for a chunk that began in
@@ -248,7 +233,7 @@ func (c *Conn) Data(dir reassembly.Dir, data []byte, m reassembly.Meta) int {
 	// What is left is offered again with the next bytes: remember which
 	// packet its latest byte came in.
 	if off < st.tail {
-		st.tailM = later(st.tailM, m)
+		st.tailM = st.tailM.Later(m)
 	} else {
 		st.tailM = m
 	}
@@ -262,7 +247,7 @@ func (c *Conn) frame(st *dirState, dir reassembly.Dir, data []byte, m reassembly
 	st.fresh = false
 	old, oldM := st.tail, st.tailM
 	if old > 0 {
-		oldM = later(oldM, m)
+		oldM = oldM.Later(m)
 	}
 	// at is the meta of the packet that completed data[off:end].
 	at := func(end int) reassembly.Meta {
@@ -285,7 +270,7 @@ func (c *Conn) frame(st *dirState, dir reassembly.Dir, data []byte, m reassembly
 		case st.big != nil:
 			n := min(st.bigN-len(st.big), len(rest))
 			st.big = append(st.big, rest[:n]...)
-			st.bigM = later(st.bigM, at(off+n))
+			st.bigM = st.bigM.Later(at(off + n))
 			off += n
 			if len(st.big) == st.bigN {
 				big := st.big

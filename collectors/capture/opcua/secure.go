@@ -209,7 +209,7 @@ func (c *Conn) secureChunk(dir reassembly.Dir, typ uint32, b []byte, m reassembl
 		// The message's events take the packet that brought the last of
 		// its bytes, which is not always the final chunk's when segments
 		// came out of order.
-		c.message(dir, ch, typ, reqID, a.buf, later(a.meta, m), info)
+		c.message(dir, ch, typ, reqID, a.buf, a.meta.Later(m), info)
 		c.freeAssembly(st, ai)
 	case 'C':
 		if ai < 0 {
@@ -222,7 +222,7 @@ func (c *Conn) secureChunk(dir reassembly.Dir, typ uint32, b []byte, m reassembl
 			st.asm = append(st.asm, assembly{reqID: reqID, channel: chanID})
 			ai = len(st.asm) - 1
 		}
-		st.asm[ai].meta = later(st.asm[ai].meta, m)
+		st.asm[ai].meta = st.asm[ai].meta.Later(m)
 		c.addChunk(st, ai, body, len(b))
 	case 'A':
 		c.d.Stats.Aborted++

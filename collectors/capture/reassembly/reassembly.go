@@ -37,6 +37,23 @@ type Meta struct {
 	Clock int64
 }
 
+// Later returns the meta of the packet that arrived last of m and o: by
+// frame number (capture order), whatever the time stamps say; by time
+// stamp when the frames are the same (o on a tie). A message that spans
+// packets takes the meta of the one that completed it.
+func (m Meta) Later(o Meta) Meta {
+	if m.Frame != o.Frame {
+		if m.Frame > o.Frame {
+			return m
+		}
+		return o
+	}
+	if m.Time.After(o.Time) {
+		return m
+	}
+	return o
+}
+
 // ClockNs is the time timers use at m, in nanoseconds.
 func (m *Meta) ClockNs() int64 {
 	if m.Clock != 0 {
