@@ -106,7 +106,7 @@ func (k *keeper) flush(a *Agent) {
 		a.pub.Retain(a.cfg.MQTT.TopicPrefix+"/inventory", b)
 	}
 	if k.file != "" {
-		if err := k.inv.Save(k.file); err != nil {
+		if err := inventory.SaveJSON(k.file, b); err != nil { // b: made once for both
 			a.log.Error("saving the inventory failed", "err", err)
 		}
 	}

@@ -1,16 +1,17 @@
 package inventory
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"strconv"
 
 	"github.com/plcwatch/plcwatch"
+	"github.com/plcwatch/plcwatch/internal/atomicfile"
 )
 
 // Units are Modbus unit ids (0-255), sorted. Their JSON is an array of
@@ -180,29 +181,27 @@ func setSpans(t *[plcwatch.TableFile + 1]spans, table, text string) error {
 }
 
 // Save writes the inventory to path atomically (a temporary file renamed
-// over the old one), as the baseline is saved.
+// over the old one, both fsynced), as the baseline is saved.
 func (inv *Inventory) Save(path string) error {
-	data, err := json.MarshalIndent(inv.Snapshot(), "", "  ")
+	data, err := json.Marshal(inv.Snapshot())
 	if err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".inventory-*")
-	if err != nil {
+	return SaveJSON(path, data)
+}
+
+// SaveJSON is Save of JSON already made of the inventory (json.Marshal of
+// it, or of its Snapshot): for a caller that has just made it to publish,
+// so that the inventory is not snapshotted and marshalled twice. The file
+// is the same as Save's: indented, with a final newline.
+func SaveJSON(path string, data []byte) error {
+	var b bytes.Buffer
+	b.Grow(len(data) + len(data)/4)
+	if err := json.Indent(&b, data, "", "  "); err != nil {
 		return fmt.Errorf("inventory: %w", err)
 	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(append(data, '\n')); err != nil {
-		tmp.Close()
-		return fmt.Errorf("inventory: %w", err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("inventory: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("inventory: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
+	b.WriteByte('\n')
+	if err := atomicfile.Write(path, ".inventory-*", b.Bytes()); err != nil {
 		return fmt.Errorf("inventory: %w", err)
 	}
 	return nil

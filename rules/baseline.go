@@ -7,11 +7,12 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/plcwatch/plcwatch/internal/atomicfile"
 )
 
 // Baseline holds what baseline rules learned: per rule, when learning
@@ -79,23 +80,7 @@ func (b *Baseline) Save() error {
 	if err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(b.path), ".baseline-*")
-	if err != nil {
-		return fmt.Errorf("baseline: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(append(data, '\n')); err != nil {
-		tmp.Close()
-		return fmt.Errorf("baseline: %w", err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("baseline: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("baseline: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), b.path); err != nil {
+	if err := atomicfile.Write(b.path, ".baseline-*", append(data, '\n')); err != nil {
 		return fmt.Errorf("baseline: %w", err)
 	}
 	b.dirty = false
