@@ -497,9 +497,10 @@ func setVariant(ev *plcwatch.Event, v *ua.Variant) {
 	ev.Text = clipString(valueText(val), 1024)
 }
 
-// setArguments puts a method call's input arguments into the event: all
-// numbers (or Booleans) in values, one text-like argument in text, else
-// the arguments as text, comma-separated. value_type lists their types.
+// setArguments puts a method call's input arguments into the event: one
+// argument as a variable's value (setVariant); more: all numbers (or
+// Booleans), up to plcwatch.MaxFloats, in values, else the arguments as
+// text, comma-separated. value_type lists their types.
 func setArguments(ev *plcwatch.Event, args []*ua.Variant) {
 	ev.Value = plcwatch.NoValue
 	ev.Values.Reset()
@@ -511,75 +512,64 @@ func setArguments(ev *plcwatch.Event, args []*ua.Variant) {
 		setVariant(ev, args[0])
 		return
 	}
-	types := make([]string, len(args))
-	fs := make([]float64, 0, len(args))
-	texts := make([]string, len(args))
-	numeric := true
-	for i, a := range args {
-		if a == nil {
-			types[i] = "Null"
-			numeric = false
-			continue
-		}
-		if int(a.Type()) < len(typeNames) {
-			types[i] = typeNames[a.Type()]
-		}
-		val := a.Value()
-		if f, ok := scalarNumber(val); ok {
-			fs = append(fs, f)
-			texts[i] = strconv.FormatFloat(f, 'g', -1, 64)
-			continue
-		}
-		numeric = false
-		texts[i] = valueText(val)
-	}
-	ev.ValueType = strings.Join(types, ",")
-	if numeric && len(fs) <= plcwatch.MaxFloats {
+	var fs []float64
+	ev.ValueType, fs, ev.Text = summarise(args)
+	if fs != nil {
 		ev.Values.SetFloats(fs)
-		return
 	}
-	ev.Text = clipString(strings.Join(texts, ","), 1024)
 }
 
 // setOutputs puts a method's output arguments into the event as its
-// input arguments are (setArguments): all numbers (or Booleans), up to
-// plcwatch.MaxFloats, in response; else all of them as text, comma-
-// separated, in output_text (an array argument in brackets); their types
-// in output_type.
+// input arguments are (setArguments), but even one output as a list: all
+// numbers (or Booleans), up to plcwatch.MaxFloats, in response; else all
+// of them as text, comma-separated, in output_text (an array argument in
+// brackets); their types in output_type.
 func setOutputs(ev *plcwatch.Event, args []*ua.Variant) {
 	ev.Response.Reset()
 	ev.OutputType, ev.OutputText = "", ""
 	if len(args) == 0 {
 		return
 	}
-	types := make([]string, len(args))
-	fs := make([]float64, 0, len(args))
+	var fs []float64
+	ev.OutputType, fs, ev.OutputText = summarise(args)
+	if fs != nil {
+		ev.Response.SetFloats(fs)
+	}
+}
+
+// summarise is a list of method arguments as an event carries them: their
+// type names, comma-separated ("Null" for a missing one); and either their
+// numbers when every one is a scalar number (or Boolean, or StatusCode)
+// and they are at most plcwatch.MaxFloats (text ""), or else their texts
+// (valueText, numbers included), comma-separated, clipped at 1024 bytes
+// (fs nil).
+func summarise(args []*ua.Variant) (types string, fs []float64, text string) {
+	names := make([]string, len(args))
+	fs = make([]float64, 0, len(args))
 	texts := make([]string, len(args))
 	numeric := true
 	for i, a := range args {
 		if a == nil {
-			types[i] = typeNames[vtNull]
+			names[i] = typeNames[vtNull]
 			numeric = false
 			continue
 		}
 		if int(a.Type()) < len(typeNames) {
-			types[i] = typeNames[a.Type()]
+			names[i] = typeNames[a.Type()]
 		}
 		val := a.Value()
 		if f, ok := scalarNumber(val); ok {
 			fs = append(fs, f)
-			texts[i] = valueText(val)
-			continue
+		} else {
+			numeric = false
 		}
-		numeric = false
-		texts[i] = valueText(val)
+		texts[i] = valueText(val) // a number: as FormatFloat 'g' -1
 	}
-	ev.OutputType = strings.Join(types, ",")
+	types = strings.Join(names, ",")
 	if numeric && len(fs) <= plcwatch.MaxFloats {
-		ev.Response.SetFloats(fs)
-		return
+		return types, fs, ""
 	}
-	ev.OutputText = clipString(strings.Join(texts, ","), 1024)
+	return types, nil, clipString(strings.Join(texts, ","), 1024)
 }
 
 // scalarNumber is a built-in scalar as a number: plcwatch.Number's types
