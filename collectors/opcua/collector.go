@@ -228,7 +228,17 @@ func (c *Collector) connect(ctx context.Context) (*opcua.Client, error) {
 	if ap, err := net.ResolveTCPAddr("tcp", hostport); err == nil {
 		c.server = netip.AddrPortFrom(ap.AddrPort().Addr().Unmap(), ap.AddrPort().Port())
 	}
-	eps, err := opcua.GetEndpoints(cctx, c.dev.Endpoint, opcua.DialTimeout(c.dev.ConnectTimeout))
+	// Each gopcua connection (GetEndpoints, then the session's) follows a
+	// handshake of our own: see preflight.
+	if err := preflight(cctx, hostport, c.dev.Endpoint); err != nil {
+		return nil, fmt.Errorf("%s: %w", c.dev.Endpoint, err)
+	}
+	// gopcua's UACP handshake honours a deadline but not a cancel: run in a
+	// goroutine so that a stop returns at once (systemd's TimeoutStopSec),
+	// not after connect_timeout; the goroutine ends by the deadline.
+	eps, err := detached(ctx, func() ([]*ua.EndpointDescription, error) {
+		return opcua.GetEndpoints(cctx, c.dev.Endpoint, opcua.DialTimeout(c.dev.ConnectTimeout))
+	}, nil)
 	if err != nil {
 		return nil, fmt.Errorf("GetEndpoints %s: %w", c.dev.Endpoint, err)
 	}
@@ -288,12 +298,54 @@ func (c *Collector) connect(ctx context.Context) (*opcua.Client, error) {
 		return nil, fmt.Errorf("client: %w", err)
 	}
 	c.count(func(s *plcwatch.DeviceStats) { s.Reconnects++ })
-	if err := client.Connect(cctx); err != nil {
+	if err := preflight(cctx, hostport, c.dev.Endpoint); err != nil {
+		return nil, fmt.Errorf("%s: %w", c.dev.Endpoint, err)
+	}
+	_, err = detached(ctx, func() (struct{}, error) { return struct{}{}, client.Connect(cctx) }, func() {
+		cctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		client.Close(cctx)
+		cancel()
+	})
+	if errors.Is(err, errAbandoned) {
+		return nil, err // abandon closes the client
+	}
+	if err != nil {
 		client.Close(context.WithoutCancel(cctx))
 		return nil, fmt.Errorf("connect %s (%s, %s): %w", c.dev.Endpoint, c.policy, c.mode, err)
 	}
 	return client, nil
 }
+
+// detached runs f on its own goroutine and returns its result, or ctx's
+// error at once when ctx ends first; then the goroutine, when f returns,
+// runs abandon (if any) to release what f made.
+func detached[T any](ctx context.Context, f func() (T, error), abandon func()) (T, error) {
+	type result struct {
+		v   T
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		v, err := f()
+		done <- result{v, err}
+	}()
+	select {
+	case r := <-done:
+		return r.v, r.err
+	case <-ctx.Done():
+		if abandon != nil {
+			go func() {
+				<-done
+				abandon()
+			}()
+		}
+		var zero T
+		return zero, fmt.Errorf("%w: %w", errAbandoned, ctx.Err())
+	}
+}
+
+// errAbandoned is detached's error when ctx ended first.
+var errAbandoned = errors.New("stopped while connecting")
 
 // limits are the server's operation limits; 0 is no limit.
 type limits struct {
