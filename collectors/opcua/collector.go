@@ -352,37 +352,54 @@ type limits struct {
 	maxRead, maxMonitor int
 }
 
-// prepare reads the namespace array and the operation limits (before any
-// larger request: gopcua v0.8.0 takes a ServiceFault such as
-// BadTooManyOperations for a lost connection) and resolves the tags' node
-// ids. A tag that cannot be resolved is reported bad and left out of this
-// session.
+// prepare reads the namespace array and the operation limits, one node
+// per Read (a server with MaxNodesPerRead 1 refuses a Read of three with
+// BadTooManyOperations, and gopcua v0.8.0 takes that ServiceFault for a
+// lost connection: no larger request before the limit is known), and
+// resolves the tags' node ids. A tag that cannot be resolved is reported
+// bad and left out of this session.
 func (c *Collector) prepare(ctx context.Context, client *opcua.Client, emit plcwatch.Emit) (limits, error) {
 	var lim limits
-	rctx, cancel := context.WithTimeout(ctx, c.dev.Timeout)
-	defer cancel()
-	res, err := client.Read(rctx, &ua.ReadRequest{TimestampsToReturn: ua.TimestampsToReturnNeither, NodesToRead: []*ua.ReadValueID{
-		{NodeID: ua.NewNumericNodeID(0, id.Server_NamespaceArray), AttributeID: ua.AttributeIDValue},
-		{NodeID: ua.NewNumericNodeID(0, id.Server_ServerCapabilities_OperationLimits_MaxNodesPerRead), AttributeID: ua.AttributeIDValue},
-		{NodeID: ua.NewNumericNodeID(0, id.Server_ServerCapabilities_OperationLimits_MaxMonitoredItemsPerCall), AttributeID: ua.AttributeIDValue},
-	}})
-	c.count(func(s *plcwatch.DeviceStats) { s.Requests++ })
+	one := func(what string, node uint32) (*ua.DataValue, error) {
+		rctx, cancel := context.WithTimeout(ctx, c.dev.Timeout)
+		defer cancel()
+		res, err := client.Read(rctx, &ua.ReadRequest{TimestampsToReturn: ua.TimestampsToReturnNeither, NodesToRead: []*ua.ReadValueID{
+			{NodeID: ua.NewNumericNodeID(0, node), AttributeID: ua.AttributeIDValue}}})
+		c.count(func(s *plcwatch.DeviceStats) { s.Requests++ })
+		if err == nil && res.ResponseHeader != nil && res.ResponseHeader.ServiceResult != ua.StatusOK {
+			err = res.ResponseHeader.ServiceResult
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", what, err)
+		}
+		if len(res.Results) != 1 || res.Results[0].Status != ua.StatusOK {
+			return nil, nil
+		}
+		return res.Results[0], nil
+	}
+	dv, err := one("NamespaceArray", id.Server_NamespaceArray)
 	if err != nil {
-		return lim, fmt.Errorf("read NamespaceArray and OperationLimits: %w", err)
+		return lim, err
 	}
 	var namespaces []string
-	if len(res.Results) == 3 {
-		if v := res.Results[0].Value; v != nil {
-			namespaces, _ = v.Value().([]string)
+	if dv != nil && dv.Value != nil {
+		namespaces, _ = dv.Value.Value().([]string)
+	}
+	for _, l := range []struct {
+		name string
+		node uint32
+		to   *int
+	}{
+		{"MaxNodesPerRead", id.Server_ServerCapabilities_OperationLimits_MaxNodesPerRead, &lim.maxRead},
+		{"MaxMonitoredItemsPerCall", id.Server_ServerCapabilities_OperationLimits_MaxMonitoredItemsPerCall, &lim.maxMonitor},
+	} {
+		dv, err := one(l.name, l.node)
+		if err != nil {
+			return lim, err
 		}
-		if v := res.Results[1].Value; v != nil && res.Results[1].Status == ua.StatusOK {
-			if n, ok := number(v.Value()); ok {
-				lim.maxRead = int(n)
-			}
-		}
-		if v := res.Results[2].Value; v != nil && res.Results[2].Status == ua.StatusOK {
-			if n, ok := number(v.Value()); ok {
-				lim.maxMonitor = int(n)
+		if dv != nil && dv.Value != nil {
+			if n, ok := number(dv.Value.Value()); ok && n >= 0 && n < 1<<31 {
+				*l.to = int(n)
 			}
 		}
 	}
@@ -566,6 +583,9 @@ func (c *Collector) cycle(ctx context.Context, client *opcua.Client, lim limits,
 		res, err := c.read(ctx, client, nodes)
 		rtt := time.Since(t0)
 		now := time.Now()
+		if err != nil && ctx.Err() != nil {
+			return ctx.Err() // a stop: the Read was cut short, the tags are not bad
+		}
 		if err != nil {
 			c.count(func(s *plcwatch.DeviceStats) { s.FailedCycles++ })
 			for _, i := range chunk {
