@@ -5,10 +5,13 @@ import (
 	"crypto/rsa"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -40,6 +43,14 @@ type tag struct {
 	ref   NodeRef
 	scale float64
 	id    *ua.NodeID // resolved for the current session; nil when it could not be
+	// most is the most tags the tag's Read may carry (0: the server's
+	// limit): halved for each tag of a Read whose response was too large
+	// (bisection). Kept across sessions.
+	most int
+	// tooLarge is why the tag alone made its Read's response too large; it
+	// is no longer read (each read would cost the session) until the agent
+	// restarts.
+	tooLarge string
 }
 
 // Collector monitors one OPC UA server: it is a plcwatch.Source and a
@@ -61,6 +72,10 @@ type Collector struct {
 	state    int8 // 0 unknown, 1 up, -1 down
 	lastErr  string
 	subsMade bool // a subscription was made before: one made again is a gap
+	// suspect is the last Read whose response lost the connection, and
+	// suspectN how many sessions in a row it did (see cycle).
+	suspect  []int
+	suspectN int
 
 	ev      plcwatch.Event
 	tele    []byte
@@ -137,13 +152,15 @@ func (c *Collector) Ready() <-chan struct{} { return c.ready }
 // restart the publish loop stays paused or the client stays "connected"
 // with no subscription). A connection that
 // fails or is lost is retried after a jittered wait (±50%) that starts at
-// backoff and doubles up to max_backoff; a connection that was up retries
-// at once after its first wait.
+// backoff and doubles up to max_backoff; a connection that was up for
+// stableAfter (or one interval, when longer) retries after backoff again;
+// one that fails sooner, for example on its first Read, keeps doubling: no
+// flapping.
 func (c *Collector) Run(ctx context.Context, emit plcwatch.Emit) error {
 	defer c.readyOnce.Do(func() { close(c.ready) })
 	wait := c.dev.Backoff
 	for {
-		wasUp, err := c.session(ctx, emit)
+		upFor, err := c.session(ctx, emit)
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -152,7 +169,7 @@ func (c *Collector) Run(ctx context.Context, emit plcwatch.Emit) error {
 		}
 		c.setState(emit, -1, err.Error())
 		c.readyOnce.Do(func() { close(c.ready) })
-		if wasUp {
+		if upFor >= max(c.dev.Interval, stableAfter) {
 			wait = c.dev.Backoff
 		}
 		d := time.Duration(float64(wait) * (0.5 + rand.Float64()))
@@ -163,12 +180,16 @@ func (c *Collector) Run(ctx context.Context, emit plcwatch.Emit) error {
 	}
 }
 
+// stableAfter is how long a session must have been monitoring (or one
+// interval, when longer) for its loss to restart the backoff.
+const stableAfter = 30 * time.Second
+
 // session connects, sets everything up and monitors until the connection
-// fails or ctx ends. wasUp says whether it got as far as monitoring.
-func (c *Collector) session(ctx context.Context, emit plcwatch.Emit) (wasUp bool, err error) {
+// fails or ctx ends. upFor is how long it was monitoring (0: never).
+func (c *Collector) session(ctx context.Context, emit plcwatch.Emit) (upFor time.Duration, err error) {
 	client, err := c.connect(ctx)
 	if err != nil {
-		return false, err
+		return 0, err
 	}
 	defer func() {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
@@ -177,36 +198,38 @@ func (c *Collector) session(ctx context.Context, emit plcwatch.Emit) (wasUp bool
 	}()
 	limits, err := c.prepare(ctx, client, emit)
 	if err != nil {
-		return false, err
+		return 0, err
 	}
 	notes := make(chan *opcua.PublishNotificationData, 64)
 	if len(c.subs) > 0 {
 		if err := c.subscribe(ctx, client, limits, notes, emit); err != nil {
-			return false, err
+			return 0, err
 		}
 	}
 	c.setState(emit, 1, "")
 	c.readyOnce.Do(func() { close(c.ready) })
+	up := time.Now()
+	defer func() { upFor = time.Since(up) }()
 	next := time.Now().Truncate(c.dev.Interval).Add(c.dev.Interval)
 	timer := time.NewTimer(0) // the read tags at once, then on the interval's grid
 	defer timer.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			return true, nil
+			return 0, nil
 		case n := <-notes:
 			if n.Error != nil {
-				return true, fmt.Errorf("subscription: %w", n.Error)
+				return 0, fmt.Errorf("subscription: %w", n.Error)
 			}
 			if err := c.notification(n.Value, emit); err != nil {
-				return true, err
+				return 0, err
 			}
 		case <-timer.C:
 			if st := client.State(); st != opcua.Connected {
-				return true, fmt.Errorf("connection lost (%s)", st)
+				return 0, fmt.Errorf("connection lost (%s)", st)
 			}
 			if err := c.cycle(ctx, client, limits, emit); err != nil {
-				return true, err
+				return 0, err
 			}
 			next = next.Add(c.dev.Interval)
 			if now := time.Now(); next.Before(now) {
@@ -559,7 +582,9 @@ func (c *Collector) cycle(ctx context.Context, client *opcua.Client, lim limits,
 			ids = append(ids, i)
 		}
 	}
-	if len(ids) == 0 {
+	groups := c.groups(ids, lim.maxRead, emit)
+	c.count(func(s *plcwatch.DeviceStats) { s.PlannedReads = max(len(groups), 1) })
+	if len(groups) == 0 {
 		_, err := c.read(ctx, client, []*ua.ReadValueID{{NodeID: ua.NewNumericNodeID(0, id.Server_ServerStatus_CurrentTime), AttributeID: ua.AttributeIDValue}})
 		if err != nil {
 			c.count(func(s *plcwatch.DeviceStats) { s.FailedCycles++ })
@@ -567,14 +592,8 @@ func (c *Collector) cycle(ctx context.Context, client *opcua.Client, lim limits,
 		}
 		return nil
 	}
-	per := lim.maxRead
-	if per <= 0 {
-		per = len(ids)
-	}
-	nodes := make([]*ua.ReadValueID, 0, min(per, len(ids)))
-	for len(ids) > 0 {
-		chunk := ids[:min(per, len(ids))]
-		ids = ids[len(chunk):]
+	var nodes []*ua.ReadValueID
+	for _, chunk := range groups {
 		nodes = nodes[:0]
 		for _, i := range chunk {
 			nodes = append(nodes, &ua.ReadValueID{NodeID: c.tags[i].id, AttributeID: ua.AttributeIDValue})
@@ -585,6 +604,45 @@ func (c *Collector) cycle(ctx context.Context, client *opcua.Client, lim limits,
 		now := time.Now()
 		if err != nil && ctx.Err() != nil {
 			return ctx.Err() // a stop: the Read was cut short, the tags are not bad
+		}
+		tooLarge := err != nil && responseTooLarge(err)
+		if err != nil && !tooLarge && errors.Is(err, io.EOF) {
+			// gopcua v0.8.0 reports a response it could not decode (too
+			// large) to its connection monitor too, which closes the
+			// connection: the Read often sees only EOF. The same Read losing
+			// the connection in consecutive sessions is taken for one: split
+			// after 2, a lone tag too large after 3 (a server restart or a
+			// network cut hits whichever Read is in flight, rarely the same
+			// one each time).
+			if n := c.lostAt(chunk); (len(chunk) > 1 && n >= 2) || n >= 3 {
+				tooLarge, c.suspect = true, nil
+				err = fmt.Errorf("the Read's response dropped the connection %d times in a row (%w): too large for gopcua (over 65,535 array elements or 2 MB)?", n, err)
+			}
+		}
+		if err == nil && slices.Equal(c.suspect, chunk) {
+			c.suspect = nil
+		}
+		if tooLarge {
+			// One value too large for gopcua (an array of more than
+			// 65,535 elements, a message over its limit) fails the whole
+			// Read, and gopcua v0.8.0 drops the connection with it. Bisect:
+			// the tags of this Read go in halves from now on, down to the
+			// one that is too large alone, which alone is bad.
+			c.count(func(s *plcwatch.DeviceStats) { s.FailedCycles++ })
+			if len(chunk) == 1 {
+				t := &c.tags[chunk[0]]
+				t.tooLarge = tooLargeText(err)
+				c.emitBad(emit, t, now, "Read", t.tooLarge)
+			} else {
+				for _, i := range chunk {
+					c.tags[i].most = (len(chunk) + 1) / 2
+				}
+			}
+			c.flushTelemetry(now)
+			if !errors.Is(err, io.EOF) && client.State() == opcua.Connected {
+				continue
+			}
+			return fmt.Errorf("read: %w (a Read of %d tags: split for the next session)", err, len(chunk))
 		}
 		if err != nil {
 			c.count(func(s *plcwatch.DeviceStats) { s.FailedCycles++ })
@@ -605,6 +663,77 @@ func (c *Collector) cycle(ctx context.Context, client *opcua.Client, lim limits,
 	}
 	c.flushTelemetry(time.Now())
 	return nil
+}
+
+// groups splits the read tags ids into Reads of at most per tags (the
+// server's MaxNodesPerRead; 0: no limit) and of at most each member's
+// most. A tag too large to read alone is reported bad, not read.
+func (c *Collector) groups(ids []int, per int, emit plcwatch.Emit) [][]int {
+	var out [][]int
+	var cur []int
+	limit := 0
+	now := time.Now()
+	for _, i := range ids {
+		t := &c.tags[i]
+		if t.tooLarge != "" {
+			c.emitBad(emit, t, now, "Read", t.tooLarge)
+			continue
+		}
+		most := per
+		if t.most > 0 && (most <= 0 || t.most < most) {
+			most = t.most
+		}
+		if len(cur) > 0 && most > 0 && len(cur)+1 > most {
+			out, cur = append(out, cur), nil
+		}
+		if len(cur) == 0 {
+			limit = most
+		} else if most > 0 && (limit <= 0 || most < limit) {
+			limit = most
+		}
+		cur = append(cur, i)
+		if limit > 0 && len(cur) >= limit {
+			out, cur = append(out, cur), nil
+		}
+	}
+	if len(cur) > 0 {
+		out = append(out, cur)
+	}
+	return out
+}
+
+// lostAt records that the Read of chunk lost the connection and returns
+// how many sessions in a row it did.
+func (c *Collector) lostAt(chunk []int) int {
+	if slices.Equal(c.suspect, chunk) {
+		c.suspectN++
+	} else {
+		c.suspect, c.suspectN = slices.Clone(chunk), 1
+	}
+	return c.suspectN
+}
+
+// responseTooLarge says whether a Read failed because its response was
+// too large for the server or for gopcua: BadEncodingLimitsExceeded
+// (gopcua's 65,535-element array limit), BadResponseTooLarge, or gopcua's
+// own "message too large" and "too many chunks" (MaxMessageSize,
+// MaxChunkCount).
+func responseTooLarge(err error) bool {
+	if errors.Is(err, ua.StatusBadEncodingLimitsExceeded) || errors.Is(err, ua.StatusBadResponseTooLarge) {
+		return true
+	}
+	msg := err.Error()
+	return strings.Contains(msg, "message too large") || strings.Contains(msg, "too many chunks")
+}
+
+// tooLargeText is a too-large error as a tag's error: the status name
+// when it is one.
+func tooLargeText(err error) string {
+	var code ua.StatusCode
+	if errors.As(err, &code) {
+		return statusText(code)
+	}
+	return err.Error()
 }
 
 // read sends one Read with the request timeout.

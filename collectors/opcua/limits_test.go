@@ -3,6 +3,7 @@ package opcua
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -89,6 +90,96 @@ func TestStopDuringRead(t *testing.T) {
 	for ev := range evs {
 		if ev.Quality == "bad" || ev.Quality == "down" {
 			t.Errorf("on stop: %s %s %q", ev.Tag, ev.Quality, ev.Error)
+		}
+	}
+}
+
+// TestOversizedValueBisected: one array of 70,000 elements (over gopcua's
+// 65,535-element decoding limit) failed every Read of all the read tags
+// and dropped the connection, so the device flapped. The Read is split
+// down to that tag, which alone is bad with BadEncodingLimitsExceeded; the
+// others are good, and the device stays up once it is found.
+func TestOversizedValueBisected(t *testing.T) {
+	vars := map[string]any{"Big": make([]float64, 70000)}
+	var names []string
+	for i := range 12 {
+		n := fmt.Sprint("V", i)
+		vars[n], names = float64(i), append(names, n)
+	}
+	names = append(names[:5], append([]string{"Big"}, names[5:]...)...)
+	s := simServer(t, opcuasim.Config{MaxNodesPerRead: 1000}, vars)
+	d := Device{Name: "big", Endpoint: s.Endpoint(), Interval: 200 * time.Millisecond, Backoff: 20 * time.Millisecond,
+		MaxBackoff: 100 * time.Millisecond, Security: Security{Policy: "None", Mode: "None"}}
+	for _, n := range names {
+		d.Tags = append(d.Tags, Tag{Name: n, Node: "nsu=urn:plcwatch:sim;s=" + n, Mode: "read"})
+	}
+	w := start(t, d, Options{})
+	good := map[string]bool{}
+	bigBad := false
+	w.until(60*time.Second, "Big bad alone and every other tag good", func(ev *plcwatch.Event) bool {
+		if ev.Op != plcwatch.OpRead {
+			return false
+		}
+		switch {
+		case ev.Tag == "Big" && ev.Quality == "bad":
+			// gopcua's error when the Read sees it; EOF when its
+			// connection monitor closed the connection first (in process).
+			bigBad = ev.Error == "BadEncodingLimitsExceeded" || strings.Contains(ev.Error, "dropped the connection 3 times in a row")
+		case ev.Tag == "Big":
+			t.Errorf("Big: quality %s", ev.Quality)
+		case ev.Quality == "good":
+			good[ev.Tag] = true
+		default:
+			delete(good, ev.Tag) // while the Read is split
+		}
+		return bigBad && len(good) == 12
+	})
+	recon := w.c.Stats().Reconnects
+	// Settled: a few cycles more without a reconnect.
+	n := 0
+	w.until(30*time.Second, "five more cycles", func(ev *plcwatch.Event) bool {
+		if ev.Op == plcwatch.OpStatus {
+			t.Errorf("status %s %q after the split", ev.Quality, ev.Error)
+		}
+		if ev.Op == plcwatch.OpRead && (ev.Tag == "Big") == (ev.Quality == "good") {
+			t.Errorf("%s: %s %q after the split", ev.Tag, ev.Quality, ev.Error)
+		}
+		if ev.Op == plcwatch.OpRead && ev.Tag == "V0" {
+			n++
+		}
+		return n == 5
+	})
+	if st := w.c.Stats(); st.Reconnects != recon {
+		t.Errorf("reconnects %d after the split, want %d", st.Reconnects, recon)
+	}
+}
+
+// TestGroups: bisection state splits Reads; a tag too large alone is not
+// read.
+func TestGroups(t *testing.T) {
+	c := &Collector{tags: make([]tag, 6)}
+	ids := []int{0, 1, 2, 3, 4, 5}
+	for _, tc := range []struct {
+		most  []int
+		large int
+		per   int
+		want  string
+	}{
+		{[]int{0, 0, 0, 0, 0, 0}, -1, 0, "[[0 1 2 3 4 5]]"},
+		{[]int{0, 0, 0, 0, 0, 0}, -1, 4, "[[0 1 2 3] [4 5]]"},
+		{[]int{3, 3, 3, 3, 3, 3}, -1, 0, "[[0 1 2] [3 4 5]]"},
+		{[]int{2, 2, 2, 3, 3, 3}, -1, 0, "[[0 1] [2 3] [4 5]]"}, // never more than a member allows
+		{[]int{1, 1, 0, 0, 0, 0}, 0, 0, "[[1] [2 3 4 5]]"},
+		{[]int{0, 0, 0, 2, 2, 0}, -1, 0, "[[0 1 2] [3 4] [5]]"},
+	} {
+		for i := range c.tags {
+			c.tags[i].most, c.tags[i].tooLarge = tc.most[i], ""
+		}
+		if tc.large >= 0 {
+			c.tags[tc.large].tooLarge = "BadEncodingLimitsExceeded"
+		}
+		if got := fmt.Sprint(c.groups(ids, tc.per, func(*plcwatch.Event) {})); got != tc.want {
+			t.Errorf("most %v large %d per %d: %s, want %s", tc.most, tc.large, tc.per, got, tc.want)
 		}
 	}
 }
