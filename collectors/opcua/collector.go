@@ -254,7 +254,7 @@ func (c *Collector) connect(ctx context.Context) (*opcua.Client, error) {
 	// Each gopcua connection (GetEndpoints, then the session's) follows a
 	// handshake of our own: see preflight.
 	if err := preflight(cctx, hostport, c.dev.Endpoint); err != nil {
-		return nil, fmt.Errorf("%s: %w", c.dev.Endpoint, err)
+		return nil, fmt.Errorf("GetEndpoints %s: %w", c.dev.Endpoint, err)
 	}
 	// gopcua's UACP handshake honours a deadline but not a cancel: run in a
 	// goroutine so that a stop returns at once (systemd's TimeoutStopSec),
@@ -322,7 +322,7 @@ func (c *Collector) connect(ctx context.Context) (*opcua.Client, error) {
 	}
 	c.count(func(s *plcwatch.DeviceStats) { s.Reconnects++ })
 	if err := preflight(cctx, hostport, c.dev.Endpoint); err != nil {
-		return nil, fmt.Errorf("%s: %w", c.dev.Endpoint, err)
+		return nil, fmt.Errorf("connect %s: %w", c.dev.Endpoint, err)
 	}
 	_, err = detached(ctx, func() (struct{}, error) { return struct{}{}, client.Connect(cctx) }, func() {
 		cctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)

@@ -59,7 +59,7 @@ func preflight(ctx context.Context, hostport, endpoint string) error {
 	hel = append(hel, endpoint...)
 	binary.LittleEndian.PutUint32(hel[4:], uint32(len(hel)))
 	if _, err := conn.Write(hel); err != nil {
-		return ctxErr(ctx, fmt.Errorf("Hello: %w", err))
+		return ctxErr(ctx, fmt.Errorf("sending Hello: %w", err))
 	}
 	var hdr [8]byte
 	if _, err := io.ReadFull(conn, hdr[:]); err != nil {
@@ -71,12 +71,12 @@ func preflight(ctx context.Context, hostport, endpoint string) error {
 	}
 	body := make([]byte, size-8)
 	if _, err := io.ReadFull(conn, body); err != nil {
-		return ctxErr(ctx, fmt.Errorf("Acknowledge: %w", err))
+		return ctxErr(ctx, fmt.Errorf("reading Acknowledge: %w", err))
 	}
 	switch string(hdr[:4]) {
 	case "ACKF":
 		if len(body) < 20 {
-			return fmt.Errorf("Acknowledge of %d bytes, want 28", size)
+			return fmt.Errorf("an Acknowledge of %d bytes, want 28", size)
 		}
 		return checkAck(binary.LittleEndian.Uint32(body[0:]), binary.LittleEndian.Uint32(body[4:]),
 			binary.LittleEndian.Uint32(body[8:]), binary.LittleEndian.Uint32(body[12:]), binary.LittleEndian.Uint32(body[16:]))
