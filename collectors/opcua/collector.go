@@ -202,6 +202,9 @@ func (c *Collector) session(ctx context.Context, emit plcwatch.Emit) (upFor time
 	}
 	notes := make(chan *opcua.PublishNotificationData, 64)
 	if len(c.subs) > 0 {
+		if err := c.probeSubscribed(ctx, client, limits, emit); err != nil {
+			return 0, err
+		}
 		if err := c.subscribe(ctx, client, limits, notes, emit); err != nil {
 			return 0, err
 		}
@@ -514,8 +517,8 @@ func (c *Collector) subscribe(ctx context.Context, client *opcua.Client, lim lim
 	}
 	for _, i := range c.subs {
 		t := &c.tags[i]
-		if t.id == nil {
-			continue
+		if t.id == nil || t.tooLarge != "" {
+			continue // too large: probeSubscribed reported it
 		}
 		req := opcua.NewMonitoredItemCreateRequestWithDefaults(t.id, ua.AttributeIDValue, uint32(i))
 		p := req.RequestedParameters
@@ -592,6 +595,34 @@ func (c *Collector) cycle(ctx context.Context, client *opcua.Client, lim limits,
 		}
 		return nil
 	}
+	if err := c.readGroups(ctx, client, groups, emit, false); err != nil {
+		return err
+	}
+	c.flushTelemetry(time.Now())
+	return nil
+}
+
+// probeSubscribed reads the subscribed tags once, emitting nothing but
+// the tags too large, before they are monitored: a notification too large
+// for gopcua drops the session as a Read response does, and with no way
+// to tell which item it was, so the Read's bisection (cycle) finds the
+// tags that are too large, which are then not monitored.
+func (c *Collector) probeSubscribed(ctx context.Context, client *opcua.Client, lim limits, emit plcwatch.Emit) error {
+	var ids []int
+	for _, i := range c.subs {
+		if c.tags[i].id != nil {
+			ids = append(ids, i)
+		}
+	}
+	if err := c.readGroups(ctx, client, c.groups(ids, lim.maxRead, emit), emit, true); err != nil {
+		return fmt.Errorf("probe of the subscribed tags: %w", err)
+	}
+	return nil
+}
+
+// readGroups sends one Read per group and emits the values (probe: only
+// the tags found too large alone).
+func (c *Collector) readGroups(ctx context.Context, client *opcua.Client, groups [][]int, emit plcwatch.Emit, probe bool) error {
 	var nodes []*ua.ReadValueID
 	for _, chunk := range groups {
 		nodes = nodes[:0]
@@ -647,10 +678,15 @@ func (c *Collector) cycle(ctx context.Context, client *opcua.Client, lim limits,
 		if err != nil {
 			c.count(func(s *plcwatch.DeviceStats) { s.FailedCycles++ })
 			for _, i := range chunk {
-				c.emitBad(emit, &c.tags[i], now, "Read", err.Error())
+				if !probe {
+					c.emitBad(emit, &c.tags[i], now, "Read", err.Error())
+				}
 			}
 			c.flushTelemetry(now)
 			return fmt.Errorf("read: %w", err)
+		}
+		if probe {
+			continue
 		}
 		for k, i := range chunk {
 			var dv *ua.DataValue

@@ -98,7 +98,9 @@ func TestStopDuringRead(t *testing.T) {
 // 65,535-element decoding limit) failed every Read of all the read tags
 // and dropped the connection, so the device flapped. The Read is split
 // down to that tag, which alone is bad with BadEncodingLimitsExceeded; the
-// others are good, and the device stays up once it is found.
+// others are good, and the device stays up once it is found. The same
+// for subscribed tags (a notification too large dropped the session):
+// a probe Read before monitoring finds them, and they are not monitored.
 func TestOversizedValueBisected(t *testing.T) {
 	vars := map[string]any{"Big": make([]float64, 70000)}
 	var names []string
@@ -113,9 +115,10 @@ func TestOversizedValueBisected(t *testing.T) {
 	for _, n := range names {
 		d.Tags = append(d.Tags, Tag{Name: n, Node: "nsu=urn:plcwatch:sim;s=" + n, Mode: "read"})
 	}
+	d.Tags = append(d.Tags, Tag{Name: "sBig", Node: "nsu=urn:plcwatch:sim;s=Big"}, Tag{Name: "sV1", Node: "nsu=urn:plcwatch:sim;s=V1"})
 	w := start(t, d, Options{})
 	good := map[string]bool{}
-	bigBad := false
+	bigBad, sBigBad := false, false
 	w.until(60*time.Second, "Big bad alone and every other tag good", func(ev *plcwatch.Event) bool {
 		if ev.Op != plcwatch.OpRead {
 			return false
@@ -125,14 +128,16 @@ func TestOversizedValueBisected(t *testing.T) {
 			// gopcua's error when the Read sees it; EOF when its
 			// connection monitor closed the connection first (in process).
 			bigBad = ev.Error == "BadEncodingLimitsExceeded" || strings.Contains(ev.Error, "dropped the connection 3 times in a row")
-		case ev.Tag == "Big":
-			t.Errorf("Big: quality %s", ev.Quality)
+		case ev.Tag == "sBig" && ev.Quality == "bad":
+			sBigBad = ev.Error == "BadEncodingLimitsExceeded" || strings.Contains(ev.Error, "dropped the connection 3 times in a row")
+		case ev.Tag == "Big" || ev.Tag == "sBig":
+			t.Errorf("%s: quality %s", ev.Tag, ev.Quality)
 		case ev.Quality == "good":
 			good[ev.Tag] = true
 		default:
 			delete(good, ev.Tag) // while the Read is split
 		}
-		return bigBad && len(good) == 12
+		return bigBad && sBigBad && len(good) == 13
 	})
 	recon := w.c.Stats().Reconnects
 	// Settled: a few cycles more without a reconnect.
@@ -141,7 +146,7 @@ func TestOversizedValueBisected(t *testing.T) {
 		if ev.Op == plcwatch.OpStatus {
 			t.Errorf("status %s %q after the split", ev.Quality, ev.Error)
 		}
-		if ev.Op == plcwatch.OpRead && (ev.Tag == "Big") == (ev.Quality == "good") {
+		if ev.Op == plcwatch.OpRead && (ev.Tag == "Big" || ev.Tag == "sBig") == (ev.Quality == "good") {
 			t.Errorf("%s: %s %q after the split", ev.Tag, ev.Quality, ev.Error)
 		}
 		if ev.Op == plcwatch.OpRead && ev.Tag == "V0" {
