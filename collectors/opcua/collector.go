@@ -169,15 +169,23 @@ func (c *Collector) Run(ctx context.Context, emit plcwatch.Emit) error {
 		}
 		c.setState(emit, -1, err.Error())
 		c.readyOnce.Do(func() { close(c.ready) })
-		if upFor >= max(c.dev.Interval, stableAfter) {
-			wait = c.dev.Backoff
-		}
+		wait = c.retryWait(wait, upFor)
 		d := time.Duration(float64(wait) * (0.5 + rand.Float64()))
 		if !sleep(ctx, d) {
 			return nil
 		}
 		wait = min(2*wait, c.dev.MaxBackoff)
 	}
+}
+
+// retryWait is the wait (before jitter) after a session that was
+// monitoring for upFor, wait being the current one: backoff again after a
+// stable session, else wait (doubled after the sleep).
+func (c *Collector) retryWait(wait, upFor time.Duration) time.Duration {
+	if upFor >= max(c.dev.Interval, stableAfter) {
+		return c.dev.Backoff
+	}
+	return wait
 }
 
 // stableAfter is how long a session must have been monitoring (or one

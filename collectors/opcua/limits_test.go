@@ -188,3 +188,28 @@ func TestGroups(t *testing.T) {
 		}
 	}
 }
+
+// TestRetryWaitNoFlapping: a session lost soon after it came up (a value
+// too large on its first Read) keeps the doubled wait; one that lasted
+// 30 s (or one interval, when longer) starts again from backoff. Before,
+// any session that came up reset the wait: up and down twice a second.
+func TestRetryWaitNoFlapping(t *testing.T) {
+	c := &Collector{dev: Device{Backoff: 500 * time.Millisecond, Interval: time.Second}}
+	slow := &Collector{dev: Device{Backoff: 500 * time.Millisecond, Interval: time.Minute}}
+	for _, tc := range []struct {
+		c           *Collector
+		wait, upFor time.Duration
+		want        time.Duration
+	}{
+		{c, 4 * time.Second, 0, 4 * time.Second},
+		{c, 4 * time.Second, 300 * time.Millisecond, 4 * time.Second},
+		{c, 4 * time.Second, 29 * time.Second, 4 * time.Second},
+		{c, 4 * time.Second, 30 * time.Second, 500 * time.Millisecond},
+		{slow, 4 * time.Second, 45 * time.Second, 4 * time.Second},
+		{slow, 4 * time.Second, time.Minute, 500 * time.Millisecond},
+	} {
+		if got := tc.c.retryWait(tc.wait, tc.upFor); got != tc.want {
+			t.Errorf("interval %v wait %v up %v: %v, want %v", tc.c.dev.Interval, tc.wait, tc.upFor, got, tc.want)
+		}
+	}
+}
