@@ -5,10 +5,13 @@ import (
 	"crypto/rsa"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -40,6 +43,14 @@ type tag struct {
 	ref   NodeRef
 	scale float64
 	id    *ua.NodeID // resolved for the current session; nil when it could not be
+	// most is the most tags the tag's Read may carry (0: the server's
+	// limit): halved for each tag of a Read whose response was too large
+	// (bisection). Kept across sessions.
+	most int
+	// tooLarge is why the tag alone made its Read's response too large; it
+	// is no longer read (each read would cost the session) until the agent
+	// restarts.
+	tooLarge string
 }
 
 // Collector monitors one OPC UA server: it is a plcwatch.Source and a
@@ -61,6 +72,10 @@ type Collector struct {
 	state    int8 // 0 unknown, 1 up, -1 down
 	lastErr  string
 	subsMade bool // a subscription was made before: one made again is a gap
+	// suspect is the last Read whose response lost the connection, and
+	// suspectN how many sessions in a row it did (see cycle).
+	suspect  []int
+	suspectN int
 
 	ev      plcwatch.Event
 	tele    []byte
@@ -137,13 +152,15 @@ func (c *Collector) Ready() <-chan struct{} { return c.ready }
 // restart the publish loop stays paused or the client stays "connected"
 // with no subscription). A connection that
 // fails or is lost is retried after a jittered wait (±50%) that starts at
-// backoff and doubles up to max_backoff; a connection that was up retries
-// at once after its first wait.
+// backoff and doubles up to max_backoff; a connection that was up for
+// stableAfter (or one interval, when longer) retries after backoff again;
+// one that fails sooner, for example on its first Read, keeps doubling: no
+// flapping.
 func (c *Collector) Run(ctx context.Context, emit plcwatch.Emit) error {
 	defer c.readyOnce.Do(func() { close(c.ready) })
 	wait := c.dev.Backoff
 	for {
-		wasUp, err := c.session(ctx, emit)
+		upFor, err := c.session(ctx, emit)
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -152,9 +169,7 @@ func (c *Collector) Run(ctx context.Context, emit plcwatch.Emit) error {
 		}
 		c.setState(emit, -1, err.Error())
 		c.readyOnce.Do(func() { close(c.ready) })
-		if wasUp {
-			wait = c.dev.Backoff
-		}
+		wait = c.retryWait(wait, upFor)
 		d := time.Duration(float64(wait) * (0.5 + rand.Float64()))
 		if !sleep(ctx, d) {
 			return nil
@@ -163,12 +178,26 @@ func (c *Collector) Run(ctx context.Context, emit plcwatch.Emit) error {
 	}
 }
 
+// retryWait is the wait (before jitter) after a session that was
+// monitoring for upFor, wait being the current one: backoff again after a
+// stable session, else wait (doubled after the sleep).
+func (c *Collector) retryWait(wait, upFor time.Duration) time.Duration {
+	if upFor >= max(c.dev.Interval, stableAfter) {
+		return c.dev.Backoff
+	}
+	return wait
+}
+
+// stableAfter is how long a session must have been monitoring (or one
+// interval, when longer) for its loss to restart the backoff.
+const stableAfter = 30 * time.Second
+
 // session connects, sets everything up and monitors until the connection
-// fails or ctx ends. wasUp says whether it got as far as monitoring.
-func (c *Collector) session(ctx context.Context, emit plcwatch.Emit) (wasUp bool, err error) {
+// fails or ctx ends. upFor is how long it was monitoring (0: never).
+func (c *Collector) session(ctx context.Context, emit plcwatch.Emit) (upFor time.Duration, err error) {
 	client, err := c.connect(ctx)
 	if err != nil {
-		return false, err
+		return 0, err
 	}
 	defer func() {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
@@ -177,36 +206,41 @@ func (c *Collector) session(ctx context.Context, emit plcwatch.Emit) (wasUp bool
 	}()
 	limits, err := c.prepare(ctx, client, emit)
 	if err != nil {
-		return false, err
+		return 0, err
 	}
 	notes := make(chan *opcua.PublishNotificationData, 64)
 	if len(c.subs) > 0 {
+		if err := c.probeSubscribed(ctx, client, limits, emit); err != nil {
+			return 0, err
+		}
 		if err := c.subscribe(ctx, client, limits, notes, emit); err != nil {
-			return false, err
+			return 0, err
 		}
 	}
 	c.setState(emit, 1, "")
 	c.readyOnce.Do(func() { close(c.ready) })
+	up := time.Now()
+	defer func() { upFor = time.Since(up) }()
 	next := time.Now().Truncate(c.dev.Interval).Add(c.dev.Interval)
 	timer := time.NewTimer(0) // the read tags at once, then on the interval's grid
 	defer timer.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			return true, nil
+			return 0, nil
 		case n := <-notes:
 			if n.Error != nil {
-				return true, fmt.Errorf("subscription: %w", n.Error)
+				return 0, fmt.Errorf("subscription: %w", n.Error)
 			}
 			if err := c.notification(n.Value, emit); err != nil {
-				return true, err
+				return 0, err
 			}
 		case <-timer.C:
 			if st := client.State(); st != opcua.Connected {
-				return true, fmt.Errorf("connection lost (%s)", st)
+				return 0, fmt.Errorf("connection lost (%s)", st)
 			}
 			if err := c.cycle(ctx, client, limits, emit); err != nil {
-				return true, err
+				return 0, err
 			}
 			next = next.Add(c.dev.Interval)
 			if now := time.Now(); next.Before(now) {
@@ -228,7 +262,17 @@ func (c *Collector) connect(ctx context.Context) (*opcua.Client, error) {
 	if ap, err := net.ResolveTCPAddr("tcp", hostport); err == nil {
 		c.server = netip.AddrPortFrom(ap.AddrPort().Addr().Unmap(), ap.AddrPort().Port())
 	}
-	eps, err := opcua.GetEndpoints(cctx, c.dev.Endpoint, opcua.DialTimeout(c.dev.ConnectTimeout))
+	// Each gopcua connection (GetEndpoints, then the session's) follows a
+	// handshake of our own: see preflight.
+	if err := preflight(cctx, hostport, c.dev.Endpoint); err != nil {
+		return nil, fmt.Errorf("GetEndpoints %s: %w", c.dev.Endpoint, err)
+	}
+	// gopcua's UACP handshake honours a deadline but not a cancel: run in a
+	// goroutine so that a stop returns at once (systemd's TimeoutStopSec),
+	// not after connect_timeout; the goroutine ends by the deadline.
+	eps, err := detached(ctx, func() ([]*ua.EndpointDescription, error) {
+		return opcua.GetEndpoints(cctx, c.dev.Endpoint, opcua.DialTimeout(c.dev.ConnectTimeout))
+	}, nil)
 	if err != nil {
 		return nil, fmt.Errorf("GetEndpoints %s: %w", c.dev.Endpoint, err)
 	}
@@ -288,49 +332,108 @@ func (c *Collector) connect(ctx context.Context) (*opcua.Client, error) {
 		return nil, fmt.Errorf("client: %w", err)
 	}
 	c.count(func(s *plcwatch.DeviceStats) { s.Reconnects++ })
-	if err := client.Connect(cctx); err != nil {
+	if err := preflight(cctx, hostport, c.dev.Endpoint); err != nil {
+		return nil, fmt.Errorf("connect %s: %w", c.dev.Endpoint, err)
+	}
+	_, err = detached(ctx, func() (struct{}, error) { return struct{}{}, client.Connect(cctx) }, func() {
+		cctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		client.Close(cctx)
+		cancel()
+	})
+	if errors.Is(err, errAbandoned) {
+		return nil, err // abandon closes the client
+	}
+	if err != nil {
 		client.Close(context.WithoutCancel(cctx))
 		return nil, fmt.Errorf("connect %s (%s, %s): %w", c.dev.Endpoint, c.policy, c.mode, err)
 	}
 	return client, nil
 }
 
+// detached runs f on its own goroutine and returns its result, or ctx's
+// error at once when ctx ends first; then the goroutine, when f returns,
+// runs abandon (if any) to release what f made.
+func detached[T any](ctx context.Context, f func() (T, error), abandon func()) (T, error) {
+	type result struct {
+		v   T
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		v, err := f()
+		done <- result{v, err}
+	}()
+	select {
+	case r := <-done:
+		return r.v, r.err
+	case <-ctx.Done():
+		if abandon != nil {
+			go func() {
+				<-done
+				abandon()
+			}()
+		}
+		var zero T
+		return zero, fmt.Errorf("%w: %w", errAbandoned, ctx.Err())
+	}
+}
+
+// errAbandoned is detached's error when ctx ended first.
+var errAbandoned = errors.New("stopped while connecting")
+
 // limits are the server's operation limits; 0 is no limit.
 type limits struct {
 	maxRead, maxMonitor int
 }
 
-// prepare reads the namespace array and the operation limits (before any
-// larger request: gopcua v0.8.0 takes a ServiceFault such as
-// BadTooManyOperations for a lost connection) and resolves the tags' node
-// ids. A tag that cannot be resolved is reported bad and left out of this
-// session.
+// prepare reads the namespace array and the operation limits, one node
+// per Read (a server with MaxNodesPerRead 1 refuses a Read of three with
+// BadTooManyOperations, and gopcua v0.8.0 takes that ServiceFault for a
+// lost connection: no larger request before the limit is known), and
+// resolves the tags' node ids. A tag that cannot be resolved is reported
+// bad and left out of this session.
 func (c *Collector) prepare(ctx context.Context, client *opcua.Client, emit plcwatch.Emit) (limits, error) {
 	var lim limits
-	rctx, cancel := context.WithTimeout(ctx, c.dev.Timeout)
-	defer cancel()
-	res, err := client.Read(rctx, &ua.ReadRequest{TimestampsToReturn: ua.TimestampsToReturnNeither, NodesToRead: []*ua.ReadValueID{
-		{NodeID: ua.NewNumericNodeID(0, id.Server_NamespaceArray), AttributeID: ua.AttributeIDValue},
-		{NodeID: ua.NewNumericNodeID(0, id.Server_ServerCapabilities_OperationLimits_MaxNodesPerRead), AttributeID: ua.AttributeIDValue},
-		{NodeID: ua.NewNumericNodeID(0, id.Server_ServerCapabilities_OperationLimits_MaxMonitoredItemsPerCall), AttributeID: ua.AttributeIDValue},
-	}})
-	c.count(func(s *plcwatch.DeviceStats) { s.Requests++ })
+	one := func(what string, node uint32) (*ua.DataValue, error) {
+		rctx, cancel := context.WithTimeout(ctx, c.dev.Timeout)
+		defer cancel()
+		res, err := client.Read(rctx, &ua.ReadRequest{TimestampsToReturn: ua.TimestampsToReturnNeither, NodesToRead: []*ua.ReadValueID{
+			{NodeID: ua.NewNumericNodeID(0, node), AttributeID: ua.AttributeIDValue}}})
+		c.count(func(s *plcwatch.DeviceStats) { s.Requests++ })
+		if err == nil && res.ResponseHeader != nil && res.ResponseHeader.ServiceResult != ua.StatusOK {
+			err = res.ResponseHeader.ServiceResult
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", what, err)
+		}
+		if len(res.Results) != 1 || res.Results[0].Status != ua.StatusOK {
+			return nil, nil
+		}
+		return res.Results[0], nil
+	}
+	dv, err := one("NamespaceArray", id.Server_NamespaceArray)
 	if err != nil {
-		return lim, fmt.Errorf("read NamespaceArray and OperationLimits: %w", err)
+		return lim, err
 	}
 	var namespaces []string
-	if len(res.Results) == 3 {
-		if v := res.Results[0].Value; v != nil {
-			namespaces, _ = v.Value().([]string)
+	if dv != nil && dv.Value != nil {
+		namespaces, _ = dv.Value.Value().([]string)
+	}
+	for _, l := range []struct {
+		name string
+		node uint32
+		to   *int
+	}{
+		{"MaxNodesPerRead", id.Server_ServerCapabilities_OperationLimits_MaxNodesPerRead, &lim.maxRead},
+		{"MaxMonitoredItemsPerCall", id.Server_ServerCapabilities_OperationLimits_MaxMonitoredItemsPerCall, &lim.maxMonitor},
+	} {
+		dv, err := one(l.name, l.node)
+		if err != nil {
+			return lim, err
 		}
-		if v := res.Results[1].Value; v != nil && res.Results[1].Status == ua.StatusOK {
-			if n, ok := number(v.Value()); ok {
-				lim.maxRead = int(n)
-			}
-		}
-		if v := res.Results[2].Value; v != nil && res.Results[2].Status == ua.StatusOK {
-			if n, ok := number(v.Value()); ok {
-				lim.maxMonitor = int(n)
+		if dv != nil && dv.Value != nil {
+			if n, ok := number(dv.Value.Value()); ok && n >= 0 && n < 1<<31 {
+				*l.to = int(n)
 			}
 		}
 	}
@@ -422,8 +525,8 @@ func (c *Collector) subscribe(ctx context.Context, client *opcua.Client, lim lim
 	}
 	for _, i := range c.subs {
 		t := &c.tags[i]
-		if t.id == nil {
-			continue
+		if t.id == nil || t.tooLarge != "" {
+			continue // too large: probeSubscribed reported it
 		}
 		req := opcua.NewMonitoredItemCreateRequestWithDefaults(t.id, ua.AttributeIDValue, uint32(i))
 		p := req.RequestedParameters
@@ -490,7 +593,9 @@ func (c *Collector) cycle(ctx context.Context, client *opcua.Client, lim limits,
 			ids = append(ids, i)
 		}
 	}
-	if len(ids) == 0 {
+	groups := c.groups(ids, lim.maxRead, emit)
+	c.count(func(s *plcwatch.DeviceStats) { s.PlannedReads = max(len(groups), 1) })
+	if len(groups) == 0 {
 		_, err := c.read(ctx, client, []*ua.ReadValueID{{NodeID: ua.NewNumericNodeID(0, id.Server_ServerStatus_CurrentTime), AttributeID: ua.AttributeIDValue}})
 		if err != nil {
 			c.count(func(s *plcwatch.DeviceStats) { s.FailedCycles++ })
@@ -498,14 +603,36 @@ func (c *Collector) cycle(ctx context.Context, client *opcua.Client, lim limits,
 		}
 		return nil
 	}
-	per := lim.maxRead
-	if per <= 0 {
-		per = len(ids)
+	if err := c.readGroups(ctx, client, groups, emit, false); err != nil {
+		return err
 	}
-	nodes := make([]*ua.ReadValueID, 0, min(per, len(ids)))
-	for len(ids) > 0 {
-		chunk := ids[:min(per, len(ids))]
-		ids = ids[len(chunk):]
+	c.flushTelemetry(time.Now())
+	return nil
+}
+
+// probeSubscribed reads the subscribed tags once, emitting nothing but
+// the tags too large, before they are monitored: a notification too large
+// for gopcua drops the session as a Read response does, and with no way
+// to tell which item it was, so the Read's bisection (cycle) finds the
+// tags that are too large, which are then not monitored.
+func (c *Collector) probeSubscribed(ctx context.Context, client *opcua.Client, lim limits, emit plcwatch.Emit) error {
+	var ids []int
+	for _, i := range c.subs {
+		if c.tags[i].id != nil {
+			ids = append(ids, i)
+		}
+	}
+	if err := c.readGroups(ctx, client, c.groups(ids, lim.maxRead, emit), emit, true); err != nil {
+		return fmt.Errorf("probe of the subscribed tags: %w", err)
+	}
+	return nil
+}
+
+// readGroups sends one Read per group and emits the values (probe: only
+// the tags found too large alone).
+func (c *Collector) readGroups(ctx context.Context, client *opcua.Client, groups [][]int, emit plcwatch.Emit, probe bool) error {
+	var nodes []*ua.ReadValueID
+	for _, chunk := range groups {
 		nodes = nodes[:0]
 		for _, i := range chunk {
 			nodes = append(nodes, &ua.ReadValueID{NodeID: c.tags[i].id, AttributeID: ua.AttributeIDValue})
@@ -514,13 +641,60 @@ func (c *Collector) cycle(ctx context.Context, client *opcua.Client, lim limits,
 		res, err := c.read(ctx, client, nodes)
 		rtt := time.Since(t0)
 		now := time.Now()
+		if err != nil && ctx.Err() != nil {
+			return ctx.Err() // a stop: the Read was cut short, the tags are not bad
+		}
+		tooLarge := err != nil && responseTooLarge(err)
+		if err != nil && !tooLarge && errors.Is(err, io.EOF) {
+			// gopcua v0.8.0 reports a response it could not decode (too
+			// large) to its connection monitor too, which closes the
+			// connection: the Read often sees only EOF. The same Read losing
+			// the connection in consecutive sessions is taken for one: split
+			// after 2, a lone tag too large after 3 (a server restart or a
+			// network cut hits whichever Read is in flight, rarely the same
+			// one each time).
+			if n := c.lostAt(chunk); (len(chunk) > 1 && n >= 2) || n >= 3 {
+				tooLarge, c.suspect = true, nil
+				err = fmt.Errorf("the Read's response dropped the connection %d times in a row (%w): too large for gopcua (over 65,535 array elements or 2 MB)?", n, err)
+			}
+		}
+		if err == nil && slices.Equal(c.suspect, chunk) {
+			c.suspect = nil
+		}
+		if tooLarge {
+			// One value too large for gopcua (an array of more than
+			// 65,535 elements, a message over its limit) fails the whole
+			// Read, and gopcua v0.8.0 drops the connection with it. Bisect:
+			// the tags of this Read go in halves from now on, down to the
+			// one that is too large alone, which alone is bad.
+			c.count(func(s *plcwatch.DeviceStats) { s.FailedCycles++ })
+			if len(chunk) == 1 {
+				t := &c.tags[chunk[0]]
+				t.tooLarge = tooLargeText(err)
+				c.emitBad(emit, t, now, "Read", t.tooLarge)
+			} else {
+				for _, i := range chunk {
+					c.tags[i].most = (len(chunk) + 1) / 2
+				}
+			}
+			c.flushTelemetry(now)
+			if !errors.Is(err, io.EOF) && client.State() == opcua.Connected {
+				continue
+			}
+			return fmt.Errorf("read: %w (a Read of %d tags: split for the next session)", err, len(chunk))
+		}
 		if err != nil {
 			c.count(func(s *plcwatch.DeviceStats) { s.FailedCycles++ })
 			for _, i := range chunk {
-				c.emitBad(emit, &c.tags[i], now, "Read", err.Error())
+				if !probe {
+					c.emitBad(emit, &c.tags[i], now, "Read", err.Error())
+				}
 			}
 			c.flushTelemetry(now)
 			return fmt.Errorf("read: %w", err)
+		}
+		if probe {
+			continue
 		}
 		for k, i := range chunk {
 			var dv *ua.DataValue
@@ -533,6 +707,77 @@ func (c *Collector) cycle(ctx context.Context, client *opcua.Client, lim limits,
 	}
 	c.flushTelemetry(time.Now())
 	return nil
+}
+
+// groups splits the read tags ids into Reads of at most per tags (the
+// server's MaxNodesPerRead; 0: no limit) and of at most each member's
+// most. A tag too large to read alone is reported bad, not read.
+func (c *Collector) groups(ids []int, per int, emit plcwatch.Emit) [][]int {
+	var out [][]int
+	var cur []int
+	limit := 0
+	now := time.Now()
+	for _, i := range ids {
+		t := &c.tags[i]
+		if t.tooLarge != "" {
+			c.emitBad(emit, t, now, "Read", t.tooLarge)
+			continue
+		}
+		most := per
+		if t.most > 0 && (most <= 0 || t.most < most) {
+			most = t.most
+		}
+		if len(cur) > 0 && most > 0 && len(cur)+1 > most {
+			out, cur = append(out, cur), nil
+		}
+		if len(cur) == 0 {
+			limit = most
+		} else if most > 0 && (limit <= 0 || most < limit) {
+			limit = most
+		}
+		cur = append(cur, i)
+		if limit > 0 && len(cur) >= limit {
+			out, cur = append(out, cur), nil
+		}
+	}
+	if len(cur) > 0 {
+		out = append(out, cur)
+	}
+	return out
+}
+
+// lostAt records that the Read of chunk lost the connection and returns
+// how many sessions in a row it did.
+func (c *Collector) lostAt(chunk []int) int {
+	if slices.Equal(c.suspect, chunk) {
+		c.suspectN++
+	} else {
+		c.suspect, c.suspectN = slices.Clone(chunk), 1
+	}
+	return c.suspectN
+}
+
+// responseTooLarge says whether a Read failed because its response was
+// too large for the server or for gopcua: BadEncodingLimitsExceeded
+// (gopcua's 65,535-element array limit), BadResponseTooLarge, or gopcua's
+// own "message too large" and "too many chunks" (MaxMessageSize,
+// MaxChunkCount).
+func responseTooLarge(err error) bool {
+	if errors.Is(err, ua.StatusBadEncodingLimitsExceeded) || errors.Is(err, ua.StatusBadResponseTooLarge) {
+		return true
+	}
+	msg := err.Error()
+	return strings.Contains(msg, "message too large") || strings.Contains(msg, "too many chunks")
+}
+
+// tooLargeText is a too-large error as a tag's error: the status name
+// when it is one.
+func tooLargeText(err error) string {
+	var code ua.StatusCode
+	if errors.As(err, &code) {
+		return statusText(code)
+	}
+	return err.Error()
 }
 
 // read sends one Read with the request timeout.

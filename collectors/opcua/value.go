@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"reflect"
 	"strings"
 	"sync"
 	"time"
@@ -81,7 +82,8 @@ func setValue(ev *plcwatch.Event, dv *ua.DataValue, scale, offset float64) {
 	ev.Status = uint32(dv.Status)
 	ev.StatusName = StatusName(dv.Status)
 	ev.Quality = Quality(dv.Status)
-	ev.SourceTime, ev.ServerTime = dv.SourceTimestamp, dv.ServerTimestamp
+	ev.SourceTime, _ = fixDateTime(dv.SourceTimestamp) // zero (absent) when none or 1601-01-01
+	ev.ServerTime, _ = fixDateTime(dv.ServerTimestamp)
 	if ev.Quality == "bad" {
 		ev.Error = ev.StatusName
 		if ev.Error == "" {
@@ -108,6 +110,14 @@ func setValue(ev *plcwatch.Event, dv *ua.DataValue, scale, offset float64) {
 		ev.Value = f*scale + offset
 		return
 	}
+	if tm, ok := v.Value().(time.Time); ok {
+		if _, ok := fixDateTime(tm); !ok {
+			// 1601-01-01 is OPC UA's "no date" (OPC 10000-6 §5.2.2.5): no
+			// value, as NaN is.
+			ev.Quality, ev.Error = "bad", "no value (DateTime 1601-01-01: no date)"
+			return
+		}
+	}
 	ev.Text = text(v.Value())
 }
 
@@ -121,7 +131,11 @@ func text(v any) string {
 	case string:
 		return x
 	case time.Time:
-		return x.UTC().Format(time.RFC3339Nano)
+		t, ok := fixDateTime(x)
+		if !ok {
+			return "" // 1601-01-01: no date
+		}
+		return t.UTC().Format(time.RFC3339Nano)
 	case []byte:
 		return base64.StdEncoding.EncodeToString(x)
 	case *ua.GUID:
@@ -144,6 +158,8 @@ func text(v any) string {
 		return x.Name
 	case *ua.LocalizedText:
 		return x.Text
+	case *ua.ExtensionObject:
+		return extensionText(x)
 	case nil:
 		return ""
 	}
@@ -185,13 +201,15 @@ func setArray(ev *plcwatch.Event, v any, scale, offset float64) {
 	case []string:
 		ts = x
 	default:
-		// Other arrays: each element's text.
-		if arr, ok := v.([]any); ok {
-			for _, e := range arr {
-				ts = append(ts, text(e))
+		// Other arrays ([]time.Time, []*ua.ExtensionObject, ...): each
+		// element's text.
+		if rv := reflect.ValueOf(v); rv.Kind() == reflect.Slice {
+			ts = make([]string, 0, rv.Len())
+			for i := range rv.Len() {
+				ts = append(ts, text(rv.Index(i).Interface()))
 			}
 		} else {
-			ts = []string{fmt.Sprint(v)}
+			ts = []string{text(v)}
 		}
 	}
 	if ts != nil || fs == nil {
@@ -208,6 +226,37 @@ func setArray(ev *plcwatch.Event, v any, scale, offset float64) {
 	if len(fs) > 0 {
 		ev.Raw = plcwatch.NoValue
 	}
+}
+
+// extensionText is an ExtensionObject as stable text: a JSON object with
+// the type's node id (its DataTypeEncoding) and, when gopcua decoded the
+// body (the types of OPC 10000-5 it knows), the decoded structure as JSON;
+// an XML body as its text. A body of a type gopcua does not know is
+// dropped by gopcua v0.8.0 (ua/extension_object.go Decode), so only the
+// type is given. Never a Go value dump: those hold memory addresses and
+// change on every read.
+func extensionText(x *ua.ExtensionObject) string {
+	var out struct {
+		Type  string          `json:"type"`
+		Value json.RawMessage `json:"value,omitempty"`
+	}
+	if x == nil {
+		return "null"
+	}
+	if x.TypeID != nil && x.TypeID.NodeID != nil {
+		out.Type = x.TypeID.NodeID.String()
+	}
+	switch v := x.Value.(type) {
+	case nil:
+	case *ua.XMLElement:
+		out.Value, _ = json.Marshal(string(*v))
+	default:
+		if b, err := json.Marshal(v); err == nil {
+			out.Value = b
+		}
+	}
+	b, _ := json.Marshal(out)
+	return string(b)
 }
 
 func nums[T int8 | uint8 | int16 | uint16 | int32 | uint32 | int64 | uint64 | float32 | float64](x []T) []float64 {
