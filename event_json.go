@@ -487,6 +487,22 @@ func (e *Event) appendCorrelation(b []byte) []byte {
 	return b
 }
 
+// AppendTelemetryHead appends the start of a device's telemetry document
+// (plcwatch.telemetry/v1, docs/config.md), up to and including the device
+// name: {"schema":…,"time":…,"site":…,"gateway":…,"device":… — each
+// collector then adds what is its own (Modbus units, the OPC UA protocol)
+// and the tags. t is written in UTC.
+func AppendTelemetryHead(b []byte, t time.Time, site, gateway, device string) []byte {
+	b = append(b, `{"schema":"plcwatch.telemetry/v1","time":"`...)
+	b = t.UTC().AppendFormat(b, TimeFormat)
+	b = append(b, `","site":`...)
+	b = AppendJSONString(b, site)
+	b = append(b, `,"gateway":`...)
+	b = AppendJSONString(b, gateway)
+	b = append(b, `,"device":`...)
+	return AppendJSONString(b, device)
+}
+
 // AppendTelemetryTag appends a polled tag's entry of a telemetry document
 // (plcwatch.telemetry/v1, docs/config.md), Modbus or OPC UA alike:
 // {"value":…,"raw":…,"values":[…],"text":…,"quality":…,"exception":…,

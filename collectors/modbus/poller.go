@@ -658,14 +658,7 @@ func (p *Poller) appendTelemetry(ev *plcwatch.Event, s *spec) {
 // telemetry is the cycle's document: docs/config.md documents it.
 func (p *Poller) telemetry(t time.Time) []byte {
 	b := p.teleOut[:0]
-	b = append(b, `{"schema":"plcwatch.telemetry/v1","time":"`...)
-	b = t.UTC().AppendFormat(b, plcwatch.TimeFormat)
-	b = append(b, `","site":`...)
-	b = plcwatch.AppendJSONString(b, p.opts.Site)
-	b = append(b, `,"gateway":`...)
-	b = plcwatch.AppendJSONString(b, p.opts.Gateway)
-	b = append(b, `,"device":`...)
-	b = plcwatch.AppendJSONString(b, p.dev.Name)
+	b = plcwatch.AppendTelemetryHead(b, t, p.opts.Site, p.opts.Gateway, p.dev.Name)
 	b = append(b, `,"units":{`...)
 	for i := range p.units {
 		u := &p.units[i]

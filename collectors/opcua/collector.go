@@ -991,14 +991,7 @@ func (c *Collector) flushTelemetry(t time.Time) {
 		return
 	}
 	b := c.teleOut[:0]
-	b = append(b, `{"schema":"plcwatch.telemetry/v1","time":"`...)
-	b = t.UTC().AppendFormat(b, plcwatch.TimeFormat)
-	b = append(b, `","site":`...)
-	b = plcwatch.AppendJSONString(b, c.opts.Site)
-	b = append(b, `,"gateway":`...)
-	b = plcwatch.AppendJSONString(b, c.opts.Gateway)
-	b = append(b, `,"device":`...)
-	b = plcwatch.AppendJSONString(b, c.dev.Name)
+	b = plcwatch.AppendTelemetryHead(b, t, c.opts.Site, c.opts.Gateway, c.dev.Name)
 	b = append(b, `,"protocol":"opcua","tags":{`...)
 	b = append(b, c.tele...)
 	c.teleOut = append(b, "}}"...)
